@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Gateway benchmark: the nine services and the gateway as release builds on
+127.0.0.1, driven by wrk (closed loop), one workload at a time.
+
+    python3 bench/gateway.py                    # defaults: scale 10000, 50 connections, 20 s
+    python3 bench/gateway.py --duration 5 --only page20
+
+For every workload it prints requests/s, p50/p99 latency, gateway CPU
+milliseconds per 1,000 requests (from /proc/PID/stat), subgraph requests per
+operation (from each service's /stats), and the gateway's peak RSS; each
+workload runs twice: identical requests, and a unique `authorization` header
+per request (nothing can be deduplicated). It also samples the gateway's own
+overhead at concurrency 1 from the `Server-Timing` header (total minus time
+waiting on subgraphs). Paste the table into docs/benchmarks.md.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SERVICES = ["members", "staff", "contracts", "accounts", "settlements", "posts", "products", "events", "reviews"]
+GATEWAY_PORT = 4100
+BASE_PORT = 4101
+
+PAGE = """query Page($n: Int!) { contracts(limit: $n) {
+  id contractNo title amount status
+  member { name grade accounts { bankName accountNumber } }
+  manager { name department }
+  settlements { amount status }
+} }"""
+DETAIL = """query Detail($id: ID!) { contract(id: $id) {
+  id contractNo title amount status startDate
+  member { name email phone accounts { bankName accountNumber verified } }
+  manager { name email title }
+  settlements { id amount fee status scheduledOn paidAt }
+} }"""
+
+WORKLOADS = {
+    "page20": (PAGE, {"n": 20}),
+    "page500": (PAGE, {"n": 500}),
+    "detail": (DETAIL, {"id": "42"}),
+}
+
+LUA = """
+wrk.method = "POST"
+wrk.body = %s
+wrk.headers["Content-Type"] = "application/json"
+local unique = %s
+local counter = 0
+request = function()
+  if unique then
+    counter = counter + 1
+    wrk.headers["authorization"] = "Bearer " .. counter .. "-" .. math.random(1, 1000000000)
+  end
+  return wrk.format()
+end
+"""
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def ensure_wrk():
+    if shutil.which("wrk"):
+        return
+    print("installing wrk (Debian package)…", file=sys.stderr)
+    sh("apt-get", "update", "-qq", stdout=subprocess.DEVNULL)
+    sh("apt-get", "install", "-y", "-qq", "wrk", stdout=subprocess.DEVNULL)
+
+
+def wait_http(url, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def peak_rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def stats_requests():
+    total = {}
+    for i, name in enumerate(SERVICES):
+        with urllib.request.urlopen(f"http://127.0.0.1:{BASE_PORT + i}/stats") as r:
+            total[name] = json.load(r)["requests"]
+    return total
+
+
+def reset_stats():
+    for i in range(len(SERVICES)):
+        urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{BASE_PORT + i}/stats/reset", method="POST"))
+
+
+def to_ms(text):
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(body, unique, duration, connections, threads=2):
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(LUA % (json.dumps(body), "true" if unique else "false"))
+        script = f.name
+    out = subprocess.run(
+        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", script,
+         f"http://127.0.0.1:{GATEWAY_PORT}/graphql"],
+        check=True, capture_output=True, text=True).stdout
+    os.unlink(script)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
+    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return rps, total, p50, p99, int(errors.group(1)) if errors else 0
+
+
+def overhead_samples(body, n=300):
+    conn = http.client.HTTPConnection("127.0.0.1", GATEWAY_PORT)
+    payload = json.dumps(body)
+    totals, overheads = [], []
+    for _ in range(n):
+        conn.request("POST", "/graphql", payload, {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        r.read()
+        timing = dict(re.findall(r"(\w+);dur=([\d.]+)", r.getheader("server-timing", "")))
+        total, subgraphs = float(timing["total"]), float(timing["subgraphs"])
+        totals.append(total)
+        overheads.append(total - subgraphs)
+    conn.close()
+    return statistics.median(totals), statistics.median(overheads)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--scale", type=int, default=10000)
+    ap.add_argument("--duration", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--connections", type=int, default=50)
+    ap.add_argument("--only", choices=list(WORKLOADS), action="append")
+    ap.add_argument("--no-build", action="store_true")
+    args = ap.parse_args()
+
+    ensure_wrk()
+    if not args.no_build:
+        sh("cargo", "build", "--release", "--bins", cwd=ROOT)
+    env = dict(os.environ, RUST_LOG="warn")
+    for i, name in enumerate(SERVICES):
+        env[f"TESSERA_SUBGRAPH_{name.upper()}_URL"] = f"http://127.0.0.1:{BASE_PORT + i}/graphql"
+    procs = []
+    try:
+        subgraphs = subprocess.Popen(
+            [f"{ROOT}/target/release/subgraphs", "--service", "all", "--base-port", str(BASE_PORT),
+             "--scale", str(args.scale), "--events-latency", "0ms"], env=env, stdout=subprocess.DEVNULL)
+        procs.append(subgraphs)
+        for i in range(len(SERVICES)):
+            wait_http(f"http://127.0.0.1:{BASE_PORT + i}/health")
+        gateway = subprocess.Popen(
+            [f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{GATEWAY_PORT}"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+        procs.append(gateway)
+        wait_http(f"http://127.0.0.1:{GATEWAY_PORT}/health")
+
+        print(f"scale {args.scale}, {args.connections} connections, {args.duration}s per run, wrk -t2\n")
+        print("| workload | headers | req/s | p50 ms | p99 ms | gateway CPU ms / 1k req | subgraph req / op | overhead p50 ms (c=1) | total p50 ms (c=1) |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+        for name in args.only or list(WORKLOADS):
+            query, variables = WORKLOADS[name]
+            body = {"query": query, "variables": variables}
+            run_wrk(body, False, args.warmup, args.connections)  # warm-up
+            total_c1, overhead_c1 = overhead_samples(body)
+            for unique in (False, True):
+                reset_stats()
+                before = cpu_ticks(gateway.pid)
+                rps, total, p50, p99, bad = run_wrk(body, unique, args.duration, args.connections)
+                cpu_ms = (cpu_ticks(gateway.pid) - before) * 1000 / ticks_per_s
+                sub = sum(stats_requests().values())
+                print(f"| {name} | {'unique' if unique else 'same'} | {rps:.0f} | {p50:.2f} | {p99:.2f} | "
+                      f"{cpu_ms * 1000 / max(total, 1):.1f} | {sub / max(total, 1):.2f} | "
+                      f"{overhead_c1:.3f} | {total_c1:.3f} |" + (f" ({bad} non-2xx)" if bad else ""))
+        print(f"\ngateway peak RSS: {peak_rss_mib(gateway.pid):.1f} MiB")
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+if __name__ == "__main__":
+    main()

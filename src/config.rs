@@ -1,0 +1,270 @@
+//! Typed configuration (`tessera.toml`), its defaults and its validation.
+//!
+//! Rules (after Apollo Router's): unknown keys are errors, every section has a
+//! real default, durations are human-readable (`"5s"`), and a bad value gets
+//! one line that says where it is and what to write instead. Environment
+//! variables override the file (see `docs/config.md`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+/// The whole configuration.
+///
+/// ```toml
+/// [server]
+/// listen = "127.0.0.1:4000"
+///
+/// [subgraphs.members]
+/// url = "http://127.0.0.1:4001/graphql"
+/// timeout = "5s"
+///
+/// [execution]
+/// max_batch_size = 500
+/// forward_headers = ["authorization", "accept-language"]
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub subgraphs: BTreeMap<String, SubgraphConfig>,
+    pub execution: ExecutionConfig,
+}
+
+/// Where the gateway listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address and port of the HTTP server.
+    pub listen: SocketAddr,
+}
+
+/// One subgraph's endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubgraphConfig {
+    /// The subgraph's GraphQL endpoint.
+    pub url: String,
+    /// How long one request to it may take before its fields fail with `SUBGRAPH_TIMEOUT`.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+/// How plans are executed.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionConfig {
+    /// Most keys sent in one subgraph request; larger key sets are split into
+    /// chunks sent concurrently.
+    pub max_batch_size: usize,
+    /// Prepared operations kept in memory.
+    pub plan_cache_size: u64,
+    /// Client request headers passed on to every subgraph request.
+    pub forward_headers: Vec<String>,
+}
+
+/// The nine demo services and their default ports (`tessera demo`, and
+/// `subgraphs --service all`); a test checks this against the subgraphs crate.
+pub const DEMO_SUBGRAPHS: [(&str, u16); 9] = [
+    ("members", 4001),
+    ("staff", 4002),
+    ("contracts", 4003),
+    ("accounts", 4004),
+    ("settlements", 4005),
+    ("posts", 4006),
+    ("products", 4007),
+    ("events", 4008),
+    ("reviews", 4009),
+];
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+        }
+    }
+}
+
+impl Default for ExecutionConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_size: 500,
+            plan_cache_size: 1000,
+            forward_headers: vec!["authorization".into(), "accept-language".into()],
+        }
+    }
+}
+
+impl Default for Config {
+    /// The nine demo services on 127.0.0.1:4001…4009.
+    fn default() -> Self {
+        let subgraphs = DEMO_SUBGRAPHS
+            .iter()
+            .map(|(name, port)| {
+                (
+                    name.to_string(),
+                    SubgraphConfig {
+                        url: format!("http://127.0.0.1:{port}/graphql"),
+                        timeout: default_timeout(),
+                    },
+                )
+            })
+            .collect();
+        Self {
+            server: ServerConfig::default(),
+            subgraphs,
+            execution: ExecutionConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads `path`; a missing file is an error only when `required`.
+    pub fn load(path: &Path, required: bool) -> Result<Self, ConfigError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                return Self::default().finish()
+            }
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+        };
+        Self::from_toml(&text, &path.display().to_string())
+    }
+
+    pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_string(),
+            message: e.message().to_string()
+                + &e.span()
+                    .map(|s| format!(" (at byte {})", s.start))
+                    .unwrap_or_default(),
+        })?;
+        config.finish()
+    }
+
+    /// Applies environment overrides, then validates.
+    fn finish(mut self) -> Result<Self, ConfigError> {
+        if let Ok(listen) = std::env::var("TESSERA_LISTEN") {
+            self.server.listen = listen.parse().map_err(|_| ConfigError::Invalid {
+                key: "TESSERA_LISTEN".into(),
+                message: format!("\"{listen}\" is not an address like 127.0.0.1:4000"),
+            })?;
+        }
+        for (name, subgraph) in &mut self.subgraphs {
+            let var = format!("TESSERA_SUBGRAPH_{}_URL", name.to_uppercase());
+            if let Ok(url) = std::env::var(&var) {
+                subgraph.url = url;
+            }
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (name, subgraph) in &self.subgraphs {
+            let parsed = reqwest::Url::parse(&subgraph.url).map_err(|e| ConfigError::Invalid {
+                key: format!("subgraphs.{name}.url"),
+                message: format!(
+                    "\"{}\" is not a URL ({e}); write e.g. \"http://127.0.0.1:4001/graphql\"",
+                    subgraph.url
+                ),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid {
+                    key: format!("subgraphs.{name}.url"),
+                    message: format!("\"{}\" must start with http:// or https://", subgraph.url),
+                });
+            }
+            if subgraph.timeout.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key: format!("subgraphs.{name}.timeout"),
+                    message: "must be more than zero, e.g. \"5s\"".into(),
+                });
+            }
+        }
+        if self.execution.max_batch_size == 0 {
+            return Err(ConfigError::Invalid {
+                key: "execution.max_batch_size".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        for header in &self.execution.forward_headers {
+            if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                return Err(ConfigError::Invalid {
+                    key: "execution.forward_headers".into(),
+                    message: format!("\"{header}\" is not an HTTP header name"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that every subgraph the schema names has an endpoint.
+    pub fn check_subgraphs<'a>(
+        &self,
+        names: impl IntoIterator<Item = &'a String>,
+    ) -> Result<(), ConfigError> {
+        for name in names {
+            if !self.subgraphs.contains_key(name) {
+                return Err(ConfigError::Invalid {
+                    key: format!("subgraphs.{name}"),
+                    message: format!(
+                        "schema.graphql sends fields to subgraph \"{name}\", but the configuration has no [subgraphs.{name}] with its url"
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_config_is_valid() {
+        let text = include_str!("../tessera.toml");
+        let config = Config::from_toml(text, "tessera.toml").expect("tessera.toml is valid");
+        assert_eq!(config.subgraphs.len(), 9);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_named() {
+        let err = Config::from_toml("[server]\nlisten_on = \"x\"\n", "t.toml").expect_err("unknown key");
+        assert!(err.to_string().contains("listen_on"), "{err}");
+        let err = Config::from_toml("[subgraphs.a]\nurl = \"nope\"\n", "t.toml").expect_err("bad url");
+        assert!(err.to_string().starts_with("subgraphs.a.url:"), "{err}");
+        let err = Config::from_toml(
+            "[subgraphs.a]\nurl = \"http://x/graphql\"\ntimeout = \"soon\"\n",
+            "t.toml",
+        )
+        .expect_err("bad duration");
+        assert!(err.to_string().contains("t.toml"), "{err}");
+        let err = Config::from_toml("[execution]\nmax_batch_size = 0\n", "t.toml").expect_err("zero batch");
+        assert!(err.to_string().contains("max_batch_size"), "{err}");
+    }
+}

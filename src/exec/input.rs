@@ -1,0 +1,267 @@
+//! Input values: the request's variables checked against their declared
+//! types (every request: a cached plan knows the types, not the values), and
+//! argument values converted to what each subgraph expects (renamed input
+//! fields, `ID` → `Int`, Relay ids).
+
+use std::collections::HashMap;
+
+use async_graphql::parser::types::{BaseType, Type};
+use async_graphql_value::{ConstValue, Name, Value};
+use serde_json::{Map, Value as Json};
+
+use super::error::GraphQLError;
+use super::keys;
+use crate::plan::{ArgBinding, VariableDef};
+use crate::schema::{named_type, InputValueDef, Supergraph, TypeDefKind};
+
+pub type Variables = HashMap<Name, ConstValue>;
+
+/// Coerces the request's `variables` (GraphQL spec §6.1.2 CoerceVariableValues).
+pub fn coerce_variables(
+    schema: &Supergraph,
+    defs: &[VariableDef],
+    input: &Map<String, Json>,
+) -> Result<Variables, Vec<GraphQLError>> {
+    let mut out = HashMap::with_capacity(defs.len());
+    let mut errors = Vec::new();
+    for def in defs {
+        match input.get(def.name.as_str()) {
+            Some(value) => match coerce(schema, &def.ty, value) {
+                Ok(v) => {
+                    out.insert(def.name.clone(), v);
+                }
+                Err(reason) => errors.push(bad_variable(format!(
+                    "Variable \"${}\" got an invalid value {}: {reason}",
+                    def.name,
+                    truncate(value)
+                ))),
+            },
+            None => match &def.default {
+                Some(default) => {
+                    out.insert(def.name.clone(), default.clone());
+                }
+                None if !def.ty.nullable => errors.push(bad_variable(format!(
+                    "Variable \"${}\" of required type \"{}\" was not provided.",
+                    def.name, def.ty
+                ))),
+                None => {}
+            },
+        }
+    }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
+}
+
+fn bad_variable(message: String) -> GraphQLError {
+    GraphQLError::new(message, "BAD_USER_INPUT")
+}
+
+fn truncate(value: &Json) -> String {
+    let mut text = value.to_string();
+    if text.len() > 80 {
+        let mut end = 77;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("...");
+    }
+    text
+}
+
+fn coerce(schema: &Supergraph, ty: &Type, value: &Json) -> Result<ConstValue, String> {
+    if value.is_null() {
+        return if ty.nullable {
+            Ok(ConstValue::Null)
+        } else {
+            Err(format!("expected a non-null {ty}"))
+        };
+    }
+    match &ty.base {
+        BaseType::List(inner) => match value {
+            Json::Array(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, item)| coerce(schema, inner, item).map_err(|e| format!("at index {i}: {e}")))
+                .collect::<Result<Vec<_>, _>>()
+                .map(ConstValue::List),
+            // Input coercion wraps a single value in a list.
+            single => Ok(ConstValue::List(vec![coerce(schema, inner, single)?])),
+        },
+        BaseType::Named(name) => coerce_named(schema, name, value),
+    }
+}
+
+fn coerce_named(schema: &Supergraph, name: &Name, value: &Json) -> Result<ConstValue, String> {
+    let expected = |what: &str| Err(format!("expected {what} for type {name}"));
+    match name.as_str() {
+        "Int" => match value.as_i64() {
+            Some(n) if i32::try_from(n).is_ok() => Ok(ConstValue::from(n)),
+            Some(_) => Err("Int cannot represent a value outside the 32-bit range".into()),
+            None => expected("an integer"),
+        },
+        "Float" => match value.as_f64() {
+            Some(f) => Ok(ConstValue::from(f)),
+            None => expected("a number"),
+        },
+        "String" => match value {
+            Json::String(s) => Ok(ConstValue::String(s.clone())),
+            _ => expected("a string"),
+        },
+        "Boolean" => match value {
+            Json::Bool(b) => Ok(ConstValue::Boolean(*b)),
+            _ => expected("a boolean"),
+        },
+        "ID" => match value {
+            Json::String(s) => Ok(ConstValue::String(s.clone())),
+            Json::Number(n) if n.is_i64() || n.is_u64() => Ok(ConstValue::String(n.to_string())),
+            _ => expected("a string or an integer"),
+        },
+        _ => match schema.get(name).map(|t| &t.kind) {
+            Some(TypeDefKind::Enum(values)) => match value {
+                Json::String(s) if values.iter().any(|v| v.as_str() == s) => {
+                    Ok(ConstValue::Enum(Name::new(s)))
+                }
+                _ => Err(format!(
+                    "expected one of {} for enum {name}",
+                    values.iter().map(|v| v.as_str()).collect::<Vec<_>>().join(", ")
+                )),
+            },
+            Some(TypeDefKind::InputObject(fields)) => {
+                let Json::Object(map) = value else {
+                    return expected("an object");
+                };
+                if let Some(unknown) = map.keys().find(|k| !fields.contains_key(k.as_str())) {
+                    return Err(format!("field \"{unknown}\" is not defined by type {name}"));
+                }
+                let mut out = async_graphql::indexmap::IndexMap::new();
+                for (field_name, def) in fields {
+                    match map.get(field_name.as_str()) {
+                        Some(v) => {
+                            let coerced = coerce(schema, &def.ty, v)
+                                .map_err(|e| format!("in field \"{field_name}\": {e}"))?;
+                            out.insert(field_name.clone(), coerced);
+                        }
+                        None => match &def.default {
+                            Some(default) => {
+                                let d = default.clone().into_const().unwrap_or(ConstValue::Null);
+                                out.insert(field_name.clone(), d);
+                            }
+                            None if !def.ty.nullable => {
+                                return Err(format!(
+                                    "field \"{field_name}\" of required type {} was not provided",
+                                    def.ty
+                                ))
+                            }
+                            None => {}
+                        },
+                    }
+                }
+                Ok(ConstValue::Object(out))
+            }
+            // Custom scalars (DateTime, Decimal) pass through as sent.
+            Some(TypeDefKind::Scalar) | None => {
+                Ok(ConstValue::from_json(value.clone()).unwrap_or(ConstValue::Null))
+            }
+            Some(_) => Err(format!("{name} is not an input type")),
+        },
+    }
+}
+
+/// The subgraph variables of a fetch: each bound argument evaluated against
+/// the request's variables and converted for the subgraph. An argument whose
+/// value is an unset variable is left out, so the subgraph's default applies.
+pub fn subgraph_variables(
+    schema: &Supergraph,
+    bindings: &[ArgBinding],
+    vars: &Variables,
+) -> Map<String, Json> {
+    let mut out = Map::with_capacity(bindings.len());
+    for b in bindings {
+        if let Value::Variable(name) = &b.value {
+            if !vars.contains_key(name) {
+                continue;
+            }
+        }
+        let value = b
+            .value
+            .clone()
+            .into_const_with(|name| {
+                Ok::<_, std::convert::Infallible>(vars.get(&name).cloned().unwrap_or(ConstValue::Null))
+            })
+            .unwrap_or(ConstValue::Null);
+        out.insert(
+            b.var.clone(),
+            to_subgraph(schema, &b.def, &b.def.ty, &b.def.source_type, &value),
+        );
+    }
+    out
+}
+
+/// Converts a client input value for the subgraph (`def` describes the top
+/// level; input object fields are looked up as the walk goes down).
+fn to_subgraph(
+    schema: &Supergraph,
+    def: &InputValueDef,
+    ty: &Type,
+    source_ty: &Type,
+    value: &ConstValue,
+) -> Json {
+    match (value, &ty.base) {
+        (ConstValue::Null, _) => Json::Null,
+        (ConstValue::List(items), BaseType::List(inner)) => {
+            let source_inner = match &source_ty.base {
+                BaseType::List(s) => s.as_ref(),
+                BaseType::Named(_) => source_ty,
+            };
+            Json::Array(
+                items
+                    .iter()
+                    .map(|i| to_subgraph(schema, def, inner, source_inner, i))
+                    .collect(),
+            )
+        }
+        (ConstValue::Object(fields), BaseType::Named(name)) => {
+            let Some(defs) = schema.input_fields(name) else {
+                return value.clone().into_json().unwrap_or(Json::Null);
+            };
+            let mut out = Map::with_capacity(fields.len());
+            for (field_name, v) in fields {
+                if let Some(field_def) = defs.get(field_name) {
+                    out.insert(
+                        field_def.source_name.clone(),
+                        to_subgraph(schema, field_def, &field_def.ty, &field_def.source_type, v),
+                    );
+                }
+            }
+            Json::Object(out)
+        }
+        // `ID` input accepts integer literals too (`member(id: 3)`).
+        (ConstValue::String(_) | ConstValue::Number(_), _) if def.global_id.is_some() => {
+            let local = match value {
+                ConstValue::Number(n) => n.to_string(),
+                ConstValue::String(s) => s.clone(),
+                _ => String::new(),
+            };
+            Json::String(keys::encode_global_id(
+                def.global_id.as_deref().unwrap_or_default(),
+                &local,
+            ))
+        }
+        (ConstValue::String(s), _) => match named_type(source_ty).as_str() {
+            "Int" => s
+                .parse::<i64>()
+                .map(Json::from)
+                .unwrap_or_else(|_| Json::String(s.clone())),
+            _ => Json::String(s.clone()),
+        },
+        (ConstValue::Number(n), _) => match named_type(source_ty).as_str() {
+            "ID" | "String" => Json::String(n.to_string()),
+            _ => Json::Number(n.clone()),
+        },
+        (other, _) => other.clone().into_json().unwrap_or(Json::Null),
+    }
+}

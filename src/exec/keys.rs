@@ -1,0 +1,96 @@
+//! Join keys and Relay global ids.
+//!
+//! Services spell the same id differently: members serve Relay ids
+//! (`base64("MemberNode:42")`), contracts hold `member_id: 42`, posts hold
+//! `authorId: "42"`. Inside the gateway a key is always its canonical form,
+//! the plain id as a string (`"42"`); it is converted back to what each
+//! subgraph's argument expects only when sent.
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use serde_json::Value;
+
+use async_graphql::parser::types::Type;
+
+use crate::schema::named_type;
+
+/// Canonical key of a value read from a subgraph, or `None` for null or a
+/// value that cannot be a key.
+pub fn canonical(value: &Value, global_id: Option<&str>) -> Option<String> {
+    match value {
+        Value::String(s) => match global_id {
+            Some(_) => decode_global_id(s).map(|(_, id)| id.to_string()),
+            None => Some(s.clone()),
+        },
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// `(type, id)` of a Relay global id.
+pub fn decode_global_id(id: &str) -> Option<(String, String)> {
+    let bytes = STANDARD.decode(id).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let (ty, local) = text.split_once(':')?;
+    Some((ty.to_string(), local.to_string()))
+}
+
+pub fn encode_global_id(type_name: &str, id: &str) -> String {
+    STANDARD.encode(format!("{type_name}:{id}"))
+}
+
+/// A canonical key as the subgraph argument `arg_type` expects it (its item
+/// type, for list arguments). `None` when it cannot be (a non-numeric key for
+/// an `Int` argument): such a key matches nothing.
+pub fn to_argument(key: &str, arg_type: &Type, global_id: Option<&str>) -> Option<Value> {
+    if let Some(type_name) = global_id {
+        return Some(Value::String(encode_global_id(type_name, key)));
+    }
+    match named_type(arg_type).as_str() {
+        "Int" => key.parse::<i64>().ok().map(Value::from),
+        "Float" => key.parse::<f64>().ok().map(Value::from),
+        _ => Some(Value::String(key.to_string())),
+    }
+}
+
+/// The value written to the client for a field of type `ID` (numbers become strings).
+pub fn id_output(value: &Value, global_id: bool) -> Option<String> {
+    match value {
+        Value::String(s) if global_id => {
+            Some(decode_global_id(s).map(|(_, id)| id).unwrap_or_else(|| s.clone()))
+        }
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_ids_round_trip() {
+        let id = encode_global_id("MemberNode", "42");
+        assert_eq!(id, "TWVtYmVyTm9kZTo0Mg==");
+        assert_eq!(
+            canonical(&Value::String(id), Some("MemberNode")).as_deref(),
+            Some("42")
+        );
+    }
+
+    #[test]
+    fn keys_convert_to_the_argument_type() {
+        let int = Type::new("[Int!]!").expect("type");
+        let id = Type::new("[ID!]!").expect("type");
+        assert_eq!(to_argument("7", &int, None), Some(Value::from(7)));
+        assert_eq!(to_argument("x", &int, None), None);
+        assert_eq!(to_argument("7", &id, None), Some(Value::from("7")));
+        assert_eq!(canonical(&Value::from(7), None).as_deref(), Some("7"));
+        assert_eq!(canonical(&Value::Null, None), None);
+    }
+
+    #[test]
+    fn tampered_global_ids_are_not_keys() {
+        assert_eq!(canonical(&Value::from("not base64!"), Some("MemberNode")), None);
+    }
+}

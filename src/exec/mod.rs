@@ -1,0 +1,114 @@
+//! Runs a [`QueryPlan`](crate::plan::QueryPlan): subgraph I/O behind the
+//! [`Fetcher`] trait, per-request loaders for keyed fetches, and the JSON
+//! projection that writes the client's response bytes.
+//!
+//! The executor never parses or validates operations (the pipeline did) and
+//! never decides what to fetch (the plan did).
+
+mod client;
+mod error;
+mod input;
+pub mod keys;
+mod project;
+mod run;
+
+use std::sync::Arc;
+
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value};
+
+pub use client::{forwarded_headers, Endpoint, Fetcher, HttpFetcher, SubgraphRequest, SubgraphResponse};
+pub use error::{FetchError, GraphQLError, Location, PathSegment};
+pub use input::{coerce_variables, Variables};
+
+use crate::plan::QueryPlan;
+use crate::schema::Supergraph;
+
+/// Executes plans against subgraphs. Cheap to share: one per gateway.
+pub struct Executor {
+    schema: Arc<Supergraph>,
+    fetcher: Arc<dyn Fetcher>,
+    max_batch_size: usize,
+}
+
+/// What executing a plan produced: the `data` JSON and the errors.
+pub struct Execution {
+    pub data: Vec<u8>,
+    pub errors: Vec<GraphQLError>,
+    /// Wall time with at least one subgraph request outstanding.
+    pub subgraph_time: std::time::Duration,
+}
+
+impl Executor {
+    pub fn new(schema: Arc<Supergraph>, fetcher: Arc<dyn Fetcher>, max_batch_size: usize) -> Self {
+        Self {
+            schema,
+            fetcher,
+            max_batch_size,
+        }
+    }
+
+    pub fn schema(&self) -> &Arc<Supergraph> {
+        &self.schema
+    }
+
+    /// Runs every fetch of `plan` and writes `data`. `introspection` is
+    /// async-graphql's answer for `__schema`/`__type` root fields, if any.
+    pub async fn execute(
+        &self,
+        plan: &QueryPlan,
+        variables: &Variables,
+        headers: &HeaderMap,
+        introspection: Option<&Map<String, Value>>,
+    ) -> Execution {
+        let run = run::Run::new(
+            &self.schema,
+            plan,
+            &self.fetcher,
+            variables,
+            headers,
+            self.max_batch_size,
+        );
+        run.run().await;
+        let (data, errors) = project::Projector::new(&run, variables, 4096).write_data(introspection);
+        Execution {
+            data,
+            errors,
+            subgraph_time: run.subgraph_time(),
+        }
+    }
+}
+
+/// `{"data":…,"errors":[…],"extensions":{…}}` from parts; `data: None` leaves
+/// the key out (a request error that never executed).
+pub fn response_body(
+    data: Option<&[u8]>,
+    errors: &[GraphQLError],
+    extensions: Option<&Map<String, Value>>,
+) -> Vec<u8> {
+    let mut body = Vec::with_capacity(data.map_or(0, |d| d.len()) + 64);
+    body.push(b'{');
+    let mut first = true;
+    if let Some(data) = data {
+        body.extend_from_slice(b"\"data\":");
+        body.extend_from_slice(data);
+        first = false;
+    }
+    if !errors.is_empty() {
+        if !first {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"\"errors\":");
+        let _ = serde_json::to_writer(&mut body, errors);
+        first = false;
+    }
+    if let Some(ext) = extensions.filter(|e| !e.is_empty()) {
+        if !first {
+            body.push(b',');
+        }
+        body.extend_from_slice(b"\"extensions\":");
+        let _ = serde_json::to_writer(&mut body, ext);
+    }
+    body.push(b'}');
+    body
+}

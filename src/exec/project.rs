@@ -1,0 +1,456 @@
+//! Writes the client's JSON response in one synchronous pass over the fetched
+//! subgraph data, following the plan's projection: aliases, `__typename`,
+//! abstract types, ID and Relay id conversion, and spec null propagation (a
+//! null in a non-null position nulls the nearest nullable ancestor; the
+//! buffer is rewound to where that ancestor's value began).
+
+use std::collections::HashSet;
+
+use async_graphql::parser::types::{BaseType, Type};
+use serde_json::{Map, Value};
+
+use super::error::{GraphQLError, PathSegment, SubgraphError};
+use super::input::Variables;
+use super::keys;
+use super::run::{FetchResult, Run};
+use crate::plan::{FieldKind, FieldNode, MergePart, RootSource, SelectionSet};
+
+/// A value that must not be null was null: its parent has to become null.
+struct Bubble;
+
+static NULL: Value = Value::Null;
+static EMPTY_LIST: Value = Value::Array(Vec::new());
+
+/// Order of merged items: numbers by value, strings (RFC 3339 timestamps
+/// included) lexicographically, nulls last.
+fn compare_json(a: &Value, b: &Value) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
+        }
+        (Value::String(x), Value::String(y)) => x.cmp(y),
+        (Value::Null, Value::Null) => Ordering::Equal,
+        (Value::Null, _) => Ordering::Greater,
+        (_, Value::Null) => Ordering::Less,
+        _ => Ordering::Equal,
+    }
+}
+
+pub struct Projector<'a, 'r> {
+    run: &'a Run<'r>,
+    variables: &'a Variables,
+    out: Vec<u8>,
+    path: Vec<PathSegment>,
+    pub errors: Vec<GraphQLError>,
+    /// Paths already carrying an error, so a null there adds no second one.
+    error_paths: HashSet<Vec<PathSegment>>,
+}
+
+impl<'a, 'r> Projector<'a, 'r> {
+    pub fn new(run: &'a Run<'r>, variables: &'a Variables, capacity: usize) -> Self {
+        Self {
+            run,
+            variables,
+            out: Vec::with_capacity(capacity),
+            path: Vec::new(),
+            errors: Vec::new(),
+            error_paths: HashSet::new(),
+        }
+    }
+
+    /// Writes `data` (an object, or `null` when a non-null root field failed).
+    /// `introspection` holds async-graphql's answer for `__schema`/`__type`.
+    pub fn write_data(mut self, introspection: Option<&Map<String, Value>>) -> (Vec<u8>, Vec<GraphQLError>) {
+        let start = self.out.len();
+        if self.write_root(introspection).is_err() {
+            self.out.truncate(start);
+            self.out.extend_from_slice(b"null");
+        }
+        (self.out, self.errors)
+    }
+
+    fn write_root(&mut self, introspection: Option<&Map<String, Value>>) -> Result<(), Bubble> {
+        let run = self.run;
+        // Errors a subgraph reported for its root fields: their paths are the
+        // client's, since root fetches use the client's response keys.
+        for (id, result) in run.results.iter().enumerate() {
+            if let Some(FetchResult::Root(_, errors)) = result.get() {
+                let subgraph = &run.plan.fetches[id].subgraph;
+                for raw in errors {
+                    let error = SubgraphError {
+                        message: raw.message.clone(),
+                        path: raw.path.clone().unwrap_or_default(),
+                        extensions: raw.extensions.clone().unwrap_or_default(),
+                    };
+                    // An error about the whole request belongs to every root field it served.
+                    let bases: Vec<Vec<PathSegment>> = if error.path.is_empty() {
+                        run.plan
+                            .output
+                            .iter()
+                            .filter(|r| matches!(r.source, RootSource::Fetch(f) if f == id))
+                            .map(|r| vec![PathSegment::Key(r.node.response_key.as_str().into())])
+                            .collect()
+                    } else {
+                        vec![Vec::new()]
+                    };
+                    for base in bases {
+                        let error = error.to_client(subgraph, &base);
+                        if let Some(p) = &error.path {
+                            self.error_paths.insert(p.clone());
+                        }
+                        self.errors.push(error);
+                    }
+                }
+            }
+        }
+        self.out.push(b'{');
+        let mut first = true;
+        for root in &run.plan.output {
+            let node = &root.node;
+            if !node.include.holds(self.variables) {
+                continue;
+            }
+            self.key(&mut first, &node.response_key);
+            self.path
+                .push(PathSegment::Key(node.response_key.as_str().into()));
+            let result = match root.source {
+                RootSource::Static => {
+                    self.typename(node);
+                    Ok(())
+                }
+                RootSource::Introspection => {
+                    let value = introspection
+                        .and_then(|m| m.get(node.response_key.as_str()))
+                        .unwrap_or(&Value::Null);
+                    self.raw(value);
+                    Ok(())
+                }
+                RootSource::Fetch(id) => self.write_root_field(id, node),
+            };
+            self.path.pop();
+            result?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn write_root_field(&mut self, fetch: usize, node: &FieldNode) -> Result<(), Bubble> {
+        let run = self.run;
+        let value = match run.results.get(fetch).and_then(|r| r.get()) {
+            Some(FetchResult::Root(Ok(data), _)) => data.get(node.response_key.as_str()),
+            Some(FetchResult::Root(Err(error), _)) => {
+                self.error(GraphQLError::from_fetch(error));
+                None
+            }
+            _ => None,
+        };
+        self.complete(&node.ty, value.unwrap_or(&Value::Null), &node.kind)
+    }
+
+    fn key(&mut self, first: &mut bool, key: &str) {
+        if !*first {
+            self.out.push(b',');
+        }
+        *first = false;
+        self.out.push(b'"');
+        // Response keys are GraphQL names: nothing to escape.
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn raw(&mut self, value: &Value) {
+        // Writing a serde_json::Value into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.out, value);
+    }
+
+    fn error(&mut self, error: GraphQLError) {
+        let error = error.with_path(self.path.clone());
+        self.error_paths.insert(self.path.clone());
+        self.errors.push(error);
+    }
+
+    /// Writes a value of type `ty`, or `null` if `ty` is nullable and the value
+    /// cannot be completed; otherwise the parent must become null.
+    fn complete(&mut self, ty: &Type, value: &Value, kind: &FieldKind) -> Result<(), Bubble> {
+        let start = self.out.len();
+        match self.complete_non_null(ty, value, kind) {
+            Ok(()) => Ok(()),
+            Err(bubble) => {
+                self.out.truncate(start);
+                if ty.nullable {
+                    self.out.extend_from_slice(b"null");
+                    Ok(())
+                } else {
+                    Err(bubble)
+                }
+            }
+        }
+    }
+
+    fn complete_non_null(&mut self, ty: &Type, value: &Value, kind: &FieldKind) -> Result<(), Bubble> {
+        if value.is_null() {
+            if !ty.nullable && !self.error_paths.contains(&self.path) {
+                let message = format!(
+                    "Cannot return null for non-nullable field at {}",
+                    display_path(&self.path)
+                );
+                self.error(GraphQLError::new(message, "INTERNAL_SERVER_ERROR"));
+            }
+            return Err(Bubble);
+        }
+        match &ty.base {
+            BaseType::List(inner) => {
+                let Value::Array(items) = value else {
+                    self.error(GraphQLError::new(
+                        "a subgraph returned a non-list value for a list field",
+                        "SUBGRAPH_INVALID_RESPONSE",
+                    ));
+                    return Err(Bubble);
+                };
+                self.out.push(b'[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b',');
+                    }
+                    self.path.push(PathSegment::Index(i));
+                    let r = self.complete(inner, item, kind);
+                    self.path.pop();
+                    r?;
+                }
+                self.out.push(b']');
+                Ok(())
+            }
+            BaseType::Named(_) => match kind {
+                FieldKind::Merge { .. } => {
+                    self.error(GraphQLError::new(
+                        "a merged list in a non-list position",
+                        "INTERNAL_SERVER_ERROR",
+                    ));
+                    Err(Bubble)
+                }
+                FieldKind::Leaf { global_id, is_id, .. } => {
+                    if *is_id || *global_id {
+                        if let Some(id) = keys::id_output(value, *global_id) {
+                            let _ = serde_json::to_writer(&mut self.out, &id);
+                            return Ok(());
+                        }
+                    }
+                    self.raw(value);
+                    Ok(())
+                }
+                FieldKind::Object { selection, .. }
+                | FieldKind::Ref { selection, .. }
+                | FieldKind::Join { selection, .. } => match value {
+                    Value::Object(object) => self.write_object(object, selection),
+                    _ => {
+                        self.error(GraphQLError::new(
+                            "a subgraph returned a non-object value for an object field",
+                            "SUBGRAPH_INVALID_RESPONSE",
+                        ));
+                        Err(Bubble)
+                    }
+                },
+                FieldKind::Typename(name) => {
+                    let _ = serde_json::to_writer(&mut self.out, name.as_str());
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    fn write_object(&mut self, object: &Map<String, Value>, selection: &SelectionSet) -> Result<(), Bubble> {
+        let fields = match &selection.abstract_source {
+            None => selection.by_type.first().map(|(_, f)| f),
+            Some((subgraph, alias)) => {
+                let unified = object
+                    .get(alias.as_str())
+                    .and_then(Value::as_str)
+                    .and_then(|t| self.run.schema.unified_type_name(subgraph, t));
+                unified.and_then(|u| selection.by_type.iter().find(|(t, _)| t == u).map(|(_, f)| f))
+            }
+        };
+        let Some(fields) = fields else {
+            self.error(GraphQLError::new(
+                "a subgraph returned an object of a type this schema does not know here",
+                "SUBGRAPH_INVALID_RESPONSE",
+            ));
+            return Err(Bubble);
+        };
+        self.out.push(b'{');
+        let mut first = true;
+        for field in fields {
+            if !field.include.holds(self.variables) {
+                continue;
+            }
+            self.key(&mut first, &field.response_key);
+            self.path
+                .push(PathSegment::Key(field.response_key.as_str().into()));
+            let result = self.write_field(object, field);
+            self.path.pop();
+            result?;
+        }
+        self.out.push(b'}');
+        Ok(())
+    }
+
+    fn write_field(&mut self, object: &Map<String, Value>, field: &FieldNode) -> Result<(), Bubble> {
+        match &field.kind {
+            FieldKind::Typename(_) => {
+                self.typename(field);
+                Ok(())
+            }
+            FieldKind::Leaf { data_key, .. } | FieldKind::Object { data_key, .. } => {
+                let value = object.get(data_key.as_str()).unwrap_or(&Value::Null);
+                self.complete(&field.ty, value, &field.kind)
+            }
+            FieldKind::Ref {
+                fetch,
+                key_alias,
+                key_global_id,
+                ..
+            }
+            | FieldKind::Join {
+                fetch,
+                key_alias,
+                key_global_id,
+                ..
+            } => {
+                let is_join = matches!(field.kind, FieldKind::Join { .. });
+                let value = self.keyed_value(object, *fetch, key_alias, key_global_id.as_deref(), is_join);
+                self.complete(&field.ty, value, &field.kind)
+            }
+            FieldKind::Merge { parts, descending } => self.write_merge(object, field, parts, *descending),
+        }
+    }
+
+    /// The value a `@ref` (entity or null) or `@join` (list, empty when no
+    /// row has the key) resolves to for `object`, recording the errors the
+    /// subgraph reported inside it or the failure of its batch.
+    fn keyed_value(
+        &mut self,
+        object: &Map<String, Value>,
+        fetch: usize,
+        key_alias: &str,
+        key_global_id: Option<&str>,
+        is_join: bool,
+    ) -> &'a Value {
+        let key = object
+            .get(key_alias)
+            .and_then(|k| keys::canonical(k, key_global_id));
+        let run: &'a Run<'r> = self.run;
+        let loaded = match (key.as_ref(), run.results.get(fetch).and_then(|r| r.get())) {
+            (Some(key), Some(FetchResult::Keyed(entries))) => entries.get(key),
+            _ => None,
+        };
+        match loaded {
+            Some(Ok(entry)) => {
+                let subgraph = &run.plan.fetches[fetch].subgraph;
+                for e in &entry.errors {
+                    let error = e.to_client(subgraph, &self.path);
+                    if let Some(p) = &error.path {
+                        self.error_paths.insert(p.clone());
+                    }
+                    self.errors.push(error);
+                }
+                if is_join && entry.value.is_null() {
+                    &EMPTY_LIST
+                } else {
+                    &entry.value
+                }
+            }
+            Some(Err(failure)) => {
+                self.error(GraphQLError::from_fetch(failure));
+                &NULL
+            }
+            // No key, or no row has it: a join is empty, a reference is null.
+            None if is_join && key.is_some() => &EMPTY_LIST,
+            None => &NULL,
+        }
+    }
+
+    /// A list of an abstract type gathered from several keyed fetches.
+    fn write_merge<'p>(
+        &mut self,
+        object: &Map<String, Value>,
+        field: &'p FieldNode,
+        parts: &'p [MergePart],
+        descending: bool,
+    ) -> Result<(), Bubble> {
+        let mut items: Vec<(&'a Value, &'p MergePart)> = Vec::new();
+        let mut failed = false;
+        for part in parts {
+            let errors_before = self.errors.len();
+            match self.keyed_value(
+                object,
+                part.fetch,
+                &part.key_alias,
+                part.key_global_id.as_deref(),
+                part.is_join,
+            ) {
+                Value::Array(rows) => items.extend(rows.iter().map(|r| (r, part))),
+                Value::Null => failed |= self.errors.len() > errors_before,
+                entity => items.push((entity, part)),
+            }
+        }
+        // A part that failed makes the list incomplete: null with the error, not a silent gap.
+        if failed {
+            return self.complete(&field.ty, &NULL, &field.kind);
+        }
+        if parts.iter().any(|p| p.order_alias.is_some()) {
+            let order = |(item, part): &(&Value, &MergePart)| {
+                part.order_alias
+                    .as_ref()
+                    .and_then(|a| item.get(a.as_str()))
+                    .cloned()
+                    .unwrap_or(Value::Null)
+            };
+            items.sort_by(|a, b| {
+                let ordering = compare_json(&order(a), &order(b));
+                if descending {
+                    ordering.reverse()
+                } else {
+                    ordering
+                }
+            });
+        }
+        let BaseType::List(inner) = &field.ty.base else {
+            self.error(GraphQLError::new(
+                "@merge on a field that is not a list",
+                "INTERNAL_SERVER_ERROR",
+            ));
+            return self.complete(&field.ty, &NULL, &field.kind);
+        };
+        let start = self.out.len();
+        self.out.push(b'[');
+        for (i, (item, part)) in items.iter().enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.path.push(PathSegment::Index(i));
+            let r = self.complete(inner, item, &part.item);
+            self.path.pop();
+            if r.is_err() {
+                self.out.truncate(start);
+                return if field.ty.nullable {
+                    self.out.extend_from_slice(b"null");
+                    Ok(())
+                } else {
+                    Err(Bubble)
+                };
+            }
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    fn typename(&mut self, field: &FieldNode) {
+        if let FieldKind::Typename(name) = &field.kind {
+            let _ = serde_json::to_writer(&mut self.out, name.as_str());
+        }
+    }
+}
+
+fn display_path(path: &[PathSegment]) -> String {
+    path.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
+}

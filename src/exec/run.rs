@@ -1,0 +1,594 @@
+//! Runs a plan's fetches: roots first (concurrently for queries, in order for
+//! mutations), then each fetch's children as soon as it has answered. A keyed
+//! fetch gathers every key its parent returned, deduplicates them, and asks
+//! the request's loader for that (subgraph, selection), which sends one
+//! request per chunk of `max_batch_size` keys, chunks concurrently.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use dataloader::cached::Loader;
+use dataloader::BatchFn;
+use futures::future::{join_all, BoxFuture};
+use indexmap::IndexSet;
+use parking_lot::Mutex;
+use reqwest::header::HeaderMap;
+use serde_json::{Map, Value};
+
+use super::client::{Fetcher, RawError, SubgraphRequest, SubgraphResponse};
+use super::error::{FetchError, PathSegment, SubgraphError};
+use super::input::{subgraph_variables, Variables};
+use super::keys;
+use crate::plan::{Fetch, FetchKind, KeyedFetch, OperationKind, QueryPlan};
+use crate::schema::{LookupStrategy, Supergraph};
+
+/// What one fetch produced.
+#[derive(Debug)]
+pub enum FetchResult {
+    /// Its `@include`/`@skip` condition did not hold.
+    Skipped,
+    /// A root fetch: the subgraph's `data` and errors (paths are client paths).
+    Root(Result<Value, FetchError>, Vec<RawError>),
+    /// Keyed results by canonical key.
+    Keyed(HashMap<String, Loaded>),
+}
+
+/// One key's result: the entity (lookup) or the array of rows (join), with the
+/// errors the subgraph reported inside it; or the failure of its batch.
+pub type Loaded = Result<Arc<Entry>, Arc<FetchError>>;
+
+#[derive(Debug, Default)]
+pub struct Entry {
+    pub value: Value,
+    pub errors: Vec<SubgraphError>,
+}
+
+/// Shared by every fetch of one request.
+pub struct Run<'r> {
+    pub schema: &'r Supergraph,
+    pub plan: &'r QueryPlan,
+    pub fetcher: &'r Arc<dyn Fetcher>,
+    pub variables: &'r Variables,
+    pub headers: &'r HeaderMap,
+    pub max_batch_size: usize,
+    pub results: Vec<OnceLock<FetchResult>>,
+    loaders: Mutex<HashMap<String, KeyLoader>>,
+    in_flight: Mutex<InFlight>,
+}
+
+/// Wall time during which at least one subgraph fetch was outstanding: the
+/// request's time minus this is the gateway's own overhead.
+#[derive(Default)]
+struct InFlight {
+    count: usize,
+    since: Option<Instant>,
+    total: Duration,
+}
+
+type KeyLoader = Loader<String, Loaded, BatchLoader>;
+
+impl<'r> Run<'r> {
+    pub fn new(
+        schema: &'r Supergraph,
+        plan: &'r QueryPlan,
+        fetcher: &'r Arc<dyn Fetcher>,
+        variables: &'r Variables,
+        headers: &'r HeaderMap,
+        max_batch_size: usize,
+    ) -> Self {
+        Self {
+            schema,
+            plan,
+            fetcher,
+            variables,
+            headers,
+            max_batch_size: max_batch_size.max(1),
+            results: plan.fetches.iter().map(|_| OnceLock::new()).collect(),
+            loaders: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(InFlight::default()),
+        }
+    }
+
+    /// Time spent waiting on subgraphs (overlapping fetches counted once).
+    pub fn subgraph_time(&self) -> Duration {
+        self.in_flight.lock().total
+    }
+
+    fn fetch_started(&self) {
+        let mut f = self.in_flight.lock();
+        if f.count == 0 {
+            f.since = Some(Instant::now());
+        }
+        f.count += 1;
+    }
+
+    fn fetch_ended(&self) {
+        let mut f = self.in_flight.lock();
+        f.count = f.count.saturating_sub(1);
+        if f.count == 0 {
+            if let Some(since) = f.since.take() {
+                f.total += since.elapsed();
+            }
+        }
+    }
+
+    pub async fn run(&self) {
+        match self.plan.kind {
+            OperationKind::Query => {
+                join_all(self.plan.roots.iter().map(|&id| self.run_fetch(id))).await;
+            }
+            OperationKind::Mutation => {
+                for &id in &self.plan.roots {
+                    self.run_fetch(id).await;
+                }
+            }
+        }
+    }
+
+    fn run_fetch(&self, id: usize) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let Some(fetch) = self.plan.fetches.get(id) else {
+                return;
+            };
+            let result = if !fetch.include.holds(self.variables) {
+                FetchResult::Skipped
+            } else {
+                self.fetch_started();
+                let result = match &fetch.kind {
+                    FetchKind::Root => self.fetch_root(fetch).await,
+                    FetchKind::Lookup(keyed) | FetchKind::Join(keyed) => self.fetch_keyed(fetch, keyed).await,
+                };
+                self.fetch_ended();
+                result
+            };
+            let skipped = matches!(result, FetchResult::Skipped);
+            let _ = self.results[id].set(result);
+            if !skipped {
+                join_all(fetch.children.iter().map(|&child| self.run_fetch(child))).await;
+            }
+        })
+    }
+
+    async fn fetch_root(&self, fetch: &Fetch) -> FetchResult {
+        let variables = subgraph_variables(self.schema, &fetch.arguments, self.variables);
+        let response = self
+            .fetcher
+            .fetch(SubgraphRequest {
+                subgraph: &fetch.subgraph,
+                query: &fetch.document,
+                variables,
+                headers: self.headers,
+            })
+            .await;
+        match response {
+            Ok(SubgraphResponse { data, errors }) => {
+                FetchResult::Root(Ok(data.unwrap_or(Value::Null)), errors)
+            }
+            Err(e) => FetchResult::Root(Err(e), Vec::new()),
+        }
+    }
+
+    async fn fetch_keyed(&self, fetch: &Fetch, keyed: &KeyedFetch) -> FetchResult {
+        let keys = self.collect_keys(keyed);
+        if keys.is_empty() {
+            return FetchResult::Keyed(HashMap::new());
+        }
+        let loader = self.loader(fetch, keyed);
+        let loaded = loader.load_many(keys.into_iter().collect()).await;
+        FetchResult::Keyed(loaded)
+    }
+
+    /// Every key the parent's objects hold at `key_path`/`key_alias`, deduplicated in order.
+    fn collect_keys(&self, keyed: &KeyedFetch) -> IndexSet<String> {
+        let mut keys = IndexSet::new();
+        let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
+            return keys;
+        };
+        let mut visit = |object: &Value| {
+            walk(object, &keyed.key_path, &mut |holder| {
+                if let Some(key) = holder
+                    .get(keyed.key_alias.as_str())
+                    .and_then(|v| keys::canonical(v, keyed.parent_key_global_id.as_deref()))
+                {
+                    keys.insert(key);
+                }
+            });
+        };
+        match parent {
+            FetchResult::Skipped => {}
+            FetchResult::Root(Ok(data), _) => visit(data),
+            FetchResult::Root(Err(_), _) => {}
+            FetchResult::Keyed(entries) => {
+                for entry in entries.values().filter_map(|e| e.as_ref().ok()) {
+                    match &entry.value {
+                        Value::Array(rows) => rows.iter().for_each(&mut visit),
+                        other => visit(other),
+                    }
+                }
+            }
+        }
+        keys
+    }
+
+    /// The request's loader for this fetch's (subgraph, selection): two paths
+    /// to the same entities with the same selection share one cache.
+    fn loader(&self, fetch: &Fetch, keyed: &KeyedFetch) -> KeyLoader {
+        let cache_key = if fetch.arguments.is_empty() {
+            format!(
+                "{}\u{0}{}\u{0}{}",
+                fetch.subgraph, fetch.document, fetch.selection
+            )
+        } else {
+            format!("#{}", fetch.id)
+        };
+        let mut loaders = self.loaders.lock();
+        loaders
+            .entry(cache_key)
+            .or_insert_with(|| {
+                let batch = BatchLoader {
+                    fetcher: Arc::clone(self.fetcher),
+                    spec: Arc::new(BatchSpec::new(fetch, keyed, self)),
+                    headers: self.headers.clone(),
+                    max_batch_size: self.max_batch_size,
+                };
+                // Chunking happens inside the batch function so chunks go out concurrently.
+                Loader::new(batch).with_max_batch_size(usize::MAX)
+            })
+            .clone()
+    }
+}
+
+/// Calls `f` on every object reached from `value` by following `path`
+/// (arrays flattened at every step).
+pub fn walk<'v>(value: &'v Value, path: &[async_graphql::Name], f: &mut dyn FnMut(&'v Map<String, Value>)) {
+    match value {
+        Value::Array(items) => items.iter().for_each(|i| walk(i, path, f)),
+        Value::Object(map) => match path.split_first() {
+            None => f(map),
+            Some((head, rest)) => {
+                if let Some(next) = map.get(head.as_str()) {
+                    walk(next, rest, f);
+                }
+            }
+        },
+        _ => {}
+    }
+}
+
+/// Most pages one join may fetch for one chunk of keys.
+const MAX_JOIN_PAGES: usize = 1000;
+
+/// Everything a batch needs, owned, so the loader does not borrow the request.
+struct BatchSpec {
+    subgraph: String,
+    strategy: LookupStrategy,
+    is_join: bool,
+    document: String,
+    selection: String,
+    field: String,
+    arg: String,
+    arg_type: async_graphql::parser::types::Type,
+    send_global_id: Option<String>,
+    result_key_alias: String,
+    result_key_global_id: Option<String>,
+    subgraph_type: String,
+    key_source: String,
+    page: Option<crate::schema::JoinPage>,
+    variables: Map<String, Value>,
+}
+
+impl BatchSpec {
+    fn new(fetch: &Fetch, keyed: &KeyedFetch, run: &Run<'_>) -> Self {
+        Self {
+            subgraph: fetch.subgraph.clone(),
+            strategy: keyed.strategy,
+            is_join: matches!(fetch.kind, FetchKind::Join(_)),
+            document: fetch.document.clone(),
+            selection: fetch.selection.clone(),
+            field: keyed.field.clone(),
+            arg: keyed.arg.clone(),
+            arg_type: keyed.arg_type.clone(),
+            send_global_id: keyed.send_global_id.clone(),
+            result_key_alias: keyed.result_key_alias.to_string(),
+            result_key_global_id: keyed.result_key_global_id.clone(),
+            subgraph_type: keyed.subgraph_type.clone(),
+            key_source: keyed.key_source.clone(),
+            page: keyed.page.clone(),
+            variables: subgraph_variables(run.schema, &fetch.arguments, run.variables),
+        }
+    }
+}
+
+pub struct BatchLoader {
+    fetcher: Arc<dyn Fetcher>,
+    spec: Arc<BatchSpec>,
+    headers: HeaderMap,
+    max_batch_size: usize,
+}
+
+impl BatchFn<String, Loaded> for BatchLoader {
+    async fn load(&mut self, keys: &[String]) -> HashMap<String, Loaded> {
+        let chunks = keys
+            .chunks(self.max_batch_size)
+            .map(|chunk| self.load_chunk(chunk));
+        let mut out = HashMap::with_capacity(keys.len());
+        for part in join_all(chunks).await {
+            out.extend(part);
+        }
+        // The loader panics on a missing key: every key gets an entry (a hole is null).
+        for key in keys {
+            out.entry(key.clone())
+                .or_insert_with(|| Ok(Arc::new(Entry::default())));
+        }
+        out
+    }
+}
+
+impl BatchLoader {
+    async fn load_chunk(&self, chunk: &[String]) -> HashMap<String, Loaded> {
+        let spec = &*self.spec;
+        // Keys that cannot be expressed in the argument's type match nothing.
+        let sendable: Vec<(&String, Value)> = chunk
+            .iter()
+            .filter_map(|k| {
+                keys::to_argument(k, &spec.arg_type, spec.send_global_id.as_deref()).map(|v| (k, v))
+            })
+            .collect();
+        if sendable.is_empty() {
+            return HashMap::new();
+        }
+        let mut variables = spec.variables.clone();
+        let document;
+        let query = match spec.strategy {
+            LookupStrategy::Alias => {
+                document = alias_document(spec, &sendable);
+                &document
+            }
+            LookupStrategy::Batch => {
+                variables.insert(
+                    "_keys".into(),
+                    Value::Array(sendable.iter().map(|(_, v)| v.clone()).collect()),
+                );
+                &spec.document
+            }
+            LookupStrategy::Entities => {
+                let representations = sendable
+                    .iter()
+                    .map(|(_, v)| {
+                        let mut r = Map::new();
+                        r.insert("__typename".into(), Value::String(spec.subgraph_type.clone()));
+                        r.insert(spec.key_source.clone(), v.clone());
+                        Value::Object(r)
+                    })
+                    .collect();
+                variables.insert("_keys".into(), Value::Array(representations));
+                &spec.document
+            }
+        };
+        let response = match &spec.page {
+            Some(page) => self.fetch_pages(query, variables, page).await,
+            None => {
+                self.fetcher
+                    .fetch(SubgraphRequest {
+                        subgraph: &spec.subgraph,
+                        query,
+                        variables,
+                        headers: &self.headers,
+                    })
+                    .await
+            }
+        };
+        match response {
+            Err(e) => {
+                let e = Arc::new(e);
+                chunk.iter().map(|k| (k.clone(), Err(Arc::clone(&e)))).collect()
+            }
+            Ok(response) => self.distribute(chunk, &sendable, response),
+        }
+    }
+
+    /// Pages through a list field until a page comes back short, and returns
+    /// one response holding every row (error paths shifted to match).
+    async fn fetch_pages(
+        &self,
+        query: &str,
+        variables: Map<String, Value>,
+        page: &crate::schema::JoinPage,
+    ) -> Result<SubgraphResponse, FetchError> {
+        let spec = &*self.spec;
+        let mut rows = Vec::new();
+        let mut errors = Vec::new();
+        let mut offset = 0usize;
+        let mut pages = 0usize;
+        loop {
+            let mut vars = variables.clone();
+            vars.insert("_limit".into(), Value::from(page.size));
+            vars.insert("_offset".into(), Value::from(offset));
+            let response = self
+                .fetcher
+                .fetch(SubgraphRequest {
+                    subgraph: &spec.subgraph,
+                    query,
+                    variables: vars,
+                    headers: &self.headers,
+                })
+                .await?;
+            for mut error in response.errors {
+                if let Some([_, PathSegment::Index(i), ..]) = error.path.as_deref_mut() {
+                    *i += offset;
+                }
+                errors.push(error);
+            }
+            let page_rows = match response.data {
+                Some(Value::Object(mut data)) => match data.remove(&spec.field) {
+                    Some(Value::Array(items)) => items,
+                    _ => Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            let full = page_rows.len() >= page.size;
+            offset += page_rows.len();
+            rows.extend(page_rows);
+            if !full || !errors.is_empty() {
+                break;
+            }
+            pages += 1;
+            // A service that never returns a short page must not hold the request forever.
+            if pages >= MAX_JOIN_PAGES {
+                return Err(FetchError::InvalidResponse {
+                    subgraph: spec.subgraph.clone(),
+                    reason: format!(
+                        "`{}` returned {MAX_JOIN_PAGES} full pages of {} rows; giving up",
+                        spec.field, page.size
+                    ),
+                });
+            }
+        }
+        let mut data = Map::new();
+        data.insert(spec.field.clone(), Value::Array(rows));
+        Ok(SubgraphResponse {
+            data: Some(Value::Object(data)),
+            errors,
+        })
+    }
+
+    /// Files each returned object under its own key (never by position
+    /// alone), and each subgraph error under the key of the item it names.
+    fn distribute(
+        &self,
+        chunk: &[String],
+        sent: &[(&String, Value)],
+        response: SubgraphResponse,
+    ) -> HashMap<String, Loaded> {
+        let spec = &*self.spec;
+        let mut entries: HashMap<String, Entry> = HashMap::new();
+        let data = response.data.unwrap_or(Value::Null);
+        // (key, index in its group) of each item, by position in the response list.
+        let mut positions: Vec<Option<(String, usize)>> = Vec::new();
+        let file = |item: &Value, fallback: Option<&String>, entries: &mut HashMap<String, Entry>| {
+            let key = item
+                .get(&spec.result_key_alias)
+                .and_then(|k| keys::canonical(k, spec.result_key_global_id.as_deref()))
+                .or_else(|| fallback.cloned());
+            let key = key?;
+            let entry = entries.entry(key.clone()).or_default();
+            if spec.is_join {
+                if !entry.value.is_array() {
+                    entry.value = Value::Array(Vec::new());
+                }
+                if let Value::Array(rows) = &mut entry.value {
+                    rows.push(item.clone());
+                    return Some((key, rows.len() - 1));
+                }
+                None
+            } else {
+                if !item.is_null() {
+                    entry.value = item.clone();
+                }
+                Some((key, 0))
+            }
+        };
+        match spec.strategy {
+            LookupStrategy::Alias => {
+                for (i, (key, _)) in sent.iter().enumerate() {
+                    let item = data.get(format!("_{i}")).unwrap_or(&Value::Null);
+                    positions.push(file(item, Some(key), &mut entries));
+                }
+            }
+            LookupStrategy::Batch | LookupStrategy::Entities => {
+                let list_key = if spec.strategy == LookupStrategy::Entities {
+                    "_entities"
+                } else {
+                    spec.field.as_str()
+                };
+                if let Some(Value::Array(items)) = data.get(list_key) {
+                    for (i, item) in items.iter().enumerate() {
+                        // Lookups answer in request order; a null item's key is the one sent at its position.
+                        let fallback = if spec.is_join {
+                            None
+                        } else {
+                            sent.get(i).map(|(k, _)| *k)
+                        };
+                        positions.push(file(item, fallback, &mut entries));
+                    }
+                }
+            }
+        }
+        let mut whole_failure = None;
+        for error in response.errors {
+            let path = error.path.clone().unwrap_or_default();
+            let (position, rest) = match (spec.strategy, path.as_slice()) {
+                (LookupStrategy::Alias, [PathSegment::Key(alias), rest @ ..]) => (
+                    alias.strip_prefix('_').and_then(|i| i.parse::<usize>().ok()),
+                    rest,
+                ),
+                (_, [PathSegment::Key(_), PathSegment::Index(i), rest @ ..]) => (Some(*i), rest),
+                _ => (None, &[][..]),
+            };
+            let target = position.and_then(|p| positions.get(p).cloned().flatten());
+            let subgraph_error = SubgraphError {
+                message: error.message.clone(),
+                path: rest.to_vec(),
+                extensions: error.extensions.clone().unwrap_or_default(),
+            };
+            match target {
+                Some((key, index)) => {
+                    let mut e = subgraph_error;
+                    if spec.is_join {
+                        e.path.insert(0, PathSegment::Index(index));
+                    }
+                    entries.entry(key).or_default().errors.push(e);
+                }
+                // An error about the whole field fails every key of the chunk.
+                None => whole_failure = Some(error),
+            }
+        }
+        let mut out: HashMap<String, Loaded> = HashMap::with_capacity(chunk.len());
+        if let Some(error) = whole_failure {
+            if entries.is_empty() {
+                let failure = Arc::new(FetchError::Downstream {
+                    subgraph: spec.subgraph.clone(),
+                    message: error.message,
+                });
+                for key in chunk {
+                    out.insert(key.clone(), Err(Arc::clone(&failure)));
+                }
+                return out;
+            }
+            // Some items came back: report the error on each of them.
+            for entry in entries.values_mut() {
+                entry.errors.push(SubgraphError {
+                    message: error.message.clone(),
+                    path: Vec::new(),
+                    extensions: error.extensions.clone().unwrap_or_default(),
+                });
+            }
+        }
+        for (key, entry) in entries {
+            out.insert(key, Ok(Arc::new(entry)));
+        }
+        out
+    }
+}
+
+/// `query($_a0:…){_0:staff(id:7){…} _1:staff(id:9){…}}` with the keys
+/// inline, so any number of keys is one request. For this strategy the plan's
+/// `document` holds just the operation header with its variable definitions.
+fn alias_document(spec: &BatchSpec, keys: &[(&String, Value)]) -> String {
+    use std::fmt::Write;
+    let mut doc = String::with_capacity(
+        spec.document.len() + 2 + keys.len() * (spec.selection.len() + spec.field.len() + 24),
+    );
+    doc.push_str(&spec.document);
+    doc.push('{');
+    for (i, (_, value)) in keys.iter().enumerate() {
+        let _ = write!(
+            doc,
+            "_{i}:{}({}:{}){{{}}} ",
+            spec.field, spec.arg, value, spec.selection
+        );
+    }
+    doc.push('}');
+    doc
+}

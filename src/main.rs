@@ -1,0 +1,261 @@
+//! The `tessera` command: serve | demo | plan.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use tessera::config::Config;
+use tessera_subgraphs::ServiceOptions;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "tessera",
+    version,
+    about = "One GraphQL endpoint in front of legacy GraphQL services"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The unified schema.
+    #[arg(long, default_value = "schema.graphql", env = "TESSERA_SCHEMA")]
+    schema: PathBuf,
+    /// Configuration file (defaults apply when the default file is absent).
+    #[arg(long, default_value = "tessera.toml", env = "TESSERA_CONFIG")]
+    config: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the gateway in front of running subgraphs.
+    Serve {
+        #[command(flatten)]
+        common: Common,
+        /// Listen address (overrides the configuration).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Start the nine demo services in-process with seed data, and the gateway.
+    Demo {
+        #[command(flatten)]
+        common: Common,
+        /// Seed size: the number of contracts (other tables scale with it).
+        #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=20_000_000))]
+        scale: u64,
+        /// Gateway listen address.
+        #[arg(long, default_value = "127.0.0.1:4000")]
+        listen: SocketAddr,
+        /// First port of the nine services (they take this and the next eight).
+        #[arg(long, default_value_t = 4001)]
+        base_port: u16,
+        /// Extra latency of the events service, the demo's slow legacy system.
+        #[arg(long, default_value = "15ms", value_parser = humantime::parse_duration)]
+        events_latency: Duration,
+    },
+    /// Check schema.graphql against every subgraph's live schema.
+    Check {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print the query plan of an operation.
+    Plan {
+        #[command(flatten)]
+        common: Common,
+        /// The operation text.
+        query: String,
+        /// Which operation of the document to plan.
+        #[arg(long)]
+        operation_name: Option<String>,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { common, listen } => {
+            let mut config = load_config(&common)?;
+            if let Some(listen) = listen {
+                config.server.listen = listen;
+            }
+            let sdl = read_schema(&common)?;
+            serve(config, &sdl).await
+        }
+        Command::Demo {
+            common,
+            scale,
+            listen,
+            base_port,
+            events_latency,
+        } => demo(common, scale, listen, base_port, events_latency).await,
+        Command::Check { common } => {
+            let config = load_config(&common)?;
+            let sdl = read_schema(&common)?;
+            let file = common.schema.display().to_string();
+            let schema = parse_schema(&sdl, &file)?;
+            let report = tessera::check_subgraphs(&config, &schema).await?;
+            for (name, why) in &report.unreachable {
+                eprintln!("warning: subgraph \"{name}\" was not checked: {why}");
+            }
+            if !report.errors.is_empty() {
+                bail!("{}", tessera::format_schema_errors(&file, &report.errors));
+            }
+            if !report.unreachable.is_empty() {
+                bail!("{} subgraph(s) could not be checked", report.unreachable.len());
+            }
+            println!("{file} matches all {} subgraphs", schema.subgraphs().len());
+            Ok(())
+        }
+        Command::Plan {
+            common,
+            query,
+            operation_name,
+        } => {
+            let sdl = read_schema(&common)?;
+            let schema = parse_schema(&sdl, &common.schema.display().to_string())?;
+            let doc = async_graphql::parser::parse_query(&query).context("the operation does not parse")?;
+            let plan = tessera::plan::plan(&schema, &doc, operation_name.as_deref())?;
+            println!("{plan}");
+            Ok(())
+        }
+    }
+}
+
+fn load_config(common: &Common) -> anyhow::Result<Config> {
+    let explicit = common.config.as_path() != std::path::Path::new("tessera.toml");
+    Ok(Config::load(&common.config, explicit)?)
+}
+
+fn read_schema(common: &Common) -> anyhow::Result<String> {
+    std::fs::read_to_string(&common.schema).with_context(|| {
+        format!(
+            "cannot read the schema {} (run from the repository root or pass --schema)",
+            common.schema.display()
+        )
+    })
+}
+
+fn parse_schema(sdl: &str, file: &str) -> anyhow::Result<tessera::schema::Supergraph> {
+    tessera::schema::Supergraph::parse(sdl).map_err(|e| {
+        anyhow::anyhow!(
+            "{file} has {} problem(s):\n{}",
+            e.len(),
+            tessera::format_schema_errors(file, &e)
+        )
+    })
+}
+
+/// The start-up check: a schema that contradicts a reachable subgraph stops
+/// the gateway; an unreachable subgraph only warns (it may come up later).
+async fn check_before_start(config: &Config, sdl: &str) -> anyhow::Result<()> {
+    let schema = parse_schema(sdl, "schema.graphql")?;
+    let report = tessera::check_subgraphs(config, &schema).await?;
+    for (name, why) in &report.unreachable {
+        tracing::warn!(subgraph = %name, "not checked at start-up: {why}");
+    }
+    if !report.errors.is_empty() {
+        bail!(
+            "schema.graphql does not match the subgraphs ({} problem(s)); the gateway will not start:\n{}",
+            report.errors.len(),
+            tessera::format_schema_errors("schema.graphql", &report.errors)
+        );
+    }
+    Ok(())
+}
+
+async fn serve(config: Config, sdl: &str) -> anyhow::Result<()> {
+    check_before_start(&config, sdl).await?;
+    let gateway = Arc::new(tessera::build_gateway(&config, sdl)?);
+    let listener = tokio::net::TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Tessera is serving http://{addr}/graphql (GraphiQL in a browser)");
+    tessera::serve(listener, gateway, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn demo(
+    common: Common,
+    scale: u64,
+    listen: SocketAddr,
+    base_port: u16,
+    events_latency: Duration,
+) -> anyhow::Result<()> {
+    if base_port.checked_add(8).is_none() {
+        bail!("--base-port {base_port} leaves no room for nine services; use a port below 65527");
+    }
+    let sdl = read_schema(&common)?;
+    let started = Instant::now();
+    let options = ServiceOptions {
+        scale,
+        federation: true,
+        base_latency: events_latency,
+        ..ServiceOptions::default()
+    };
+    let host: IpAddr = listen.ip();
+    println!("Seeding the nine services at scale {scale} …");
+    let services = tessera_subgraphs::spawn_all(host, base_port, &options)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot start the demo services: {e}"))?;
+    let mut config = load_config(&common)?;
+    config.server.listen = listen;
+    for service in &services {
+        if let Some(sub) = config.subgraphs.get_mut(service.service.name()) {
+            sub.url = service.url();
+        }
+        println!("  {:<12} {}", service.service.name(), service.url());
+    }
+    check_before_start(&config, &sdl).await?;
+    let gateway = Arc::new(tessera::build_gateway(&config, &sdl)?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} (is another demo running? pass --listen)"))?;
+    let addr = listener.local_addr()?;
+    println!(
+        "Ready in {:.1}s. Open the playground: http://{addr}/graphql",
+        started.elapsed().as_secs_f64()
+    );
+    tessera::serve(listener, gateway, shutdown_signal()).await?;
+    for service in services {
+        service.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,800 @@
+//! The planner proper: walks the operation once, printing each subgraph's
+//! selection as it goes and recording how to project the answers back.
+//!
+//! Root fields of a query are grouped into one fetch per subgraph; mutation
+//! root fields get one fetch each, run in order. A `@ref` or `@join` field
+//! becomes a child fetch keyed by values its parent fetch must return, so the
+//! planner adds those key fields to the parent's selection under internal
+//! aliases that cannot collide with the client's response keys.
+
+use std::collections::HashSet;
+
+use async_graphql::parser::types::{
+    DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
+    SelectionSet as AstSelectionSet,
+};
+use async_graphql::parser::Positioned;
+use async_graphql::Name;
+
+use super::normalize::{CollectedField, Collector, Include};
+use super::{
+    ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyedFetch, MergePart, OperationKind,
+    PlanError, QueryPlan, RootField, RootSource, SelectionSet, VariableDef,
+};
+use crate::schema::{named_type, FieldDef, LookupStrategy, Resolver, Supergraph, TypeDefKind};
+
+/// Plans the operation named `operation_name` (or the only one) of a document
+/// that async-graphql has already validated against the supergraph.
+pub fn plan(
+    schema: &Supergraph,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Result<QueryPlan, PlanError> {
+    let (name, op) = select_operation(doc, operation_name)?;
+    let kind = match op.node.ty {
+        OperationType::Query => OperationKind::Query,
+        OperationType::Mutation => OperationKind::Mutation,
+        OperationType::Subscription => return Err(PlanError::Subscription),
+    };
+    let root_type = match kind {
+        OperationKind::Query => schema.query_type().clone(),
+        OperationKind::Mutation => {
+            schema
+                .mutation_type()
+                .cloned()
+                .ok_or_else(|| PlanError::Unresolvable {
+                    message: "the schema has no mutations".into(),
+                })?
+        }
+    };
+
+    let mut taken = HashSet::new();
+    response_keys(&op.node.selection_set.node, &mut taken);
+    for fragment in doc.fragments.values() {
+        response_keys(&fragment.node.selection_set.node, &mut taken);
+    }
+    let mut builder = Builder {
+        schema,
+        collector: Collector {
+            schema,
+            fragments: &doc.fragments,
+        },
+        fetches: Vec::new(),
+        aliases: Aliases { taken },
+    };
+
+    let collected = builder
+        .collector
+        .collect(&root_type, &[(&op.node.selection_set.node, Include::Always)]);
+    let mut output = Vec::new();
+    let mut has_introspection = false;
+    // Query: one fetch per subgraph, in order of first use.
+    let mut open: Vec<(String, FetchId, FetchBuf)> = Vec::new();
+    let mut roots = Vec::new();
+
+    for (key, cf) in &collected {
+        let field_name = cf.field.node.name.node.as_str();
+        match field_name {
+            "__typename" => {
+                output.push(RootField {
+                    source: RootSource::Static,
+                    node: FieldNode {
+                        response_key: key.clone(),
+                        ty: non_null("String"),
+                        include: cf.include.clone(),
+                        kind: FieldKind::Typename(root_type.clone()),
+                    },
+                });
+                continue;
+            }
+            "__schema" | "__type" => {
+                has_introspection = true;
+                output.push(RootField {
+                    source: RootSource::Introspection,
+                    node: FieldNode {
+                        response_key: key.clone(),
+                        ty: nullable("__Type"),
+                        include: cf.include.clone(),
+                        kind: FieldKind::Typename(root_type.clone()),
+                    },
+                });
+                continue;
+            }
+            _ => {}
+        }
+        let fdef = schema
+            .field(&root_type, field_name)
+            .ok_or_else(|| unresolvable(format!("{root_type}.{field_name} is not in the schema")))?;
+        let Resolver::Delegate { subgraph, field } = &fdef.resolver else {
+            return Err(unresolvable(format!("{root_type}.{field_name} has no @delegate")));
+        };
+        let slot = match kind {
+            OperationKind::Query => open.iter().position(|(s, _, _)| s == subgraph),
+            OperationKind::Mutation => None,
+        };
+        let slot = match slot {
+            Some(slot) => slot,
+            None => {
+                let id = builder.reserve(subgraph);
+                roots.push(id);
+                open.push((subgraph.clone(), id, FetchBuf::default()));
+                open.len() - 1
+            }
+        };
+        let (_, fetch, buf) = &mut open[slot];
+        let fetch = *fetch;
+        buf.include = buf.include.or(&cf.include);
+        let kind = builder.owned_field(
+            buf,
+            fetch,
+            subgraph,
+            fdef,
+            cf,
+            key,
+            field,
+            false,
+            &[],
+            &cf.include,
+        )?;
+        output.push(RootField {
+            source: RootSource::Fetch(fetch),
+            node: FieldNode {
+                response_key: key.clone(),
+                ty: fdef.ty.clone(),
+                include: cf.include.clone(),
+                kind,
+            },
+        });
+    }
+
+    let keyword = match kind {
+        OperationKind::Query => "query",
+        OperationKind::Mutation => "mutation",
+    };
+    for (subgraph, id, buf) in open {
+        let document = format!(
+            "{keyword}{}{{{}}}",
+            variable_definitions(None, &buf.args),
+            buf.text
+        );
+        builder.fetches[id] = Fetch {
+            id,
+            subgraph,
+            kind: FetchKind::Root,
+            arguments: buf.args,
+            selection: buf.text,
+            document,
+            include: buf.include,
+            children: std::mem::take(&mut builder.fetches[id].children),
+        };
+    }
+
+    let variables = op
+        .node
+        .variable_definitions
+        .iter()
+        .map(|v| VariableDef {
+            name: v.node.name.node.clone(),
+            ty: v.node.var_type.node.clone(),
+            default: v.node.default_value().cloned(),
+        })
+        .collect();
+
+    Ok(QueryPlan {
+        kind,
+        operation_name: name,
+        variables,
+        fetches: builder.fetches,
+        roots,
+        output,
+        has_introspection,
+    })
+}
+
+fn select_operation<'d>(
+    doc: &'d ExecutableDocument,
+    operation_name: Option<&str>,
+) -> Result<(Option<Name>, &'d Positioned<OperationDefinition>), PlanError> {
+    match (&doc.operations, operation_name) {
+        (DocumentOperations::Single(op), None) => Ok((None, op)),
+        // Like graphql-js and Apollo Router: a name that matches nothing is an error,
+        // even when the document holds one anonymous operation.
+        (DocumentOperations::Single(_), Some(name)) => Err(PlanError::UnknownOperation {
+            name: name.to_string(),
+        }),
+        (DocumentOperations::Multiple(ops), Some(name)) => ops
+            .get_key_value(name)
+            .map(|(n, op)| (Some(n.clone()), op))
+            .ok_or_else(|| PlanError::UnknownOperation {
+                name: name.to_string(),
+            }),
+        (DocumentOperations::Multiple(ops), None) => {
+            let mut iter = ops.iter();
+            match (iter.next(), iter.next()) {
+                (Some((n, op)), None) => Ok((Some(n.clone()), op)),
+                (None, _) => Err(PlanError::NoOperation),
+                _ => Err(PlanError::OperationNameRequired),
+            }
+        }
+    }
+}
+
+/// Selection text and arguments of one fetch while it is being printed.
+#[derive(Default)]
+struct FetchBuf {
+    text: String,
+    args: Vec<ArgBinding>,
+    include: Include,
+}
+
+/// Internal aliases (`_key`, `_k_member_id`, `_typename`) that no client
+/// response key uses. The same base always gives the same alias within a
+/// plan, so identical selections print identical documents (and share a
+/// loader); two refs through the same key field share its alias.
+struct Aliases {
+    taken: HashSet<Name>,
+}
+
+impl Aliases {
+    fn named(&mut self, base: &str) -> Name {
+        let mut candidate = Name::new(base);
+        while self.taken.contains(&candidate) {
+            candidate = Name::new(format!("{candidate}_"));
+        }
+        candidate
+    }
+}
+
+struct Builder<'a> {
+    schema: &'a Supergraph,
+    collector: Collector<'a>,
+    fetches: Vec<Fetch>,
+    aliases: Aliases,
+}
+
+/// Where the fields being printed sit: in which fetch, and at which path
+/// below that fetch's root objects.
+#[derive(Clone, Copy)]
+struct Scope<'s> {
+    fetch: FetchId,
+    subgraph: &'s str,
+    path: &'s [Name],
+    include: &'s Include,
+}
+
+impl<'a> Builder<'a> {
+    fn reserve(&mut self, subgraph: &str) -> FetchId {
+        let id = self.fetches.len();
+        self.fetches.push(Fetch {
+            id,
+            subgraph: subgraph.to_string(),
+            kind: FetchKind::Root,
+            arguments: Vec::new(),
+            selection: String::new(),
+            document: String::new(),
+            include: Include::Always,
+            children: Vec::new(),
+        });
+        id
+    }
+
+    /// A field read from the current subgraph object: prints it and, for
+    /// composite types, its sub-selection.
+    #[allow(clippy::too_many_arguments)]
+    fn owned_field(
+        &mut self,
+        buf: &mut FetchBuf,
+        fetch: FetchId,
+        subgraph: &str,
+        fdef: &FieldDef,
+        cf: &CollectedField<'a>,
+        key: &Name,
+        source: &str,
+        global_id: bool,
+        path: &[Name],
+        include: &Include,
+    ) -> Result<FieldKind, PlanError> {
+        if !buf.text.is_empty() && !buf.text.ends_with('{') {
+            buf.text.push(' ');
+        }
+        if key.as_str() != source {
+            buf.text.push_str(key);
+            buf.text.push(':');
+        }
+        buf.text.push_str(source);
+        self.arguments(buf, fdef, cf);
+        let named = named_type(&fdef.ty);
+        if self.is_leaf(named) {
+            return Ok(FieldKind::Leaf {
+                data_key: key.clone(),
+                global_id,
+                is_id: named.as_str() == "ID",
+            });
+        }
+        let mut child_path = path.to_vec();
+        child_path.push(key.clone());
+        buf.text.push('{');
+        let selection = self.selection(
+            buf,
+            Scope {
+                fetch,
+                subgraph,
+                path: &child_path,
+                include,
+            },
+            named,
+            &cf.selections,
+        )?;
+        buf.text.push('}');
+        Ok(FieldKind::Object {
+            data_key: key.clone(),
+            selection,
+        })
+    }
+
+    fn is_leaf(&self, named: &str) -> bool {
+        match self.schema.get(named).map(|t| &t.kind) {
+            None => true, // built-in scalar
+            Some(TypeDefKind::Scalar | TypeDefKind::Enum(_)) => true,
+            Some(_) => false,
+        }
+    }
+
+    /// Prints `(arg:$_a0, …)` for the arguments the client gave or that have a default.
+    fn arguments(&mut self, buf: &mut FetchBuf, fdef: &FieldDef, cf: &CollectedField<'a>) {
+        let mut first = true;
+        for (name, def) in &fdef.args {
+            let value = match cf.field.node.get_argument(name) {
+                Some(v) => v.node.clone(),
+                None => match &def.default {
+                    Some(d) => d.clone(),
+                    None => continue,
+                },
+            };
+            let var = format!("_a{}", buf.args.len());
+            buf.text.push(if first { '(' } else { ',' });
+            first = false;
+            buf.text.push_str(&def.source_name);
+            buf.text.push_str(":$");
+            buf.text.push_str(&var);
+            buf.args.push(ArgBinding {
+                var,
+                value,
+                def: def.clone(),
+            });
+        }
+        if !first {
+            buf.text.push(')');
+        }
+    }
+
+    /// Prints the fields of a selection set on `type_name` (no braces) and
+    /// returns its projection.
+    fn selection(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        sets: &[(&'a AstSelectionSet, Include)],
+    ) -> Result<SelectionSet, PlanError> {
+        if !self.schema.is_abstract(type_name) {
+            let fields = self.fields(buf, scope, type_name, sets)?;
+            return Ok(SelectionSet {
+                by_type: vec![(type_name.clone(), fields)],
+                abstract_source: None,
+            });
+        }
+        let alias = self.aliases.named("_typename");
+        buf.text.push_str(&alias);
+        buf.text.push_str(":__typename");
+        let mut by_type = Vec::new();
+        for possible in self.schema.possible_types(type_name) {
+            let Some(object) = self.schema.object(possible) else {
+                continue;
+            };
+            let subgraph_name = match &object.owner {
+                Some(owner) if owner.subgraph == scope.subgraph => owner.type_name.clone(),
+                // Owned elsewhere: this subgraph cannot return it.
+                Some(_) => continue,
+                None => possible.to_string(),
+            };
+            buf.text.push_str(" ...on ");
+            buf.text.push_str(&subgraph_name);
+            buf.text.push('{');
+            let fields = self.fields(buf, scope, possible, sets)?;
+            buf.text.push('}');
+            by_type.push((possible.clone(), fields));
+        }
+        Ok(SelectionSet {
+            by_type,
+            abstract_source: Some((scope.subgraph.to_string(), alias)),
+        })
+    }
+
+    fn fields(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        sets: &[(&'a AstSelectionSet, Include)],
+    ) -> Result<Vec<FieldNode>, PlanError> {
+        let collected = self.collector.collect(type_name, sets);
+        let mut nodes = Vec::with_capacity(collected.len());
+        for (key, cf) in &collected {
+            let field_name = cf.field.node.name.node.as_str();
+            if field_name == "__typename" {
+                nodes.push(FieldNode {
+                    response_key: key.clone(),
+                    ty: non_null("String"),
+                    include: cf.include.clone(),
+                    kind: FieldKind::Typename(type_name.clone()),
+                });
+                continue;
+            }
+            let fdef = self
+                .schema
+                .field(type_name, field_name)
+                .ok_or_else(|| unresolvable(format!("{type_name}.{field_name} is not in the schema")))?;
+            let include = scope.include.and(&cf.include);
+            let kind = match &fdef.resolver {
+                Resolver::Owned { source, global_id } => self.owned_field(
+                    buf,
+                    scope.fetch,
+                    scope.subgraph,
+                    fdef,
+                    cf,
+                    key,
+                    source,
+                    global_id.is_some(),
+                    scope.path,
+                    &include,
+                )?,
+                Resolver::Ref { key: key_field } => {
+                    let (alias, key_global_id) = self.key_field(buf, type_name, key_field)?;
+                    let (fetch, selection, _) = self.keyed_fetch(
+                        scope,
+                        &alias,
+                        key_global_id.clone(),
+                        fdef,
+                        cf,
+                        &include,
+                        None,
+                        None,
+                    )?;
+                    FieldKind::Ref {
+                        fetch,
+                        key_alias: alias,
+                        key_global_id,
+                        selection,
+                    }
+                }
+                Resolver::Join(join) => {
+                    let (alias, key_global_id) = self.key_field(buf, type_name, &join.key)?;
+                    let (fetch, selection, _) = self.keyed_fetch(
+                        scope,
+                        &alias,
+                        key_global_id.clone(),
+                        fdef,
+                        cf,
+                        &include,
+                        Some(join),
+                        None,
+                    )?;
+                    FieldKind::Join {
+                        fetch,
+                        key_alias: alias,
+                        key_global_id,
+                        selection,
+                    }
+                }
+                Resolver::Merge {
+                    fields: parts,
+                    order_by,
+                    descending,
+                } => {
+                    let mut merged = Vec::with_capacity(parts.len());
+                    for part in parts {
+                        let pdef = self.schema.field(type_name, part).ok_or_else(|| {
+                            unresolvable(format!("{type_name}.{part} is not in the schema"))
+                        })?;
+                        let (key_field, join) = match &pdef.resolver {
+                            Resolver::Ref { key } => (key, None),
+                            Resolver::Join(join) => (&join.key, Some(join)),
+                            _ => {
+                                return Err(unresolvable(format!(
+                                    "{type_name}.{part} is neither @ref nor @join"
+                                )))
+                            }
+                        };
+                        let (alias, key_global_id) = self.key_field(buf, type_name, key_field)?;
+                        // The client's selection on the abstract type, collected for this member type.
+                        let (fetch, selection, order_alias) = self.keyed_fetch(
+                            scope,
+                            &alias,
+                            key_global_id.clone(),
+                            pdef,
+                            cf,
+                            &include,
+                            join,
+                            order_by.as_ref(),
+                        )?;
+                        merged.push(MergePart {
+                            fetch,
+                            key_alias: alias,
+                            key_global_id,
+                            is_join: join.is_some(),
+                            item: Box::new(FieldKind::Object {
+                                data_key: key.clone(),
+                                selection,
+                            }),
+                            order_alias,
+                        });
+                    }
+                    FieldKind::Merge {
+                        parts: merged,
+                        descending: *descending,
+                    }
+                }
+                Resolver::Delegate { .. } => {
+                    return Err(unresolvable(format!(
+                        "{type_name}.{field_name} uses @delegate, which only root fields may use"
+                    )))
+                }
+            };
+            nodes.push(FieldNode {
+                response_key: key.clone(),
+                ty: fdef.ty.clone(),
+                include: cf.include.clone(),
+                kind,
+            });
+        }
+        Ok(nodes)
+    }
+
+    /// Adds the field holding a join/lookup key to the parent's selection under a fresh alias.
+    fn key_field(
+        &mut self,
+        buf: &mut FetchBuf,
+        type_name: &Name,
+        key_field: &Name,
+    ) -> Result<(Name, Option<String>), PlanError> {
+        let Some(FieldDef {
+            resolver: Resolver::Owned { source, global_id },
+            ..
+        }) = self.schema.field(type_name, key_field)
+        else {
+            return Err(unresolvable(format!(
+                "{type_name}.{key_field} is used as a key but is not a plain field of {type_name}"
+            )));
+        };
+        let alias = self.aliases.named(&format!("_k_{source}"));
+        if !buf.text.is_empty() && !buf.text.ends_with('{') {
+            buf.text.push(' ');
+        }
+        buf.text.push_str(&alias);
+        buf.text.push(':');
+        buf.text.push_str(source);
+        Ok((alias, global_id.clone()))
+    }
+
+    /// A child fetch for a `@ref` (join = None) or `@join` field.
+    #[allow(clippy::too_many_arguments)]
+    fn keyed_fetch(
+        &mut self,
+        parent: Scope<'_>,
+        key_alias: &Name,
+        parent_key_global_id: Option<String>,
+        fdef: &FieldDef,
+        cf: &CollectedField<'a>,
+        include: &Include,
+        join: Option<&crate::schema::Join>,
+        order_by: Option<&Name>,
+    ) -> Result<(FetchId, SelectionSet, Option<Name>), PlanError> {
+        let target = named_type(&fdef.ty);
+        let object = self
+            .schema
+            .object(target)
+            .ok_or_else(|| unresolvable(format!("{target} is not an object type")))?;
+        let owner = object
+            .owner
+            .as_ref()
+            .ok_or_else(|| unresolvable(format!("{target} has no @owner")))?;
+        let (subgraph, strategy, field, arg, arg_type, result_key_field, send_global_id) = match join {
+            None => {
+                let lookup = object
+                    .lookup
+                    .as_ref()
+                    .ok_or_else(|| unresolvable(format!("{target} has no @lookup")))?;
+                let gid = self.global_id_of(target, &lookup.key);
+                (
+                    owner.subgraph.clone(),
+                    lookup.strategy,
+                    lookup.field.clone(),
+                    lookup.arg.clone(),
+                    lookup.arg_type.clone(),
+                    lookup.key.clone(),
+                    gid,
+                )
+            }
+            Some(join) => (
+                join.subgraph.clone(),
+                LookupStrategy::Batch,
+                join.field.clone(),
+                join.arg.clone(),
+                join.arg_type.clone(),
+                join.on.clone(),
+                None,
+            ),
+        };
+        let Some(FieldDef {
+            resolver:
+                Resolver::Owned {
+                    source: key_source,
+                    global_id: result_key_global_id,
+                },
+            ..
+        }) = self.schema.field(target, &result_key_field)
+        else {
+            return Err(unresolvable(format!(
+                "{target}.{result_key_field} is used as a key but is not a plain field of {target}"
+            )));
+        };
+        let key_source = key_source.clone();
+        let result_key_global_id = result_key_global_id.clone();
+
+        let id = self.reserve(&subgraph);
+        self.fetches[parent.fetch].children.push(id);
+        let result_key_alias = self.aliases.named("_key");
+        let mut buf = FetchBuf {
+            text: format!("{result_key_alias}:{key_source}"),
+            args: Vec::new(),
+            include: include.clone(),
+        };
+        // A merged list is ordered by a field the client may not select.
+        let order_alias = match order_by {
+            Some(order) => match self.schema.field(target, order).map(|f| &f.resolver) {
+                Some(Resolver::Owned { source, .. }) => {
+                    let alias = self.aliases.named("_order");
+                    buf.text.push_str(&format!(" {alias}:{source}"));
+                    Some(alias)
+                }
+                _ => {
+                    return Err(unresolvable(format!(
+                        "{target}.{order} cannot order a merged list"
+                    )))
+                }
+            },
+            None => None,
+        };
+        // Arguments of a join field are passed to the subgraph's join field.
+        let mut extra_args = String::new();
+        if join.is_some() {
+            let mut arg_buf = FetchBuf::default();
+            self.arguments(&mut arg_buf, fdef, cf);
+            buf.args = arg_buf.args;
+            extra_args = arg_buf.text;
+        }
+        let selection = self.selection(
+            &mut buf,
+            Scope {
+                fetch: id,
+                subgraph: &subgraph,
+                path: &[],
+                include,
+            },
+            target,
+            &cf.selections,
+        )?;
+
+        let page = join.and_then(|j| j.page.clone());
+        let mut var_defs = variable_definitions(Some(&arg_type), &buf.args);
+        let mut page_args = String::new();
+        if let Some(page) = &page {
+            var_defs.insert_str(var_defs.len() - 1, ",$_limit:Int,$_offset:Int");
+            page_args = format!(",{}:$_limit,{}:$_offset", page.limit_arg, page.offset_arg);
+        }
+        let extra = extra_args
+            .strip_prefix('(')
+            .and_then(|s| s.strip_suffix(')'))
+            .map(|s| format!(",{s}"))
+            .unwrap_or_default();
+        let document = match strategy {
+            LookupStrategy::Batch => format!(
+                "query{var_defs}{{{field}({arg}:$_keys{page_args}{extra}){{{}}}}}",
+                buf.text
+            ),
+            LookupStrategy::Entities => format!(
+                "query{var_defs}{{_entities(representations:$_keys){{...on {}{{{}}}}}}}",
+                owner.type_name, buf.text
+            ),
+            // The body is built per request (one aliased field per key); this is its header.
+            LookupStrategy::Alias => format!("query{}", variable_definitions(None, &buf.args)),
+        };
+        let keyed = KeyedFetch {
+            parent: parent.fetch,
+            key_path: parent.path.to_vec(),
+            key_alias: key_alias.clone(),
+            parent_key_global_id,
+            strategy,
+            field,
+            arg,
+            arg_type,
+            send_global_id,
+            result_key_alias,
+            result_key_global_id,
+            subgraph_type: owner.type_name.clone(),
+            key_source,
+            page,
+        };
+        let children = std::mem::take(&mut self.fetches[id].children);
+        self.fetches[id] = Fetch {
+            id,
+            subgraph,
+            kind: if join.is_some() {
+                FetchKind::Join(keyed)
+            } else {
+                FetchKind::Lookup(keyed)
+            },
+            arguments: buf.args,
+            selection: buf.text,
+            document,
+            include: include.clone(),
+            children,
+        };
+        Ok((id, selection, order_alias))
+    }
+
+    fn global_id_of(&self, type_name: &Name, field: &Name) -> Option<String> {
+        match self.schema.field(type_name, field).map(|f| &f.resolver) {
+            Some(Resolver::Owned { global_id, .. }) => global_id.clone(),
+            _ => None,
+        }
+    }
+}
+
+/// `($_keys:[Int!]!,$_a0:String)`, or nothing when there are no variables.
+fn variable_definitions(keys: Option<&async_graphql::parser::types::Type>, args: &[ArgBinding]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(ty) = keys {
+        parts.push(format!("$_keys:{ty}"));
+    }
+    for a in args {
+        parts.push(format!("${}:{}", a.var, a.def.source_type));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("({})", parts.join(","))
+    }
+}
+
+fn response_keys(set: &AstSelectionSet, out: &mut HashSet<Name>) {
+    for s in &set.items {
+        match &s.node {
+            Selection::Field(f) => {
+                out.insert(f.node.response_key().node.clone());
+                response_keys(&f.node.selection_set.node, out);
+            }
+            Selection::InlineFragment(i) => response_keys(&i.node.selection_set.node, out),
+            Selection::FragmentSpread(_) => {}
+        }
+    }
+}
+
+fn unresolvable(message: String) -> PlanError {
+    PlanError::Unresolvable { message }
+}
+
+fn non_null(name: &str) -> async_graphql::parser::types::Type {
+    async_graphql::parser::types::Type {
+        base: async_graphql::parser::types::BaseType::Named(Name::new(name)),
+        nullable: false,
+    }
+}
+
+fn nullable(name: &str) -> async_graphql::parser::types::Type {
+    async_graphql::parser::types::Type {
+        base: async_graphql::parser::types::BaseType::Named(Name::new(name)),
+        nullable: true,
+    }
+}

@@ -1,0 +1,216 @@
+//! Operation → [`QueryPlan`]: which subgraph requests to make, in what order,
+//! and how to shape their answers into the client's response.
+//!
+//! Planning is pure: no I/O, no async. A plan is data (fetches with their
+//! subgraph query text printed once, and a projection tree) and is cached by
+//! operation text by the caller. The executor (`exec`) runs it.
+
+mod build;
+mod display;
+mod normalize;
+
+use async_graphql::parser::types::Type;
+use async_graphql_value::{Name, Value};
+
+pub use build::plan;
+pub use normalize::{Condition, Include};
+
+use crate::schema::{InputValueDef, LookupStrategy};
+
+pub type FetchId = usize;
+
+#[derive(Debug)]
+pub struct QueryPlan {
+    pub kind: OperationKind,
+    pub operation_name: Option<Name>,
+    pub variables: Vec<VariableDef>,
+    /// Every fetch; `FetchId` indexes this.
+    pub fetches: Vec<Fetch>,
+    /// Fetches that need no parent: run concurrently for a query, in order for a mutation.
+    pub roots: Vec<FetchId>,
+    /// How to build `data` from the fetched objects.
+    pub output: Vec<RootField>,
+    /// The operation selects `__schema` or `__type`: answered by async-graphql.
+    pub has_introspection: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OperationKind {
+    Query,
+    Mutation,
+}
+
+#[derive(Debug, Clone)]
+pub struct VariableDef {
+    pub name: Name,
+    pub ty: Type,
+    pub default: Option<async_graphql_value::ConstValue>,
+}
+
+/// One request to one subgraph (or, for lookups, one per chunk of keys).
+#[derive(Debug)]
+pub struct Fetch {
+    pub id: FetchId,
+    pub subgraph: String,
+    pub kind: FetchKind,
+    /// Field arguments of the selection, sent as variables `$_a0…`.
+    pub arguments: Vec<ArgBinding>,
+    /// The printed selection set of the fetched objects (without braces for
+    /// lookups, which wrap it per strategy).
+    pub selection: String,
+    /// The complete subgraph document for every strategy but `Alias`, whose
+    /// document depends on the number of keys.
+    pub document: String,
+    /// Skip the fetch when this does not hold (it sits under `@include`/`@skip`).
+    pub include: Include,
+    pub children: Vec<FetchId>,
+}
+
+#[derive(Debug)]
+pub enum FetchKind {
+    /// A root field (or several, for queries) of the subgraph.
+    Root,
+    /// Entities by key, one result per key.
+    Lookup(KeyedFetch),
+    /// Rows grouped by a foreign key, a list per key.
+    Join(KeyedFetch),
+}
+
+/// A fetch whose input is the set of keys found in its parent's results.
+#[derive(Debug)]
+pub struct KeyedFetch {
+    pub parent: FetchId,
+    /// Response keys leading from each of the parent's objects to the objects
+    /// that hold the key (lists are flattened on the way).
+    pub key_path: Vec<Name>,
+    /// The alias under which the parent's objects hold the key.
+    pub key_alias: Name,
+    /// Keys read from the parent are Relay ids of this type (decoded to plain ids).
+    pub parent_key_global_id: Option<String>,
+    pub strategy: LookupStrategy,
+    pub field: String,
+    pub arg: String,
+    pub arg_type: Type,
+    /// Keys sent to the subgraph are encoded as Relay ids of this type.
+    pub send_global_id: Option<String>,
+    /// Results carry their key under this alias…
+    pub result_key_alias: Name,
+    /// …as a Relay id of this type, when set.
+    pub result_key_global_id: Option<String>,
+    /// The type name in `_entities` representations and fragments.
+    pub subgraph_type: String,
+    /// The key field's name in the subgraph, for `_entities` representations.
+    pub key_source: String,
+    /// Joins through a paginated list field: the document takes `$_limit`
+    /// and `$_offset`, and pages are fetched until one comes back short.
+    pub page: Option<crate::schema::JoinPage>,
+}
+
+/// A subgraph variable bound to a client argument (literal, variable or default).
+#[derive(Debug, Clone)]
+pub struct ArgBinding {
+    pub var: String,
+    pub value: Value,
+    pub def: InputValueDef,
+}
+
+/// A root field of the client's operation and the fetch that answers it.
+#[derive(Debug)]
+pub struct RootField {
+    pub source: RootSource,
+    pub node: FieldNode,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RootSource {
+    Fetch(FetchId),
+    /// `__typename` of the root type.
+    Static,
+    /// `__schema` / `__type`.
+    Introspection,
+}
+
+/// The projection of one selection set, per concrete runtime type.
+#[derive(Debug, Default)]
+pub struct SelectionSet {
+    /// For a concrete type a single entry; for an interface or union, one per
+    /// possible type (chosen at run time by `__typename`).
+    pub by_type: Vec<(Name, Vec<FieldNode>)>,
+    /// Set for abstract types: the subgraph that answers (to map its
+    /// `__typename` to a unified name) and the alias that holds it.
+    pub abstract_source: Option<(String, Name)>,
+}
+
+#[derive(Debug)]
+pub struct FieldNode {
+    pub response_key: Name,
+    pub ty: Type,
+    pub include: Include,
+    pub kind: FieldKind,
+}
+
+#[derive(Debug)]
+pub enum FieldKind {
+    /// The object's concrete type name.
+    Typename(Name),
+    Leaf {
+        data_key: Name,
+        /// The subgraph value is a Relay id: decode to the plain id.
+        global_id: bool,
+        /// The unified type is `ID`: numbers are written as strings.
+        is_id: bool,
+    },
+    Object {
+        data_key: Name,
+        selection: SelectionSet,
+    },
+    /// Many-to-one: look the parent's key up in the fetch's results.
+    Ref {
+        fetch: FetchId,
+        key_alias: Name,
+        key_global_id: Option<String>,
+        selection: SelectionSet,
+    },
+    /// One-to-many: the list grouped under the parent's key.
+    Join {
+        fetch: FetchId,
+        key_alias: Name,
+        key_global_id: Option<String>,
+        selection: SelectionSet,
+    },
+    /// A list of an abstract type gathered from several keyed fetches (one
+    /// per member type, each in its own service), optionally ordered.
+    Merge {
+        parts: Vec<MergePart>,
+        descending: bool,
+    },
+}
+
+/// One source of a [`FieldKind::Merge`]: a `@ref` or `@join` to one concrete type.
+#[derive(Debug)]
+pub struct MergePart {
+    pub fetch: FetchId,
+    pub key_alias: Name,
+    pub key_global_id: Option<String>,
+    pub is_join: bool,
+    /// The concrete type's projection (a `FieldKind::Object`).
+    pub item: Box<FieldKind>,
+    /// Alias of the ordering field in each fetched object.
+    pub order_alias: Option<Name>,
+}
+
+/// Why an operation cannot be planned (after validation passed, so these are
+/// mostly schema gaps).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PlanError {
+    #[error("unknown operation named \"{name}\"")]
+    UnknownOperation { name: String },
+    #[error("the document has several operations: say which one to run with `operationName`")]
+    OperationNameRequired,
+    #[error("the document has no operation")]
+    NoOperation,
+    #[error("subscriptions are not supported")]
+    Subscription,
+    #[error("{message}")]
+    Unresolvable { message: String },
+}

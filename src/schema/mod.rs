@@ -1,0 +1,293 @@
+//! The supergraph model: `schema.graphql` read into typed Rust.
+//!
+//! This module owns the unified schema and the directives that say where each
+//! field comes from (`@owner`, `@lookup`, `@source`, `@ref`, `@join`,
+//! `@delegate`; see `docs/directives.md`). Every other module reads it; it
+//! depends on none of them and does no I/O beyond reading the schema text it
+//! is given. `check` compares the model against the subgraphs' introspection.
+
+pub mod check;
+mod load;
+mod validation_schema;
+
+use std::collections::{BTreeSet, HashMap};
+
+use async_graphql::parser::types::{BaseType, Type};
+use async_graphql::parser::Pos;
+use async_graphql_value::{Name, Value};
+use indexmap::IndexMap;
+
+pub use load::SchemaError;
+
+/// The unified schema with everything the planner needs to delegate a field.
+#[derive(Debug)]
+pub struct Supergraph {
+    types: HashMap<Name, TypeDef>,
+    query_type: Name,
+    mutation_type: Option<Name>,
+    subgraphs: BTreeSet<String>,
+    /// The client-facing SDL: schema.graphql without Tessera's directives.
+    client_sdl: String,
+    /// async-graphql schema used only to validate operations and answer introspection.
+    validator: async_graphql::dynamic::Schema,
+}
+
+#[derive(Debug)]
+pub struct TypeDef {
+    pub name: Name,
+    pub pos: Pos,
+    pub kind: TypeDefKind,
+}
+
+#[derive(Debug)]
+pub enum TypeDefKind {
+    Scalar,
+    Object(ObjectDef),
+    Interface(InterfaceDef),
+    Union(UnionDef),
+    Enum(Vec<Name>),
+    InputObject(IndexMap<Name, InputValueDef>),
+}
+
+/// Where an object type lives and how to fetch it by key.
+#[derive(Debug)]
+pub struct ObjectDef {
+    /// `None` for value types (connections, payloads): their fields are read
+    /// from whichever subgraph response holds them.
+    pub owner: Option<Owner>,
+    pub lookup: Option<Lookup>,
+    pub fields: IndexMap<Name, FieldDef>,
+    pub implements: Vec<Name>,
+}
+
+#[derive(Debug)]
+pub struct InterfaceDef {
+    pub owner: Option<Owner>,
+    pub fields: IndexMap<Name, FieldDef>,
+}
+
+#[derive(Debug)]
+pub struct UnionDef {
+    pub members: Vec<Name>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub subgraph: String,
+    /// The type's name in its subgraph (`MemberNode` for `Member`).
+    pub type_name: String,
+}
+
+/// How a subgraph is asked for entities by key.
+#[derive(Debug, Clone)]
+pub struct Lookup {
+    pub strategy: LookupStrategy,
+    /// Root field of the owning subgraph (`membersByIds`, `staff`, `_entities`).
+    pub field: String,
+    /// Its argument that takes the key(s) (`ids`, `id`).
+    pub arg: String,
+    /// The argument's type in the subgraph (`[ID!]!`, `Int!`).
+    pub arg_type: Type,
+    /// The unified field that holds the key (`id`).
+    pub key: Name,
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookupStrategy {
+    /// One request, the keys as one list argument.
+    Batch,
+    /// One request, one aliased root field per key (`_0: staff(id: 1)`).
+    Alias,
+    /// Apollo Federation `_entities(representations:)`.
+    Entities,
+}
+
+#[derive(Debug)]
+pub struct FieldDef {
+    pub name: Name,
+    pub ty: Type,
+    pub args: IndexMap<Name, InputValueDef>,
+    pub resolver: Resolver,
+    pub pos: Pos,
+}
+
+/// How the value of a field is obtained.
+#[derive(Debug, Clone)]
+pub enum Resolver {
+    /// Read from the parent object's subgraph response, under `source`.
+    Owned {
+        source: String,
+        /// The subgraph serves a Relay global id of this type; the supergraph
+        /// exposes the plain id.
+        global_id: Option<String>,
+    },
+    /// Many-to-one: `key` is a field of the parent holding the target's key;
+    /// the target type's `@lookup` fetches it.
+    Ref { key: Name },
+    /// One-to-many: every target row whose `on` equals the parent's `key`.
+    Join(Join),
+    /// A root field delegated to a subgraph's root field.
+    Delegate { subgraph: String, field: String },
+    /// A list of an interface or union whose members live in different
+    /// services: the concatenation of sibling `@ref`/`@join` fields,
+    /// optionally ordered by a field every member has.
+    Merge {
+        fields: Vec<Name>,
+        order_by: Option<Name>,
+        descending: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Join {
+    pub subgraph: String,
+    pub field: String,
+    pub arg: String,
+    pub arg_type: Type,
+    /// Field of the target type that holds the parent's key.
+    pub on: Name,
+    /// Field of the parent type whose value is the join key.
+    pub key: Name,
+    /// The join field is a paginated list: fetch page after page until one
+    /// comes back short, so no row is cut off by the service's page limit.
+    pub page: Option<JoinPage>,
+    /// Where the `@join` directive is, for messages.
+    pub pos: Pos,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinPage {
+    pub limit_arg: String,
+    pub offset_arg: String,
+    pub size: usize,
+}
+
+/// An argument or input field, with its name and type in the subgraph.
+#[derive(Debug, Clone)]
+pub struct InputValueDef {
+    pub name: Name,
+    pub ty: Type,
+    pub default: Option<Value>,
+    pub source_name: String,
+    pub source_type: Type,
+    pub global_id: Option<String>,
+    pub pos: Pos,
+}
+
+impl Supergraph {
+    /// Reads schema.graphql. Errors carry `line:col` of the offending element.
+    pub fn parse(sdl: &str) -> Result<Self, Vec<SchemaError>> {
+        load::load(sdl)
+    }
+
+    pub fn query_type(&self) -> &Name {
+        &self.query_type
+    }
+
+    pub fn mutation_type(&self) -> Option<&Name> {
+        self.mutation_type.as_ref()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&TypeDef> {
+        self.types.get(name)
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = &TypeDef> {
+        self.types.values()
+    }
+
+    pub fn object(&self, name: &str) -> Option<&ObjectDef> {
+        match &self.types.get(name)?.kind {
+            TypeDefKind::Object(o) => Some(o),
+            _ => None,
+        }
+    }
+
+    /// Every subgraph named by a directive.
+    pub fn subgraphs(&self) -> &BTreeSet<String> {
+        &self.subgraphs
+    }
+
+    pub fn client_sdl(&self) -> &str {
+        &self.client_sdl
+    }
+
+    pub fn validator(&self) -> &async_graphql::dynamic::Schema {
+        &self.validator
+    }
+
+    /// Field definition on an object or interface type.
+    pub fn field(&self, type_name: &str, field: &str) -> Option<&FieldDef> {
+        match &self.types.get(type_name)?.kind {
+            TypeDefKind::Object(o) => o.fields.get(field),
+            TypeDefKind::Interface(i) => i.fields.get(field),
+            _ => None,
+        }
+    }
+
+    /// Concrete object types a value of `type_name` can have.
+    pub fn possible_types(&self, type_name: &str) -> Vec<&Name> {
+        match self.types.get(type_name).map(|t| &t.kind) {
+            Some(TypeDefKind::Object(_)) => self
+                .types
+                .get_key_value(type_name)
+                .map(|(k, _)| vec![k])
+                .unwrap_or_default(),
+            Some(TypeDefKind::Union(u)) => u.members.iter().collect(),
+            Some(TypeDefKind::Interface(_)) => {
+                let mut names: Vec<&Name> = self
+                    .types
+                    .values()
+                    .filter_map(|t| match &t.kind {
+                        TypeDefKind::Object(o) if o.implements.iter().any(|i| i == type_name) => {
+                            Some(&t.name)
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                names.sort();
+                names
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    pub fn is_abstract(&self, type_name: &str) -> bool {
+        matches!(
+            self.types.get(type_name).map(|t| &t.kind),
+            Some(TypeDefKind::Interface(_) | TypeDefKind::Union(_))
+        )
+    }
+
+    /// The unified name of a type as a subgraph spells it in `__typename`.
+    pub fn unified_type_name(&self, subgraph: &str, subgraph_type: &str) -> Option<&Name> {
+        self.types.values().find_map(|t| match &t.kind {
+            TypeDefKind::Object(ObjectDef {
+                owner: Some(owner), ..
+            }) if owner.subgraph == subgraph && owner.type_name == subgraph_type => Some(&t.name),
+            TypeDefKind::Object(ObjectDef { owner: None, .. }) if t.name == subgraph_type => Some(&t.name),
+            _ => None,
+        })
+    }
+
+    /// Input fields of an input object type.
+    pub fn input_fields(&self, type_name: &str) -> Option<&IndexMap<Name, InputValueDef>> {
+        match &self.types.get(type_name)?.kind {
+            TypeDefKind::InputObject(fields) => Some(fields),
+            _ => None,
+        }
+    }
+}
+
+/// The innermost named type of `[[T!]]!`.
+pub fn named_type(ty: &Type) -> &Name {
+    match &ty.base {
+        BaseType::Named(name) => name,
+        BaseType::List(inner) => named_type(inner),
+    }
+}
+
+pub fn is_list(ty: &Type) -> bool {
+    matches!(ty.base, BaseType::List(_))
+}

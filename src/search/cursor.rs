@@ -1,0 +1,433 @@
+//! Opaque, stable pagination cursors: a [`SortPosition`] sealed with a
+//! fingerprint of the query it belongs to and a keyed checksum.
+//!
+//! This module owns the cursor wire format. A cursor is URL-safe base64 of
+//!
+//! ```text
+//! version:u8 | query fingerprint:u64 | id | value count:u16 | values | checksum:u64
+//! ```
+//!
+//! (strings are `u32` length + UTF-8, integers little-endian, floats by their
+//! bits so they come back exactly). The fingerprint hashes the index name,
+//! the sort keys and the filters, so a cursor replayed against another sort
+//! or filter is refused instead of silently skipping or repeating items. The
+//! checksum is xxh3 seeded with the caller's secret: it detects edited,
+//! truncated and foreign cursors; it is not a cryptographic MAC, so cursors
+//! must never carry anything secret (they carry sort values the client has
+//! already seen). Decoding never panics on any input.
+//!
+//! It must not run queries: the backend still validates the decoded
+//! position against the sort (types, number of values).
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+
+use super::query::{FieldValue, Filter, SearchQuery, SortKey, SortPosition};
+
+const VERSION: u8 = 1;
+/// Longer cursors are refused before decoding, to bound the work an
+/// arbitrary client string can cause.
+const MAX_CURSOR_CHARS: usize = 16 * 1024;
+
+/// Why a cursor was refused. All of these are client errors: the client
+/// should start again from the first page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CursorError {
+    #[error("the cursor is malformed ({reason}); use a cursor exactly as returned")]
+    Malformed { reason: String },
+    #[error("the cursor was altered or was not issued by this server")]
+    Tampered,
+    #[error(
+        "the cursor was made for a different query (index `{index}`, or other sort keys or filters); \
+         start again without a cursor"
+    )]
+    ForeignQuery { index: String },
+}
+
+/// Encodes and decodes cursors with one secret (the same on every gateway
+/// instance, so any instance accepts any instance's cursors).
+#[derive(Clone)]
+pub struct CursorCodec {
+    secret: u64,
+}
+
+impl std::fmt::Debug for CursorCodec {
+    // The secret stays out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CursorCodec { .. }")
+    }
+}
+
+impl CursorCodec {
+    pub fn new(secret: u64) -> Self {
+        CursorCodec { secret }
+    }
+
+    /// The cursor for `position` in `query` on `index` (the name the client
+    /// queried, usually an alias). The query's page is not part of it, so
+    /// the page size may change from one page to the next.
+    pub fn encode(&self, index: &str, query: &SearchQuery, position: &SortPosition) -> String {
+        let mut bytes = Vec::with_capacity(64);
+        bytes.push(VERSION);
+        bytes.extend_from_slice(&fingerprint(index, &query.sort, &query.filters).to_le_bytes());
+        put_str(&mut bytes, &position.id);
+        // Sort keys are few; a position with more values than u16 would not
+        // validate against any query anyway.
+        let count = u16::try_from(position.values.len()).unwrap_or(u16::MAX);
+        bytes.extend_from_slice(&count.to_le_bytes());
+        for value in position.values.iter().take(usize::from(count)) {
+            put_value(&mut bytes, value);
+        }
+        let checksum = xxh3_64_with_seed(&bytes, self.secret);
+        bytes.extend_from_slice(&checksum.to_le_bytes());
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// The position sealed in `cursor`, if it was made by this codec for the
+    /// same index, sort keys and filters.
+    pub fn decode(
+        &self,
+        cursor: &str,
+        index: &str,
+        query: &SearchQuery,
+    ) -> Result<SortPosition, CursorError> {
+        let malformed = |reason: &str| CursorError::Malformed {
+            reason: reason.to_owned(),
+        };
+        if cursor.len() > MAX_CURSOR_CHARS {
+            return Err(malformed("too long"));
+        }
+        let bytes = URL_SAFE_NO_PAD
+            .decode(cursor)
+            .map_err(|_| malformed("not URL-safe base64"))?;
+        let Some(body_len) = bytes.len().checked_sub(8) else {
+            return Err(malformed("too short"));
+        };
+        let (body, checksum) = bytes.split_at(body_len);
+        if read_u64(checksum) != Some(xxh3_64_with_seed(body, self.secret)) {
+            return Err(CursorError::Tampered);
+        }
+        let mut r = Reader { bytes: body };
+        if r.u8() != Some(VERSION) {
+            return Err(malformed("unknown cursor version"));
+        }
+        let stamp = r.u64().ok_or_else(|| malformed("truncated"))?;
+        let id = r.str().ok_or_else(|| malformed("bad id"))?;
+        let count = r.u16().ok_or_else(|| malformed("truncated"))?;
+        let mut values = Vec::with_capacity(usize::from(count).min(body.len()));
+        for _ in 0..count {
+            values.push(r.value().ok_or_else(|| malformed("bad sort value"))?);
+        }
+        if !r.bytes.is_empty() {
+            return Err(malformed("trailing bytes"));
+        }
+        if stamp != fingerprint(index, &query.sort, &query.filters) {
+            return Err(CursorError::ForeignQuery {
+                index: index.to_owned(),
+            });
+        }
+        Ok(SortPosition { values, id })
+    }
+}
+
+/// A hash of what a cursor's position depends on. Filters in another order
+/// give another fingerprint: harmless, as clients replay their own query.
+fn fingerprint(index: &str, sort: &[SortKey], filters: &[Filter]) -> u64 {
+    let mut b = Vec::with_capacity(64);
+    put_str(&mut b, index);
+    put_len(&mut b, sort.len());
+    for key in sort {
+        put_str(&mut b, &key.field);
+        b.push(u8::from(key.descending));
+    }
+    put_len(&mut b, filters.len());
+    for filter in filters {
+        match filter {
+            Filter::Term { field, value } => {
+                b.push(1);
+                put_str(&mut b, field);
+                put_value(&mut b, value);
+            }
+            Filter::In { field, values } => {
+                b.push(2);
+                put_str(&mut b, field);
+                put_len(&mut b, values.len());
+                values.iter().for_each(|v| put_value(&mut b, v));
+            }
+            Filter::Range {
+                field,
+                gte,
+                gt,
+                lte,
+                lt,
+            } => {
+                b.push(3);
+                put_str(&mut b, field);
+                for bound in [gte, gt, lte, lt] {
+                    match bound {
+                        None => b.push(0),
+                        Some(v) => {
+                            b.push(1);
+                            put_value(&mut b, v);
+                        }
+                    }
+                }
+            }
+            Filter::Prefix { field, prefix } => {
+                b.push(4);
+                put_str(&mut b, field);
+                put_str(&mut b, prefix);
+            }
+            Filter::FullText { fields, text } => {
+                b.push(5);
+                put_len(&mut b, fields.len());
+                fields.iter().for_each(|f| put_str(&mut b, f));
+                put_str(&mut b, text);
+            }
+        }
+    }
+    xxh3_64(&b)
+}
+
+fn put_len(b: &mut Vec<u8>, len: usize) {
+    // Anything longer than 4 GiB cannot be in a cursor or a query we accept;
+    // saturating keeps this total without a panic path.
+    b.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_le_bytes());
+}
+
+fn put_str(b: &mut Vec<u8>, s: &str) {
+    put_len(b, s.len());
+    b.extend_from_slice(s.as_bytes());
+}
+
+fn put_value(b: &mut Vec<u8>, value: &FieldValue) {
+    match value {
+        FieldValue::Null => b.push(0),
+        FieldValue::Str(s) => {
+            b.push(1);
+            put_str(b, s);
+        }
+        FieldValue::I64(i) => {
+            b.push(2);
+            b.extend_from_slice(&i.to_le_bytes());
+        }
+        FieldValue::F64(f) => {
+            b.push(3);
+            b.extend_from_slice(&f.to_bits().to_le_bytes());
+        }
+        FieldValue::Bool(v) => {
+            b.push(4);
+            b.push(u8::from(*v));
+        }
+    }
+}
+
+fn read_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
+}
+
+/// A bounds-checked reader: every accessor returns `None` past the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Option<&[u8]> {
+        if n > self.bytes.len() {
+            return None;
+        }
+        let (head, tail) = self.bytes.split_at(n);
+        self.bytes = tail;
+        Some(head)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take(1)?.first().copied()
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        read_u64(self.take(8)?)
+    }
+
+    fn str(&mut self) -> Option<String> {
+        let len = usize::try_from(self.u32()?).ok()?;
+        String::from_utf8(self.take(len)?.to_vec()).ok()
+    }
+
+    fn value(&mut self) -> Option<FieldValue> {
+        Some(match self.u8()? {
+            0 => FieldValue::Null,
+            1 => FieldValue::Str(self.str()?),
+            2 => FieldValue::I64(i64::from_le_bytes(self.take(8)?.try_into().ok()?)),
+            3 => FieldValue::F64(f64::from_bits(self.u64()?)),
+            4 => match self.u8()? {
+                0 => FieldValue::Bool(false),
+                1 => FieldValue::Bool(true),
+                _ => return None,
+            },
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::search::query::Page;
+    use proptest::prelude::*;
+
+    fn query(sort: Vec<SortKey>, filters: Vec<Filter>) -> SearchQuery {
+        SearchQuery {
+            filters,
+            sort,
+            page: Page::After {
+                first: 10,
+                after: None,
+            },
+        }
+    }
+
+    fn base_query() -> SearchQuery {
+        query(
+            vec![SortKey::desc("amount"), SortKey::asc("managerName")],
+            vec![Filter::Term {
+                field: "status".into(),
+                value: FieldValue::Str("open".into()),
+            }],
+        )
+    }
+
+    fn value() -> impl Strategy<Value = FieldValue> {
+        prop_oneof![
+            Just(FieldValue::Null),
+            ".{0,12}".prop_map(FieldValue::Str),
+            any::<i64>().prop_map(FieldValue::I64),
+            // Any non-NaN double, including -0.0 and infinities, comes back
+            // bit for bit (NaN would too, but is never equal to itself).
+            any::<f64>()
+                .prop_filter("NaN != NaN", |f| !f.is_nan())
+                .prop_map(FieldValue::F64),
+            any::<bool>().prop_map(FieldValue::Bool),
+        ]
+    }
+
+    fn position() -> impl Strategy<Value = SortPosition> {
+        (prop::collection::vec(value(), 0..5), ".{0,20}").prop_map(|(values, id)| SortPosition { values, id })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trips(pos in position(), secret in any::<u64>()) {
+            let codec = CursorCodec::new(secret);
+            let q = base_query();
+            let cursor = codec.encode("contracts", &q, &pos);
+            prop_assert!(cursor.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+            prop_assert_eq!(codec.decode(&cursor, "contracts", &q), Ok(pos));
+        }
+
+        #[test]
+        fn any_flipped_byte_is_rejected(pos in position(), at in any::<prop::sample::Index>(), bit in 0u8..8) {
+            let codec = CursorCodec::new(7);
+            let q = base_query();
+            let cursor = codec.encode("contracts", &q, &pos);
+            let mut raw = URL_SAFE_NO_PAD.decode(&cursor).expect("our own cursor decodes");
+            let i = at.index(raw.len());
+            raw[i] ^= 1 << bit;
+            let tampered = URL_SAFE_NO_PAD.encode(&raw);
+            prop_assert_eq!(codec.decode(&tampered, "contracts", &q), Err(CursorError::Tampered));
+        }
+
+        #[test]
+        fn any_edited_character_is_rejected(pos in position(), at in any::<prop::sample::Index>(), with in "[A-Za-z0-9_=+/.-]") {
+            let codec = CursorCodec::new(7);
+            let q = base_query();
+            let cursor = codec.encode("contracts", &q, &pos);
+            let i = at.index(cursor.len());
+            let mut edited = cursor.clone();
+            edited.replace_range(i..=i, &with);
+            prop_assume!(edited != cursor);
+            let result = codec.decode(&edited, "contracts", &q);
+            prop_assert!(
+                matches!(result, Err(CursorError::Tampered | CursorError::Malformed { .. })),
+                "{:?}", result
+            );
+        }
+
+        #[test]
+        fn garbage_never_panics(s in "\\PC{0,64}") {
+            let codec = CursorCodec::new(7);
+            prop_assert!(codec.decode(&s, "contracts", &base_query()).is_err());
+        }
+    }
+
+    #[test]
+    fn cursors_for_another_query_are_foreign() {
+        let codec = CursorCodec::new(42);
+        let q = base_query();
+        let pos = SortPosition {
+            values: vec![FieldValue::I64(5), FieldValue::Str("Ann".into())],
+            id: "c-1".into(),
+        };
+        let cursor = codec.encode("contracts", &q, &pos);
+
+        let mut flipped_sort = q.clone();
+        flipped_sort.sort[0].descending = false;
+        let mut other_filter = q.clone();
+        other_filter.filters = vec![Filter::Term {
+            field: "status".into(),
+            value: FieldValue::Str("closed".into()),
+        }];
+        for (index, other) in [
+            ("contracts", &flipped_sort),
+            ("contracts", &other_filter),
+            ("orders", &q),
+        ] {
+            let err = codec.decode(&cursor, index, other).expect_err("foreign");
+            assert_eq!(
+                err,
+                CursorError::ForeignQuery {
+                    index: index.to_owned()
+                }
+            );
+            assert!(err.to_string().contains("different query"));
+        }
+
+        // Another page size is the same query.
+        let mut bigger_page = q.clone();
+        bigger_page.page = Page::After {
+            first: 50,
+            after: None,
+        };
+        assert_eq!(codec.decode(&cursor, "contracts", &bigger_page), Ok(pos.clone()));
+
+        // Another secret: not ours.
+        assert_eq!(
+            CursorCodec::new(43).decode(&cursor, "contracts", &q),
+            Err(CursorError::Tampered)
+        );
+    }
+
+    #[test]
+    fn short_and_long_inputs_are_malformed() {
+        let codec = CursorCodec::new(1);
+        let q = base_query();
+        for input in ["", "abc", "!!!!", &"A".repeat(MAX_CURSOR_CHARS + 1)] {
+            assert!(
+                matches!(
+                    codec.decode(input, "contracts", &q),
+                    Err(CursorError::Malformed { .. })
+                ),
+                "{input:.20}"
+            );
+        }
+    }
+}

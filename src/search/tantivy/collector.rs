@@ -1,0 +1,439 @@
+//! The collectors: [`TopSorted`] keeps the first `k` matches in sort order
+//! strictly after a cursor, in one pass (see "Sort and `search_after`" in the
+//! parent module); [`AllIds`] gathers the ids of every match.
+//!
+//! It owns the sort-value encoding; it must not know about filters or
+//! documents.
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use ::tantivy::collector::{Collector, SegmentCollector};
+use ::tantivy::columnar::{Column, StrColumn, TermOrdHit};
+use ::tantivy::{f64_to_u64, i64_to_u64, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
+
+use super::ID_COLUMN;
+use crate::search::query::FieldValue;
+use crate::search::spec::FieldKind;
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum ColumnKind {
+    I64,
+    F64,
+    Bool,
+    Str,
+}
+
+impl ColumnKind {
+    pub(super) fn of(kind: FieldKind) -> ColumnKind {
+        match kind {
+            FieldKind::Text | FieldKind::Keyword => ColumnKind::Str,
+            FieldKind::I64 | FieldKind::DateTime => ColumnKind::I64,
+            FieldKind::F64 => ColumnKind::F64,
+            FieldKind::Bool => ColumnKind::Bool,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct SortColumn {
+    pub(super) column: String,
+    pub(super) kind: ColumnKind,
+    pub(super) descending: bool,
+}
+
+/// A sort value comparable across segments.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum SortVal {
+    Missing,
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl SortVal {
+    pub(super) fn into_field_value(self) -> FieldValue {
+        match self {
+            SortVal::Missing => FieldValue::Null,
+            SortVal::I64(i) => FieldValue::I64(i),
+            SortVal::F64(f) => FieldValue::F64(f),
+            SortVal::Bool(b) => FieldValue::Bool(b),
+            SortVal::Str(s) => FieldValue::Str(s),
+        }
+    }
+
+    /// The order the per-segment `u128` encoding follows: missing last in
+    /// both directions, floats by `total_cmp` (as tantivy's `f64_to_u64`),
+    /// strings by bytes (as term ordinals).
+    pub(super) fn cmp_directed(&self, other: &SortVal, descending: bool) -> Ordering {
+        let natural = match (self, other) {
+            (SortVal::Missing, SortVal::Missing) => return Ordering::Equal,
+            (SortVal::Missing, _) => return Ordering::Greater,
+            (_, SortVal::Missing) => return Ordering::Less,
+            (SortVal::I64(a), SortVal::I64(b)) => a.cmp(b),
+            (SortVal::F64(a), SortVal::F64(b)) => a.total_cmp(b),
+            (SortVal::Bool(a), SortVal::Bool(b)) => a.cmp(b),
+            (SortVal::Str(a), SortVal::Str(b)) => a.as_bytes().cmp(b.as_bytes()),
+            // Values of one key always share a type; any order is total.
+            (a, b) => a.rank().cmp(&b.rank()),
+        };
+        if descending {
+            natural.reverse()
+        } else {
+            natural
+        }
+    }
+
+    fn rank(&self) -> u8 {
+        match self {
+            SortVal::Missing => 0,
+            SortVal::I64(_) => 1,
+            SortVal::F64(_) => 2,
+            SortVal::Bool(_) => 3,
+            SortVal::Str(_) => 4,
+        }
+    }
+}
+
+pub(super) fn cmp_keys(keys: &[SortColumn], a: &[SortVal], b: &[SortVal]) -> Ordering {
+    keys.iter()
+        .zip(a.iter().zip(b))
+        .map(|(key, (x, y))| x.cmp_directed(y, key.descending))
+        .find(|o| o.is_ne())
+        .unwrap_or(Ordering::Equal)
+}
+
+/// A hit found by [`TopSorted`]: its sort values (one per applied key) and
+/// where to load it.
+pub(super) struct Candidate {
+    pub(super) values: Vec<SortVal>,
+    pub(super) id: String,
+    pub(super) addr: DocAddress,
+}
+
+/// Counts every match and keeps the `k` first in sort order that come
+/// strictly after `after`.
+pub(super) struct TopSorted {
+    pub(super) keys: Vec<SortColumn>,
+    pub(super) after: Option<Vec<SortVal>>,
+    pub(super) k: usize,
+}
+
+/// One sort key's column in one segment (`None`: no document of the segment
+/// has a value).
+enum KeyColumn {
+    I64(Option<Column<i64>>),
+    F64(Option<Column<f64>>),
+    Bool(Option<Column<bool>>),
+    Str(Option<StrColumn>),
+}
+
+/// Order-preserving code of an optional `u64`-mapped value in a direction.
+fn directed(raw: Option<u64>, descending: bool) -> u128 {
+    match raw {
+        None => u128::MAX,
+        Some(v) if descending => u128::from(u64::MAX - v),
+        Some(v) => u128::from(v),
+    }
+}
+
+/// Term ordinal `o` codes as `2o + 1`, leaving the even codes for strings
+/// that fall between two terms of the segment.
+fn ord_code(ord: u64) -> u64 {
+    ord.saturating_mul(2).saturating_add(1)
+}
+
+impl KeyColumn {
+    fn open(segment: &SegmentReader, key: &SortColumn) -> ::tantivy::Result<KeyColumn> {
+        let ff = segment.fast_fields();
+        Ok(match key.kind {
+            ColumnKind::I64 => KeyColumn::I64(ff.column_opt(&key.column)?),
+            ColumnKind::F64 => KeyColumn::F64(ff.column_opt(&key.column)?),
+            ColumnKind::Bool => KeyColumn::Bool(ff.column_opt(&key.column)?),
+            ColumnKind::Str => KeyColumn::Str(ff.str(&key.column)?),
+        })
+    }
+
+    fn raw(&self, doc: DocId) -> Option<u64> {
+        match self {
+            KeyColumn::I64(c) => c.as_ref()?.first(doc).map(i64_to_u64),
+            KeyColumn::F64(c) => c.as_ref()?.first(doc).map(f64_to_u64),
+            KeyColumn::Bool(c) => c.as_ref()?.first(doc).map(u64::from),
+            KeyColumn::Str(c) => c.as_ref()?.ords().first(doc).map(ord_code),
+        }
+    }
+
+    /// The code of a cursor value in this segment.
+    fn code_of(&self, value: &SortVal, descending: bool) -> ::tantivy::Result<u128> {
+        let raw = match (self, value) {
+            (_, SortVal::Missing) => None,
+            (KeyColumn::I64(_), SortVal::I64(i)) => Some(i64_to_u64(*i)),
+            (KeyColumn::F64(_), SortVal::F64(f)) => Some(f64_to_u64(*f)),
+            (KeyColumn::Bool(_), SortVal::Bool(b)) => Some(u64::from(*b)),
+            // No document of the segment has a value: every one is missing,
+            // so any present code compares the same way.
+            (KeyColumn::Str(None), SortVal::Str(_)) => Some(0),
+            (KeyColumn::Str(Some(c)), SortVal::Str(s)) => {
+                let dictionary = c.dictionary();
+                let terms = u64::try_from(dictionary.num_terms()).unwrap_or(u64::MAX);
+                Some(match dictionary.term_ord_or_next(s.as_bytes())? {
+                    TermOrdHit::Exact(ord) => ord_code(ord),
+                    // Past the last term tantivy answers `u64::MAX`.
+                    TermOrdHit::Next(ord) => ord.min(terms).saturating_mul(2),
+                })
+            }
+            (_, v) => {
+                return Err(::tantivy::TantivyError::InvalidArgument(format!(
+                    "cursor value {v:?} does not fit its sort column"
+                )))
+            }
+        };
+        Ok(directed(raw, descending))
+    }
+
+    fn value(&self, doc: DocId, buf: &mut String) -> ::tantivy::Result<SortVal> {
+        Ok(match self {
+            KeyColumn::I64(c) => c
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .map_or(SortVal::Missing, SortVal::I64),
+            KeyColumn::F64(c) => c
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .map_or(SortVal::Missing, SortVal::F64),
+            KeyColumn::Bool(c) => c
+                .as_ref()
+                .and_then(|c| c.first(doc))
+                .map_or(SortVal::Missing, SortVal::Bool),
+            KeyColumn::Str(c) => match c.as_ref().and_then(|c| c.ords().first(doc).map(|o| (c, o))) {
+                None => SortVal::Missing,
+                Some((c, ord)) => {
+                    buf.clear();
+                    c.ord_to_str(ord, buf)?;
+                    SortVal::Str(buf.clone())
+                }
+            },
+        })
+    }
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Entry {
+    codes: Vec<u128>,
+    doc: DocId,
+}
+
+pub(super) struct SegmentTop {
+    segment: SegmentOrdinal,
+    columns: Vec<KeyColumn>,
+    descending: Vec<bool>,
+    id: Option<StrColumn>,
+    after: Option<Vec<u128>>,
+    k: usize,
+    /// Max-heap: the worst kept entry is on top, ready to be replaced.
+    heap: BinaryHeap<Entry>,
+    scratch: Vec<u128>,
+    total: u64,
+}
+
+impl Collector for TopSorted {
+    type Fruit = ::tantivy::Result<(u64, Vec<Candidate>)>;
+    type Child = SegmentTop;
+
+    fn for_segment(&self, segment: SegmentOrdinal, reader: &SegmentReader) -> ::tantivy::Result<SegmentTop> {
+        let columns = self
+            .keys
+            .iter()
+            .map(|k| KeyColumn::open(reader, k))
+            .collect::<::tantivy::Result<Vec<_>>>()?;
+        let after = match &self.after {
+            None => None,
+            Some(values) => Some(
+                columns
+                    .iter()
+                    .zip(values.iter().zip(&self.keys))
+                    .map(|(c, (v, k))| c.code_of(v, k.descending))
+                    .collect::<::tantivy::Result<Vec<_>>>()?,
+            ),
+        };
+        Ok(SegmentTop {
+            segment,
+            descending: self.keys.iter().map(|k| k.descending).collect(),
+            columns,
+            id: reader.fast_fields().str(ID_COLUMN)?,
+            after,
+            k: self.k,
+            heap: BinaryHeap::new(),
+            scratch: Vec::with_capacity(self.keys.len()),
+            total: 0,
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> ::tantivy::Result<Self::Fruit> {
+        let mut total = 0;
+        let mut all = Vec::new();
+        for fruit in fruits {
+            let (count, candidates) = fruit?;
+            total += count;
+            all.extend(candidates);
+        }
+        all.sort_by(|a, b| cmp_keys(&self.keys, &a.values, &b.values));
+        all.truncate(self.k);
+        Ok(Ok((total, all)))
+    }
+}
+
+impl SegmentCollector for SegmentTop {
+    type Fruit = ::tantivy::Result<(u64, Vec<Candidate>)>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        self.total += 1;
+        if self.k == 0 {
+            return;
+        }
+        // Codes are read key by key and compared as they come: most
+        // documents are decided by the first key (before the cursor, or
+        // behind the worst kept hit) without reading the others.
+        let SegmentTop {
+            columns,
+            descending,
+            after,
+            heap,
+            scratch,
+            k,
+            ..
+        } = self;
+        let worst = if heap.len() < *k { None } else { heap.peek() };
+        let mut vs_after = if after.is_some() {
+            Ordering::Equal
+        } else {
+            Ordering::Greater
+        };
+        let mut vs_worst = if worst.is_some() {
+            Ordering::Equal
+        } else {
+            Ordering::Less
+        };
+        scratch.clear();
+        for (i, (column, descending)) in columns.iter().zip(descending.iter()).enumerate() {
+            let code = directed(column.raw(doc), *descending);
+            if vs_after.is_eq() {
+                vs_after = after
+                    .as_ref()
+                    .and_then(|a| a.get(i))
+                    .map_or(Ordering::Greater, |a| code.cmp(a));
+                if vs_after.is_lt() {
+                    return;
+                }
+            }
+            if vs_worst.is_eq() {
+                vs_worst = worst
+                    .and_then(|w| w.codes.get(i))
+                    .map_or(Ordering::Less, |w| code.cmp(w));
+                if vs_worst.is_gt() {
+                    return;
+                }
+            }
+            scratch.push(code);
+        }
+        // Equal to the cursor or to a kept hit: the same document.
+        if !vs_after.is_gt() || !vs_worst.is_lt() {
+            return;
+        }
+        if heap.len() < *k {
+            heap.push(Entry {
+                codes: scratch.clone(),
+                doc,
+            });
+        } else if let Some(mut worst) = heap.peek_mut() {
+            // Reuse the evicted entry's allocation; the heap re-sifts when
+            // `worst` is dropped.
+            worst.codes.clone_from(scratch);
+            worst.doc = doc;
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        let mut buf = String::new();
+        let mut out = Vec::with_capacity(self.heap.len());
+        for entry in self.heap.into_vec() {
+            let values = self
+                .columns
+                .iter()
+                .map(|c| c.value(entry.doc, &mut buf))
+                .collect::<::tantivy::Result<Vec<_>>>()?;
+            let mut id = String::new();
+            if let Some(column) = &self.id {
+                if let Some(ord) = column.ords().first(entry.doc) {
+                    column.ord_to_str(ord, &mut id)?;
+                }
+            }
+            out.push(Candidate {
+                values,
+                id,
+                addr: DocAddress::new(self.segment, entry.doc),
+            });
+        }
+        Ok((self.total, out))
+    }
+}
+
+/// Collects the id of every match (dependency rebuilds need them all).
+pub(super) struct AllIds;
+
+pub(super) struct SegmentIds {
+    id: Option<StrColumn>,
+    ords: Vec<u64>,
+}
+
+impl Collector for AllIds {
+    type Fruit = ::tantivy::Result<Vec<String>>;
+    type Child = SegmentIds;
+
+    fn for_segment(&self, _segment: SegmentOrdinal, reader: &SegmentReader) -> ::tantivy::Result<SegmentIds> {
+        Ok(SegmentIds {
+            id: reader.fast_fields().str(ID_COLUMN)?,
+            ords: Vec::new(),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        false
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> ::tantivy::Result<Self::Fruit> {
+        let mut all = Vec::new();
+        for fruit in fruits {
+            all.extend(fruit?);
+        }
+        Ok(Ok(all))
+    }
+}
+
+impl SegmentCollector for SegmentIds {
+    type Fruit = ::tantivy::Result<Vec<String>>;
+
+    fn collect(&mut self, doc: DocId, _score: Score) {
+        if let Some(ord) = self.id.as_ref().and_then(|c| c.ords().first(doc)) {
+            self.ords.push(ord);
+        }
+    }
+
+    fn harvest(mut self) -> Self::Fruit {
+        let Some(column) = self.id else {
+            return Ok(Vec::new());
+        };
+        // Sorted ordinals let the dictionary decode each block once.
+        self.ords.sort_unstable();
+        let mut ids = Vec::with_capacity(self.ords.len());
+        column.dictionary().sorted_ords_to_term_cb(&self.ords, |bytes| {
+            ids.push(String::from_utf8_lossy(bytes).into_owned())
+        })?;
+        Ok(ids)
+    }
+}

@@ -1,0 +1,269 @@
+//! No N+1: request counts read from the subgraphs' own `/stats`, and partial
+//! failure when a service is slow or down.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use common::{Stack, StackOptions};
+use serde_json::{json, Value};
+
+const PAGE: &str = "query($n: Int!) { contracts(limit: $n) {
+    id memberId managerId
+    member { name accounts { bankName } }
+    manager { name }
+    settlements { amount }
+} }";
+
+fn distinct(rows: &[Value], field: &str) -> usize {
+    rows.iter()
+        .filter_map(|r| r[field].as_str())
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+async fn page_costs(stack: &Stack, n: usize) -> (Vec<Value>, HashMap<String, u64>) {
+    stack.reset_stats().await;
+    let data = stack.data(PAGE, json!({ "n": n })).await;
+    let rows = data["contracts"].as_array().expect("rows").clone();
+    assert_eq!(rows.len(), n);
+    (rows, stack.requests().await)
+}
+
+#[tokio::test]
+async fn a_page_costs_one_request_per_service_whatever_its_size() {
+    let max_batch = 500;
+    let stack = Stack::start_with(StackOptions {
+        scale: 2000,
+        max_batch_size: max_batch,
+        ..StackOptions::default()
+    })
+    .await;
+
+    let (rows, requests) = page_costs(&stack, 20).await;
+    for service in ["contracts", "members", "staff", "accounts", "settlements"] {
+        assert_eq!(requests[service], 1, "{service}: {requests:?}");
+    }
+    for service in ["posts", "products", "events", "reviews"] {
+        assert_eq!(requests[service], 0, "{service}: {requests:?}");
+    }
+    // Staff has no batch field: one request, one alias per distinct manager.
+    let staff = stack.stats("staff").await;
+    assert_eq!(
+        staff["fields"]["staff"]["calls"].as_u64(),
+        Some(distinct(&rows, "managerId") as u64),
+        "{staff}"
+    );
+    let members = stack.stats("members").await;
+    assert_eq!(members["fields"]["membersByIds"]["calls"].as_u64(), Some(1));
+    assert_eq!(
+        members["fields"]["membersByIds"]["keys"].as_u64(),
+        Some(distinct(&rows, "memberId") as u64)
+    );
+
+    // 1,000 rows: the same requests, more only where a key set exceeds the batch size.
+    let (rows, requests) = page_costs(&stack, 1000).await;
+    let chunks = |keys: usize| keys.div_ceil(max_batch) as u64;
+    assert_eq!(requests["contracts"], 1);
+    assert_eq!(
+        requests["staff"], 1,
+        "alias batching is one request: {requests:?}"
+    );
+    assert_eq!(
+        requests["members"],
+        chunks(distinct(&rows, "memberId")),
+        "{requests:?}"
+    );
+    assert_eq!(
+        requests["accounts"],
+        chunks(distinct(&rows, "memberId")),
+        "{requests:?}"
+    );
+    assert_eq!(requests["settlements"], chunks(rows.len()), "{requests:?}");
+    assert!(requests.values().sum::<u64>() <= 8, "not N+1: {requests:?}");
+}
+
+#[tokio::test]
+async fn an_entity_reached_twice_is_fetched_once() {
+    let stack = Stack::start().await;
+    stack.reset_stats().await;
+    // The same members through two paths with the same selection.
+    stack
+        .data(
+            "{ a: contracts(limit: 30) { member { name } } b: contracts(limit: 30) { member { name } } }",
+            json!({}),
+        )
+        .await;
+    let members = stack.stats("members").await;
+    let a_keys = members["fields"]["membersByIds"]["keys"].as_u64().unwrap_or(0);
+    stack.reset_stats().await;
+    stack
+        .data("{ contracts(limit: 30) { member { name } } }", json!({}))
+        .await;
+    let once = stack.stats("members").await["fields"]["membersByIds"]["keys"]
+        .as_u64()
+        .unwrap_or(0);
+    assert_eq!(a_keys, once, "the second path hits the request's loader cache");
+}
+
+#[tokio::test]
+async fn federation_entities_and_joins_are_batched_too() {
+    let stack = Stack::start().await;
+    stack.reset_stats().await;
+    let data = stack
+        .data(
+            "{ reviews(limit: 50) { rating authorId product { name sellerId seller { name } reviews { rating } } author { name } } }",
+            json!({}),
+        )
+        .await;
+    let reviews = data["reviews"].as_array().expect("reviews");
+    assert_eq!(reviews.len(), 50);
+    assert!(reviews.iter().all(|r| r["product"]["name"].is_string()), "{data}");
+    let requests = stack.requests().await;
+    assert_eq!(requests["products"], 1, "_entities in one request: {requests:?}");
+    // Authors are looked up at depth 1, sellers at depth 2 (after products):
+    // one request each, and no member is asked for twice.
+    assert_eq!(requests["members"], 2, "{requests:?}");
+    assert_eq!(
+        requests["reviews"], 2,
+        "the list, then one join request: {requests:?}"
+    );
+    let members = stack.stats("members").await;
+    let people: std::collections::HashSet<&str> = reviews
+        .iter()
+        .flat_map(|r| [r["authorId"].as_str(), r["product"]["sellerId"].as_str()])
+        .flatten()
+        .collect();
+    assert_eq!(
+        members["fields"]["membersByIds"]["keys"].as_u64(),
+        Some(people.len() as u64),
+        "{members}"
+    );
+    let products = stack.stats("products").await;
+    assert_eq!(
+        products["fields"]["_entities"]["calls"].as_u64(),
+        Some(1),
+        "{products}"
+    );
+}
+
+#[tokio::test]
+async fn a_slow_service_past_its_timeout_nulls_only_its_fields() {
+    let stack = Stack::start_with(StackOptions {
+        timeout: Duration::from_millis(300),
+        ..StackOptions::default()
+    })
+    .await;
+    stack.faults("staff", json!({ "latency_ms": 2000 })).await;
+    let started = std::time::Instant::now();
+    let (status, body) = stack
+        .post(json!({ "query": "{ contracts(limit: 3) { id title manager { name } member { name } } }" }))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(1800),
+        "the timeout bounds the request"
+    );
+    assert_eq!(status, 200);
+    let rows = body["data"]["contracts"].as_array().expect("rows");
+    assert_eq!(rows.len(), 3, "{body}");
+    for (i, row) in rows.iter().enumerate() {
+        assert!(row["title"].is_string());
+        assert!(row["member"]["name"].is_string(), "other services still answer");
+        assert_eq!(row["manager"], Value::Null);
+        let error = body["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .find(|e| e["path"] == json!(["contracts", i, "manager"]))
+            .unwrap_or_else(|| panic!("an error at contracts.{i}.manager: {body}"));
+        assert_eq!(error["extensions"]["code"], "SUBGRAPH_TIMEOUT");
+        assert_eq!(error["extensions"]["subgraph"], "staff");
+    }
+}
+
+#[tokio::test]
+async fn a_service_that_is_down_or_answers_garbage_fails_partially() {
+    let stack = Stack::start().await;
+    stack.faults("settlements", json!({ "down": true })).await;
+    stack.faults("accounts", json!({ "garbage": true })).await;
+    let (status, body) = stack
+        .post(json!({ "query": "{ contracts(limit: 2) { id settlements { id } member { name accounts { id } } } }" }))
+        .await;
+    assert_eq!(status, 200);
+    let errors = body["errors"].as_array().expect("errors");
+    for i in 0..2 {
+        let row = &body["data"]["contracts"][i];
+        assert!(row["member"]["name"].is_string(), "{body}");
+        assert_eq!(row["settlements"], Value::Null);
+        assert_eq!(row["member"]["accounts"], Value::Null);
+        assert!(errors
+            .iter()
+            .any(|e| e["path"] == json!(["contracts", i, "settlements"])
+                && e["extensions"]["code"] == "SUBGRAPH_REQUEST_FAILED"));
+        assert!(errors
+            .iter()
+            .any(|e| e["path"] == json!(["contracts", i, "member", "accounts"])
+                && e["extensions"]["code"] == "SUBGRAPH_INVALID_RESPONSE"));
+    }
+}
+
+#[tokio::test]
+async fn headers_named_in_config_are_forwarded() {
+    use axum::{routing::post, Json, Router};
+    use std::sync::{Arc, Mutex};
+
+    // A stand-in members service that records the headers it receives.
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let record = Arc::clone(&seen);
+    let app = Router::new().route(
+        "/graphql",
+        post(move |headers: axum::http::HeaderMap| {
+            let record = Arc::clone(&record);
+            async move {
+                let mut seen = record.lock().expect("lock");
+                for (k, v) in &headers {
+                    seen.push((k.to_string(), v.to_str().unwrap_or_default().to_string()));
+                }
+                Json(json!({ "data": { "member": { "name": "Kim" } } }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut config = tessera::config::Config::default();
+    config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
+    let gateway = tessera::build_gateway(&config, include_str!("../schema.graphql")).expect("gateway");
+    let headers: axum::http::HeaderMap = [
+        ("authorization", "Bearer t0ken"),
+        ("accept-language", "ko-KR"),
+        ("x-secret", "not forwarded"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.parse().expect("name"), v.parse().expect("value")))
+    .collect();
+    let response = gateway
+        .handle(
+            tessera::pipeline::GraphQLRequest {
+                query: Some("{ member(id: 1) { name } }".into()),
+                ..Default::default()
+            },
+            tessera::pipeline::Method::Post,
+            &headers,
+            Default::default(),
+        )
+        .await;
+    assert_eq!(response.status, 200);
+    let seen = seen.lock().expect("lock").clone();
+    assert!(
+        seen.contains(&("authorization".into(), "Bearer t0ken".into())),
+        "{seen:?}"
+    );
+    assert!(
+        seen.contains(&("accept-language".into(), "ko-KR".into())),
+        "{seen:?}"
+    );
+    assert!(!seen.iter().any(|(k, _)| k == "x-secret"), "{seen:?}");
+}

@@ -1,0 +1,176 @@
+//! End-to-end harness: the nine real subgraph servers and the real gateway,
+//! each on an ephemeral port of 127.0.0.1, talked to over HTTP.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tessera::config::Config;
+use tessera_subgraphs::{RunningService, Service, ServiceOptions};
+
+pub struct Stack {
+    pub services: HashMap<&'static str, RunningService>,
+    pub gateway: String,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+pub struct StackOptions {
+    pub scale: u64,
+    pub timeout: Duration,
+    pub max_batch_size: usize,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            scale: 400,
+            timeout: Duration::from_secs(5),
+            max_batch_size: 500,
+        }
+    }
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(StackOptions::default()).await
+    }
+
+    pub async fn start_with(options: StackOptions) -> Self {
+        let service_options = ServiceOptions {
+            scale: options.scale,
+            ..ServiceOptions::default()
+        };
+        let running = tessera_subgraphs::spawn_all("127.0.0.1".parse().expect("ip"), 0, &service_options)
+            .await
+            .expect("subgraphs start");
+        let mut config = Config::default();
+        config.execution.max_batch_size = options.max_batch_size;
+        let mut services = HashMap::new();
+        for service in running {
+            let sub = config
+                .subgraphs
+                .get_mut(service.service.name())
+                .expect("configured subgraph");
+            sub.url = service.url();
+            sub.timeout = options.timeout;
+            services.insert(service.service.name(), service);
+        }
+        let gateway = Arc::new(
+            tessera::build_gateway(&config, include_str!("../../schema.graphql")).expect("gateway builds"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(tessera::serve(listener, gateway, async {
+            let _ = rx.await;
+        }));
+        Self {
+            services,
+            gateway: format!("http://{addr}/graphql"),
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+        }
+    }
+
+    /// POSTs a query; returns (HTTP status, body).
+    pub async fn post(&self, body: Value) -> (u16, Value) {
+        self.post_with(body, &[]).await
+    }
+
+    pub async fn post_with(&self, body: Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut request = self.client.post(&self.gateway).json(&body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().await.expect("gateway answers");
+        let status = response.status().as_u16();
+        let body = response.json().await.expect("gateway answers JSON");
+        (status, body)
+    }
+
+    /// Runs a query that must succeed without errors; returns `data`.
+    pub async fn data(&self, query: &str, variables: Value) -> Value {
+        let (status, body) = self.post(json!({ "query": query, "variables": variables })).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        body["data"].clone()
+    }
+
+    pub fn service_base(&self, name: &str) -> String {
+        format!("http://{}", self.services[name].addr)
+    }
+
+    /// Queries a subgraph directly, bypassing the gateway.
+    pub async fn subgraph(&self, name: &str, query: &str, variables: Value) -> Value {
+        let body: Value = self
+            .client
+            .post(format!("{}/graphql", self.service_base(name)))
+            .json(&json!({ "query": query, "variables": variables }))
+            .send()
+            .await
+            .expect("subgraph answers")
+            .json()
+            .await
+            .expect("subgraph JSON");
+        assert!(body.get("errors").is_none(), "subgraph {name} errors: {body}");
+        body["data"].clone()
+    }
+
+    pub async fn reset_stats(&self) {
+        for name in self.services.keys() {
+            self.client
+                .post(format!("{}/stats/reset", self.service_base(name)))
+                .send()
+                .await
+                .expect("stats reset");
+        }
+    }
+
+    pub async fn stats(&self, name: &str) -> Value {
+        self.client
+            .get(format!("{}/stats", self.service_base(name)))
+            .send()
+            .await
+            .expect("stats")
+            .json()
+            .await
+            .expect("stats JSON")
+    }
+
+    /// `requests` of every service, by name.
+    pub async fn requests(&self) -> HashMap<String, u64> {
+        let mut out = HashMap::new();
+        for name in self.services.keys() {
+            let stats = self.stats(name).await;
+            out.insert(name.to_string(), stats["requests"].as_u64().unwrap_or(0));
+        }
+        out
+    }
+
+    pub async fn faults(&self, name: &str, faults: Value) {
+        let status = self
+            .client
+            .post(format!("{}/faults", self.service_base(name)))
+            .json(&faults)
+            .send()
+            .await
+            .expect("faults")
+            .status();
+        assert!(status.is_success(), "setting faults on {name}: {status}");
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub fn all_services() -> impl Iterator<Item = Service> {
+    Service::ALL.into_iter()
+}

@@ -1,0 +1,366 @@
+//! The gateway over real HTTP in front of the nine real services: root
+//! delegation, mutations, the HTTP surface, and bad input.
+
+mod common;
+
+use common::Stack;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn one_query_reads_members_contracts_and_posts() {
+    let stack = Stack::start().await;
+    let data = stack
+        .data(
+            "{ members(first: 3) { totalCount edges { node { id name grade } } }
+               contracts(limit: 3) { id contractNo title amount status createdAt }
+               posts(first: 3) { id title authorId createdAt } }",
+            json!({}),
+        )
+        .await;
+    let edges = data["members"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 3);
+    // Relay ids become plain ids.
+    assert_eq!(edges[0]["node"]["id"], "1");
+    assert!(data["members"]["totalCount"].as_i64().expect("count") >= 3);
+    let contracts = data["contracts"].as_array().expect("contracts");
+    assert_eq!(contracts.len(), 3);
+    // `id: Int` in the service is `ID` here: a string.
+    assert_eq!(contracts[0]["id"], "1");
+    assert!(contracts[0]["contractNo"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(data["posts"].as_array().expect("posts").len(), 3);
+
+    // The same rows as the services hold.
+    let direct = stack
+        .subgraph(
+            "contracts",
+            "{ contracts(limit: 3) { id contract_no title amount } }",
+            json!({}),
+        )
+        .await;
+    for (ours, theirs) in contracts
+        .iter()
+        .zip(direct["contracts"].as_array().expect("rows"))
+    {
+        assert_eq!(ours["contractNo"], theirs["contract_no"]);
+        assert_eq!(ours["title"], theirs["title"]);
+        assert_eq!(ours["amount"], theirs["amount"]);
+    }
+}
+
+#[tokio::test]
+async fn arguments_are_renamed_and_converted() {
+    let stack = Stack::start().await;
+    let data = stack
+        .data(
+            "query($m: ID!) { member(id: $m) { id name } contracts(memberId: $m, limit: 50) { memberId } staff(id: 2) { id } }",
+            json!({ "m": "5" }),
+        )
+        .await;
+    assert_eq!(data["member"]["id"], "5");
+    for c in data["contracts"].as_array().expect("contracts") {
+        assert_eq!(c["memberId"], "5");
+    }
+    assert_eq!(data["staff"]["id"], "2");
+
+    // Integer literals for `ID` arguments, Relay-encoded or not.
+    let data = stack
+        .data("{ member(id: 3) { id } contract(id: 4) { id } }", json!({}))
+        .await;
+    assert_eq!(data["member"]["id"], "3");
+    assert_eq!(data["contract"]["id"], "4");
+}
+
+#[tokio::test]
+async fn mutations_run_in_order_through_the_gateway() {
+    let stack = Stack::start().await;
+    let (status, body) = stack
+        .post(json!({
+            "query": "mutation($in: CreateContractInput!) {
+                a: createContract(input: $in) { id title memberId amount status }
+                b: updateContract(id: 1, input: { title: \"Renamed\" }) { id title }
+            }",
+            "variables": { "in": { "title": "새 계약", "memberId": "7", "managerId": "3", "amount": 1500000, "startDate": "2026-01-01" } }
+        }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("errors").is_none(), "{body}");
+    let created = &body["data"]["a"];
+    assert_eq!(created["title"], "새 계약");
+    assert_eq!(created["memberId"], "7");
+    assert_eq!(created["status"], "DRAFT");
+    assert_eq!(body["data"]["b"]["title"], "Renamed");
+    let id = created["id"].as_str().expect("id").to_string();
+    let data = stack
+        .data(
+            "query($id: ID!) { contract(id: $id) { title } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(data["contract"]["title"], "새 계약");
+
+    let data = stack
+        .data(
+            "mutation { createMember(input: { name: \"Ada Lovelace\", email: \"ada@example.com\", kind: CUSTOMER }) { ok member { id name grade } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["createMember"]["ok"], true);
+    assert_eq!(data["createMember"]["member"]["grade"], "BRONZE");
+    let member_id = data["createMember"]["member"]["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert!(member_id.parse::<u64>().is_ok(), "plain id, got {member_id}");
+    let data = stack
+        .data(
+            "query($id: ID!) { member(id: $id) { name } }",
+            json!({ "id": member_id }),
+        )
+        .await;
+    assert_eq!(data["member"]["name"], "Ada Lovelace");
+}
+
+#[tokio::test]
+async fn get_requests_health_and_playground() {
+    let stack = Stack::start().await;
+    let url = format!(
+        "{}?query={}",
+        stack.gateway, "%7B%20staff(id%3A%201)%20%7B%20id%20%7D%20%7D"
+    );
+    let body: Value = stack
+        .client
+        .get(&url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["data"]["staff"]["id"], "1");
+
+    let page = stack
+        .client
+        .get(&stack.gateway)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("playground");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    assert!(
+        html.contains("GraphiQL") && html.contains("ContractsPage"),
+        "playground with examples"
+    );
+
+    let health: Value = stack
+        .client
+        .get(stack.gateway.replace("/graphql", "/health"))
+        .send()
+        .await
+        .expect("health")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(health["status"], "UP");
+
+    // Mutations need POST.
+    let url = format!(
+        "{}?query={}",
+        stack.gateway, "mutation%20%7B%20deleteStaff(id%3A%201)%20%7D"
+    );
+    let response = stack.client.get(&url).send().await.expect("GET");
+    assert_eq!(response.status(), 405);
+    let still_there = stack.data("{ staff(id: 1) { id } }", json!({})).await;
+    assert_eq!(still_there["staff"]["id"], "1");
+}
+
+#[tokio::test]
+async fn introspection_and_typename_are_answered() {
+    let stack = Stack::start().await;
+    let data = stack
+        .data(
+            "{ __typename __type(name: \"Contract\") { fields { name } } contracts(limit: 1) { __typename id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["__typename"], "Query");
+    assert_eq!(data["contracts"][0]["__typename"], "Contract");
+    let fields: Vec<&str> = data["__type"]["fields"]
+        .as_array()
+        .expect("fields")
+        .iter()
+        .filter_map(|f| f["name"].as_str())
+        .collect();
+    assert!(
+        fields.contains(&"contractNo") && fields.contains(&"member"),
+        "{fields:?}"
+    );
+    // Tessera's directives are not part of the client schema.
+    let data = stack
+        .data("{ __schema { directives { name } } }", json!({}))
+        .await;
+    let names: Vec<&str> = data["__schema"]["directives"]
+        .as_array()
+        .expect("directives")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .collect();
+    assert!(
+        !names.contains(&"owner") && !names.contains(&"delegate"),
+        "{names:?}"
+    );
+}
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or("<none>")
+}
+
+#[tokio::test]
+async fn bad_requests_get_spec_shaped_errors() {
+    let stack = Stack::start().await;
+
+    // A body that is not JSON.
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .header("content-type", "application/json")
+        .body("{ not json")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(code(&body), "BAD_REQUEST");
+    assert!(body.get("data").is_none());
+
+    let cases = [
+        (json!({}), "BAD_REQUEST"),
+        (
+            json!({ "query": "{ contracts(limit: 1) { id " }),
+            "GRAPHQL_PARSE_FAILED",
+        ),
+        (
+            json!({ "query": "{ contracts { nope } }" }),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({ "query": "query A { staff(id: 1) { id } }", "operationName": "B" }),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({ "query": "query A { staff(id: 1) { id } } query B { staff(id: 2) { id } }" }),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({ "query": "query($n: Int!) { contracts(limit: $n) { id } }", "variables": { "n": "ten" } }),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!({ "query": "query($n: Int!) { contracts(limit: $n) { id } }" }),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!({ "query": "query($s: ContractStatus) { contracts(status: $s) { id } }", "variables": { "s": "SIGNED" } }),
+            "BAD_USER_INPUT",
+        ),
+        (
+            json!({ "query": "{ staff(id: 1) { id } }", "variables": [1, 2] }),
+            "BAD_REQUEST",
+        ),
+    ];
+    for (request, expected) in cases {
+        let (status, body) = stack.post(request.clone()).await;
+        assert_eq!(status, 400, "{request} → {body}");
+        assert_eq!(code(&body), expected, "{request} → {body}");
+        assert!(body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+    }
+
+    // Two operations and a name: the named one runs.
+    let data = stack
+        .post(json!({ "query": "query A { staff(id: 1) { id } } query B { staff(id: 2) { id } }", "operationName": "B" }))
+        .await
+        .1;
+    assert_eq!(data["data"]["staff"]["id"], "2");
+}
+
+#[tokio::test]
+async fn a_dead_subgraph_nulls_only_its_fields() {
+    let stack = Stack::start().await;
+    stack.faults("posts", json!({ "down": true })).await;
+    let (status, body) = stack
+        .post(json!({ "query": "{ posts(first: 2) { id } contracts(limit: 2) { id } }" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["data"]["contracts"].as_array().map(Vec::len),
+        Some(2),
+        "{body}"
+    );
+    assert_eq!(body["data"]["posts"], Value::Null);
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "SUBGRAPH_REQUEST_FAILED", "{body}");
+    assert_eq!(error["extensions"]["subgraph"], "posts");
+    assert_eq!(error["path"], json!(["posts"]));
+}
+
+#[tokio::test]
+async fn the_plan_is_returned_on_request() {
+    let stack = Stack::start().await;
+    let query = json!({ "query": "{ contracts(limit: 2) { id manager { name } } }" });
+    let (_, plain) = stack.post(query.clone()).await;
+    assert!(plain.get("extensions").is_none());
+    let (status, body) = stack.post_with(query, &[("tessera-include-plan", "true")]).await;
+    assert_eq!(status, 200);
+    let plan = body["extensions"]["queryPlan"].as_str().expect("plan text");
+    assert!(
+        plan.contains("Fetch(service: \"contracts\")") && plan.contains("Lookup(service: \"staff\", alias"),
+        "{plan}"
+    );
+}
+
+#[tokio::test]
+async fn an_interface_across_two_services_is_merged_in_order() {
+    let stack = Stack::start().await;
+    let data = stack
+        .data(
+            "{ member(id: 3) { posts { id } products { id }
+               activity { __typename id title createdAt ... on Post { likeCount } ... on Product { price } } } }",
+            json!({}),
+        )
+        .await;
+    let member = &data["member"];
+    let activity = member["activity"].as_array().expect("activity");
+    let posts = member["posts"].as_array().map_or(0, Vec::len);
+    let products = member["products"].as_array().map_or(0, Vec::len);
+    assert_eq!(activity.len(), posts + products);
+    assert!(
+        posts + products > 0,
+        "member 3 has some activity to merge: {data}"
+    );
+    let dates: Vec<&str> = activity.iter().filter_map(|a| a["createdAt"].as_str()).collect();
+    assert!(dates.windows(2).all(|w| w[0] >= w[1]), "newest first: {dates:?}");
+    for item in activity {
+        match item["__typename"].as_str() {
+            Some("Post") => assert!(item["likeCount"].is_number() && item.get("price").is_none()),
+            Some("Product") => assert!(item["price"].is_string() && item.get("likeCount").is_none()),
+            other => panic!("unexpected type {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn the_default_config_points_at_the_demo_ports() {
+    let ours: Vec<(String, u16)> = tessera::config::DEMO_SUBGRAPHS
+        .iter()
+        .map(|(n, p)| (n.to_string(), *p))
+        .collect();
+    let theirs: Vec<(String, u16)> = tessera_subgraphs::Service::ALL
+        .iter()
+        .map(|s| (s.name().to_string(), s.default_port()))
+        .collect();
+    assert_eq!(ours, theirs);
+}

@@ -1,0 +1,72 @@
+//! Query plans are data: snapshots of their rendering for representative
+//! operations. A snapshot change is a plan change: review it.
+
+use tessera::schema::Supergraph;
+
+fn schema() -> Supergraph {
+    Supergraph::parse(include_str!("../schema.graphql")).expect("schema.graphql loads")
+}
+
+fn plan(query: &str) -> String {
+    let doc = async_graphql::parser::parse_query(query).expect("query parses");
+    tessera::plan::plan(&schema(), &doc, None)
+        .expect("plans")
+        .to_string()
+}
+
+#[test]
+fn contracts_page_with_four_joins() {
+    insta::assert_snapshot!(plan(
+        "{ contracts(limit: 20) { id title member { name accounts { bankName } } manager { name } settlements { amount } } }"
+    ));
+}
+
+#[test]
+fn variables_fragments_aliases_and_conditions() {
+    insta::assert_snapshot!(plan(
+        "query Q($limit: Int = 5, $withManager: Boolean!, $skipMember: Boolean = false) {
+           recent: contracts(limit: $limit, status: ACTIVE) {
+             ...Core
+             boss: manager @include(if: $withManager) { name }
+             member @skip(if: $skipMember) { ... on Member { name } }
+           }
+         }
+         fragment Core on Contract { id __typename amount }"
+    ));
+}
+
+#[test]
+fn root_fields_of_one_service_share_a_fetch() {
+    insta::assert_snapshot!(plan(
+        "{ a: contract(id: 1) { title } b: contract(id: 2) { title } staff(id: 3) { name } }"
+    ));
+}
+
+#[test]
+fn federation_entities_paged_joins_and_relay_ids() {
+    insta::assert_snapshot!(plan(
+        "{ member(id: 7) { name products { name reviews { rating author { name } } } contracts { id } } }"
+    ));
+}
+
+#[test]
+fn mutations_are_sequential_fetches() {
+    insta::assert_snapshot!(plan(
+        "mutation($in: CreateContractInput!) {
+           first: createContract(input: $in) { id member { name } }
+           second: deleteStaff(id: 2)
+         }"
+    ));
+}
+
+#[test]
+fn introspection_and_typename_at_the_root() {
+    insta::assert_snapshot!(plan("{ __typename __type(name: \"Member\") { name } }"));
+}
+
+#[test]
+fn an_interface_list_merged_from_two_services() {
+    insta::assert_snapshot!(plan(
+        "{ member(id: 3) { activity { __typename id title createdAt ... on Post { likeCount } ... on Product { price } } } }"
+    ));
+}
