@@ -359,7 +359,7 @@ pub struct Counts {
 
 impl Counts {
     /// Exact row counts of every table at `scale`. The child tables are summed over
-    /// their parents, so this walks every contract once (a few milliseconds at 1M).
+    /// their parents, so this walks every contract once (tens of milliseconds at 1M).
     pub fn for_scale(scale: u64) -> Self {
         let base = Self::parents(scale);
         let accounts = (1..=base.members).map(accounts_per_member).sum();

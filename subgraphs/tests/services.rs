@@ -281,6 +281,28 @@ async fn relay_ids_round_trip_and_batches_keep_order_and_holes() {
         .error("{ member(id: \"garbage\") { id } }", json!({}))
         .await
         .contains("MemberNode"));
+    let far = base64::engine::general_purpose::STANDARD.encode(format!("arrayconnection:{}", u64::MAX));
+    let past_the_end = client
+        .data(
+            "query($a: String) { members(after: $a) { edges { cursor } pageInfo { hasNextPage endCursor } } }",
+            json!({ "a": far }),
+        )
+        .await;
+    assert_eq!(
+        past_the_end["members"],
+        json!({ "edges": [], "pageInfo": { "hasNextPage": false, "endCursor": null } })
+    );
+    let second = client
+        .data(
+            "query($a: String) { members(first: 2, after: $a) { edges { cursor node { id } } } }",
+            json!({ "a": base64::engine::general_purpose::STANDARD.encode("arrayconnection:0") }),
+        )
+        .await;
+    assert_eq!(
+        second["members"]["edges"][0]["node"]["id"],
+        json!(ids[1]),
+        "after continues at offset + 1"
+    );
 
     let contracts = start(Service::Contracts, &opts(1000)).await;
     let batch = Client::of(&contracts)

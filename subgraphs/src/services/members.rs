@@ -286,7 +286,7 @@ impl Query {
                         expected: "cursor",
                     })
                 })?;
-                offset + 1
+                offset.saturating_add(1)
             }
         };
         let keep = |m: &Member| {
