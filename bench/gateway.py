@@ -126,7 +126,7 @@ def to_ms(text):
 
 def run_wrk(body, unique, duration, connections, threads=2):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
-        f.write(LUA % (json.dumps(body), "true" if unique else "false"))
+        f.write(LUA % ("[==[" + json.dumps(body) + "]==]", "true" if unique else "false"))
         script = f.name
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", script,
@@ -135,8 +135,8 @@ def run_wrk(body, unique, duration, connections, threads=2):
     os.unlink(script)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
-    p50 = to_ms(re.search(r"50%\s+(\S+)", out).group(1))
-    p99 = to_ms(re.search(r"99%\s+(\S+)", out).group(1))
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return rps, total, p50, p99, int(errors.group(1)) if errors else 0
 
