@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -43,6 +43,72 @@ pub struct Config {
     pub server: ServerConfig,
     pub subgraphs: BTreeMap<String, SubgraphConfig>,
     pub execution: ExecutionConfig,
+    pub search: SearchConfig,
+    pub sync: SyncConfig,
+}
+
+/// Search indexes (docs/search.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SearchConfig {
+    /// Where the embedded index (tantivy) keeps its files.
+    pub data_dir: PathBuf,
+    /// Keep indexes in memory only: nothing on disk, rebuilt on every start.
+    pub in_memory: bool,
+    /// Seals pagination cursors; give every gateway instance the same one.
+    pub cursor_secret: String,
+    /// How each search field is answered: "index" (default) or "merge"
+    /// (k-way merge of the index's sources, no index needed).
+    pub strategies: BTreeMap<String, StrategyName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StrategyName {
+    Index,
+    Merge,
+}
+
+/// Keeping the indexes in sync with the services (docs/search.md, "Sync").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Run the poller inside `serve`/`demo` (and build missing indexes at start).
+    pub enabled: bool,
+    /// How often to ask the services for rows updated since the last poll.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often to rebuild everything and drop documents whose rows are gone.
+    #[serde(with = "humantime_serde")]
+    pub reconcile_interval: Duration,
+    /// Re-read this much before the watermark (clock skew between services).
+    #[serde(with = "humantime_serde")]
+    pub overlap: Duration,
+    /// A mutation through the gateway updates the indexes before it answers.
+    pub read_your_writes: bool,
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("data/index"),
+            in_memory: false,
+            cursor_secret: "tessera-development-cursor-secret".into(),
+            strategies: BTreeMap::new(),
+        }
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            poll_interval: Duration::from_secs(5),
+            reconcile_interval: Duration::from_secs(600),
+            overlap: Duration::from_secs(2),
+            read_your_writes: true,
+        }
+    }
 }
 
 /// Where the gateway listens.
@@ -132,6 +198,8 @@ impl Default for Config {
             server: ServerConfig::default(),
             subgraphs,
             execution: ExecutionConfig::default(),
+            search: SearchConfig::default(),
+            sync: SyncConfig::default(),
         }
     }
 }
@@ -209,6 +277,18 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "execution.max_batch_size".into(),
                 message: "must be at least 1".into(),
+            });
+        }
+        if self.sync.poll_interval.is_zero() || self.sync.reconcile_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "sync.poll_interval".into(),
+                message: "poll_interval and reconcile_interval must be more than zero, e.g. \"5s\"".into(),
+            });
+        }
+        if self.search.cursor_secret.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "search.cursor_secret".into(),
+                message: "must not be empty".into(),
             });
         }
         for header in &self.execution.forward_headers {

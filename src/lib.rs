@@ -11,6 +11,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod schema;
 pub mod search;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,6 +30,8 @@ pub enum StartError {
     Config(#[from] config::ConfigError),
     #[error("cannot create the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("cannot open the search index: {0}")]
+    Search(#[from] search::SearchError),
 }
 
 pub fn format_schema_errors(file: &str, errors: &[SchemaError]) -> String {
@@ -39,19 +42,119 @@ pub fn format_schema_errors(file: &str, errors: &[SchemaError]) -> String {
         .join("\n")
 }
 
-/// Builds a gateway for `schema_sdl` with the subgraph endpoints of `config`.
+/// Builds a gateway for `schema_sdl` with the subgraph endpoints of
+/// `config`, without search indexes (`@search` fields fail with
+/// `SEARCH_UNAVAILABLE`); [`build`] adds them.
 pub fn build_gateway(config: &Config, schema_sdl: &str) -> Result<Gateway, StartError> {
+    let executor = executor(config, schema_sdl)?;
+    Ok(Gateway::new(
+        Arc::new(executor),
+        config.execution.plan_cache_size,
+        forward_headers(config),
+    ))
+}
+
+/// A gateway with its search indexes and their synchronizer.
+pub struct Tessera {
+    pub gateway: Arc<Gateway>,
+    pub syncer: Arc<sync::Syncer>,
+    pub backend: Arc<dyn search::SearchBackend>,
+}
+
+/// Builds the gateway, opens the search backend (tantivy in
+/// `search.data_dir`, or in memory) and wires read-your-writes.
+pub fn build(config: &Config, schema_sdl: &str) -> Result<Tessera, StartError> {
+    let backend: Arc<dyn search::SearchBackend> = if config.search.in_memory {
+        Arc::new(search::TantivyBackend::in_memory())
+    } else {
+        std::fs::create_dir_all(&config.search.data_dir).map_err(|e| search::SearchError::Backend {
+            index: config.search.data_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Arc::new(search::TantivyBackend::open(&config.search.data_dir)?)
+    };
+    build_with_backend(config, schema_sdl, backend)
+}
+
+/// [`build`] with a given search backend.
+pub fn build_with_backend(
+    config: &Config,
+    schema_sdl: &str,
+    backend: Arc<dyn search::SearchBackend>,
+) -> Result<Tessera, StartError> {
+    let executor = executor(config, schema_sdl)?;
+    let mut strategies = HashMap::new();
+    for (field, strategy) in &config.search.strategies {
+        let query = executor.schema().query_type().clone();
+        let index = match executor.schema().field(&query, field).map(|f| &f.resolver) {
+            Some(schema::Resolver::Search { index, .. }) => index.clone(),
+            _ => {
+                return Err(config::ConfigError::Invalid {
+                    key: format!("search.strategies.{field}"),
+                    message: format!("{query}.{field} is not a @search field of schema.graphql"),
+                }
+                .into())
+            }
+        };
+        let strategy = match strategy {
+            config::StrategyName::Index => exec::Strategy::Index,
+            config::StrategyName::Merge => {
+                let def = executor.schema().index(&index);
+                if let Some(missing) = def.and_then(|d| d.sources.iter().find(|s| s.merge.is_none())) {
+                    return Err(config::ConfigError::Invalid {
+                        key: format!("search.strategies.{field}"),
+                        message: format!(
+                            "\"merge\" needs @mergeSource on every document type of index `{index}`; {} has none",
+                            missing.doc_type
+                        ),
+                    }
+                    .into());
+                }
+                exec::Strategy::Merge
+            }
+        };
+        strategies.insert(field.clone(), strategy);
+    }
+    let secret = xxhash_rust::xxh3::xxh3_64(config.search.cursor_secret.as_bytes());
+    let context = Arc::new(exec::SearchContext::new(Arc::clone(&backend), secret, strategies));
+    let executor = Arc::new(executor.with_search(context));
+    let syncer = Arc::new(sync::Syncer::new(
+        Arc::clone(&executor),
+        Arc::clone(&backend),
+        sync::SyncOptions {
+            overlap: config.sync.overlap,
+            ..sync::SyncOptions::default()
+        },
+    ));
+    let mut gateway = Gateway::new(
+        executor,
+        config.execution.plan_cache_size,
+        forward_headers(config),
+    );
+    if config.sync.read_your_writes {
+        gateway = gateway.with_sync(Arc::clone(&syncer));
+    }
+    Ok(Tessera {
+        gateway: Arc::new(gateway),
+        syncer,
+        backend,
+    })
+}
+
+fn executor(config: &Config, schema_sdl: &str) -> Result<Executor, StartError> {
     let schema = Arc::new(Supergraph::parse(schema_sdl).map_err(StartError::Schema)?);
     config.check_subgraphs(schema.subgraphs())?;
     let fetcher: Arc<dyn exec::Fetcher> = Arc::new(HttpFetcher::new(endpoints(config))?);
-    let executor = Executor::new(schema, fetcher, config.execution.max_batch_size);
-    let forward = config
+    Ok(Executor::new(schema, fetcher, config.execution.max_batch_size))
+}
+
+fn forward_headers(config: &Config) -> Vec<reqwest::header::HeaderName> {
+    config
         .execution
         .forward_headers
         .iter()
         .filter_map(|h| reqwest::header::HeaderName::from_bytes(h.as_bytes()).ok())
-        .collect();
-    Ok(Gateway::new(executor, config.execution.plan_cache_size, forward))
+        .collect()
 }
 
 /// What `tessera check` found: schema mismatches, and subgraphs that could

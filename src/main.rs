@@ -67,6 +67,13 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Build or maintain search indexes (see docs/search.md).
+    Sync {
+        #[command(flatten)]
+        common: Common,
+        #[command(subcommand)]
+        action: SyncAction,
+    },
     /// Print the query plan of an operation.
     Plan {
         #[command(flatten)]
@@ -77,6 +84,24 @@ enum Command {
         #[arg(long)]
         operation_name: Option<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum SyncAction {
+    /// Build an index from every row of its sources; resumes an interrupted run.
+    Backfill {
+        /// The index (`contracts`, `feed`).
+        index: String,
+        /// Start again from the first row instead of resuming.
+        #[arg(long)]
+        restart: bool,
+    },
+    /// Apply what changed since the last sync (one poll).
+    Poll { index: String },
+    /// Rebuild every document, write those that differ, delete those whose row is gone.
+    Reconcile { index: String },
+    /// Show each index's document count and checkpoint.
+    Status,
 }
 
 fn main() -> std::process::ExitCode {
@@ -139,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{file} matches all {} subgraphs", schema.subgraphs().len());
             Ok(())
         }
+        Command::Sync { common, action } => sync_command(common, action).await,
         Command::Plan {
             common,
             query,
@@ -196,9 +222,120 @@ async fn check_before_start(config: &Config, sdl: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> {
+    let config = load_config(&common)?;
+    let sdl = read_schema(&common)?;
+    let tessera = tessera::build(&config, &sdl)?;
+    let syncer = &tessera.syncer;
+    match action {
+        SyncAction::Backfill { index, restart } => {
+            let started = Instant::now();
+            let done = syncer
+                .backfill(&index, restart, &progress_printer(&index))
+                .await?;
+            eprintln!();
+            println!(
+                "{index}: {done} documents in {:.1}s",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        SyncAction::Poll { index } => {
+            let r = syncer.poll(&index).await?;
+            println!("{index}: {} written, {} deleted", r.written, r.deleted);
+        }
+        SyncAction::Reconcile { index } => {
+            let r = syncer.reconcile(&index).await?;
+            println!(
+                "{index}: {} written, {} deleted, {} unchanged",
+                r.written, r.deleted, r.unchanged
+            );
+        }
+        SyncAction::Status => {
+            for index in syncer.index_names() {
+                let count = tessera.backend.count(&index).await.unwrap_or(0);
+                let checkpoint = syncer.checkpoint(&index).await.ok().flatten();
+                println!("{index}: {count} documents, {checkpoint:?}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints backfill progress: a bar redrawn in place on a terminal, a line
+/// every 10% otherwise.
+fn progress_printer(index: &str) -> impl Fn(tessera::sync::Progress) + Send + Sync + '_ {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    let last_decile = std::sync::atomic::AtomicU64::new(u64::MAX);
+    move |p: tessera::sync::Progress| {
+        let secs = p.elapsed.as_secs_f64().max(0.001);
+        let rate = p.done as f64 / secs;
+        let (pct, eta) = match p.total {
+            Some(total) if total > 0 => {
+                let pct = (p.done as f64 / total as f64).min(1.0);
+                let left = total.saturating_sub(p.done) as f64 / rate.max(1.0);
+                (Some(pct), format!("ETA {left:.0}s"))
+            }
+            _ => (None, String::new()),
+        };
+        let line = match (pct, p.total) {
+            (Some(pct), Some(total)) => {
+                let filled = (pct * 30.0) as usize;
+                format!(
+                    "{index:>10} [{}{}] {:>3.0}% {}/{} docs  {:.0} docs/s  {eta}",
+                    "#".repeat(filled),
+                    "-".repeat(30 - filled),
+                    pct * 100.0,
+                    p.done,
+                    total,
+                    rate
+                )
+            }
+            _ => format!("{index:>10} {} docs  {rate:.0} docs/s", p.done),
+        };
+        if terminal {
+            let mut err = std::io::stderr();
+            let _ = write!(err, "\r{line}   ");
+            let _ = err.flush();
+        } else {
+            let decile = pct.map(|p| (p * 10.0) as u64).unwrap_or(0);
+            if last_decile.swap(decile, std::sync::atomic::Ordering::Relaxed) != decile {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+/// Builds every index that is not built yet, with progress, then keeps
+/// them in sync in the background.
+async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Result<()> {
+    if !config.sync.enabled {
+        return Ok(());
+    }
+    for index in tessera.syncer.index_names() {
+        let live = matches!(
+            tessera.syncer.checkpoint(&index).await,
+            Ok(Some(tessera::sync::Checkpoint::Live { .. }))
+        );
+        if !live {
+            let done = tessera
+                .syncer
+                .backfill(&index, false, &progress_printer(&index))
+                .await
+                .with_context(|| format!("building the `{index}` index"))?;
+            eprintln!();
+            println!("  index {index:<10} {done} documents");
+        }
+    }
+    tokio::spawn(Arc::clone(&tessera.syncer).run(config.sync.poll_interval, config.sync.reconcile_interval));
+    Ok(())
+}
+
 async fn serve(config: Config, sdl: &str) -> anyhow::Result<()> {
     check_before_start(&config, sdl).await?;
-    let gateway = Arc::new(tessera::build_gateway(&config, sdl)?);
+    let tessera = tessera::build(&config, sdl)?;
+    start_sync(&config, &tessera).await?;
+    let gateway = Arc::clone(&tessera.gateway);
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
@@ -240,7 +377,15 @@ async fn demo(
         println!("  {:<12} {}", service.service.name(), service.url());
     }
     check_before_start(&config, &sdl).await?;
-    let gateway = Arc::new(tessera::build_gateway(&config, &sdl)?);
+    // The services are reseeded on every start, so their indexes are rebuilt too.
+    if !config.search.in_memory {
+        config.search.data_dir = config.search.data_dir.join("demo");
+        let _ = std::fs::remove_dir_all(&config.search.data_dir);
+    }
+    let tessera = tessera::build(&config, &sdl)?;
+    println!("Building the search indexes …");
+    start_sync(&config, &tessera).await?;
+    let gateway = Arc::clone(&tessera.gateway);
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another demo running? pass --listen)"))?;

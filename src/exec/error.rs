@@ -24,6 +24,9 @@ pub enum FetchError {
     /// The subgraph answered with an error about the whole request.
     #[error("{message}")]
     Downstream { subgraph: String, message: String },
+    /// A search field failed: bad arguments (`BAD_USER_INPUT`) or the index.
+    #[error("{message}")]
+    Search { message: String, code: &'static str },
 }
 
 impl FetchError {
@@ -35,6 +38,7 @@ impl FetchError {
             | FetchError::HttpStatus { subgraph, .. }
             | FetchError::InvalidResponse { subgraph, .. }
             | FetchError::Downstream { subgraph, .. } => subgraph,
+            FetchError::Search { .. } => crate::plan::SEARCH_SUBGRAPH,
         }
     }
 
@@ -45,6 +49,7 @@ impl FetchError {
             FetchError::Timeout { .. } => "SUBGRAPH_TIMEOUT",
             FetchError::InvalidResponse { .. } => "SUBGRAPH_INVALID_RESPONSE",
             FetchError::Downstream { .. } => "DOWNSTREAM_SERVICE_ERROR",
+            FetchError::Search { code, .. } => code,
         }
     }
 }

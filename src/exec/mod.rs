@@ -11,6 +11,7 @@ mod input;
 pub mod keys;
 mod project;
 mod run;
+pub mod search;
 
 use std::sync::Arc;
 
@@ -20,6 +21,7 @@ use serde_json::{Map, Value};
 pub use client::{forwarded_headers, Endpoint, Fetcher, HttpFetcher, SubgraphRequest, SubgraphResponse};
 pub use error::{FetchError, GraphQLError, Location, PathSegment};
 pub use input::{coerce_variables, Variables};
+pub use search::{SearchContext, Strategy};
 
 use crate::plan::QueryPlan;
 use crate::schema::Supergraph;
@@ -29,6 +31,7 @@ pub struct Executor {
     schema: Arc<Supergraph>,
     fetcher: Arc<dyn Fetcher>,
     max_batch_size: usize,
+    search: Option<Arc<SearchContext>>,
 }
 
 /// What executing a plan produced: the `data` JSON and the errors.
@@ -45,7 +48,46 @@ impl Executor {
             schema,
             fetcher,
             max_batch_size,
+            search: None,
         }
+    }
+
+    /// Answers `@search` fields from `search` (without it they fail).
+    pub fn with_search(mut self, search: Arc<SearchContext>) -> Self {
+        self.search = Some(search);
+        self
+    }
+
+    pub fn search(&self) -> Option<&Arc<SearchContext>> {
+        self.search.as_ref()
+    }
+
+    /// Runs an operation the gateway wrote itself (document building, MERGE
+    /// sources) and returns its `data`; any error fails the whole call.
+    pub fn query_value<'s>(
+        &'s self,
+        text: &'s str,
+    ) -> futures::future::BoxFuture<'s, Result<Map<String, Value>, String>> {
+        Box::pin(async move {
+            let doc = async_graphql::parser::parse_query(text)
+                .map_err(|e| format!("internal query does not parse: {e}"))?;
+            let plan = crate::plan::plan(&self.schema, &doc, None).map_err(|e| e.to_string())?;
+            let execution = self
+                .execute(&plan, &Variables::default(), &HeaderMap::new(), None)
+                .await;
+            if let Some(first) = execution.errors.first() {
+                return Err(format!(
+                    "{} (and {} more errors)",
+                    first.message,
+                    execution.errors.len() - 1
+                ));
+            }
+            match serde_json::from_slice(&execution.data) {
+                Ok(Value::Object(data)) => Ok(data),
+                Ok(_) => Err("the query returned no data".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
     }
 
     pub fn schema(&self) -> &Arc<Supergraph> {
@@ -62,6 +104,7 @@ impl Executor {
         introspection: Option<&Map<String, Value>>,
     ) -> Execution {
         let run = run::Run::new(
+            self,
             &self.schema,
             plan,
             &self.fetcher,

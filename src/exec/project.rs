@@ -222,9 +222,9 @@ impl<'a, 'r> Projector<'a, 'r> {
                 Ok(())
             }
             BaseType::Named(_) => match kind {
-                FieldKind::Merge { .. } => {
+                FieldKind::Merge { .. } | FieldKind::Hydrated { .. } => {
                     self.error(GraphQLError::new(
-                        "a merged list in a non-list position",
+                        "a merged or hydrated field in a nested position",
                         "INTERNAL_SERVER_ERROR",
                     ));
                     Err(Bubble)
@@ -263,10 +263,13 @@ impl<'a, 'r> Projector<'a, 'r> {
         let fields = match &selection.abstract_source {
             None => selection.by_type.first().map(|(_, f)| f),
             Some((subgraph, alias)) => {
-                let unified = object
-                    .get(alias.as_str())
-                    .and_then(Value::as_str)
-                    .and_then(|t| self.run.schema.unified_type_name(subgraph, t));
+                let type_name = object.get(alias.as_str()).and_then(Value::as_str);
+                // Search hits carry the unified name already.
+                let unified = if subgraph.is_empty() {
+                    type_name.and_then(|t| self.run.schema.get(t)).map(|t| &t.name)
+                } else {
+                    type_name.and_then(|t| self.run.schema.unified_type_name(subgraph, t))
+                };
                 unified.and_then(|u| selection.by_type.iter().find(|(t, _)| t == u).map(|(_, f)| f))
             }
         };
@@ -295,15 +298,27 @@ impl<'a, 'r> Projector<'a, 'r> {
     }
 
     fn write_field(&mut self, object: &Map<String, Value>, field: &FieldNode) -> Result<(), Bubble> {
-        match &field.kind {
-            FieldKind::Typename(_) => {
-                self.typename(field);
+        self.write_kind(object, &field.ty, &field.kind)
+    }
+
+    fn write_kind(&mut self, object: &Map<String, Value>, ty: &Type, kind: &FieldKind) -> Result<(), Bubble> {
+        match kind {
+            FieldKind::Typename(name) => {
+                let _ = serde_json::to_writer(&mut self.out, name.as_str());
                 Ok(())
             }
             FieldKind::Leaf { data_key, .. } | FieldKind::Object { data_key, .. } => {
                 let value = object.get(data_key.as_str()).unwrap_or(&Value::Null);
-                self.complete(&field.ty, value, &field.kind)
+                self.complete(ty, value, kind)
             }
+            FieldKind::Hydrated {
+                fetch,
+                key_alias,
+                inner,
+            } => match self.keyed_value(object, *fetch, key_alias, None, false) {
+                Value::Object(entity) => self.write_kind(entity, ty, inner),
+                _ => self.complete(ty, &NULL, inner),
+            },
             FieldKind::Ref {
                 fetch,
                 key_alias,
@@ -316,11 +331,11 @@ impl<'a, 'r> Projector<'a, 'r> {
                 key_global_id,
                 ..
             } => {
-                let is_join = matches!(field.kind, FieldKind::Join { .. });
+                let is_join = matches!(kind, FieldKind::Join { .. });
                 let value = self.keyed_value(object, *fetch, key_alias, key_global_id.as_deref(), is_join);
-                self.complete(&field.ty, value, &field.kind)
+                self.complete(ty, value, kind)
             }
-            FieldKind::Merge { parts, descending } => self.write_merge(object, field, parts, *descending),
+            FieldKind::Merge { parts, descending } => self.write_merge(object, ty, kind, parts, *descending),
         }
     }
 
@@ -348,6 +363,14 @@ impl<'a, 'r> Projector<'a, 'r> {
                 let subgraph = &run.plan.fetches[fetch].subgraph;
                 for e in &entry.errors {
                     let error = e.to_client(subgraph, &self.path);
+                    // Several hydrated fields read the same entity: report its errors once.
+                    if self
+                        .errors
+                        .iter()
+                        .any(|x| x.path == error.path && x.message == error.message)
+                    {
+                        continue;
+                    }
                     if let Some(p) = &error.path {
                         self.error_paths.insert(p.clone());
                     }
@@ -373,7 +396,8 @@ impl<'a, 'r> Projector<'a, 'r> {
     fn write_merge<'p>(
         &mut self,
         object: &Map<String, Value>,
-        field: &'p FieldNode,
+        ty: &Type,
+        kind: &FieldKind,
         parts: &'p [MergePart],
         descending: bool,
     ) -> Result<(), Bubble> {
@@ -395,7 +419,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         }
         // A part that failed makes the list incomplete: null with the error, not a silent gap.
         if failed {
-            return self.complete(&field.ty, &NULL, &field.kind);
+            return self.complete(ty, &NULL, kind);
         }
         if parts.iter().any(|p| p.order_alias.is_some()) {
             let order = |(item, part): &(&Value, &MergePart)| {
@@ -414,12 +438,12 @@ impl<'a, 'r> Projector<'a, 'r> {
                 }
             });
         }
-        let BaseType::List(inner) = &field.ty.base else {
+        let BaseType::List(inner) = &ty.base else {
             self.error(GraphQLError::new(
                 "@merge on a field that is not a list",
                 "INTERNAL_SERVER_ERROR",
             ));
-            return self.complete(&field.ty, &NULL, &field.kind);
+            return self.complete(ty, &NULL, kind);
         };
         let start = self.out.len();
         self.out.push(b'[');
@@ -432,7 +456,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             self.path.pop();
             if r.is_err() {
                 self.out.truncate(start);
-                return if field.ty.nullable {
+                return if ty.nullable {
                     self.out.extend_from_slice(b"null");
                     Ok(())
                 } else {

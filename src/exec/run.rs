@@ -46,6 +46,7 @@ pub struct Entry {
 
 /// Shared by every fetch of one request.
 pub struct Run<'r> {
+    pub executor: &'r super::Executor,
     pub schema: &'r Supergraph,
     pub plan: &'r QueryPlan,
     pub fetcher: &'r Arc<dyn Fetcher>,
@@ -70,6 +71,7 @@ type KeyLoader = Loader<String, Loaded, BatchLoader>;
 
 impl<'r> Run<'r> {
     pub fn new(
+        executor: &'r super::Executor,
         schema: &'r Supergraph,
         plan: &'r QueryPlan,
         fetcher: &'r Arc<dyn Fetcher>,
@@ -78,6 +80,7 @@ impl<'r> Run<'r> {
         max_batch_size: usize,
     ) -> Self {
         Self {
+            executor,
             schema,
             plan,
             fetcher,
@@ -138,6 +141,7 @@ impl<'r> Run<'r> {
                 let result = match &fetch.kind {
                     FetchKind::Root => self.fetch_root(fetch).await,
                     FetchKind::Lookup(keyed) | FetchKind::Join(keyed) => self.fetch_keyed(fetch, keyed).await,
+                    FetchKind::Search(search) => self.fetch_search(fetch, search).await,
                 };
                 self.fetch_ended();
                 result
@@ -167,6 +171,18 @@ impl<'r> Run<'r> {
             }
             Err(e) => FetchResult::Root(Err(e), Vec::new()),
         }
+    }
+
+    async fn fetch_search(&self, fetch: &Fetch, search: &crate::plan::SearchFetch) -> FetchResult {
+        let Some(ctx) = self.executor.search() else {
+            let error = FetchError::Search {
+                message: format!("search index `{}` is not available on this gateway", search.index),
+                code: "SEARCH_UNAVAILABLE",
+            };
+            return FetchResult::Root(Err(error), Vec::new());
+        };
+        let result = super::search::run(ctx, self.executor, search, &fetch.arguments, self.variables).await;
+        FetchResult::Root(result, Vec::new())
     }
 
     async fn fetch_keyed(&self, fetch: &Fetch, keyed: &KeyedFetch) -> FetchResult {

@@ -72,19 +72,32 @@ pub struct RequestOptions {
 
 pub struct Gateway {
     schema: Arc<Supergraph>,
-    executor: Executor,
+    executor: Arc<Executor>,
     plans: PlanCache,
     forward_headers: Vec<HeaderName>,
+    /// Read-your-writes: indexes updated after each mutation.
+    sync: Option<Arc<crate::sync::Syncer>>,
 }
 
 impl Gateway {
-    pub fn new(executor: Executor, plan_cache_size: u64, forward_headers: Vec<HeaderName>) -> Self {
+    pub fn new(executor: Arc<Executor>, plan_cache_size: u64, forward_headers: Vec<HeaderName>) -> Self {
         Self {
             schema: Arc::clone(executor.schema()),
             executor,
             plans: PlanCache::new(plan_cache_size),
             forward_headers,
+            sync: None,
         }
+    }
+
+    /// Brings the search indexes up to date after every mutation, before it answers.
+    pub fn with_sync(mut self, syncer: Arc<crate::sync::Syncer>) -> Self {
+        self.sync = Some(syncer);
+        self
+    }
+
+    pub fn executor(&self) -> &Arc<Executor> {
+        &self.executor
     }
 
     pub fn schema(&self) -> &Arc<Supergraph> {
@@ -163,6 +176,19 @@ impl Gateway {
             .await;
 
         let mut extensions = Map::new();
+        if plan.kind == OperationKind::Mutation {
+            if let Some(syncer) = &self.sync {
+                // The write is done; an index that cannot follow is reported,
+                // not a reason to hide the mutation's result.
+                if let Err(e) = syncer.after_mutation(plan, &coerced).await {
+                    tracing::warn!(error = %e, "read-your-writes index update failed");
+                    extensions.insert(
+                        "indexUpdate".into(),
+                        Value::String(format!("search indexes not updated yet: {e}")),
+                    );
+                }
+            }
+        }
         if options.include_plan {
             extensions.insert("queryPlan".into(), Value::String(plan.to_string()));
         }

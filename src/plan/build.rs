@@ -105,6 +105,25 @@ pub fn plan(
         let fdef = schema
             .field(&root_type, field_name)
             .ok_or_else(|| unresolvable(format!("{root_type}.{field_name} is not in the schema")))?;
+        if let Resolver::Search { index, .. } = &fdef.resolver {
+            if kind == OperationKind::Mutation {
+                return Err(unresolvable(format!(
+                    "{root_type}.{field_name}: @search is for queries"
+                )));
+            }
+            let (fetch, field_kind) = builder.search_field(fdef, cf, key, index)?;
+            roots.push(fetch);
+            output.push(RootField {
+                source: RootSource::Fetch(fetch),
+                node: FieldNode {
+                    response_key: key.clone(),
+                    ty: fdef.ty.clone(),
+                    include: cf.include.clone(),
+                    kind: field_kind,
+                },
+            });
+            continue;
+        }
         let Resolver::Delegate { subgraph, field } = &fdef.resolver else {
             return Err(unresolvable(format!("{root_type}.{field_name} has no @delegate")));
         };
@@ -221,10 +240,10 @@ fn select_operation<'d>(
 
 /// Selection text and arguments of one fetch while it is being printed.
 #[derive(Default)]
-struct FetchBuf {
-    text: String,
-    args: Vec<ArgBinding>,
-    include: Include,
+pub(super) struct FetchBuf {
+    pub(super) text: String,
+    pub(super) args: Vec<ArgBinding>,
+    pub(super) include: Include,
 }
 
 /// Internal aliases (`_key`, `_k_member_id`, `_typename`) that no client
@@ -245,25 +264,29 @@ impl Aliases {
     }
 }
 
-struct Builder<'a> {
-    schema: &'a Supergraph,
-    collector: Collector<'a>,
-    fetches: Vec<Fetch>,
+/// Prints the selection of a keyed fetch into its buffer.
+pub(super) type Body<'a, 'b> =
+    &'b mut dyn FnMut(&mut Builder<'a>, &mut FetchBuf, Scope<'_>) -> Result<SelectionSet, PlanError>;
+
+pub(super) struct Builder<'a> {
+    pub(super) schema: &'a Supergraph,
+    pub(super) collector: Collector<'a>,
+    pub(super) fetches: Vec<Fetch>,
     aliases: Aliases,
 }
 
 /// Where the fields being printed sit: in which fetch, and at which path
 /// below that fetch's root objects.
 #[derive(Clone, Copy)]
-struct Scope<'s> {
-    fetch: FetchId,
-    subgraph: &'s str,
-    path: &'s [Name],
-    include: &'s Include,
+pub(super) struct Scope<'s> {
+    pub(super) fetch: FetchId,
+    pub(super) subgraph: &'s str,
+    pub(super) path: &'s [Name],
+    pub(super) include: &'s Include,
 }
 
 impl<'a> Builder<'a> {
-    fn reserve(&mut self, subgraph: &str) -> FetchId {
+    pub(super) fn reserve(&mut self, subgraph: &str) -> FetchId {
         let id = self.fetches.len();
         self.fetches.push(Fetch {
             id,
@@ -332,7 +355,7 @@ impl<'a> Builder<'a> {
         })
     }
 
-    fn is_leaf(&self, named: &str) -> bool {
+    pub(super) fn is_leaf(&self, named: &str) -> bool {
         match self.schema.get(named).map(|t| &t.kind) {
             None => true, // built-in scalar
             Some(TypeDefKind::Scalar | TypeDefKind::Enum(_)) => true,
@@ -341,7 +364,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Prints `(arg:$_a0, …)` for the arguments the client gave or that have a default.
-    fn arguments(&mut self, buf: &mut FetchBuf, fdef: &FieldDef, cf: &CollectedField<'a>) {
+    pub(super) fn arguments(&mut self, buf: &mut FetchBuf, fdef: &FieldDef, cf: &CollectedField<'a>) {
         let mut first = true;
         for (name, def) in &fdef.args {
             let value = match cf.field.node.get_argument(name) {
@@ -419,8 +442,21 @@ impl<'a> Builder<'a> {
         sets: &[(&'a AstSelectionSet, Include)],
     ) -> Result<Vec<FieldNode>, PlanError> {
         let collected = self.collector.collect(type_name, sets);
+        self.fields_from(buf, scope, type_name, collected.iter())
+    }
+
+    pub(super) fn fields_from<'c>(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        collected: impl ExactSizeIterator<Item = (&'c Name, &'c CollectedField<'a>)>,
+    ) -> Result<Vec<FieldNode>, PlanError>
+    where
+        'a: 'c,
+    {
         let mut nodes = Vec::with_capacity(collected.len());
-        for (key, cf) in &collected {
+        for (key, cf) in collected {
             let field_name = cf.field.node.name.node.as_str();
             if field_name == "__typename" {
                 nodes.push(FieldNode {
@@ -535,9 +571,9 @@ impl<'a> Builder<'a> {
                         descending: *descending,
                     }
                 }
-                Resolver::Delegate { .. } => {
+                Resolver::Delegate { .. } | Resolver::Search { .. } => {
                     return Err(unresolvable(format!(
-                        "{type_name}.{field_name} uses @delegate, which only root fields may use"
+                        "{type_name}.{field_name} uses @delegate or @search, which only root fields may use"
                     )))
                 }
             };
@@ -579,7 +615,7 @@ impl<'a> Builder<'a> {
 
     /// A child fetch for a `@ref` (join = None) or `@join` field.
     #[allow(clippy::too_many_arguments)]
-    fn keyed_fetch(
+    pub(super) fn keyed_fetch(
         &mut self,
         parent: Scope<'_>,
         key_alias: &Name,
@@ -591,6 +627,35 @@ impl<'a> Builder<'a> {
         order_by: Option<&Name>,
     ) -> Result<(FetchId, SelectionSet, Option<Name>), PlanError> {
         let target = named_type(&fdef.ty);
+        let sets = &cf.selections;
+        let args = join.map(|j| (j, fdef, cf));
+        self.keyed_fetch_with(
+            parent,
+            key_alias,
+            parent_key_global_id,
+            target,
+            include,
+            args,
+            order_by,
+            &mut |b, buf, scope| b.selection(buf, scope, target, sets),
+        )
+    }
+
+    /// A keyed fetch of `target` whose selection `body` prints.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn keyed_fetch_with(
+        &mut self,
+        parent: Scope<'_>,
+        key_alias: &Name,
+        parent_key_global_id: Option<String>,
+        target: &Name,
+        include: &Include,
+        join: Option<(&crate::schema::Join, &FieldDef, &CollectedField<'a>)>,
+        order_by: Option<&Name>,
+        body: Body<'a, '_>,
+    ) -> Result<(FetchId, SelectionSet, Option<Name>), PlanError> {
+        let join_args = join.map(|(_, fdef, cf)| (fdef, cf));
+        let join = join.map(|(j, _, _)| j);
         let object = self
             .schema
             .object(target)
@@ -668,13 +733,14 @@ impl<'a> Builder<'a> {
         };
         // Arguments of a join field are passed to the subgraph's join field.
         let mut extra_args = String::new();
-        if join.is_some() {
+        if let Some((fdef, cf)) = join_args {
             let mut arg_buf = FetchBuf::default();
             self.arguments(&mut arg_buf, fdef, cf);
             buf.args = arg_buf.args;
             extra_args = arg_buf.text;
         }
-        let selection = self.selection(
+        let selection = body(
+            self,
             &mut buf,
             Scope {
                 fetch: id,
@@ -682,8 +748,6 @@ impl<'a> Builder<'a> {
                 path: &[],
                 include,
             },
-            target,
-            &cf.selections,
         )?;
 
         let page = join.and_then(|j| j.page.clone());
@@ -781,11 +845,11 @@ fn response_keys(set: &AstSelectionSet, out: &mut HashSet<Name>) {
     }
 }
 
-fn unresolvable(message: String) -> PlanError {
+pub(super) fn unresolvable(message: String) -> PlanError {
     PlanError::Unresolvable { message }
 }
 
-fn non_null(name: &str) -> async_graphql::parser::types::Type {
+pub(super) fn non_null(name: &str) -> async_graphql::parser::types::Type {
     async_graphql::parser::types::Type {
         base: async_graphql::parser::types::BaseType::Named(Name::new(name)),
         nullable: false,

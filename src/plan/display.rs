@@ -46,6 +46,14 @@ impl QueryPlan {
                 "{}{{_0:{}({}:<key0>){{{}}} …}}",
                 fetch.document, k.field, k.arg, fetch.selection
             ),
+            FetchKind::Search(_) => {
+                let args: Vec<String> = fetch
+                    .arguments
+                    .iter()
+                    .map(|a| format!("{}: {}", a.var, a.value))
+                    .collect();
+                format!("({})", args.join(", "))
+            }
             _ => fetch.document.clone(),
         };
         writeln!(f, "{pad}  {body}")?;
@@ -59,6 +67,7 @@ impl QueryPlan {
 fn header(fetch: &Fetch) -> String {
     match &fetch.kind {
         FetchKind::Root => format!("Fetch(service: \"{}\")", fetch.subgraph),
+        FetchKind::Search(s) => format!("Search(index: \"{}\", field: {})", s.index, s.field),
         FetchKind::Lookup(k) | FetchKind::Join(k) => {
             let what = if matches!(fetch.kind, FetchKind::Join(_)) {
                 "Join"

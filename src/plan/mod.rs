@@ -8,12 +8,14 @@
 mod build;
 mod display;
 mod normalize;
+mod search;
 
 use async_graphql::parser::types::Type;
 use async_graphql_value::{Name, Value};
 
 pub use build::plan;
 pub use normalize::{Condition, Include};
+pub use search::SEARCH_SUBGRAPH;
 
 use crate::schema::{InputValueDef, LookupStrategy};
 
@@ -74,7 +76,29 @@ pub enum FetchKind {
     Lookup(KeyedFetch),
     /// Rows grouped by a foreign key, a list per key.
     Join(KeyedFetch),
+    /// A search field answered from an index (or by merging its sources).
+    Search(SearchFetch),
 }
+
+/// A root field with `@search`: its arguments become a search query; the
+/// result is a connection whose nodes hold the documents' stored fields, the
+/// entity id under `_k_<Type>` and the type name under `_type`.
+#[derive(Debug)]
+pub struct SearchFetch {
+    pub index: String,
+    /// The root field (`contractSearch`), for per-field strategy settings.
+    pub field: Name,
+    /// The client's response key: the fetch's data holds the connection under it.
+    pub response_key: Name,
+}
+
+/// The key under which a search node holds its entity's id.
+pub fn search_key_alias(type_name: &str) -> Name {
+    Name::new(format!("_k_{type_name}"))
+}
+
+/// The key under which a search node holds its type name.
+pub const SEARCH_TYPE_KEY: &str = "_type";
 
 /// A fetch whose input is the set of keys found in its parent's results.
 #[derive(Debug)]
@@ -177,6 +201,13 @@ pub enum FieldKind {
         key_alias: Name,
         key_global_id: Option<String>,
         selection: SelectionSet,
+    },
+    /// A field of an object the parent only identifies (a search hit): read
+    /// from the entity `fetch` returned for the parent's key.
+    Hydrated {
+        fetch: FetchId,
+        key_alias: Name,
+        inner: Box<FieldKind>,
     },
     /// A list of an abstract type gathered from several keyed fetches (one
     /// per member type, each in its own service), optionally ordered.

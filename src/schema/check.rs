@@ -343,7 +343,10 @@ impl<'a> Checker<'a> {
                 },
                 Resolver::Join(join) => self.join(unified, field, join),
                 // Their parts are checked as the @ref/@join fields they are.
-                Resolver::Ref { .. } | Resolver::Delegate { .. } | Resolver::Merge { .. } => {}
+                Resolver::Ref { .. }
+                | Resolver::Delegate { .. }
+                | Resolver::Merge { .. }
+                | Resolver::Search { .. } => {}
             }
         }
     }

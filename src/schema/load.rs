@@ -10,7 +10,9 @@ use async_graphql::parser::types::{
 };
 use async_graphql::parser::{parse_schema, Pos, Positioned};
 use async_graphql_value::{ConstValue, Name};
+use indexmap::IndexMap;
 
+use super::index::{self, IndexDef};
 use super::{
     named_type, validation_schema, FieldDef, InputValueDef, InterfaceDef, Join, JoinPage, Lookup,
     LookupStrategy, ObjectDef, Owner, Resolver, Supergraph, TypeDef, TypeDefKind, UnionDef,
@@ -35,7 +37,23 @@ impl SchemaError {
 
 /// Directives Tessera reads; everything else except the built-ins is an error,
 /// so a typo (`@onwer`) does not silently change how a field resolves.
-const TESSERA_DIRECTIVES: &[&str] = &["owner", "lookup", "source", "ref", "join", "merge", "delegate"];
+const TESSERA_DIRECTIVES: &[&str] = &[
+    "owner",
+    "lookup",
+    "source",
+    "ref",
+    "join",
+    "merge",
+    "delegate",
+    "search",
+    "changes",
+    "index",
+    "mergeSource",
+    "searchable",
+    "filterable",
+    "sortable",
+    "denormalize",
+];
 const BUILTIN_DIRECTIVES: &[&str] = &["deprecated", "specifiedBy", "oneOf"];
 const BUILTIN_SCALARS: &[&str] = &["Int", "Float", "String", "Boolean", "ID"];
 
@@ -96,12 +114,27 @@ pub(super) fn load(sdl: &str) -> Result<Supergraph, Vec<SchemaError>> {
         .collect();
     for def in &doc.definitions {
         if let TypeSystemDefinition::Type(t) = def {
+            if is_document_type(&t.node) {
+                if let Some((index, source)) = index::document_type(&t.node, t.pos, &mut loader.errors) {
+                    loader
+                        .indexes
+                        .entry(index.clone())
+                        .or_insert_with(|| IndexDef {
+                            name: index,
+                            sources: Vec::new(),
+                        })
+                        .sources
+                        .push(source);
+                }
+                continue;
+            }
             let is_root = roots.contains(&&t.node.name.node);
             let ty = loader.type_def(&t.node, t.pos, is_root);
             loader.types.insert(t.node.name.node.clone(), ty);
         }
     }
     loader.check_references();
+    loader.check_indexes();
 
     if !loader.errors.is_empty() {
         loader.errors.sort_by_key(|e| e.pos);
@@ -116,6 +149,7 @@ pub(super) fn load(sdl: &str) -> Result<Supergraph, Vec<SchemaError>> {
         query_type,
         mutation_type,
         subgraphs: loader.subgraphs,
+        indexes: loader.indexes,
         client_sdl,
         validator,
     })
@@ -126,6 +160,7 @@ struct Loader {
     names: HashMap<Name, Pos>,
     types: HashMap<Name, TypeDef>,
     subgraphs: BTreeSet<String>,
+    indexes: IndexMap<String, IndexDef>,
     errors: Vec<SchemaError>,
 }
 
@@ -142,7 +177,7 @@ impl Loader {
     ) -> TypeDef {
         let name = t.name.node.clone();
         let allowed: &[&str] = match &t.kind {
-            TypeKind::Object(_) => &["owner", "lookup"],
+            TypeKind::Object(_) => &["owner", "lookup", "changes"],
             TypeKind::Interface(_) => &["owner"],
             _ => &[],
         };
@@ -166,6 +201,9 @@ impl Loader {
             TypeKind::Object(o) => {
                 let owner = self.owner(&t.directives, &name);
                 let lookup = self.lookup(&t.directives, &name, owner.as_ref());
+                let changes = find(&t.directives, "changes")
+                    .and_then(|d| index::changes(&name, d, &mut self.errors))
+                    .map(Box::new);
                 let fields = o
                     .fields
                     .iter()
@@ -179,6 +217,7 @@ impl Loader {
                 TypeDefKind::Object(ObjectDef {
                     owner,
                     lookup,
+                    changes,
                     fields,
                     implements: o.implements.iter().map(|i| i.node.clone()).collect(),
                 })
@@ -276,7 +315,7 @@ impl Loader {
     fn field(&mut self, f: &FieldDefinition, pos: Pos, parent: &Name, is_root: bool) -> FieldDef {
         let name = f.name.node.clone();
         let allowed: &[&str] = if is_root {
-            &["delegate"]
+            &["delegate", "search"]
         } else {
             &["source", "ref", "join", "merge"]
         };
@@ -303,6 +342,12 @@ impl Loader {
             global_id: None,
         };
         if is_root {
+            if let Some(d) = find(&f.directives, "search") {
+                return match self.required_str(d, "index") {
+                    Some(index) => Resolver::Search { index, pos: d.pos },
+                    None => fallback,
+                };
+            }
             let Some(d) = find(&f.directives, "delegate") else {
                 self.error(
                     pos,
@@ -667,12 +712,159 @@ impl Loader {
         self.errors.extend(errors);
     }
 
+    /// Index declarations agree with the types they read from.
+    fn check_indexes(&mut self) {
+        let mut errors = Vec::new();
+        for index in self.indexes.values() {
+            for src in &index.sources {
+                let entity = match self.types.get(&src.entity).map(|t| &t.kind) {
+                    Some(TypeDefKind::Object(o)) if o.owner.is_some() => o,
+                    _ => {
+                        errors.push(SchemaError::new(
+                            src.pos,
+                            format!(
+                                "@index(type: \"{}\") on {}: {} must be an object type with @owner",
+                                src.entity, src.doc_type, src.entity
+                            ),
+                        ));
+                        continue;
+                    }
+                };
+                if entity.changes.is_none() {
+                    errors.push(SchemaError::new(
+                        src.pos,
+                        format!("{} is indexed by {}: add @changes(field:, since:, …) to type {} so the synchronizer can list its rows", src.entity, src.doc_type, src.entity),
+                    ));
+                }
+                for f in &src.fields {
+                    let at = format!("{}.{}", src.doc_type, f.name);
+                    if f.searchable && !matches!(f.type_name.as_str(), "String" | "ID") {
+                        errors.push(SchemaError::new(
+                            f.pos,
+                            format!(
+                                "{at} is {} and cannot be @searchable; only String and ID fields can",
+                                f.type_name
+                            ),
+                        ));
+                    }
+                    let Some(path) = &f.path else {
+                        match entity.fields.get(&f.name) {
+                            Some(FieldDef { resolver: Resolver::Owned { .. }, ty, .. })
+                                if named_type(ty) == &f.type_name => {}
+                            Some(FieldDef { ty, .. }) => errors.push(SchemaError::new(
+                                f.pos,
+                                format!("{at} copies {}.{}, which is a {} and not a plain field of type {}; use @denormalize(path:) for joined data", src.entity, f.name, ty, f.type_name),
+                            )),
+                            None => errors.push(SchemaError::new(
+                                f.pos,
+                                format!("{at}: {} has no field `{}`; copy an entity field by its name, or use @denormalize(path: \"…\")", src.entity, f.name),
+                            )),
+                        }
+                        continue;
+                    };
+                    let relation = path.first().and_then(|hop| entity.fields.get(hop));
+                    let target = match relation.map(|r| &r.resolver) {
+                        Some(Resolver::Ref { key }) => {
+                            if !src.field(key).is_some_and(|k| k.path.is_none() && k.filterable) {
+                                errors.push(SchemaError::new(
+                                    f.pos,
+                                    format!("{at} is denormalized through {}.{}: add `{key}` to {} as @filterable, so a change to the referenced row finds the documents to rebuild", src.entity, path[0], src.doc_type),
+                                ));
+                            }
+                            relation.map(|r| named_type(&r.ty))
+                        }
+                        Some(Resolver::Join(join)) => {
+                            if join.key.as_str() != "id" {
+                                errors.push(SchemaError::new(
+                                    f.pos,
+                                    format!("{at}: only joins on the entity's id can be denormalized"),
+                                ));
+                            }
+                            relation.map(|r| named_type(&r.ty))
+                        }
+                        _ => {
+                            errors.push(SchemaError::new(
+                                f.pos,
+                                format!("@denormalize(path: \"{}\") on {at}: the first step must be a @ref or @join field of {}", path.iter().map(|p| p.as_str()).collect::<Vec<_>>().join("."), src.entity),
+                            ));
+                            continue;
+                        }
+                    };
+                    let Some(target) = target else { continue };
+                    match (path.len(), f.reduce) {
+                        (1, Some(index::Reduce::Count)) => {}
+                        (2, _) => {
+                            let leaf = self.types.get(target).and_then(|t| match &t.kind {
+                                TypeDefKind::Object(o) => o.fields.get(&path[1]),
+                                _ => None,
+                            });
+                            if !matches!(leaf.map(|l| &l.resolver), Some(Resolver::Owned { .. })) {
+                                errors.push(SchemaError::new(
+                                    f.pos,
+                                    format!("{at}: {target} has no plain field `{}`", path[1]),
+                                ));
+                            }
+                        }
+                        _ => errors.push(SchemaError::new(
+                            f.pos,
+                            format!(
+                                "{at}: a path is `relation.field` (or a relation alone with reduce: COUNT)"
+                            ),
+                        )),
+                    }
+                    if !matches!(
+                        self.types.get(target).map(|t| &t.kind),
+                        Some(TypeDefKind::Object(ObjectDef { changes: Some(_), .. }))
+                    ) {
+                        errors.push(SchemaError::new(
+                            f.pos,
+                            format!("{at} is denormalized from {target}: add @changes to type {target} so the poller sees its updates"),
+                        ));
+                    }
+                }
+            }
+            if let Some(first) = index.sources.first() {
+                for other in &index.sources[1..] {
+                    for f in &other.fields {
+                        if let Some(g) = first.field(&f.name) {
+                            if (g.type_name.as_str(), g.searchable, g.filterable, g.sortable)
+                                != (f.type_name.as_str(), f.searchable, f.filterable, f.sortable)
+                            {
+                                errors.push(SchemaError::new(
+                                    f.pos,
+                                    format!("{}.{} must have the same type and flags as {}.{}: both feed index `{}`", other.doc_type, f.name, first.doc_type, g.name, index.name),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for t in self.types.values() {
+            if let TypeDefKind::Object(o) = &t.kind {
+                for f in o.fields.values() {
+                    if let Resolver::Search { index, pos } = &f.resolver {
+                        if !self.indexes.contains_key(index) {
+                            errors.push(SchemaError::new(*pos, format!("@search(index: \"{index}\") on {}.{}: no document type declares @index(name: \"{index}\")", t.name, f.name)));
+                        }
+                    }
+                }
+            }
+        }
+        self.errors.extend(errors);
+    }
+
     fn check_type_exists(&self, ty: &Type, pos: Pos, errors: &mut Vec<SchemaError>) {
         let name = named_type(ty);
         if !BUILTIN_SCALARS.contains(&name.as_str()) && !self.types.contains_key(name) {
             errors.push(SchemaError::new(pos, format!("unknown type {name}")));
         }
     }
+}
+
+/// A type carrying `@index` describes documents, not a type of the client schema.
+pub(super) fn is_document_type(t: &async_graphql::parser::types::TypeDefinition) -> bool {
+    t.directives.iter().any(|d| d.node.name.node == "index")
 }
 
 fn find<'a>(

@@ -7,6 +7,7 @@
 //! is given. `check` compares the model against the subgraphs' introspection.
 
 pub mod check;
+pub mod index;
 mod load;
 mod validation_schema;
 
@@ -17,6 +18,7 @@ use async_graphql::parser::Pos;
 use async_graphql_value::{Name, Value};
 use indexmap::IndexMap;
 
+pub use index::{Changes, IndexDef, IndexField, IndexSource, MergeSource, Paging, Reduce};
 pub use load::SchemaError;
 
 /// The unified schema with everything the planner needs to delegate a field.
@@ -26,6 +28,8 @@ pub struct Supergraph {
     query_type: Name,
     mutation_type: Option<Name>,
     subgraphs: BTreeSet<String>,
+    /// Search indexes by name (`@index` document types).
+    indexes: IndexMap<String, IndexDef>,
     /// The client-facing SDL: schema.graphql without Tessera's directives.
     client_sdl: String,
     /// async-graphql schema used only to validate operations and answer introspection.
@@ -56,6 +60,8 @@ pub struct ObjectDef {
     /// from whichever subgraph response holds them.
     pub owner: Option<Owner>,
     pub lookup: Option<Lookup>,
+    /// How to list the type's rows for the synchronizer.
+    pub changes: Option<Box<Changes>>,
     pub fields: IndexMap<Name, FieldDef>,
     pub implements: Vec<Name>,
 }
@@ -129,6 +135,9 @@ pub enum Resolver {
     Join(Join),
     /// A root field delegated to a subgraph's root field.
     Delegate { subgraph: String, field: String },
+    /// A root field answered from a search index (or, without it, by merging
+    /// the index's sources).
+    Search { index: String, pos: Pos },
     /// A list of an interface or union whose members live in different
     /// services: the concatenation of sibling `@ref`/`@join` fields,
     /// optionally ordered by a field every member has.
@@ -207,6 +216,27 @@ impl Supergraph {
     /// Every subgraph named by a directive.
     pub fn subgraphs(&self) -> &BTreeSet<String> {
         &self.subgraphs
+    }
+
+    pub fn indexes(&self) -> impl Iterator<Item = &IndexDef> {
+        self.indexes.values()
+    }
+
+    pub fn index(&self, name: &str) -> Option<&IndexDef> {
+        self.indexes.get(name)
+    }
+
+    /// The root field of the query type that fetches one `type_name` by
+    /// `id` (`contract(id: ID!): Contract`), for rebuilding documents by id.
+    pub fn get_by_id_field(&self, type_name: &str) -> Option<&FieldDef> {
+        let query = self.object(&self.query_type)?;
+        query.fields.values().find(|f| {
+            named_type(&f.ty) == type_name
+                && !is_list(&f.ty)
+                && f.args.len() == 1
+                && f.args.get("id").is_some_and(|a| !a.ty.nullable)
+                && matches!(f.resolver, Resolver::Delegate { .. })
+        })
     }
 
     pub fn client_sdl(&self) -> &str {

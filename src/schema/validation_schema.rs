@@ -22,6 +22,9 @@ pub(super) fn build(doc: &ServiceDocument, query: &Name, mutation: Option<&Name>
         let TypeSystemDefinition::Type(t) = def else {
             continue;
         };
+        if super::load::is_document_type(&t.node) {
+            continue;
+        }
         let t = &t.node;
         let name = t.name.node.as_str();
         let description = t.description.as_ref().map(|d| d.node.clone());

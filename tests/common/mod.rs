@@ -14,13 +14,19 @@ pub struct Stack {
     pub services: HashMap<&'static str, RunningService>,
     pub gateway: String,
     pub client: reqwest::Client,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The gateway's configuration (subgraph URLs of this stack).
+    pub config: Config,
+    /// With `StackOptions::search`: the gateway's in-memory indexes.
+    pub search: Option<tessera::Tessera>,
+    shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 pub struct StackOptions {
     pub scale: u64,
     pub timeout: Duration,
     pub max_batch_size: usize,
+    /// Serve `@search` fields from in-memory indexes (built by the test).
+    pub search: bool,
 }
 
 impl Default for StackOptions {
@@ -29,6 +35,7 @@ impl Default for StackOptions {
             scale: 400,
             timeout: Duration::from_secs(5),
             max_batch_size: 500,
+            search: false,
         }
     }
 }
@@ -58,21 +65,60 @@ impl Stack {
             sub.timeout = options.timeout;
             services.insert(service.service.name(), service);
         }
-        let gateway = Arc::new(
-            tessera::build_gateway(&config, include_str!("../../schema.graphql")).expect("gateway builds"),
-        );
+        config.search.in_memory = true;
+        let (gateway, search) = if options.search {
+            let built =
+                tessera::build(&config, include_str!("../../schema.graphql")).expect("gateway builds");
+            (Arc::clone(&built.gateway), Some(built))
+        } else {
+            let gateway = tessera::build_gateway(&config, include_str!("../../schema.graphql"))
+                .expect("gateway builds");
+            (Arc::new(gateway), None)
+        };
+        let mut stack = Self {
+            services,
+            gateway: String::new(),
+            client: reqwest::Client::new(),
+            config,
+            search,
+            shutdown: Vec::new(),
+        };
+        stack.gateway = stack.serve(gateway).await;
+        stack
+    }
+
+    /// Serves another gateway for this stack's services; returns its URL.
+    pub async fn serve(&mut self, gateway: Arc<tessera::pipeline::Gateway>) -> String {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(tessera::serve(listener, gateway, async {
             let _ = rx.await;
         }));
-        Self {
-            services,
-            gateway: format!("http://{addr}/graphql"),
-            client: reqwest::Client::new(),
-            shutdown: Some(tx),
-        }
+        self.shutdown.push(tx);
+        format!("http://{addr}/graphql")
+    }
+
+    /// The syncer of a stack started with `search: true`.
+    pub fn syncer(&self) -> &Arc<tessera::sync::Syncer> {
+        &self
+            .search
+            .as_ref()
+            .expect("stack started with search: true")
+            .syncer
+    }
+
+    /// POSTs a query to another gateway; returns the body.
+    pub async fn post_to(&self, url: &str, body: Value) -> Value {
+        self.client
+            .post(url)
+            .json(&body)
+            .send()
+            .await
+            .expect("gateway answers")
+            .json()
+            .await
+            .expect("gateway answers JSON")
     }
 
     /// POSTs a query; returns (HTTP status, body).
@@ -165,7 +211,7 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
+        for tx in self.shutdown.drain(..) {
             let _ = tx.send(());
         }
     }

@@ -1,0 +1,301 @@
+//! Planning `@search` root fields: the connection is read from the search
+//! fetch's result under canonical field names, and each node is *hydrated*.
+//! Fields the document holds are read from it; a `@ref`/`@join` whose key the
+//! document holds becomes a keyed fetch straight from the hits; every other
+//! field is read from one lookup of the entity by id (per node type), so a
+//! page costs one request per service whatever its size.
+
+use async_graphql::parser::types::SelectionSet as AstSelectionSet;
+use async_graphql::Name;
+
+use super::build::{non_null, unresolvable, Builder, Scope};
+use super::normalize::{CollectedField, Include};
+use super::{
+    search_key_alias, ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, PlanError, SearchFetch,
+    SelectionSet, SEARCH_TYPE_KEY,
+};
+use crate::schema::{named_type, FieldDef, IndexDef, Resolver};
+
+/// The `subgraph` of search fetches, as errors and plans name it.
+pub const SEARCH_SUBGRAPH: &str = "search";
+
+impl<'a> Builder<'a> {
+    /// Plans a `@search` root field: a search fetch and the projection of its connection.
+    pub(super) fn search_field(
+        &mut self,
+        fdef: &FieldDef,
+        cf: &CollectedField<'a>,
+        key: &Name,
+        index: &str,
+    ) -> Result<(FetchId, FieldKind), PlanError> {
+        let schema = self.schema;
+        let def = schema
+            .index(index)
+            .ok_or_else(|| unresolvable(format!("no index named `{index}`")))?;
+        let id = self.reserve(SEARCH_SUBGRAPH);
+        let mut arguments = Vec::new();
+        for (name, arg) in &fdef.args {
+            let value = match cf.field.node.get_argument(name) {
+                Some(v) => v.node.clone(),
+                None => match &arg.default {
+                    Some(d) => d.clone(),
+                    None => continue,
+                },
+            };
+            arguments.push(ArgBinding {
+                var: name.to_string(),
+                value,
+                def: arg.clone(),
+            });
+        }
+        let path = vec![key.clone()];
+        let selection = self.connection(def, id, &path, named_type(&fdef.ty), &cf.selections, &cf.include)?;
+        let children = std::mem::take(&mut self.fetches[id].children);
+        self.fetches[id] = Fetch {
+            id,
+            subgraph: SEARCH_SUBGRAPH.to_string(),
+            kind: FetchKind::Search(SearchFetch {
+                index: index.to_string(),
+                field: fdef.name.clone(),
+                response_key: key.clone(),
+            }),
+            arguments,
+            selection: String::new(),
+            document: String::new(),
+            include: cf.include.clone(),
+            children,
+        };
+        Ok((
+            id,
+            FieldKind::Object {
+                data_key: key.clone(),
+                selection,
+            },
+        ))
+    }
+
+    /// The connection, edge and page-info types: plain values under their field names.
+    fn connection(
+        &mut self,
+        def: &IndexDef,
+        fetch: FetchId,
+        path: &[Name],
+        type_name: &Name,
+        sets: &[(&'a AstSelectionSet, Include)],
+        include: &Include,
+    ) -> Result<SelectionSet, PlanError> {
+        let schema = self.schema;
+        let collected = self.collector.collect(type_name, sets);
+        let mut nodes = Vec::with_capacity(collected.len());
+        for (key, cf) in &collected {
+            let field_name = &cf.field.node.name.node;
+            if field_name == "__typename" {
+                nodes.push(FieldNode {
+                    response_key: key.clone(),
+                    ty: non_null("String"),
+                    include: cf.include.clone(),
+                    kind: FieldKind::Typename(type_name.clone()),
+                });
+                continue;
+            }
+            let fdef = schema
+                .field(type_name, field_name)
+                .ok_or_else(|| unresolvable(format!("{type_name}.{field_name} is not in the schema")))?;
+            let named = named_type(&fdef.ty);
+            let include = include.and(&cf.include);
+            let mut child = path.to_vec();
+            child.push(field_name.clone());
+            let kind = if self.is_leaf(named) {
+                FieldKind::Leaf {
+                    data_key: field_name.clone(),
+                    global_id: false,
+                    is_id: named == "ID",
+                }
+            } else if schema.is_abstract(named) || def.source(named).is_some() {
+                FieldKind::Object {
+                    data_key: field_name.clone(),
+                    selection: self.search_node(def, fetch, &child, named, &cf.selections, &include)?,
+                }
+            } else {
+                FieldKind::Object {
+                    data_key: field_name.clone(),
+                    selection: self.connection(def, fetch, &child, named, &cf.selections, &include)?,
+                }
+            };
+            nodes.push(FieldNode {
+                response_key: key.clone(),
+                ty: fdef.ty.clone(),
+                include: cf.include.clone(),
+                kind,
+            });
+        }
+        Ok(SelectionSet {
+            by_type: vec![(type_name.clone(), nodes)],
+            abstract_source: None,
+        })
+    }
+
+    /// A hit's node, per entity type the index holds.
+    fn search_node(
+        &mut self,
+        def: &IndexDef,
+        fetch: FetchId,
+        path: &[Name],
+        type_name: &Name,
+        sets: &[(&'a AstSelectionSet, Include)],
+        include: &Include,
+    ) -> Result<SelectionSet, PlanError> {
+        let schema = self.schema;
+        let mut by_type = Vec::new();
+        for entity in schema.possible_types(type_name) {
+            let Some(source) = def.source(entity) else {
+                continue;
+            };
+            let object = schema
+                .object(entity)
+                .ok_or_else(|| unresolvable(format!("{entity} is not an object type")))?;
+            let lookup_key = object.lookup.as_ref().map(|l| l.key.as_str()).unwrap_or("id");
+            let key_alias = search_key_alias(entity);
+            let collected = self.collector.collect(entity, sets);
+            let mut slots: Vec<Option<FieldNode>> = Vec::with_capacity(collected.len());
+            let mut hydrate: Vec<(usize, &Name, &CollectedField<'a>)> = Vec::new();
+            for (key, cf) in &collected {
+                let field_name = &cf.field.node.name.node;
+                if field_name == "__typename" {
+                    slots.push(Some(FieldNode {
+                        response_key: key.clone(),
+                        ty: non_null("String"),
+                        include: cf.include.clone(),
+                        kind: FieldKind::Typename(entity.clone()),
+                    }));
+                    continue;
+                }
+                let fdef = schema
+                    .field(entity, field_name)
+                    .ok_or_else(|| unresolvable(format!("{entity}.{field_name} is not in the schema")))?;
+                let named = named_type(&fdef.ty);
+                let field_include = include.and(&cf.include);
+                let scope = Scope {
+                    fetch,
+                    subgraph: SEARCH_SUBGRAPH,
+                    path,
+                    include: &field_include,
+                };
+                let kind = match &fdef.resolver {
+                    Resolver::Owned { .. } if self.is_leaf(named) && field_name == lookup_key => {
+                        Some(FieldKind::Leaf {
+                            data_key: key_alias.clone(),
+                            global_id: false,
+                            is_id: true,
+                        })
+                    }
+                    Resolver::Owned { .. }
+                        if self.is_leaf(named) && source.holds_entity_field(field_name) =>
+                    {
+                        Some(FieldKind::Leaf {
+                            data_key: field_name.clone(),
+                            global_id: false,
+                            is_id: named == "ID",
+                        })
+                    }
+                    Resolver::Ref { key: ref_key } if source.holds_entity_field(ref_key) => {
+                        let (f, selection, _) =
+                            self.keyed_fetch(scope, ref_key, None, fdef, cf, &field_include, None, None)?;
+                        Some(FieldKind::Ref {
+                            fetch: f,
+                            key_alias: ref_key.clone(),
+                            key_global_id: None,
+                            selection,
+                        })
+                    }
+                    Resolver::Join(join)
+                        if join.key == lookup_key || source.holds_entity_field(&join.key) =>
+                    {
+                        let alias = if join.key == lookup_key {
+                            key_alias.clone()
+                        } else {
+                            join.key.clone()
+                        };
+                        let (f, selection, _) = self.keyed_fetch(
+                            scope,
+                            &alias,
+                            None,
+                            fdef,
+                            cf,
+                            &field_include,
+                            Some(join),
+                            None,
+                        )?;
+                        Some(FieldKind::Join {
+                            fetch: f,
+                            key_alias: alias,
+                            key_global_id: None,
+                            selection,
+                        })
+                    }
+                    _ => {
+                        hydrate.push((slots.len(), key, cf));
+                        None
+                    }
+                };
+                slots.push(kind.map(|kind| FieldNode {
+                    response_key: key.clone(),
+                    ty: fdef.ty.clone(),
+                    include: cf.include.clone(),
+                    kind,
+                }));
+            }
+            if !hydrate.is_empty() {
+                let scope = Scope {
+                    fetch,
+                    subgraph: SEARCH_SUBGRAPH,
+                    path,
+                    include,
+                };
+                let fields: Vec<(&Name, &CollectedField<'a>)> =
+                    hydrate.iter().map(|(_, key, cf)| (*key, *cf)).collect();
+                let (lookup, selection, _) = self.keyed_fetch_with(
+                    scope,
+                    &key_alias,
+                    None,
+                    entity,
+                    include,
+                    None,
+                    None,
+                    &mut |b, buf, scope| {
+                        let nodes = b.fields_from(buf, scope, entity, fields.iter().copied())?;
+                        Ok(SelectionSet {
+                            by_type: vec![(entity.clone(), nodes)],
+                            abstract_source: None,
+                        })
+                    },
+                )?;
+                let planned = selection
+                    .by_type
+                    .into_iter()
+                    .next()
+                    .map(|(_, f)| f)
+                    .unwrap_or_default();
+                for ((slot, _, _), node) in hydrate.iter().zip(planned) {
+                    slots[*slot] = Some(FieldNode {
+                        response_key: node.response_key,
+                        ty: node.ty,
+                        include: node.include,
+                        kind: FieldKind::Hydrated {
+                            fetch: lookup,
+                            key_alias: key_alias.clone(),
+                            inner: Box::new(node.kind),
+                        },
+                    });
+                }
+            }
+            by_type.push((entity.clone(), slots.into_iter().flatten().collect()));
+        }
+        Ok(SelectionSet {
+            by_type,
+            abstract_source: schema
+                .is_abstract(type_name)
+                .then(|| (String::new(), Name::new(SEARCH_TYPE_KEY))),
+        })
+    }
+}

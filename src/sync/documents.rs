@@ -1,0 +1,219 @@
+//! Building documents: a supergraph query over the entity (the document
+//! type's fields and paths) run through the executor, so the joins are
+//! batched like any client query, then flattened into a [`Document`].
+
+use serde_json::{Map, Value};
+
+use crate::exec::search::document_id;
+use crate::schema::{named_type, Changes, IndexSource, Paging, Reduce, Supergraph};
+use crate::search::spec::parse_datetime_millis;
+use crate::search::{Document, ID_FIELD, TYPE_FIELD, VERSION_FIELD};
+
+/// Timestamp field every legacy type carries; the document's version is the
+/// newest of it over the entity and every row joined into the document.
+pub const UPDATED_AT: &str = "updatedAt";
+
+/// The selection that reads what `source`'s documents need from one entity.
+pub fn selection(schema: &Supergraph, source: &IndexSource) -> String {
+    let mut direct: Vec<&str> = vec!["id"];
+    let entity_has_updated = schema.field(&source.entity, UPDATED_AT).is_some();
+    if entity_has_updated {
+        direct.push(UPDATED_AT);
+    }
+    // relation → leaves read through it
+    let mut relations: indexmap::IndexMap<&str, Vec<&str>> = indexmap::IndexMap::new();
+    for f in &source.fields {
+        match &f.path {
+            None => {
+                if !direct.contains(&f.name.as_str()) {
+                    direct.push(f.name.as_str());
+                }
+            }
+            Some(path) => {
+                let leaves = relations.entry(path[0].as_str()).or_default();
+                let leaf = path.get(1).map(|l| l.as_str()).unwrap_or("id");
+                if !leaves.contains(&leaf) {
+                    leaves.push(leaf);
+                }
+            }
+        }
+    }
+    let mut out = direct.join(" ");
+    for (relation, mut leaves) in relations {
+        let target = schema
+            .field(&source.entity, relation)
+            .map(|f| named_type(&f.ty).to_string())
+            .unwrap_or_default();
+        if schema.field(&target, UPDATED_AT).is_some() && !leaves.contains(&UPDATED_AT) {
+            leaves.push(UPDATED_AT);
+        }
+        out.push_str(&format!(" {relation}{{{}}}", leaves.join(" ")));
+    }
+    out
+}
+
+/// The document for one entity row (as the selection above returns it).
+pub fn build(source: &IndexSource, row: &Map<String, Value>) -> Option<Document> {
+    let id = match row.get("id")? {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => return None,
+    };
+    let mut doc = Document::new();
+    doc.insert(ID_FIELD.into(), Value::String(document_id(&source.entity, &id)));
+    doc.insert(TYPE_FIELD.into(), Value::String(source.entity.to_string()));
+    let mut version = millis(row.get(UPDATED_AT)).unwrap_or(0);
+    for f in &source.fields {
+        let value = match &f.path {
+            None => row.get(f.name.as_str()).cloned().unwrap_or(Value::Null),
+            Some(path) => {
+                let related = row.get(path[0].as_str()).unwrap_or(&Value::Null);
+                let objects: Vec<&Map<String, Value>> = match related {
+                    Value::Object(o) => vec![o],
+                    Value::Array(items) => items.iter().filter_map(Value::as_object).collect(),
+                    _ => Vec::new(),
+                };
+                for o in &objects {
+                    version = version.max(millis(o.get(UPDATED_AT)).unwrap_or(0));
+                }
+                let leaves: Vec<&Value> = match path.get(1) {
+                    Some(leaf) => objects
+                        .iter()
+                        .filter_map(|o| o.get(leaf.as_str()))
+                        .filter(|v| !v.is_null())
+                        .collect(),
+                    None => Vec::new(),
+                };
+                match f.reduce {
+                    Some(Reduce::Count) => Value::from(if path.len() == 1 {
+                        objects.len()
+                    } else {
+                        leaves.len()
+                    }),
+                    Some(Reduce::Sum) => {
+                        let sum: f64 = leaves.iter().filter_map(|v| number(v)).sum();
+                        if f.type_name == "Int" {
+                            Value::from(sum.round() as i64)
+                        } else {
+                            // Cents are exact in f64 up to 2^53; round away binary noise.
+                            Value::from((sum * 100.0).round() / 100.0)
+                        }
+                    }
+                    None => match (related, leaves.as_slice()) {
+                        (Value::Array(_), _) => Value::Array(leaves.into_iter().cloned().collect()),
+                        (_, [one]) => (*one).clone(),
+                        _ => Value::Null,
+                    },
+                }
+            }
+        };
+        doc.insert(f.name.to_string(), value);
+    }
+    doc.insert(VERSION_FIELD.into(), Value::from(version));
+    Some(doc)
+}
+
+fn millis(v: Option<&Value>) -> Option<i64> {
+    v.and_then(Value::as_str).and_then(parse_datetime_millis)
+}
+
+fn number(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Where a listing continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Position {
+    Offset(usize),
+    Cursor(Option<String>),
+}
+
+impl Position {
+    pub fn start(changes: &Changes) -> Self {
+        match changes.paging {
+            Paging::Offset { .. } => Position::Offset(0),
+            Paging::Cursor { .. } => Position::Cursor(None),
+        }
+    }
+}
+
+/// The query for one page of `changes.field`, rows updated after `since`
+/// when set, reading `selection` from each row.
+pub fn page_query(changes: &Changes, position: &Position, since: Option<&str>, selection: &str) -> String {
+    let mut args = Vec::new();
+    if let Some(since) = since {
+        args.push(format!("{}:{}", changes.since_arg, Value::String(since.into())));
+    }
+    let body = match (&changes.paging, position) {
+        (
+            Paging::Offset {
+                limit_arg,
+                offset_arg,
+            },
+            Position::Offset(offset),
+        ) => {
+            args.push(format!("{limit_arg}:{}", changes.page_size));
+            args.push(format!("{offset_arg}:{offset}"));
+            format!("{{{selection}}}")
+        }
+        (Paging::Cursor { first_arg, after_arg }, Position::Cursor(after)) => {
+            args.push(format!("{first_arg}:{}", changes.page_size));
+            if let Some(after) = after {
+                args.push(format!("{after_arg}:{}", Value::String(after.clone())));
+            }
+            format!("{{edges{{node{{{selection}}}}} pageInfo{{hasNextPage endCursor}}}}")
+        }
+        _ => format!("{{{selection}}}"),
+    };
+    format!("{{rows:{}({}){body}}}", changes.field, args.join(","))
+}
+
+/// The rows of a page answer and where the next page starts (`None`: last page).
+pub fn page_rows(
+    changes: &Changes,
+    position: &Position,
+    data: &Map<String, Value>,
+) -> (Vec<Map<String, Value>>, Option<Position>) {
+    let rows = data.get("rows").unwrap_or(&Value::Null);
+    match (&changes.paging, position) {
+        (Paging::Cursor { .. }, _) => {
+            let items: Vec<Map<String, Value>> = rows
+                .get("edges")
+                .and_then(Value::as_array)
+                .map(|edges| {
+                    edges
+                        .iter()
+                        .filter_map(|e| e.get("node").and_then(Value::as_object).cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let info = rows.get("pageInfo");
+            let more = info
+                .and_then(|i| i.get("hasNextPage"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            let end = info
+                .and_then(|i| i.get("endCursor"))
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let next = (more && end.is_some()).then_some(Position::Cursor(end));
+            (items, next)
+        }
+        (Paging::Offset { .. }, position) => {
+            let items: Vec<Map<String, Value>> = rows
+                .as_array()
+                .map(|r| r.iter().filter_map(Value::as_object).cloned().collect())
+                .unwrap_or_default();
+            let offset = match position {
+                Position::Offset(o) => *o,
+                Position::Cursor(_) => 0,
+            };
+            let next = (items.len() >= changes.page_size).then(|| Position::Offset(offset + items.len()));
+            (items, next)
+        }
+    }
+}

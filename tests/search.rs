@@ -1,0 +1,820 @@
+//! Integrated lists end to end: the nine services, the gateway and an
+//! in-memory tantivy index built by the real synchronizer.
+//!
+//! - walking every page by cursor returns exactly what a brute-force
+//!   filter + sort of the services' own data returns (none skipped, none
+//!   repeated), for generated filters, sorts and page sizes;
+//! - the MERGE strategy returns the same pages as the index, also when one
+//!   source holds every newest item;
+//! - after writes made directly to the services, the poller converges to
+//!   what a fresh backfill builds;
+//! - a mutation through the gateway is visible in the very next search;
+//! - bad input gets a clear error.
+
+mod common;
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use common::{Stack, StackOptions};
+use serde_json::{json, Value};
+use tessera::search::{Filter, ID_FIELD};
+
+async fn stack(scale: u64) -> Stack {
+    let stack = Stack::start_with(StackOptions {
+        scale,
+        search: true,
+        ..StackOptions::default()
+    })
+    .await;
+    for index in ["contracts", "feed"] {
+        stack
+            .syncer()
+            .backfill(index, false, &|_| {})
+            .await
+            .expect("backfill");
+    }
+    stack
+}
+
+/// A small deterministic generator (xorshift), so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn id_num(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().expect("int id"),
+        Value::String(s) => s.parse().expect("numeric id"),
+        other => panic!("not an id: {other}"),
+    }
+}
+
+fn member_pk(relay: &str) -> i64 {
+    use base64::Engine;
+    let text = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(relay)
+            .expect("base64"),
+    )
+    .expect("utf8");
+    text.split_once(':').expect("Type:id").1.parse().expect("pk")
+}
+
+/// One contract as the brute force sees it, joined here from the services.
+#[derive(Debug, Clone)]
+struct Row {
+    id: i64,
+    amount: i64,
+    status: String,
+    created_at: String,
+    manager_name: String,
+    member_name: String,
+    member_grade: String,
+    settlement_count: i64,
+    settlement_total: f64,
+}
+
+async fn contract_rows(stack: &Stack) -> Vec<Row> {
+    let contracts = stack
+        .subgraph(
+            "contracts",
+            "{ contracts(limit: 10000) { id amount status member_id manager_id created_at } }",
+            json!({}),
+        )
+        .await["contracts"]
+        .as_array()
+        .expect("contracts")
+        .clone();
+    let members = stack
+        .subgraph(
+            "members",
+            "{ members(first: 1000) { edges { node { id name grade } } pageInfo { hasNextPage } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        members["members"]["pageInfo"]["hasNextPage"],
+        json!(false),
+        "one page of members"
+    );
+    let members: HashMap<i64, Value> = members["members"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                member_pk(e["node"]["id"].as_str().expect("id")),
+                e["node"].clone(),
+            )
+        })
+        .collect();
+    let staff: HashMap<i64, Value> = stack
+        .subgraph("staff", "{ allStaff(limit: 1000) { id name } }", json!({}))
+        .await["allStaff"]
+        .as_array()
+        .expect("staff")
+        .iter()
+        .map(|s| (id_num(&s["id"]), s.clone()))
+        .collect();
+    let mut settlements: HashMap<i64, (i64, f64)> = HashMap::new();
+    for s in stack
+        .subgraph(
+            "settlements",
+            "{ settlements(limit: 100000) { contractId amount } }",
+            json!({}),
+        )
+        .await["settlements"]
+        .as_array()
+        .expect("settlements")
+    {
+        let entry = settlements.entry(id_num(&s["contractId"])).or_default();
+        entry.0 += 1;
+        entry.1 += s["amount"]
+            .as_str()
+            .expect("decimal")
+            .parse::<f64>()
+            .expect("number");
+    }
+    contracts
+        .iter()
+        .map(|c| {
+            let id = id_num(&c["id"]);
+            let member = &members[&id_num(&c["member_id"])];
+            let (count, total) = settlements.get(&id).copied().unwrap_or_default();
+            Row {
+                id,
+                amount: c["amount"].as_i64().expect("amount"),
+                status: c["status"].as_str().expect("status").into(),
+                created_at: c["created_at"].as_str().expect("created_at").into(),
+                manager_name: staff[&id_num(&c["manager_id"])]["name"]
+                    .as_str()
+                    .expect("name")
+                    .into(),
+                member_name: member["name"].as_str().expect("name").into(),
+                member_grade: member["grade"].as_str().expect("grade").into(),
+                settlement_count: count,
+                settlement_total: (total * 100.0).round() / 100.0,
+            }
+        })
+        .collect()
+}
+
+type Predicate = Box<dyn Fn(&Row) -> bool>;
+
+/// One generated search: the GraphQL arguments and the same thing as a predicate and order.
+struct Case {
+    filter: Value,
+    order: Vec<(&'static str, bool)>,
+    keep: Predicate,
+}
+
+fn generate(rng: &mut Rng, rows: &[Row]) -> Case {
+    let statuses = ["DRAFT", "ACTIVE", "EXPIRED", "TERMINATED"];
+    let (filter, keep): (Value, Predicate) = match rng.below(6) {
+        0 => (json!({}), Box::new(|_| true)),
+        1 => {
+            let a = statuses[rng.below(4)];
+            let b = statuses[rng.below(4)];
+            (
+                json!({"status": [a, b]}),
+                Box::new(move |r: &Row| r.status == a || r.status == b),
+            )
+        }
+        2 => {
+            let lo = rows[rng.below(rows.len())].amount;
+            (
+                json!({"amount": {"gte": lo}}),
+                Box::new(move |r: &Row| r.amount >= lo),
+            )
+        }
+        3 => {
+            let first: String = rows[rng.below(rows.len())].manager_name.chars().take(1).collect();
+            let p = first.clone();
+            (
+                json!({"managerName": {"prefix": first}}),
+                Box::new(move |r: &Row| r.manager_name.starts_with(&p)),
+            )
+        }
+        4 => {
+            let grade = ["BRONZE", "SILVER", "GOLD", "VIP"][rng.below(4)];
+            let min = rng.below(3) as i64;
+            (
+                json!({"memberGrade": [grade], "settlementCount": {"gte": min}}),
+                Box::new(move |r: &Row| r.member_grade == grade && r.settlement_count >= min),
+            )
+        }
+        _ => {
+            let lo = rows[rng.below(rows.len())].amount;
+            let hi = rows[rng.below(rows.len())].amount;
+            (
+                json!({"amount": {"gt": lo.min(hi), "lte": lo.max(hi)}, "status": ["ACTIVE"]}),
+                Box::new(move |r: &Row| {
+                    r.amount > lo.min(hi) && r.amount <= lo.max(hi) && r.status == "ACTIVE"
+                }),
+            )
+        }
+    };
+    let orders: [&[(&str, bool)]; 6] = [
+        &[("AMOUNT", true)],
+        &[("MANAGER_NAME", false)],
+        &[("CREATED_AT", true)],
+        &[("SETTLEMENT_TOTAL", true)],
+        &[("MEMBER_NAME", false), ("AMOUNT", true)],
+        &[("SETTLEMENT_COUNT", false), ("CREATED_AT", false)],
+    ];
+    Case {
+        filter,
+        order: orders[rng.below(orders.len())].to_vec(),
+        keep,
+    }
+}
+
+fn compare(a: &Row, b: &Row, field: &str) -> Ordering {
+    match field {
+        "AMOUNT" => a.amount.cmp(&b.amount),
+        "MANAGER_NAME" => a.manager_name.cmp(&b.manager_name),
+        "MEMBER_NAME" => a.member_name.cmp(&b.member_name),
+        "CREATED_AT" => a.created_at.cmp(&b.created_at),
+        "SETTLEMENT_TOTAL" => a.settlement_total.total_cmp(&b.settlement_total),
+        "SETTLEMENT_COUNT" => a.settlement_count.cmp(&b.settlement_count),
+        other => panic!("no comparator for {other}"),
+    }
+}
+
+/// The brute force: filter, sort by the keys, ties by id in the last key's direction.
+fn expected(rows: &[Row], case: &Case) -> Vec<i64> {
+    let mut kept: Vec<&Row> = rows.iter().filter(|r| (case.keep)(r)).collect();
+    let last_desc = case.order.last().is_some_and(|(_, d)| *d);
+    kept.sort_by(|a, b| {
+        for (field, desc) in &case.order {
+            let o = compare(a, b, field);
+            let o = if *desc { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        let o = a.id.cmp(&b.id);
+        if last_desc {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+    kept.iter().map(|r| r.id).collect()
+}
+
+const SEARCH: &str = "query($f: ContractFilter, $o: [ContractOrder!], $n: Int, $a: String, $p: Int) {
+  contractSearch(filter: $f, orderBy: $o, first: $n, after: $a, page: $p) {
+    totalCount pageInfo { hasNextPage hasPreviousPage endCursor }
+    edges { cursor node { id amount } }
+  }
+}";
+
+fn order_arg(case: &Case) -> Value {
+    Value::Array(
+        case.order
+            .iter()
+            .map(|(f, d)| json!({"field": f, "direction": if *d { "DESC" } else { "ASC" }}))
+            .collect(),
+    )
+}
+
+fn ids(page: &Value) -> Vec<i64> {
+    page["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| id_num(&e["node"]["id"]))
+        .collect()
+}
+
+#[tokio::test]
+async fn every_cursor_walk_matches_a_brute_force_sort() {
+    let stack = stack(300).await;
+    let rows = contract_rows(&stack).await;
+    assert_eq!(rows.len(), 300);
+    let mut rng = Rng(0x5eed_cafe);
+    for round in 0..14 {
+        let case = generate(&mut rng, &rows);
+        let want = expected(&rows, &case);
+        let size = 1 + rng.below(40);
+        let mut got = Vec::new();
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let vars = json!({"f": case.filter, "o": order_arg(&case), "n": size, "a": after});
+            let page = stack.data(SEARCH, vars).await["contractSearch"].clone();
+            assert_eq!(page["totalCount"], json!(want.len()), "round {round}: totalCount");
+            assert_eq!(page["pageInfo"]["hasPreviousPage"], json!(after.is_some()));
+            let page_ids = ids(&page);
+            assert!(page_ids.len() <= size);
+            got.extend(page_ids);
+            pages += 1;
+            assert!(pages <= want.len() + 2, "round {round}: the walk does not end");
+            if page["pageInfo"]["hasNextPage"] != json!(true) {
+                break;
+            }
+            after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
+        }
+        assert_eq!(
+            got, want,
+            "round {round}: filter {} order {:?} page size {size}",
+            case.filter, case.order
+        );
+        // Offset mode: page 2 is the same slice.
+        let vars = json!({"f": case.filter, "o": order_arg(&case), "n": size, "p": 2});
+        let page = stack.data(SEARCH, vars).await["contractSearch"].clone();
+        let from = size.min(want.len());
+        let to = (2 * size).min(want.len());
+        assert_eq!(
+            ids(&page),
+            want[from..to].to_vec(),
+            "round {round}: page 2 by offset"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_search_page_costs_one_request_per_joined_service() {
+    let stack = stack(300).await;
+    stack.reset_stats().await;
+    let data = stack
+        .data(
+            "{ contractSearch(first: 20, orderBy: [{field: AMOUNT, direction: DESC}]) {
+                edges { node { id title amount member { name accounts { bankName } } manager { name } settlements { amount } } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["contractSearch"]["edges"].as_array().map(Vec::len), Some(20));
+    let requests = stack.requests().await;
+    for service in ["members", "staff", "accounts", "settlements"] {
+        assert_eq!(requests[service], 1, "{service}: {requests:?}");
+    }
+    // Every contract field asked for is in the document.
+    assert_eq!(requests["contracts"], 0, "{requests:?}");
+}
+
+const FEED: &str = "query($f: FeedFilter, $o: [FeedOrder!], $n: Int, $a: String) {
+  feed(filter: $f, orderBy: $o, first: $n, after: $a) {
+    totalCount pageInfo { hasNextPage endCursor }
+    edges { node { __typename id createdAt } }
+  }
+}";
+
+async fn walk_feed(
+    stack: &Stack,
+    url: &str,
+    filter: &Value,
+    desc: bool,
+    size: usize,
+) -> (Vec<String>, Value) {
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    let mut total;
+    loop {
+        let vars = json!({
+            "f": filter,
+            "o": [{"field": "CREATED_AT", "direction": if desc { "DESC" } else { "ASC" }}],
+            "n": size,
+            "a": after,
+        });
+        let body = stack
+            .post_to(url, json!({"query": FEED, "variables": vars}))
+            .await;
+        assert!(body.get("errors").is_none(), "{body}");
+        let page = &body["data"]["feed"];
+        total = page["totalCount"].clone();
+        for e in page["edges"].as_array().expect("edges") {
+            got.push(format!(
+                "{}:{}",
+                e["node"]["__typename"].as_str().expect("type"),
+                e["node"]["id"].as_str().expect("id")
+            ));
+        }
+        assert!(got.len() <= 100_000);
+        if page["pageInfo"]["hasNextPage"] != json!(true) {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
+    }
+    (got, total)
+}
+
+/// The feed by brute force: (createdAt, type, numeric id) in the direction asked.
+async fn feed_rows(stack: &Stack) -> Vec<(String, String, i64)> {
+    let mut rows = Vec::new();
+    for p in stack
+        .subgraph("posts", "{ posts(first: 1000) { id createdAt } }", json!({}))
+        .await["posts"]
+        .as_array()
+        .expect("posts")
+    {
+        rows.push((
+            p["createdAt"].as_str().expect("t").to_string(),
+            "Post".to_string(),
+            id_num(&p["id"]),
+        ));
+    }
+    for p in stack
+        .subgraph(
+            "products",
+            "{ products(limit: 1000) { id registered_at } }",
+            json!({}),
+        )
+        .await["products"]
+        .as_array()
+        .expect("products")
+    {
+        rows.push((
+            p["registered_at"].as_str().expect("t").to_string(),
+            "Product".to_string(),
+            id_num(&p["id"]),
+        ));
+    }
+    for e in stack
+        .subgraph("events", "{ events(first: 1000) { id publishedAt } }", json!({}))
+        .await["events"]
+        .as_array()
+        .expect("events")
+    {
+        rows.push((
+            e["publishedAt"].as_str().expect("t").to_string(),
+            "Event".to_string(),
+            id_num(&e["id"]),
+        ));
+    }
+    rows
+}
+
+fn feed_expected(rows: &[(String, String, i64)], types: Option<&[&str]>, desc: bool) -> Vec<String> {
+    let mut kept: Vec<&(String, String, i64)> = rows
+        .iter()
+        .filter(|r| types.is_none_or(|t| t.contains(&r.1.as_str())))
+        .collect();
+    kept.sort_by(|a, b| {
+        let o = a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2));
+        if desc {
+            o.reverse()
+        } else {
+            o
+        }
+    });
+    kept.iter().map(|r| format!("{}:{}", r.1, r.2)).collect()
+}
+
+#[tokio::test]
+async fn merge_and_index_return_the_same_pages_even_when_skewed() {
+    let mut stack = stack(150).await;
+    let mut config = stack.config.clone();
+    config
+        .search
+        .strategies
+        .insert("feed".into(), tessera::config::StrategyName::Merge);
+    let merge = tessera::build(&config, include_str!("../schema.graphql")).expect("merge gateway");
+    let merge_url = stack.serve(Arc::clone(&merge.gateway)).await;
+    let index_url = stack.gateway.clone();
+
+    // Skew: the newest 25 items all come from one service.
+    for i in 0..25 {
+        stack
+            .subgraph(
+                "posts",
+                "mutation($t: String!) { createPost(authorId: \"1\", title: $t, body: \"skew\") { id } }",
+                json!({"t": format!("skewed post {i}")}),
+            )
+            .await;
+    }
+    stack.syncer().poll("feed").await.expect("poll");
+    let rows = feed_rows(&stack).await;
+
+    let filters: [(Value, Option<&[&str]>); 3] = [
+        (json!({}), None),
+        (json!({"types": ["POST"]}), Some(&["Post"])),
+        (
+            json!({"types": ["PRODUCT", "EVENT"]}),
+            Some(&["Product", "Event"]),
+        ),
+    ];
+    for (filter, types) in &filters {
+        for desc in [true, false] {
+            let want = feed_expected(&rows, *types, desc);
+            for size in [1, 7, 30] {
+                let (by_index, index_total) = walk_feed(&stack, &index_url, filter, desc, size).await;
+                let (by_merge, merge_total) = walk_feed(&stack, &merge_url, filter, desc, size).await;
+                assert_eq!(by_index, want, "index: filter {filter} desc {desc} size {size}");
+                assert_eq!(by_merge, want, "merge: filter {filter} desc {desc} size {size}");
+                assert_eq!(index_total, json!(want.len()));
+                assert_eq!(merge_total, json!(want.len()));
+            }
+        }
+    }
+    // The first page is all skew.
+    let (first, _) = walk_feed(&stack, &merge_url, &json!({}), true, 500).await;
+    assert!(
+        first[..25].iter().all(|k| k.starts_with("Post:")),
+        "{:?}",
+        &first[..25]
+    );
+
+    // MERGE cannot filter by what only the index holds: a clear error.
+    let body = stack
+        .post_to(
+            &merge_url,
+            json!({"query": "{ feed(filter: {authorName: {prefix: \"김\"}}) { totalCount } }"}),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("index"),
+        "{body}"
+    );
+}
+
+/// Every document of an index, by id.
+async fn documents(backend: &dyn tessera::search::SearchBackend, index: &str) -> HashMap<String, Value> {
+    let all = Filter::Range {
+        field: ID_FIELD.into(),
+        gte: None,
+        gt: None,
+        lte: None,
+        lt: None,
+    };
+    let ids = backend.ids_where(index, &all).await.expect("ids");
+    let docs = backend.get(index, &ids).await.expect("docs");
+    ids.into_iter()
+        .zip(docs)
+        .map(|(id, doc)| (id, Value::Object(doc.expect("present"))))
+        .collect()
+}
+
+fn relay(id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("MemberNode:{id}"))
+}
+
+#[tokio::test]
+async fn the_poller_converges_to_a_fresh_backfill() {
+    let stack = stack(200).await;
+    let mut rng = Rng(0xfeed_beef);
+    // Writes straight to the services, never through the gateway.
+    for step in 0..60 {
+        let id = 1 + rng.below(200) as i64;
+        match rng.below(7) {
+            0 => {
+                stack
+                    .subgraph(
+                        "contracts",
+                        "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t, amount: 4242}) { id } }",
+                        json!({"id": id, "t": format!("changed {step}")}),
+                    )
+                    .await;
+            }
+            1 => {
+                stack
+                    .subgraph(
+                        "contracts",
+                        "mutation($m: Int!, $s: Int!) { create_contract(input: {title: \"new one\", member_id: $m, manager_id: $s, amount: 7, start_date: \"2026-01-01\"}) { id } }",
+                        json!({"m": 1 + rng.below(50), "s": 1 + rng.below(10)}),
+                    )
+                    .await;
+            }
+            2 => {
+                stack
+                    .subgraph(
+                        "staff",
+                        "mutation($id: Int!, $n: String!) { updateStaff(id: $id, name: $n) { id } }",
+                        json!({"id": 1 + rng.below(10), "n": format!("담당자 {step}")}),
+                    )
+                    .await;
+            }
+            3 => {
+                stack
+                    .subgraph(
+                        "members",
+                        "mutation($id: ID!, $n: String!) { updateMember(id: $id, input: {name: $n}) { ok } }",
+                        json!({"id": relay(1 + rng.below(50) as i64), "n": format!("회원 {step}")}),
+                    )
+                    .await;
+            }
+            4 => {
+                stack
+                    .subgraph(
+                        "settlements",
+                        "mutation($c: Int!) { createSettlement(contractId: $c, amount: \"1000.50\", scheduledOn: \"2026-02-01\") { id } }",
+                        json!({"c": id}),
+                    )
+                    .await;
+            }
+            5 => {
+                stack
+                    .subgraph(
+                        "posts",
+                        "mutation($id: ID!, $t: String!) { updatePost(id: $id, title: $t) { id } }",
+                        json!({"id": (1 + rng.below(100)).to_string(), "t": format!("post {step}")}),
+                    )
+                    .await;
+            }
+            _ => {
+                let body: Value = stack
+                    .client
+                    .post(format!("{}/graphql", stack.service_base("contracts")))
+                    .json(&json!({"query": "mutation($id: Int!) { delete_contract(id: $id) }", "variables": {"id": id}}))
+                    .send()
+                    .await
+                    .expect("delete")
+                    .json()
+                    .await
+                    .expect("json");
+                assert!(body.get("data").is_some(), "{body}");
+            }
+        }
+        // Poll now and then, as the background poller would.
+        if step % 20 == 19 {
+            for index in ["contracts", "feed"] {
+                stack.syncer().poll(index).await.expect("poll");
+            }
+        }
+    }
+    for index in ["contracts", "feed"] {
+        stack.syncer().poll(index).await.expect("poll");
+        stack.syncer().reconcile(index).await.expect("reconcile");
+    }
+
+    // A fresh backfill of the same services.
+    let mut config = stack.config.clone();
+    config.search.in_memory = true;
+    let fresh = tessera::build(&config, include_str!("../schema.graphql")).expect("fresh");
+    for index in ["contracts", "feed"] {
+        fresh
+            .syncer
+            .backfill(index, false, &|_| {})
+            .await
+            .expect("backfill");
+        let synced = documents(&*stack.search.as_ref().expect("search").backend, index).await;
+        let rebuilt = documents(&*fresh.backend, index).await;
+        assert_eq!(synced.len(), rebuilt.len(), "{index}: document count");
+        for (id, doc) in &rebuilt {
+            let mut a = synced.get(id).cloned().unwrap_or(Value::Null);
+            let mut b = doc.clone();
+            // A dependency rebuild keeps the entity's version; compare content.
+            a.as_object_mut().map(|o| o.remove("_version"));
+            b.as_object_mut().map(|o| o.remove("_version"));
+            assert_eq!(a, b, "{index}: document {id}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_mutation_through_the_gateway_is_searchable_at_once() {
+    let stack = stack(100).await;
+    let search = "query($t: String!) { contractSearch(filter: {text: $t}) { totalCount edges { node { id title } } } }";
+    let created = stack
+        .data(
+            "mutation { createContract(input: {title: \"Zebracorn rollout\", memberId: 3, managerId: 2, amount: 5, startDate: \"2026-03-01\"}) { id } }",
+            json!({}),
+        )
+        .await;
+    let id = created["createContract"]["id"].as_str().expect("id").to_string();
+    let found = stack.data(search, json!({"t": "zebracorn"})).await;
+    assert_eq!(found["contractSearch"]["totalCount"], 1, "{found}");
+    assert_eq!(found["contractSearch"]["edges"][0]["node"]["id"], json!(id));
+
+    stack
+        .data(
+            "mutation($id: ID!) { updateContract(id: $id, input: {title: \"Quokka rollout\"}) { id } }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        stack.data(search, json!({"t": "zebracorn"})).await["contractSearch"]["totalCount"],
+        0
+    );
+    assert_eq!(
+        stack.data(search, json!({"t": "quokka"})).await["contractSearch"]["totalCount"],
+        1
+    );
+
+    stack
+        .data(
+            "mutation($id: ID!) { deleteContract(id: $id) }",
+            json!({"id": id}),
+        )
+        .await;
+    assert_eq!(
+        stack.data(search, json!({"t": "quokka"})).await["contractSearch"]["totalCount"],
+        0
+    );
+
+    // A renamed manager is found under the new name at once.
+    stack
+        .data(
+            "mutation { updateStaff(id: 2, name: \"Renamed Manager\") { id } }",
+            json!({}),
+        )
+        .await;
+    let renamed = stack
+        .data(
+            "{ contractSearch(filter: {managerName: {eq: \"Renamed Manager\"}}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let direct = stack
+        .subgraph("contracts", "{ contracts_count(manager_id: 2) }", json!({}))
+        .await;
+    assert_eq!(
+        renamed["contractSearch"]["totalCount"], direct["contracts_count"],
+        "{renamed}"
+    );
+}
+
+#[tokio::test]
+async fn bad_search_input_gets_a_clear_error() {
+    let stack = stack(100).await;
+    let first = stack
+        .data(
+            "{ contractSearch(first: 2) { pageInfo { endCursor } } }",
+            json!({}),
+        )
+        .await;
+    let cursor = first["contractSearch"]["pageInfo"]["endCursor"]
+        .as_str()
+        .expect("cursor")
+        .to_string();
+    let mut tampered = cursor.clone().into_bytes();
+    let last = tampered.len() - 3;
+    tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).expect("ascii");
+
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "{ contractSearch(orderBy: [{field: SHOE_SIZE}]) { totalCount } }".into(),
+            "BAD_USER_INPUT",
+            "SHOE_SIZE",
+        ),
+        (
+            "{ contractSearch(after: \"not a cursor!\") { totalCount } }".into(),
+            "BAD_USER_INPUT",
+            "malformed",
+        ),
+        (
+            format!("{{ contractSearch(after: \"{tampered}\") {{ totalCount }} }}"),
+            "BAD_USER_INPUT",
+            "cursor",
+        ),
+        (
+            format!(
+                "{{ contractSearch(after: \"{cursor}\", orderBy: [{{field: AMOUNT}}]) {{ totalCount }} }}"
+            ),
+            "BAD_USER_INPUT",
+            "different query",
+        ),
+        (
+            "{ contractSearch(first: 100, page: 200) { totalCount } }".into(),
+            "BAD_USER_INPUT",
+            "10000",
+        ),
+        (
+            "{ contractSearch(first: 5000) { totalCount } }".into(),
+            "BAD_USER_INPUT",
+            "first",
+        ),
+        (
+            "{ contractSearch(filter: {amount: {gte: \"lots\"}}) { totalCount } }".into(),
+            "BAD_USER_INPUT",
+            "amount",
+        ),
+        (
+            format!("{{ contractSearch(after: \"{cursor}\", page: 2) {{ totalCount }} }}"),
+            "BAD_USER_INPUT",
+            "either",
+        ),
+    ];
+    for (query, code, mentions) in cases {
+        let (status, body) = stack.post(json!({ "query": query })).await;
+        assert!(status == 200 || status == 400, "{query}: HTTP {status}");
+        let error = &body["errors"][0];
+        assert_eq!(error["extensions"]["code"], code, "{query}: {body}");
+        assert!(
+            error["message"].as_str().expect("message").contains(mentions),
+            "{query}: {body}"
+        );
+    }
+}
