@@ -818,3 +818,68 @@ async fn bad_search_input_gets_a_clear_error() {
         );
     }
 }
+
+#[tokio::test]
+async fn every_playground_example_answers_without_errors() {
+    let stack = stack(300).await;
+    for example in tessera::http::EXAMPLES {
+        let data = stack.data(example, json!({})).await;
+        assert!(
+            data.as_object().is_some_and(|d| !d.is_empty()),
+            "{example}: {data}"
+        );
+    }
+    let searched = stack.data(tessera::http::EXAMPLES[0], json!({})).await;
+    assert!(
+        searched["contractSearch"]["totalCount"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "the example search finds contracts: {searched}"
+    );
+}
+
+#[tokio::test]
+async fn an_interrupted_backfill_resumes_from_its_checkpoint() {
+    let stack = Stack::start_with(StackOptions {
+        scale: 200,
+        search: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let syncer = Arc::clone(stack.syncer());
+    // Stop the backfill right after its first page is written, as a kill would.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let stop = tokio::sync::Notify::new();
+    let progress = |_: tessera::sync::Progress| {
+        if calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+            stop.notify_one();
+        }
+    };
+    tokio::select! {
+        r = syncer.backfill("feed", false, &progress) => panic!("the backfill should have been stopped: {r:?}"),
+        _ = stop.notified() => {}
+    }
+    let checkpoint = syncer.checkpoint("feed").await.expect("checkpoint");
+    let Some(tessera::sync::Checkpoint::Backfill { done, source, .. }) = checkpoint else {
+        panic!("an interrupted backfill leaves its position: {checkpoint:?}");
+    };
+    assert!(done > 0 && source > 0, "first source written: {checkpoint:?}");
+
+    // Resumed: starts at the checkpoint, not from zero, and completes.
+    let first_report = std::sync::Mutex::new(None);
+    let total = syncer
+        .backfill("feed", false, &|p| {
+            first_report.lock().expect("lock").get_or_insert(p.done);
+        })
+        .await
+        .expect("resumed backfill");
+    assert_eq!(*first_report.lock().expect("lock"), Some(done));
+    assert!(matches!(
+        syncer.checkpoint("feed").await.expect("checkpoint"),
+        Some(tessera::sync::Checkpoint::Live { .. })
+    ));
+    let backend = &stack.search.as_ref().expect("search").backend;
+    assert_eq!(backend.count("feed").await.expect("count"), total);
+    let expected = feed_rows(&stack).await.len() as u64;
+    assert_eq!(total, expected);
+}

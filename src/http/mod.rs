@@ -22,6 +22,8 @@ pub const INCLUDE_PLAN_HEADER: &str = "tessera-include-plan";
 
 /// The playground's example operations: (tab title, query).
 pub const EXAMPLES: &[&str] = &[
+    include_str!("examples/contract_search.graphql"),
+    include_str!("examples/feed.graphql"),
     include_str!("examples/contracts_page.graphql"),
     include_str!("examples/contract_detail.graphql"),
     include_str!("examples/member_overview.graphql"),
