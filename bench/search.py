@@ -69,12 +69,12 @@ def post(conn, query, variables):
 
 
 def cursor_at(port, template, field, depth):
-    """The cursor after `depth` items, walking 1,000 at a time."""
+    """The cursor after `depth` items, walking 500 at a time."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
     after = None
     walked = 0
     while walked < depth:
-        step = min(1000, depth - walked)
+        step = min(500, depth - walked)
         data = post(conn, template % step, {"a": after})[field]
         after = data["pageInfo"]["endCursor"]
         walked += step

@@ -235,6 +235,19 @@ async fn bad_requests_get_spec_shaped_errors() {
     assert_eq!(code(&body), "BAD_REQUEST");
     assert!(body.get("data").is_none());
 
+    // A form post (what a cross-site page can send without a preflight).
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("query=mutation{deleteContract(id:1)}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(code(&body), "UNSUPPORTED_MEDIA_TYPE");
+
     let cases = [
         (json!({}), "BAD_REQUEST"),
         (

@@ -186,9 +186,7 @@ pub fn subgraph_variables(
                 continue;
             }
         }
-        let value = b
-            .value
-            .clone()
+        let value = without_unset(&b.value, vars)
             .into_const_with(|name| {
                 Ok::<_, std::convert::Infallible>(vars.get(&name).cloned().unwrap_or(ConstValue::Null))
             })
@@ -199,6 +197,24 @@ pub fn subgraph_variables(
         );
     }
     out
+}
+
+/// `value` without the input-object fields and list items whose value is
+/// a variable the request did not set: an unset variable means "not
+/// given" (GraphQL spec §5.6.4 and §6.4.1), so the subgraph's own default
+/// applies instead of an explicit `null`.
+fn without_unset(value: &Value, vars: &Variables) -> Value {
+    match value {
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .filter(|(_, v)| !matches!(v, Value::Variable(name) if !vars.contains_key(name)))
+                .map(|(k, v)| (k.clone(), without_unset(v, vars)))
+                .collect(),
+        ),
+        Value::List(items) => Value::List(items.iter().map(|v| without_unset(v, vars)).collect()),
+        other => other.clone(),
+    }
 }
 
 /// Converts a client input value for the subgraph (`def` describes the top
@@ -263,5 +279,38 @@ fn to_subgraph(
             _ => Json::Number(n.clone()),
         },
         (other, _) => other.clone().into_json().unwrap_or(Json::Null),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_variables_inside_input_objects_are_left_out() {
+        let value = Value::Object(
+            [
+                (Name::new("title"), Value::Variable(Name::new("t"))),
+                (Name::new("amount"), Value::Variable(Name::new("a"))),
+                (
+                    Name::new("tags"),
+                    Value::List(vec![Value::Variable(Name::new("x"))]),
+                ),
+            ]
+            .into_iter()
+            .collect(),
+        );
+        let mut vars = Variables::new();
+        vars.insert(Name::new("a"), ConstValue::Number(5.into()));
+        let Value::Object(fields) = without_unset(&value, &vars) else {
+            panic!("an object stays an object");
+        };
+        assert!(!fields.contains_key("title"), "unset: not given");
+        assert_eq!(fields.get("amount"), Some(&Value::Variable(Name::new("a"))));
+        // In a list, an unset variable is still an item (null), as the spec says.
+        assert_eq!(
+            fields.get("tags"),
+            Some(&Value::List(vec![Value::Variable(Name::new("x"))]))
+        );
     }
 }

@@ -42,6 +42,21 @@ async fn health() -> impl IntoResponse {
 }
 
 async fn graphql_post(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+    // GraphQL over HTTP: the body is JSON. Refusing form and text bodies also
+    // stops cross-site "simple" POSTs (no CORS preflight) from running
+    // mutations, as Apollo Router's CSRF protection does.
+    if let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        if essence != "application/json" && essence != "application/graphql-response+json" {
+            return respond(GraphQLResponse::request_error(
+                415,
+                &[GraphQLError::new(
+                    format!("POST bodies must be `Content-Type: application/json`, not `{content_type}`"),
+                    "UNSUPPORTED_MEDIA_TYPE",
+                )],
+            ));
+        }
+    }
     let request: GraphQLRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {

@@ -398,8 +398,14 @@ impl Tombstones {
 }
 
 impl Handle {
-    fn open(physical: String, spec: IndexSpec, index: Index) -> Result<Handle, SearchError> {
+    fn open(physical: String, spec: IndexSpec, mut index: Index) -> Result<Handle, SearchError> {
         let fail = |e: &dyn Display| backend_error(&physical, e);
+        // Segments are searched in parallel (one page scans every match of
+        // every segment), on up to four threads shared by all searches.
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        if threads > 1 {
+            index.set_multithread_executor(threads).map_err(|e| fail(&e))?;
+        }
         let (schema, layout) = Layout::build(&spec);
         if index.schema() != schema {
             return Err(fail(&"the index files do not match its spec; rebuild the index"));

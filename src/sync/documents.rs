@@ -176,38 +176,47 @@ pub fn page_query(changes: &Changes, position: &Position, since: Option<&str>, s
 pub fn page_rows(
     changes: &Changes,
     position: &Position,
-    data: &Map<String, Value>,
+    mut data: Map<String, Value>,
 ) -> (Vec<Map<String, Value>>, Option<Position>) {
-    let rows = data.get("rows").unwrap_or(&Value::Null);
+    let rows = data.remove("rows").unwrap_or(Value::Null);
+    let objects = |items: Value| -> Vec<Map<String, Value>> {
+        match items {
+            Value::Array(items) => items
+                .into_iter()
+                .filter_map(|v| match v {
+                    Value::Object(o) => Some(o),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
     match (&changes.paging, position) {
         (Paging::Cursor { .. }, _) => {
-            let items: Vec<Map<String, Value>> = rows
-                .get("edges")
-                .and_then(Value::as_array)
-                .map(|edges| {
-                    edges
-                        .iter()
-                        .filter_map(|e| e.get("node").and_then(Value::as_object).cloned())
-                        .collect()
-                })
-                .unwrap_or_default();
-            let info = rows.get("pageInfo");
-            let more = info
-                .and_then(|i| i.get("hasNextPage"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            let end = info
-                .and_then(|i| i.get("endCursor"))
-                .and_then(Value::as_str)
-                .map(str::to_string);
+            let Value::Object(mut connection) = rows else {
+                return (Vec::new(), None);
+            };
+            let info = connection.remove("pageInfo").unwrap_or(Value::Null);
+            let items = match connection.remove("edges") {
+                Some(Value::Array(edges)) => edges
+                    .into_iter()
+                    .filter_map(|e| match e {
+                        Value::Object(mut e) => match e.remove("node") {
+                            Some(Value::Object(node)) => Some(node),
+                            _ => None,
+                        },
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            let more = info.get("hasNextPage").and_then(Value::as_bool).unwrap_or(false);
+            let end = info.get("endCursor").and_then(Value::as_str).map(str::to_string);
             let next = (more && end.is_some()).then_some(Position::Cursor(end));
             (items, next)
         }
         (Paging::Offset { .. }, position) => {
-            let items: Vec<Map<String, Value>> = rows
-                .as_array()
-                .map(|r| r.iter().filter_map(Value::as_object).cloned().collect())
-                .unwrap_or_default();
+            let items = objects(rows);
             let offset = match position {
                 Position::Offset(o) => *o,
                 Position::Cursor(_) => 0,

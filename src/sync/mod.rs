@@ -228,15 +228,15 @@ impl Syncer {
         while let Some(source) = def.sources.get(source_index) {
             let changes = self.changes(source)?;
             let selection = documents::selection(self.schema(), source);
-            let mut position = match changes.paging {
+            let position = match changes.paging {
                 crate::schema::Paging::Offset { .. } => Position::Offset(offset),
                 crate::schema::Paging::Cursor { .. } => Position::Cursor(None),
             };
+            // Page N is written while page N + 1 is read and built: the
+            // index and the services work at the same time.
+            let mut page = self.fetch_page(source, changes, &position, &selection).await?;
             loop {
-                let text = documents::page_query(changes, &position, None, &selection);
-                let data = self.query(&format!("{} rows", source.entity), &text).await?;
-                let (rows, next) = documents::page_rows(changes, &position, &data);
-                let docs: Vec<Document> = rows.iter().filter_map(|r| documents::build(source, r)).collect();
+                let (docs, next) = page;
                 done += docs.len() as u64;
                 let (checkpoint, finished) = match &next {
                     // A cursor listing resumes from the start of its source.
@@ -275,23 +275,44 @@ impl Syncer {
                     ),
                 };
                 let checkpoint = serde_json::to_string(&checkpoint).ok();
-                self.backend
-                    .upsert_with_checkpoint(name, docs, checkpoint)
-                    .await?;
+                let write = self.backend.upsert_with_checkpoint(name, docs, checkpoint);
+                let prefetch = async {
+                    match &next {
+                        Some(p) if !finished => Some(self.fetch_page(source, changes, p, &selection).await),
+                        _ => None,
+                    }
+                };
+                let (written, fetched) = tokio::join!(write, prefetch);
+                written?;
                 progress(Progress {
                     done,
                     total,
                     elapsed: started_at.elapsed(),
                 });
-                match next {
-                    Some(p) if !finished => position = p,
-                    _ => break,
+                match fetched {
+                    Some(fetched) => page = fetched?,
+                    None => break,
                 }
             }
             source_index += 1;
             offset = 0;
         }
         Ok(done)
+    }
+
+    /// One page of `source`'s rows as documents, and where the next starts.
+    async fn fetch_page(
+        &self,
+        source: &IndexSource,
+        changes: &crate::schema::Changes,
+        position: &Position,
+        selection: &str,
+    ) -> Result<(Vec<Document>, Option<Position>), SyncError> {
+        let text = documents::page_query(changes, position, None, selection);
+        let data = self.query(&format!("{} rows", source.entity), &text).await?;
+        let (rows, next) = documents::page_rows(changes, position, data);
+        let docs = rows.iter().filter_map(|r| documents::build(source, r)).collect();
+        Ok((docs, next))
     }
 
     fn changes<'s>(&'s self, source: &IndexSource) -> Result<&'s crate::schema::Changes, SyncError> {
@@ -412,7 +433,7 @@ impl Syncer {
         loop {
             let text = documents::page_query(changes, &position, since, selection);
             let data = self.query(&format!("{type_name} rows"), &text).await?;
-            let (rows, next) = documents::page_rows(changes, &position, &data);
+            let (rows, next) = documents::page_rows(changes, &position, data);
             out.extend(rows);
             match next {
                 Some(p) => position = p,
@@ -500,7 +521,7 @@ impl Syncer {
             loop {
                 let text = documents::page_query(changes, &position, None, &selection);
                 let data = self.query(&format!("{} rows", source.entity), &text).await?;
-                let (rows, next) = documents::page_rows(changes, &position, &data);
+                let (rows, next) = documents::page_rows(changes, &position, data);
                 let docs: Vec<Document> = rows.iter().filter_map(|r| documents::build(source, r)).collect();
                 let ids: Vec<String> = docs
                     .iter()

@@ -155,6 +155,29 @@ impl KeyColumn {
         })
     }
 
+    /// [`raw`](Self::raw) for a block of documents at once (tantivy's
+    /// columns read blocks faster than single values).
+    fn raw_block(&self, docs: &[DocId], out: &mut Vec<Option<u64>>) {
+        fn read<T: Copy + PartialOrd + std::fmt::Debug + Send + Sync + 'static>(
+            column: &Column<T>,
+            docs: &[DocId],
+            out: &mut Vec<Option<u64>>,
+            map: impl Fn(T) -> u64,
+        ) {
+            let mut vals: Vec<Option<T>> = vec![None; docs.len()];
+            column.first_vals(docs, &mut vals);
+            out.extend(vals.into_iter().map(|v| v.map(&map)));
+        }
+        out.clear();
+        match self {
+            KeyColumn::I64(Some(c)) => read(c, docs, out, i64_to_u64),
+            KeyColumn::F64(Some(c)) => read(c, docs, out, f64_to_u64),
+            KeyColumn::Bool(Some(c)) => read(c, docs, out, u64::from),
+            KeyColumn::Str(Some(c)) => read(c.ords(), docs, out, ord_code),
+            _ => out.resize(docs.len(), None),
+        }
+    }
+
     fn raw(&self, doc: DocId) -> Option<u64> {
         match self {
             KeyColumn::I64(c) => c.as_ref()?.first(doc).map(i64_to_u64),
@@ -234,6 +257,8 @@ pub(super) struct SegmentTop {
     /// Max-heap: the worst kept entry is on top, ready to be replaced.
     heap: BinaryHeap<Entry>,
     scratch: Vec<u128>,
+    /// First-key values of one block of documents (`collect_block`).
+    block: Vec<Option<u64>>,
     total: u64,
 }
 
@@ -266,6 +291,7 @@ impl Collector for TopSorted {
             k: self.k,
             heap: BinaryHeap::new(),
             scratch: Vec::with_capacity(self.keys.len()),
+            block: Vec::new(),
             total: 0,
         })
     }
@@ -356,6 +382,40 @@ impl SegmentCollector for SegmentTop {
             worst.codes.clone_from(scratch);
             worst.doc = doc;
         }
+    }
+
+    /// Rejects most documents of a block on their first key alone (before
+    /// the cursor, or behind the worst hit kept), reading that key for the
+    /// whole block at once; the rest go through [`collect`](Self::collect).
+    fn collect_block(&mut self, docs: &[DocId]) {
+        let first_after = self.after.as_ref().and_then(|a| a.first().copied());
+        let worst_first = |top: &SegmentTop| {
+            if top.heap.len() < top.k {
+                None
+            } else {
+                top.heap.peek().and_then(|w| w.codes.first().copied())
+            }
+        };
+        let mut worst = worst_first(self);
+        if self.k == 0 || self.columns.is_empty() || (first_after.is_none() && worst.is_none()) {
+            for &doc in docs {
+                self.collect(doc, 0.0);
+            }
+            return;
+        }
+        let mut block = std::mem::take(&mut self.block);
+        self.columns[0].raw_block(docs, &mut block);
+        let descending = self.descending[0];
+        for (&doc, raw) in docs.iter().zip(&block) {
+            let code = directed(*raw, descending);
+            if first_after.is_some_and(|a| code < a) || worst.is_some_and(|w| code > w) {
+                self.total += 1;
+                continue;
+            }
+            self.collect(doc, 0.0);
+            worst = worst_first(self);
+        }
+        self.block = block;
     }
 
     fn harvest(self) -> Self::Fruit {
