@@ -64,17 +64,17 @@ impl Executor {
 
     /// Runs an operation the gateway wrote itself (document building, MERGE
     /// sources) and returns its `data`; any error fails the whole call.
+    /// `headers` are forwarded to the subgraphs as a client's would be.
     pub fn query_value<'s>(
         &'s self,
         text: &'s str,
+        headers: &'s HeaderMap,
     ) -> futures::future::BoxFuture<'s, Result<Map<String, Value>, String>> {
         Box::pin(async move {
             let doc = async_graphql::parser::parse_query(text)
                 .map_err(|e| format!("internal query does not parse: {e}"))?;
             let plan = crate::plan::plan(&self.schema, &doc, None).map_err(|e| e.to_string())?;
-            let execution = self
-                .execute(&plan, &Variables::default(), &HeaderMap::new(), None)
-                .await;
+            let execution = self.execute(&plan, &Variables::default(), headers, None).await;
             if let Some(first) = execution.errors.first() {
                 return Err(format!(
                     "{} (and {} more errors)",

@@ -181,7 +181,15 @@ impl<'r> Run<'r> {
             };
             return FetchResult::Root(Err(error), Vec::new());
         };
-        let result = super::search::run(ctx, self.executor, search, &fetch.arguments, self.variables).await;
+        let result = super::search::run(
+            ctx,
+            self.executor,
+            search,
+            &fetch.arguments,
+            self.variables,
+            self.headers,
+        )
+        .await;
         FetchResult::Root(result, Vec::new())
     }
 

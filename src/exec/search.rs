@@ -466,6 +466,7 @@ pub(super) async fn run(
     search: &SearchFetch,
     bindings: &[ArgBinding],
     vars: &Variables,
+    headers: &reqwest::header::HeaderMap,
 ) -> Result<Value, FetchError> {
     let schema = executor.schema();
     let def = schema.index(&search.index).ok_or_else(|| {
@@ -476,7 +477,7 @@ pub(super) async fn run(
     let mut client = read_query(schema, def, bindings, vars)?;
     let connection = match ctx.strategy(&search.field) {
         Strategy::Index => search_index(ctx, def, &mut client).await?,
-        Strategy::Merge => merge(ctx, executor, def, &client).await?,
+        Strategy::Merge => merge(ctx, executor, def, &client, headers).await?,
     };
     let mut data = Map::new();
     data.insert(search.response_key.to_string(), connection);
@@ -527,11 +528,13 @@ struct SourceRows<'d> {
     rows: Vec<Map<String, Value>>,
 }
 
+/// The client's forwarded headers go to the sources, as for any other fetch.
 async fn merge(
     ctx: &SearchContext,
     executor: &super::Executor,
     def: &IndexDef,
     client: &ClientQuery,
+    headers: &reqwest::header::HeaderMap,
 ) -> Result<Value, FetchError> {
     if client.offset.is_some() {
         return Err(bad_input(
@@ -648,7 +651,7 @@ async fn merge(
         Map::new()
     } else {
         executor
-            .query_value(&text)
+            .query_value(&text, headers)
             .await
             .map_err(|message| FetchError::Search {
                 message: format!("merging the sources failed: {message}"),

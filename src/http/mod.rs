@@ -46,7 +46,12 @@ async fn graphql_post(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, b
     // stops cross-site "simple" POSTs (no CORS preflight) from running
     // mutations, as Apollo Router's CSRF protection does.
     if let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         if essence != "application/json" && essence != "application/graphql-response+json" {
             return respond(GraphQLResponse::request_error(
                 415,

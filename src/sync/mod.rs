@@ -178,7 +178,7 @@ impl Syncer {
 
     async fn query(&self, what: &str, text: &str) -> Result<serde_json::Map<String, Value>, SyncError> {
         self.executor
-            .query_value(text)
+            .query_value(text, &reqwest::header::HeaderMap::new())
             .await
             .map_err(|message| SyncError::Source {
                 what: what.to_string(),
