@@ -28,8 +28,9 @@ import tempfile
 import time
 import urllib.request
 
+from common import SERVICES, wait_http
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVICES = ["members", "staff", "contracts", "accounts", "settlements", "posts", "products", "events", "reviews"]
 GATEWAY_PORT = 4100
 BASE_PORT = 4101
 
@@ -78,18 +79,6 @@ def ensure_wrk():
     print("installing wrk (Debian package)…", file=sys.stderr)
     sh("apt-get", "update", "-qq", stdout=subprocess.DEVNULL)
     sh("apt-get", "install", "-y", "-qq", "wrk", stdout=subprocess.DEVNULL)
-
-
-def wait_http(url, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.2)
-    raise SystemExit(f"{url} did not come up")
 
 
 def cpu_ticks(pid):

@@ -32,8 +32,9 @@ import tempfile
 import time
 import urllib.request
 
+from common import SERVICES, wait_http
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SERVICES = ["members", "staff", "contracts", "accounts", "settlements", "posts", "products", "events", "reviews"]
 BASE_PORT = 4201
 INDEX_PORT = 4200
 MERGE_PORT = 4199
@@ -44,18 +45,6 @@ CONTRACTS = """query($a: String) { contractSearch(
   totalCount pageInfo { endCursor } edges { node { id contractNo title amount status } } } }"""
 FEED = """query($a: String) { feed(first: %d, after: $a) {
   pageInfo { endCursor } edges { node { __typename id title createdAt } } } }"""
-
-
-def wait_http(url, timeout=300):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1) as r:
-                if r.status == 200:
-                    return
-        except Exception:
-            time.sleep(0.3)
-    raise SystemExit(f"{url} did not come up")
 
 
 def post(conn, query, variables):

@@ -70,3 +70,35 @@ fn an_interface_list_merged_from_two_services() {
         "{ member(id: 3) { activity { __typename id title createdAt ... on Post { likeCount } ... on Product { price } } } }"
     ));
 }
+
+#[test]
+fn skipped_fields_are_not_asked_of_the_subgraph() {
+    // `@include`/`@skip` travel to the subgraph (only what the fetch's own
+    // condition does not already cover).
+    insta::assert_snapshot!(plan(
+        "query($full: Boolean!, $brief: Boolean!) {
+           contracts(limit: 2) { id title @include(if: $full) amount @skip(if: $brief)
+             manager @include(if: $full) { name email @skip(if: $brief) } }
+         }"
+    ));
+}
+
+#[test]
+fn a_search_page_is_hydrated_from_the_hits() {
+    insta::assert_snapshot!(plan(
+        "{ contractSearch(filter: {managerName: {prefix: \"김\"}}, orderBy: [{field: AMOUNT, direction: DESC}], first: 20) {
+             totalCount pageInfo { endCursor }
+             edges { cursor node { id title amount member { name } manager { name } settlements { amount } } } } }"
+    ));
+}
+
+#[test]
+fn feed_nodes_are_hydrated_per_type() {
+    insta::assert_snapshot!(plan(
+        "{ feed(first: 10, filter: {types: [POST, PRODUCT]}) { edges { node {
+             __typename id title createdAt
+             ... on Post { body author { name } }
+             ... on Product { price seller { name } }
+             ... on Event { location } } } } }"
+    ));
+}

@@ -333,6 +333,10 @@ pub struct BatchLoader {
 
 impl BatchFn<String, Loaded> for BatchLoader {
     async fn load(&mut self, keys: &[String]) -> HashMap<String, Loaded> {
+        // The loader hands keys over in hash order; sorted, the same keys
+        // always make the same subgraph request (stable documents and logs).
+        let mut keys = keys.to_vec();
+        keys.sort_unstable();
         let chunks = keys
             .chunks(self.max_batch_size)
             .map(|chunk| self.load_chunk(chunk));

@@ -16,7 +16,7 @@ use async_graphql::parser::types::{
 use async_graphql::parser::Positioned;
 use async_graphql::Name;
 
-use super::normalize::{CollectedField, Collector, Include};
+use super::normalize::{CollectedField, Collector, Condition, Include};
 use super::{
     ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyedFetch, MergePart, OperationKind,
     PlanError, QueryPlan, RootField, RootSource, SelectionSet, VariableDef,
@@ -78,12 +78,7 @@ pub fn plan(
             "__typename" => {
                 output.push(RootField {
                     source: RootSource::Static,
-                    node: FieldNode {
-                        response_key: key.clone(),
-                        ty: non_null("String"),
-                        include: cf.include.clone(),
-                        kind: FieldKind::Typename(root_type.clone()),
-                    },
+                    node: FieldNode::typename(key.clone(), cf.include.clone(), root_type.clone()),
                 });
                 continue;
             }
@@ -326,6 +321,7 @@ impl<'a> Builder<'a> {
         }
         buf.text.push_str(source);
         self.arguments(buf, fdef, cf);
+        conditions(buf, &cf.include);
         let named = named_type(&fdef.ty);
         if self.is_leaf(named) {
             return Ok(FieldKind::Leaf {
@@ -459,12 +455,11 @@ impl<'a> Builder<'a> {
         for (key, cf) in collected {
             let field_name = cf.field.node.name.node.as_str();
             if field_name == "__typename" {
-                nodes.push(FieldNode {
-                    response_key: key.clone(),
-                    ty: non_null("String"),
-                    include: cf.include.clone(),
-                    kind: FieldKind::Typename(type_name.clone()),
-                });
+                nodes.push(FieldNode::typename(
+                    key.clone(),
+                    cf.include.clone(),
+                    type_name.clone(),
+                ));
                 continue;
             }
             let fdef = self
@@ -816,6 +811,53 @@ impl<'a> Builder<'a> {
     }
 }
 
+/// Forwards a field's `@include`/`@skip` to the subgraph, so that a skipped
+/// field is neither resolved there nor a source of errors. One conjunction
+/// of conditions prints as directives; a field reached under alternative
+/// conditions (two fragments) is fetched, and the projection leaves it out.
+fn conditions(buf: &mut FetchBuf, include: &Include) {
+    let Include::When(alternatives) = include else {
+        return;
+    };
+    let [all] = alternatives.as_slice() else {
+        return;
+    };
+    // Conditions of the whole fetch are checked before it is sent.
+    let implied: &[Condition] = match &buf.include {
+        Include::When(fetch) if fetch.len() == 1 => &fetch[0],
+        _ => &[],
+    };
+    let boolean = async_graphql::parser::types::Type {
+        base: async_graphql::parser::types::BaseType::Named(Name::new("Boolean")),
+        nullable: false,
+    };
+    for condition in all.iter().filter(|c| !implied.contains(c)) {
+        let var = format!("_if_{}", condition.var);
+        if !buf.args.iter().any(|a| a.var == var) {
+            buf.args.push(ArgBinding {
+                var: var.clone(),
+                value: async_graphql_value::Value::Variable(condition.var.clone()),
+                def: crate::schema::InputValueDef {
+                    name: condition.var.clone(),
+                    ty: boolean.clone(),
+                    default: None,
+                    source_name: condition.var.to_string(),
+                    source_type: boolean.clone(),
+                    global_id: None,
+                    pos: async_graphql::parser::Pos::default(),
+                },
+            });
+        }
+        buf.text.push_str(if condition.expected {
+            "@include(if:$"
+        } else {
+            "@skip(if:$"
+        });
+        buf.text.push_str(&var);
+        buf.text.push(')');
+    }
+}
+
 /// `($_keys:[Int!]!,$_a0:String)`, or nothing when there are no variables.
 fn variable_definitions(keys: Option<&async_graphql::parser::types::Type>, args: &[ArgBinding]) -> String {
     let mut parts: Vec<String> = Vec::new();
@@ -847,13 +889,6 @@ fn response_keys(set: &AstSelectionSet, out: &mut HashSet<Name>) {
 
 pub(super) fn unresolvable(message: String) -> PlanError {
     PlanError::Unresolvable { message }
-}
-
-pub(super) fn non_null(name: &str) -> async_graphql::parser::types::Type {
-    async_graphql::parser::types::Type {
-        base: async_graphql::parser::types::BaseType::Named(Name::new(name)),
-        nullable: false,
-    }
 }
 
 fn nullable(name: &str) -> async_graphql::parser::types::Type {

@@ -173,6 +173,21 @@ pub struct FieldNode {
     pub kind: FieldKind,
 }
 
+impl FieldNode {
+    /// `__typename` of an object of type `type_name`.
+    pub fn typename(response_key: Name, include: Include, type_name: Name) -> Self {
+        FieldNode {
+            response_key,
+            ty: Type {
+                base: async_graphql::parser::types::BaseType::Named(Name::new("String")),
+                nullable: false,
+            },
+            include,
+            kind: FieldKind::Typename(type_name),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum FieldKind {
     /// The object's concrete type name.

@@ -8,7 +8,7 @@
 use async_graphql::parser::types::SelectionSet as AstSelectionSet;
 use async_graphql::Name;
 
-use super::build::{non_null, unresolvable, Builder, Scope};
+use super::build::{unresolvable, Builder, Scope};
 use super::normalize::{CollectedField, Include};
 use super::{
     search_key_alias, ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, PlanError, SearchFetch,
@@ -90,12 +90,11 @@ impl<'a> Builder<'a> {
         for (key, cf) in &collected {
             let field_name = &cf.field.node.name.node;
             if field_name == "__typename" {
-                nodes.push(FieldNode {
-                    response_key: key.clone(),
-                    ty: non_null("String"),
-                    include: cf.include.clone(),
-                    kind: FieldKind::Typename(type_name.clone()),
-                });
+                nodes.push(FieldNode::typename(
+                    key.clone(),
+                    cf.include.clone(),
+                    type_name.clone(),
+                ));
                 continue;
             }
             let fdef = schema
@@ -162,12 +161,11 @@ impl<'a> Builder<'a> {
             for (key, cf) in &collected {
                 let field_name = &cf.field.node.name.node;
                 if field_name == "__typename" {
-                    slots.push(Some(FieldNode {
-                        response_key: key.clone(),
-                        ty: non_null("String"),
-                        include: cf.include.clone(),
-                        kind: FieldKind::Typename(entity.clone()),
-                    }));
+                    slots.push(Some(FieldNode::typename(
+                        key.clone(),
+                        cf.include.clone(),
+                        entity.clone(),
+                    )));
                     continue;
                 }
                 let fdef = schema

@@ -1,0 +1,19 @@
+"""Helpers shared by the benchmark scripts."""
+
+import time
+import urllib.request
+
+SERVICES = ["members", "staff", "contracts", "accounts", "settlements", "posts", "products", "events", "reviews"]
+
+
+def wait_http(url, timeout=300):
+    """Waits until `url` answers 200, or exits naming it."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
