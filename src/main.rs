@@ -318,13 +318,22 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
             Ok(Some(tessera::sync::Checkpoint::Live { .. }))
         );
         if !live {
-            let done = tessera
+            match tessera
                 .syncer
                 .backfill(&index, false, &progress_printer(&index))
                 .await
-                .with_context(|| format!("building the `{index}` index"))?;
-            eprintln!();
-            println!("  index {index:<10} {done} documents");
+            {
+                Ok(done) => {
+                    eprintln!();
+                    println!("  index {index:<10} {done} documents");
+                }
+                // A service that is down must not keep the gateway from
+                // serving: the poller resumes the backfill from its checkpoint.
+                Err(e) => {
+                    eprintln!();
+                    tracing::warn!(index = %index, error = %e, "index not built yet; the poller will retry");
+                }
+            }
         }
     }
     tokio::spawn(Arc::clone(&tessera.syncer).run(config.sync.poll_interval, config.sync.reconcile_interval));
