@@ -104,7 +104,7 @@ impl Default for SyncConfig {
         Self {
             enabled: true,
             poll_interval: Duration::from_secs(5),
-            reconcile_interval: Duration::from_secs(600),
+            reconcile_interval: Duration::from_secs(3600),
             overlap: Duration::from_secs(2),
             read_your_writes: true,
         }
