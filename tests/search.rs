@@ -369,7 +369,7 @@ async fn a_search_page_costs_one_request_per_joined_service() {
 const FEED: &str = "query($f: FeedFilter, $o: [FeedOrder!], $n: Int, $a: String) {
   feed(filter: $f, orderBy: $o, first: $n, after: $a) {
     totalCount pageInfo { hasNextPage endCursor }
-    edges { node { __typename id createdAt } }
+    edges { node { __typename id createdAt authorName } }
   }
 }";
 
@@ -397,6 +397,9 @@ async fn walk_feed(
         let page = &body["data"]["feed"];
         total = page["totalCount"].clone();
         for e in page["edges"].as_array().expect("edges") {
+            // Every item has its author, seller or host: from the document
+            // (index) or through a batched lookup (MERGE).
+            assert!(e["node"]["authorName"].is_string(), "{e}");
             got.push(format!(
                 "{}:{}",
                 e["node"]["__typename"].as_str().expect("type"),
@@ -882,4 +885,21 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint() {
     assert_eq!(backend.count("feed").await.expect("count"), total);
     let expected = feed_rows(&stack).await.len() as u64;
     assert_eq!(total, expected);
+}
+
+#[tokio::test]
+async fn feed_items_name_their_author_seller_or_host() {
+    let stack = Stack::start().await;
+    let data = stack
+        .data(
+            r#"{ post(id: "1") { authorName author { name } }
+                 product(id: "1") { authorName seller { name } }
+                 event(id: "1") { authorName host { name } } }"#,
+            json!({}),
+        )
+        .await;
+    assert!(data["post"]["authorName"].is_string(), "{data}");
+    assert_eq!(data["post"]["authorName"], data["post"]["author"]["name"]);
+    assert_eq!(data["product"]["authorName"], data["product"]["seller"]["name"]);
+    assert_eq!(data["event"]["authorName"], data["event"]["host"]["name"]);
 }

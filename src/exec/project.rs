@@ -314,8 +314,9 @@ impl<'a, 'r> Projector<'a, 'r> {
             FieldKind::Hydrated {
                 fetch,
                 key_alias,
+                key_global_id,
                 inner,
-            } => match self.keyed_value(object, *fetch, key_alias, None, false) {
+            } => match self.keyed_value(object, *fetch, key_alias, key_global_id.as_deref(), false) {
                 Value::Object(entity) => self.write_kind(entity, ty, inner),
                 _ => self.complete(ty, &NULL, inner),
             },

@@ -634,8 +634,18 @@ async fn merge(
         for (name, value) in order_args {
             args.push_str(&format!(",{name}:{value}"));
         }
+        // The fields a node is served from: those copied from the entity,
+        // and denormalized ones the entity exposes with the same `@from` path.
+        let schema = executor.schema();
         let mut selection = String::from("id");
-        for f in source.fields.iter().filter(|f| f.path.is_none()) {
+        for f in source.fields.iter().filter(|f| {
+            f.path.is_none()
+                || matches!(
+                    schema.field(&source.entity, &f.name).map(|e| &e.resolver),
+                    Some(crate::schema::Resolver::Path { relation, leaf, .. })
+                        if f.reduce.is_none() && f.path.as_deref() == Some(&[relation.clone(), leaf.clone()][..])
+                )
+        }) {
             selection.push(' ');
             selection.push_str(&f.name);
         }

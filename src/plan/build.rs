@@ -566,6 +566,18 @@ impl<'a> Builder<'a> {
                         descending: *descending,
                     }
                 }
+                Resolver::Path {
+                    relation, selection, ..
+                } => {
+                    let rdef = self.schema.field(type_name, relation).ok_or_else(|| {
+                        unresolvable(format!("{type_name}.{relation} is not in the schema"))
+                    })?;
+                    let Resolver::Ref { key: key_field } = &rdef.resolver else {
+                        return Err(unresolvable(format!("{type_name}.{relation} is not a @ref")));
+                    };
+                    let (alias, key_global_id) = self.key_field(buf, type_name, key_field)?;
+                    self.path_field(scope, &alias, key_global_id, rdef, cf, selection, &include)?
+                }
                 Resolver::Delegate { .. } | Resolver::Search { .. } => {
                     return Err(unresolvable(format!(
                         "{type_name}.{field_name} uses @delegate or @search, which only root fields may use"
@@ -580,6 +592,55 @@ impl<'a> Builder<'a> {
             });
         }
         Ok(nodes)
+    }
+
+    /// A `@from(path: "relation.leaf")` field: the relation's entity looked
+    /// up by key (batched like any `@ref`), and its one leaf read from it.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn path_field(
+        &mut self,
+        scope: Scope<'_>,
+        key_alias: &Name,
+        key_global_id: Option<String>,
+        relation: &'a FieldDef,
+        cf: &CollectedField<'a>,
+        selection: &'a async_graphql::parser::types::ExecutableDocument,
+        include: &Include,
+    ) -> Result<FieldKind, PlanError> {
+        let DocumentOperations::Single(op) = &selection.operations else {
+            return Err(unresolvable(format!(
+                "@from on {} has no selection",
+                relation.name
+            )));
+        };
+        let leaf = CollectedField {
+            field: cf.field,
+            selections: vec![(&op.node.selection_set.node, Include::Always)],
+            include: cf.include.clone(),
+        };
+        let (fetch, planned, _) = self.keyed_fetch(
+            scope,
+            key_alias,
+            key_global_id.clone(),
+            relation,
+            &leaf,
+            include,
+            None,
+            None,
+        )?;
+        let inner = planned
+            .by_type
+            .into_iter()
+            .next()
+            .and_then(|(_, fields)| fields.into_iter().next())
+            .map(|node| node.kind)
+            .ok_or_else(|| unresolvable(format!("@from through {} selects nothing", relation.name)))?;
+        Ok(FieldKind::Hydrated {
+            fetch,
+            key_alias: key_alias.clone(),
+            key_global_id,
+            inner: Box::new(inner),
+        })
     }
 
     /// Adds the field holding a join/lookup key to the parent's selection under a fresh alias.

@@ -222,6 +222,7 @@ pub enum FieldKind {
     Hydrated {
         fetch: FetchId,
         key_alias: Name,
+        key_global_id: Option<String>,
         inner: Box<FieldKind>,
     },
     /// A list of an abstract type gathered from several keyed fetches (one

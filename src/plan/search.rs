@@ -179,7 +179,22 @@ impl<'a> Builder<'a> {
                     path,
                     include: &field_include,
                 };
+                // A `@from` path the document denormalized the same way.
+                let denormalized = match &fdef.resolver {
+                    Resolver::Path { relation, leaf, .. } => source.field(field_name).is_some_and(|f| {
+                        f.reduce.is_none()
+                            && f.path
+                                .as_deref()
+                                .is_some_and(|p| p.len() == 2 && &p[0] == relation && &p[1] == leaf)
+                    }),
+                    _ => false,
+                };
                 let kind = match &fdef.resolver {
+                    _ if denormalized => Some(FieldKind::Leaf {
+                        data_key: field_name.clone(),
+                        global_id: false,
+                        is_id: named == "ID",
+                    }),
                     Resolver::Owned { .. } if self.is_leaf(named) && field_name == lookup_key => {
                         Some(FieldKind::Leaf {
                             data_key: key_alias.clone(),
@@ -230,6 +245,28 @@ impl<'a> Builder<'a> {
                             key_global_id: None,
                             selection,
                         })
+                    }
+                    Resolver::Path {
+                        relation, selection, ..
+                    } if schema.field(entity, relation).is_some_and(
+                        |r| matches!(&r.resolver, Resolver::Ref { key } if source.holds_entity_field(key)),
+                    ) =>
+                    {
+                        let relation = schema.field(entity, relation).ok_or_else(|| {
+                            unresolvable(format!("{entity}.{relation} is not in the schema"))
+                        })?;
+                        let Resolver::Ref { key: ref_key } = &relation.resolver else {
+                            return Err(unresolvable(format!("{entity}.{} is not a @ref", relation.name)));
+                        };
+                        Some(self.path_field(
+                            scope,
+                            ref_key,
+                            None,
+                            relation,
+                            cf,
+                            selection,
+                            &field_include,
+                        )?)
                     }
                     _ => {
                         hydrate.push((slots.len(), key, cf));
@@ -282,6 +319,7 @@ impl<'a> Builder<'a> {
                         kind: FieldKind::Hydrated {
                             fetch: lookup,
                             key_alias: key_alias.clone(),
+                            key_global_id: None,
                             inner: Box::new(node.kind),
                         },
                     });

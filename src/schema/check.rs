@@ -346,6 +346,7 @@ impl<'a> Checker<'a> {
                 Resolver::Ref { .. }
                 | Resolver::Delegate { .. }
                 | Resolver::Merge { .. }
+                | Resolver::Path { .. }
                 | Resolver::Search { .. } => {}
             }
         }

@@ -53,6 +53,7 @@ const TESSERA_DIRECTIVES: &[&str] = &[
     "filterable",
     "sortable",
     "denormalize",
+    "from",
 ];
 const BUILTIN_DIRECTIVES: &[&str] = &["deprecated", "specifiedBy", "oneOf"];
 const BUILTIN_SCALARS: &[&str] = &["Int", "Float", "String", "Boolean", "ID"];
@@ -317,7 +318,7 @@ impl Loader {
         let allowed: &[&str] = if is_root {
             &["delegate", "search"]
         } else {
-            &["source", "ref", "join", "merge"]
+            &["source", "ref", "join", "merge", "from"]
         };
         self.check_directives(&f.directives, allowed, &format!("field {parent}.{name}"));
         let args = f
@@ -393,6 +394,29 @@ impl Loader {
                 page,
                 pos: d.pos,
             });
+        }
+        if let Some(d) = find(&f.directives, "from") {
+            let Some(path) = self.required_str(d, "path") else {
+                return fallback;
+            };
+            let parsed = path.split_once('.').and_then(|(relation, leaf)| {
+                let selection = async_graphql::parser::parse_query(format!("{{{leaf}}}")).ok()?;
+                Some((Name::new(relation), Name::new(leaf), selection))
+            });
+            return match parsed {
+                Some((relation, leaf, selection)) if !leaf.contains('.') => Resolver::Path {
+                    relation,
+                    leaf,
+                    selection: Box::new(selection),
+                },
+                _ => {
+                    self.error(
+                        d.pos,
+                        format!("@from(path: \"{path}\") must be `relation.field`, e.g. \"author.name\""),
+                    );
+                    fallback
+                }
+            };
         }
         if let Some(d) = find(&f.directives, "merge") {
             let fields: Vec<Name> = match d.node.get_argument("fields").map(|v| &v.node) {
@@ -634,6 +658,24 @@ impl Loader {
                                 ),
                             )),
                             None => {}
+                        }
+                    }
+                    Resolver::Path { relation, leaf, .. } => {
+                        let target = fields.get(relation).and_then(|r| match &r.resolver {
+                            Resolver::Ref { .. } => Some(named_type(&r.ty)),
+                            _ => None,
+                        });
+                        let leaf_ok = target.is_some_and(|t| {
+                            matches!(
+                                self.types.get(t).map(|t| &t.kind),
+                                Some(TypeDefKind::Object(o)) if matches!(o.fields.get(leaf).map(|l| &l.resolver), Some(Resolver::Owned { .. }))
+                            )
+                        });
+                        if !leaf_ok {
+                            errors.push(SchemaError::new(
+                                f.pos,
+                                format!("@from(path: \"{relation}.{leaf}\") on {}.{}: `{relation}` must be a @ref field of {} whose type has a plain field `{leaf}`", t.name, f.name, t.name),
+                            ));
                         }
                     }
                     Resolver::Merge {

@@ -135,6 +135,14 @@ pub enum Resolver {
     Join(Join),
     /// A root field delegated to a subgraph's root field.
     Delegate { subgraph: String, field: String },
+    /// A leaf read through a `@ref` of the same type (`author.name`): the
+    /// referenced entity is looked up (batched) and one of its fields
+    /// returned. `selection` is `{ leaf }`, parsed once, for the planner.
+    Path {
+        relation: Name,
+        leaf: Name,
+        selection: Box<async_graphql::parser::types::ExecutableDocument>,
+    },
     /// A root field answered from a search index (or, without it, by merging
     /// the index's sources).
     Search { index: String, pos: Pos },
