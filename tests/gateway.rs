@@ -377,3 +377,33 @@ fn the_default_config_points_at_the_demo_ports() {
         .collect();
     assert_eq!(ours, theirs);
 }
+
+#[tokio::test]
+async fn exponential_fragment_expansion_is_refused_before_validation() {
+    let stack = Stack::start().await;
+    // Each level spreads the next twice: 2^30 fields once expanded.
+    let mut query = String::from("{ contracts(limit: 1) { ...F0 } }");
+    for i in 0..30 {
+        query.push_str(&format!(
+            " fragment F{i} on Contract {{ ...F{} ...F{} }}",
+            i + 1,
+            i + 1
+        ));
+    }
+    query.push_str(" fragment F30 on Contract { id }");
+    let started = std::time::Instant::now();
+    let (status, body) = stack.post(json!({ "query": query })).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .expect("message")
+            .contains("expanded"),
+        "{body}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "answered at once"
+    );
+}
