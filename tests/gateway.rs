@@ -407,3 +407,17 @@ async fn exponential_fragment_expansion_is_refused_before_validation() {
         "answered at once"
     );
 }
+
+#[tokio::test]
+async fn a_non_numeric_id_for_a_numeric_service_is_bad_input() {
+    let stack = Stack::start().await;
+    let (status, body) = stack
+        .post(json!({ "query": "query($id: ID!) { contract(id: $id) { id } member(id: 1) { id } }", "variables": { "id": "abc" } }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let error = &body["errors"][0];
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    assert_eq!(error["path"], json!(["contract"]), "{body}");
+    assert_eq!(body["data"]["contract"], Value::Null);
+    assert_eq!(body["data"]["member"]["id"], "1", "the rest is served: {body}");
+}

@@ -24,6 +24,10 @@ pub enum FetchError {
     /// The subgraph answered with an error about the whole request.
     #[error("{message}")]
     Downstream { subgraph: String, message: String },
+    /// An argument the subgraph's types cannot take (a non-numeric `ID`
+    /// where it wants `Int`): the client's input, not the subgraph, is wrong.
+    #[error("{message}")]
+    BadInput { subgraph: String, message: String },
     /// A search field failed: bad arguments (`BAD_USER_INPUT`) or the index.
     #[error("{message}")]
     Search { message: String, code: &'static str },
@@ -37,7 +41,8 @@ impl FetchError {
             | FetchError::Timeout { subgraph, .. }
             | FetchError::HttpStatus { subgraph, .. }
             | FetchError::InvalidResponse { subgraph, .. }
-            | FetchError::Downstream { subgraph, .. } => subgraph,
+            | FetchError::Downstream { subgraph, .. }
+            | FetchError::BadInput { subgraph, .. } => subgraph,
             FetchError::Search { .. } => crate::plan::SEARCH_SUBGRAPH,
         }
     }
@@ -49,6 +54,7 @@ impl FetchError {
             FetchError::Timeout { .. } => "SUBGRAPH_TIMEOUT",
             FetchError::InvalidResponse { .. } => "SUBGRAPH_INVALID_RESPONSE",
             FetchError::Downstream { .. } => "DOWNSTREAM_SERVICE_ERROR",
+            FetchError::BadInput { .. } => "BAD_USER_INPUT",
             FetchError::Search { code, .. } => code,
         }
     }

@@ -179,6 +179,18 @@ pub fn subgraph_variables(
     bindings: &[ArgBinding],
     vars: &Variables,
 ) -> Map<String, Json> {
+    checked_subgraph_variables(schema, bindings, vars).0
+}
+
+/// [`subgraph_variables`], and the values the subgraph's types cannot take
+/// (an `ID` that is not a number where the subgraph wants `Int`), described
+/// for a `BAD_USER_INPUT` error.
+pub fn checked_subgraph_variables(
+    schema: &Supergraph,
+    bindings: &[ArgBinding],
+    vars: &Variables,
+) -> (Map<String, Json>, Vec<String>) {
+    let mut problems = Vec::new();
     let mut out = Map::with_capacity(bindings.len());
     for b in bindings {
         if let Value::Variable(name) = &b.value {
@@ -193,10 +205,17 @@ pub fn subgraph_variables(
             .unwrap_or(ConstValue::Null);
         out.insert(
             b.var.clone(),
-            to_subgraph(schema, &b.def, &b.def.ty, &b.def.source_type, &value),
+            to_subgraph(
+                schema,
+                &b.def,
+                &b.def.ty,
+                &b.def.source_type,
+                &value,
+                &mut problems,
+            ),
         );
     }
-    out
+    (out, problems)
 }
 
 /// `value` without the input-object fields and list items whose value is
@@ -225,6 +244,7 @@ fn to_subgraph(
     ty: &Type,
     source_ty: &Type,
     value: &ConstValue,
+    problems: &mut Vec<String>,
 ) -> Json {
     match (value, &ty.base) {
         (ConstValue::Null, _) => Json::Null,
@@ -236,7 +256,7 @@ fn to_subgraph(
             Json::Array(
                 items
                     .iter()
-                    .map(|i| to_subgraph(schema, def, inner, source_inner, i))
+                    .map(|i| to_subgraph(schema, def, inner, source_inner, i, problems))
                     .collect(),
             )
         }
@@ -249,7 +269,14 @@ fn to_subgraph(
                 if let Some(field_def) = defs.get(field_name) {
                     out.insert(
                         field_def.source_name.clone(),
-                        to_subgraph(schema, field_def, &field_def.ty, &field_def.source_type, v),
+                        to_subgraph(
+                            schema,
+                            field_def,
+                            &field_def.ty,
+                            &field_def.source_type,
+                            v,
+                            problems,
+                        ),
                     );
                 }
             }
@@ -268,10 +295,10 @@ fn to_subgraph(
             ))
         }
         (ConstValue::String(s), _) => match named_type(source_ty).as_str() {
-            "Int" => s
-                .parse::<i64>()
-                .map(Json::from)
-                .unwrap_or_else(|_| Json::String(s.clone())),
+            "Int" => s.parse::<i64>().map(Json::from).unwrap_or_else(|_| {
+                problems.push(format!("`{}` must be a numeric id here, got {s:?}", def.name));
+                Json::String(s.clone())
+            }),
             _ => Json::String(s.clone()),
         },
         (ConstValue::Number(n), _) => match named_type(source_ty).as_str() {

@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::client::{Fetcher, RawError, SubgraphRequest, SubgraphResponse};
 use super::error::{FetchError, PathSegment, SubgraphError};
-use super::input::{subgraph_variables, Variables};
+use super::input::{checked_subgraph_variables, subgraph_variables, Variables};
 use super::keys;
 use crate::plan::{Fetch, FetchKind, KeyedFetch, OperationKind, QueryPlan};
 use crate::schema::{LookupStrategy, Supergraph};
@@ -155,7 +155,14 @@ impl<'r> Run<'r> {
     }
 
     async fn fetch_root(&self, fetch: &Fetch) -> FetchResult {
-        let variables = subgraph_variables(self.schema, &fetch.arguments, self.variables);
+        let (variables, problems) = checked_subgraph_variables(self.schema, &fetch.arguments, self.variables);
+        if let Some(problem) = problems.into_iter().next() {
+            let error = FetchError::BadInput {
+                subgraph: fetch.subgraph.clone(),
+                message: problem,
+            };
+            return FetchResult::Root(Err(error), Vec::new());
+        }
         let response = self
             .fetcher
             .fetch(SubgraphRequest {
