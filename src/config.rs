@@ -78,7 +78,12 @@ pub struct SyncConfig {
     /// How often to ask the services for rows updated since the last poll.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
-    /// How often to rebuild everything and drop documents whose rows are gone.
+    /// How often to list every id and drop (or rebuild) the documents whose
+    /// rows are gone: the bound on how long a delete that no change event
+    /// announced stays searchable.
+    #[serde(with = "humantime_serde")]
+    pub scan_interval: Duration,
+    /// How often to rebuild everything and rewrite documents that differ.
     #[serde(with = "humantime_serde")]
     pub reconcile_interval: Duration,
     /// Re-read this much before the watermark (clock skew between services).
@@ -104,6 +109,7 @@ impl Default for SyncConfig {
         Self {
             enabled: true,
             poll_interval: Duration::from_secs(5),
+            scan_interval: Duration::from_secs(60),
             reconcile_interval: Duration::from_secs(3600),
             overlap: Duration::from_secs(2),
             read_your_writes: true,
@@ -279,11 +285,17 @@ impl Config {
                 message: "must be at least 1".into(),
             });
         }
-        if self.sync.poll_interval.is_zero() || self.sync.reconcile_interval.is_zero() {
-            return Err(ConfigError::Invalid {
-                key: "sync.poll_interval".into(),
-                message: "poll_interval and reconcile_interval must be more than zero, e.g. \"5s\"".into(),
-            });
+        for (key, interval) in [
+            ("sync.poll_interval", self.sync.poll_interval),
+            ("sync.scan_interval", self.sync.scan_interval),
+            ("sync.reconcile_interval", self.sync.reconcile_interval),
+        ] {
+            if interval.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "must be more than zero, e.g. \"5s\"".into(),
+                });
+            }
         }
         if self.search.cursor_secret.is_empty() {
             return Err(ConfigError::Invalid {

@@ -9,6 +9,7 @@ pub mod exec;
 pub mod http;
 pub mod pipeline;
 pub mod plan;
+pub mod readmodel;
 pub mod schema;
 pub mod search;
 pub mod sync;
@@ -59,7 +60,14 @@ pub struct Tessera {
     pub gateway: Arc<Gateway>,
     pub syncer: Arc<sync::Syncer>,
     pub backend: Arc<dyn search::SearchBackend>,
+    /// Changed rows to apply at once (the services' change events); the
+    /// search fields report hits whose entity is gone here too.
+    pub changes: tokio::sync::mpsc::Sender<sync::Change>,
 }
+
+/// Changes waiting to be applied before a sender must wait (or, for read
+/// repairs, drop one: the next sync pass catches it).
+const CHANGE_QUEUE: usize = 10_000;
 
 /// Builds the gateway, opens the search backend (tantivy in
 /// `search.data_dir`, or in memory) and wires read-your-writes.
@@ -116,7 +124,10 @@ pub fn build_with_backend(
         strategies.insert(field.clone(), strategy);
     }
     let secret = xxhash_rust::xxh3::xxh3_64(config.search.cursor_secret.as_bytes());
-    let context = Arc::new(exec::SearchContext::new(Arc::clone(&backend), secret, strategies));
+    let (changes, pending) = tokio::sync::mpsc::channel(CHANGE_QUEUE);
+    let context = Arc::new(
+        exec::SearchContext::new(Arc::clone(&backend), secret, strategies).with_repairs(changes.clone()),
+    );
     let executor = Arc::new(executor.with_search(context));
     let syncer = Arc::new(sync::Syncer::new(
         Arc::clone(&executor),
@@ -134,10 +145,16 @@ pub fn build_with_backend(
     if config.sync.read_your_writes {
         gateway = gateway.with_sync(Arc::clone(&syncer));
     }
+    // Outside a runtime (a synchronous caller) nothing can follow; the
+    // periodic passes of `Syncer::run` still do.
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(Arc::clone(&syncer).follow(pending));
+    }
     Ok(Tessera {
         gateway: Arc::new(gateway),
         syncer,
         backend,
+        changes,
     })
 }
 

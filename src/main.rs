@@ -98,6 +98,8 @@ enum SyncAction {
     },
     /// Apply what changed since the last sync (one poll).
     Poll { index: String },
+    /// Delete (or rebuild) the documents whose rows are gone, listing ids only.
+    Scan { index: String },
     /// Rebuild every document, write those that differ, delete those whose row is gone.
     Reconcile { index: String },
     /// Show each index's document count and checkpoint.
@@ -243,12 +245,25 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
             let r = syncer.poll(&index).await?;
             println!("{index}: {} written, {} deleted", r.written, r.deleted);
         }
+        SyncAction::Scan { index } => {
+            let r = syncer.scan(&index).await?;
+            println!(
+                "{index}: {} deleted, {} rebuilt, {} failed",
+                r.deleted, r.written, r.failed
+            );
+        }
         SyncAction::Reconcile { index } => {
             let r = syncer.reconcile(&index).await?;
             println!(
-                "{index}: {} written, {} deleted, {} unchanged",
-                r.written, r.deleted, r.unchanged
+                "{index}: {} written, {} deleted, {} unchanged, {} skipped (newer already indexed), {} failed",
+                r.written, r.deleted, r.unchanged, r.skipped, r.failed
             );
+            if r.failed > 0 {
+                for d in syncer.rejected() {
+                    eprintln!("  refused {}: {}", d.id, d.reason);
+                }
+                bail!("{} document(s) could not be written", r.failed);
+            }
         }
         SyncAction::Status => {
             for index in syncer.index_names() {
@@ -336,7 +351,11 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
             }
         }
     }
-    tokio::spawn(Arc::clone(&tessera.syncer).run(config.sync.poll_interval, config.sync.reconcile_interval));
+    tokio::spawn(Arc::clone(&tessera.syncer).run(tessera::sync::Intervals {
+        poll: config.sync.poll_interval,
+        scan: config.sync.scan_interval,
+        reconcile: config.sync.reconcile_interval,
+    }));
     Ok(())
 }
 
@@ -366,11 +385,15 @@ async fn demo(
     }
     let sdl = read_schema(&common)?;
     let started = Instant::now();
+    // The services announce every committed write; the gateway applies
+    // them at once (deletes included).
+    let events = tessera_subgraphs::ChannelSink::new(100_000);
+    let announced = events.subscribe();
     let options = ServiceOptions {
         scale,
         federation: true,
         base_latency: events_latency,
-        ..ServiceOptions::default()
+        sink: Arc::new(events),
     };
     let host: IpAddr = listen.ip();
     println!("Seeding the nine services at scale {scale} …");
@@ -392,6 +415,11 @@ async fn demo(
         let _ = std::fs::remove_dir_all(&config.search.data_dir);
     }
     let tessera = tessera::build(&config, &sdl)?;
+    tokio::spawn(tessera::sync::events::forward(
+        announced,
+        Arc::clone(tessera.syncer.schema()),
+        tessera.changes.clone(),
+    ));
     println!("Building the search indexes …");
     start_sync(&config, &tessera).await?;
     let gateway = Arc::clone(&tessera.gateway);

@@ -19,7 +19,6 @@ use std::sync::Arc;
 
 use common::{Stack, StackOptions};
 use serde_json::{json, Value};
-use tessera::search::{Filter, ID_FIELD};
 
 async fn stack(scale: u64) -> Stack {
     let stack = Stack::start_with(StackOptions {
@@ -79,9 +78,10 @@ struct Row {
     amount: i64,
     status: String,
     created_at: String,
-    manager_name: String,
-    member_name: String,
-    member_grade: String,
+    /// `None` once the manager or member row is deleted (the document's field is null).
+    manager_name: Option<String>,
+    member_name: Option<String>,
+    member_grade: Option<String>,
     settlement_count: i64,
     settlement_total: f64,
 }
@@ -151,19 +151,18 @@ async fn contract_rows(stack: &Stack) -> Vec<Row> {
         .iter()
         .map(|c| {
             let id = id_num(&c["id"]);
-            let member = &members[&id_num(&c["member_id"])];
+            let member = members.get(&id_num(&c["member_id"]));
             let (count, total) = settlements.get(&id).copied().unwrap_or_default();
             Row {
                 id,
                 amount: c["amount"].as_i64().expect("amount"),
                 status: c["status"].as_str().expect("status").into(),
                 created_at: c["created_at"].as_str().expect("created_at").into(),
-                manager_name: staff[&id_num(&c["manager_id"])]["name"]
-                    .as_str()
-                    .expect("name")
-                    .into(),
-                member_name: member["name"].as_str().expect("name").into(),
-                member_grade: member["grade"].as_str().expect("grade").into(),
+                manager_name: staff
+                    .get(&id_num(&c["manager_id"]))
+                    .map(|s| s["name"].as_str().expect("name").into()),
+                member_name: member.map(|m| m["name"].as_str().expect("name").into()),
+                member_grade: member.map(|m| m["grade"].as_str().expect("grade").into()),
                 settlement_count: count,
                 settlement_total: (total * 100.0).round() / 100.0,
             }
@@ -200,11 +199,12 @@ fn generate(rng: &mut Rng, rows: &[Row]) -> Case {
             )
         }
         3 => {
-            let first: String = rows[rng.below(rows.len())].manager_name.chars().take(1).collect();
+            let named: Vec<&String> = rows.iter().filter_map(|r| r.manager_name.as_ref()).collect();
+            let first: String = named[rng.below(named.len())].chars().take(1).collect();
             let p = first.clone();
             (
                 json!({"managerName": {"prefix": first}}),
-                Box::new(move |r: &Row| r.manager_name.starts_with(&p)),
+                Box::new(move |r: &Row| r.manager_name.as_deref().is_some_and(|n| n.starts_with(&p))),
             )
         }
         4 => {
@@ -212,7 +212,9 @@ fn generate(rng: &mut Rng, rows: &[Row]) -> Case {
             let min = rng.below(3) as i64;
             (
                 json!({"memberGrade": [grade], "settlementCount": {"gte": min}}),
-                Box::new(move |r: &Row| r.member_grade == grade && r.settlement_count >= min),
+                Box::new(move |r: &Row| {
+                    r.member_grade.as_deref() == Some(grade) && r.settlement_count >= min
+                }),
             )
         }
         _ => {
@@ -241,14 +243,22 @@ fn generate(rng: &mut Rng, rows: &[Row]) -> Case {
     }
 }
 
-fn compare(a: &Row, b: &Row, field: &str) -> Ordering {
+/// The order of one sort key; a missing value sorts last in either direction.
+fn compare(a: &Row, b: &Row, field: &str, desc: bool) -> Ordering {
+    let directed = |o: Ordering| if desc { o.reverse() } else { o };
+    let names = |x: &Option<String>, y: &Option<String>| match (x, y) {
+        (Some(x), Some(y)) => directed(x.cmp(y)),
+        (None, None) => Ordering::Equal,
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+    };
     match field {
-        "AMOUNT" => a.amount.cmp(&b.amount),
-        "MANAGER_NAME" => a.manager_name.cmp(&b.manager_name),
-        "MEMBER_NAME" => a.member_name.cmp(&b.member_name),
-        "CREATED_AT" => a.created_at.cmp(&b.created_at),
-        "SETTLEMENT_TOTAL" => a.settlement_total.total_cmp(&b.settlement_total),
-        "SETTLEMENT_COUNT" => a.settlement_count.cmp(&b.settlement_count),
+        "AMOUNT" => directed(a.amount.cmp(&b.amount)),
+        "MANAGER_NAME" => names(&a.manager_name, &b.manager_name),
+        "MEMBER_NAME" => names(&a.member_name, &b.member_name),
+        "CREATED_AT" => directed(a.created_at.cmp(&b.created_at)),
+        "SETTLEMENT_TOTAL" => directed(a.settlement_total.total_cmp(&b.settlement_total)),
+        "SETTLEMENT_COUNT" => directed(a.settlement_count.cmp(&b.settlement_count)),
         other => panic!("no comparator for {other}"),
     }
 }
@@ -259,8 +269,7 @@ fn expected(rows: &[Row], case: &Case) -> Vec<i64> {
     let last_desc = case.order.last().is_some_and(|(_, d)| *d);
     kept.sort_by(|a, b| {
         for (field, desc) in &case.order {
-            let o = compare(a, b, field);
-            let o = if *desc { o.reverse() } else { o };
+            let o = compare(a, b, field, *desc);
             if o != Ordering::Equal {
                 return o;
             }
@@ -300,6 +309,45 @@ fn ids(page: &Value) -> Vec<i64> {
         .collect()
 }
 
+/// Walks `case` page by page (cursor mode) and jumps to page 2 (offset
+/// mode); both must match the brute force.
+async fn check_case(stack: &Stack, rows: &[Row], case: &Case, size: usize, round: usize) {
+    let want = expected(rows, case);
+    let mut got = Vec::new();
+    let mut after: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let vars = json!({"f": case.filter, "o": order_arg(case), "n": size, "a": after});
+        let page = stack.data(SEARCH, vars).await["contractSearch"].clone();
+        assert_eq!(page["totalCount"], json!(want.len()), "round {round}: totalCount");
+        assert_eq!(page["pageInfo"]["hasPreviousPage"], json!(after.is_some()));
+        let page_ids = ids(&page);
+        assert!(page_ids.len() <= size);
+        got.extend(page_ids);
+        pages += 1;
+        assert!(pages <= want.len() + 2, "round {round}: the walk does not end");
+        if page["pageInfo"]["hasNextPage"] != json!(true) {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
+    }
+    assert_eq!(
+        got, want,
+        "round {round}: filter {} order {:?} page size {size}",
+        case.filter, case.order
+    );
+    // Offset mode: page 2 is the same slice.
+    let vars = json!({"f": case.filter, "o": order_arg(case), "n": size, "p": 2});
+    let page = stack.data(SEARCH, vars).await["contractSearch"].clone();
+    let from = size.min(want.len());
+    let to = (2 * size).min(want.len());
+    assert_eq!(
+        ids(&page),
+        want[from..to].to_vec(),
+        "round {round}: page 2 by offset"
+    );
+}
+
 #[tokio::test]
 async fn every_cursor_walk_matches_a_brute_force_sort() {
     let stack = stack(300).await;
@@ -308,41 +356,23 @@ async fn every_cursor_walk_matches_a_brute_force_sort() {
     let mut rng = Rng(0x5eed_cafe);
     for round in 0..14 {
         let case = generate(&mut rng, &rows);
-        let want = expected(&rows, &case);
         let size = 1 + rng.below(40);
-        let mut got = Vec::new();
-        let mut after: Option<String> = None;
-        let mut pages = 0;
-        loop {
-            let vars = json!({"f": case.filter, "o": order_arg(&case), "n": size, "a": after});
-            let page = stack.data(SEARCH, vars).await["contractSearch"].clone();
-            assert_eq!(page["totalCount"], json!(want.len()), "round {round}: totalCount");
-            assert_eq!(page["pageInfo"]["hasPreviousPage"], json!(after.is_some()));
-            let page_ids = ids(&page);
-            assert!(page_ids.len() <= size);
-            got.extend(page_ids);
-            pages += 1;
-            assert!(pages <= want.len() + 2, "round {round}: the walk does not end");
-            if page["pageInfo"]["hasNextPage"] != json!(true) {
-                break;
-            }
-            after = page["pageInfo"]["endCursor"].as_str().map(str::to_string);
-        }
-        assert_eq!(
-            got, want,
-            "round {round}: filter {} order {:?} page size {size}",
-            case.filter, case.order
-        );
-        // Offset mode: page 2 is the same slice.
-        let vars = json!({"f": case.filter, "o": order_arg(&case), "n": size, "p": 2});
-        let page = stack.data(SEARCH, vars).await["contractSearch"].clone();
-        let from = size.min(want.len());
-        let to = (2 * size).min(want.len());
-        assert_eq!(
-            ids(&page),
-            want[from..to].to_vec(),
-            "round {round}: page 2 by offset"
-        );
+        check_case(&stack, &rows, &case, size, round).await;
+    }
+    // Random writes, deletes among them, straight to the services; once
+    // polled and scanned, every walk matches the new truth.
+    for step in 0..60 {
+        random_write(&stack, &mut rng, step, 300).await;
+    }
+    for index in ["contracts", "feed"] {
+        stack.syncer().poll(index).await.expect("poll");
+        stack.syncer().scan(index).await.expect("scan");
+    }
+    let rows = contract_rows(&stack).await;
+    for round in 14..24 {
+        let case = generate(&mut rng, &rows);
+        let size = 1 + rng.below(40);
+        check_case(&stack, &rows, &case, size, round).await;
     }
 }
 
@@ -551,104 +581,82 @@ async fn merge_and_index_return_the_same_pages_even_when_skewed() {
     );
 }
 
-/// Every document of an index, by id.
-async fn documents(backend: &dyn tessera::search::SearchBackend, index: &str) -> HashMap<String, Value> {
-    let all = Filter::Range {
-        field: ID_FIELD.into(),
-        gte: None,
-        gt: None,
-        lte: None,
-        lt: None,
-    };
-    let ids = backend.ids_where(index, &all).await.expect("ids");
-    let docs = backend.get(index, &ids).await.expect("docs");
-    ids.into_iter()
-        .zip(docs)
-        .map(|(id, doc)| (id, Value::Object(doc.expect("present"))))
-        .collect()
-}
-
 fn relay(id: i64) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(format!("MemberNode:{id}"))
 }
 
+/// One random write straight to a service (never through the gateway):
+/// updates, creates and deletes of indexed and denormalized rows.
+async fn random_write(stack: &Stack, rng: &mut Rng, step: usize, scale: usize) {
+    let id = 1 + rng.below(scale) as i64;
+    let (service, mutation, vars) = match rng.below(12) {
+        0 => (
+            "contracts",
+            "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t, amount: 4242}) { id } }",
+            json!({"id": id, "t": format!("changed {step}")}),
+        ),
+        1 => (
+            "contracts",
+            "mutation($m: Int!, $s: Int!) { create_contract(input: {title: \"new one\", member_id: $m, manager_id: $s, amount: 7, start_date: \"2026-01-01\"}) { id } }",
+            json!({"m": 1 + rng.below(50), "s": 1 + rng.below(10)}),
+        ),
+        2 => (
+            "staff",
+            "mutation($id: Int!, $n: String!) { updateStaff(id: $id, name: $n) { id } }",
+            json!({"id": 1 + rng.below(10), "n": format!("담당자 {step}")}),
+        ),
+        3 => (
+            "members",
+            "mutation($id: ID!, $n: String!) { updateMember(id: $id, input: {name: $n}) { ok } }",
+            json!({"id": relay(1 + rng.below(50) as i64), "n": format!("회원 {step}")}),
+        ),
+        4 => (
+            "settlements",
+            "mutation($c: Int!) { createSettlement(contractId: $c, amount: \"1000.50\", scheduledOn: \"2026-02-01\") { id } }",
+            json!({"c": id}),
+        ),
+        5 => (
+            "posts",
+            "mutation($id: ID!, $t: String!) { updatePost(id: $id, title: $t) { id } }",
+            json!({"id": (1 + rng.below(100)).to_string(), "t": format!("post {step}")}),
+        ),
+        6 => ("contracts", "mutation($id: Int!) { delete_contract(id: $id) }", json!({"id": id})),
+        7 => (
+            "settlements",
+            "mutation($id: Int!) { deleteSettlement(id: $id) }",
+            json!({"id": 1 + rng.below(2 * scale)}),
+        ),
+        8 => (
+            "staff",
+            "mutation($id: Int!) { deleteStaff(id: $id) }",
+            json!({"id": 1 + rng.below(10)}),
+        ),
+        9 => (
+            "members",
+            "mutation($id: ID!) { deleteMember(id: $id) { ok } }",
+            json!({"id": relay(1 + rng.below(50) as i64)}),
+        ),
+        10 => (
+            "products",
+            "mutation($id: ID!) { delete_product(id: $id) }",
+            json!({"id": (1 + rng.below(scale / 2)).to_string()}),
+        ),
+        _ => (
+            "posts",
+            "mutation($id: ID!) { deletePost(id: $id) }",
+            json!({"id": (1 + rng.below(scale)).to_string()}),
+        ),
+    };
+    stack.write(service, mutation, vars).await;
+}
+
 #[tokio::test]
-async fn the_poller_converges_to_a_fresh_backfill() {
+async fn the_poller_and_the_id_scan_converge_to_a_fresh_backfill() {
     let stack = stack(200).await;
     let mut rng = Rng(0xfeed_beef);
-    // Writes straight to the services, never through the gateway.
-    for step in 0..60 {
-        let id = 1 + rng.below(200) as i64;
-        match rng.below(7) {
-            0 => {
-                stack
-                    .subgraph(
-                        "contracts",
-                        "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t, amount: 4242}) { id } }",
-                        json!({"id": id, "t": format!("changed {step}")}),
-                    )
-                    .await;
-            }
-            1 => {
-                stack
-                    .subgraph(
-                        "contracts",
-                        "mutation($m: Int!, $s: Int!) { create_contract(input: {title: \"new one\", member_id: $m, manager_id: $s, amount: 7, start_date: \"2026-01-01\"}) { id } }",
-                        json!({"m": 1 + rng.below(50), "s": 1 + rng.below(10)}),
-                    )
-                    .await;
-            }
-            2 => {
-                stack
-                    .subgraph(
-                        "staff",
-                        "mutation($id: Int!, $n: String!) { updateStaff(id: $id, name: $n) { id } }",
-                        json!({"id": 1 + rng.below(10), "n": format!("담당자 {step}")}),
-                    )
-                    .await;
-            }
-            3 => {
-                stack
-                    .subgraph(
-                        "members",
-                        "mutation($id: ID!, $n: String!) { updateMember(id: $id, input: {name: $n}) { ok } }",
-                        json!({"id": relay(1 + rng.below(50) as i64), "n": format!("회원 {step}")}),
-                    )
-                    .await;
-            }
-            4 => {
-                stack
-                    .subgraph(
-                        "settlements",
-                        "mutation($c: Int!) { createSettlement(contractId: $c, amount: \"1000.50\", scheduledOn: \"2026-02-01\") { id } }",
-                        json!({"c": id}),
-                    )
-                    .await;
-            }
-            5 => {
-                stack
-                    .subgraph(
-                        "posts",
-                        "mutation($id: ID!, $t: String!) { updatePost(id: $id, title: $t) { id } }",
-                        json!({"id": (1 + rng.below(100)).to_string(), "t": format!("post {step}")}),
-                    )
-                    .await;
-            }
-            _ => {
-                let body: Value = stack
-                    .client
-                    .post(format!("{}/graphql", stack.service_base("contracts")))
-                    .json(&json!({"query": "mutation($id: Int!) { delete_contract(id: $id) }", "variables": {"id": id}}))
-                    .send()
-                    .await
-                    .expect("delete")
-                    .json()
-                    .await
-                    .expect("json");
-                assert!(body.get("data").is_some(), "{body}");
-            }
-        }
+    for step in 0..80 {
+        random_write(&stack, &mut rng, step, 200).await;
         // Poll now and then, as the background poller would.
         if step % 20 == 19 {
             for index in ["contracts", "feed"] {
@@ -656,33 +664,12 @@ async fn the_poller_converges_to_a_fresh_backfill() {
             }
         }
     }
+    // No reconcile: polling sees every change, the id scan every delete.
     for index in ["contracts", "feed"] {
         stack.syncer().poll(index).await.expect("poll");
-        stack.syncer().reconcile(index).await.expect("reconcile");
+        stack.syncer().scan(index).await.expect("scan");
     }
-
-    // A fresh backfill of the same services.
-    let mut config = stack.config.clone();
-    config.search.in_memory = true;
-    let fresh = tessera::build(&config, include_str!("../schema.graphql")).expect("fresh");
-    for index in ["contracts", "feed"] {
-        fresh
-            .syncer
-            .backfill(index, false, &|_| {})
-            .await
-            .expect("backfill");
-        let synced = documents(&*stack.search.as_ref().expect("search").backend, index).await;
-        let rebuilt = documents(&*fresh.backend, index).await;
-        assert_eq!(synced.len(), rebuilt.len(), "{index}: document count");
-        for (id, doc) in &rebuilt {
-            let mut a = synced.get(id).cloned().unwrap_or(Value::Null);
-            let mut b = doc.clone();
-            // A dependency rebuild keeps the entity's version; compare content.
-            a.as_object_mut().map(|o| o.remove("_version"));
-            b.as_object_mut().map(|o| o.remove("_version"));
-            assert_eq!(a, b, "{index}: document {id}");
-        }
-    }
+    stack.assert_indexes_match_a_fresh_backfill().await;
 }
 
 #[tokio::test]
@@ -902,4 +889,218 @@ async fn feed_items_name_their_author_seller_or_host() {
     assert_eq!(data["post"]["authorName"], data["post"]["author"]["name"]);
     assert_eq!(data["product"]["authorName"], data["product"]["seller"]["name"]);
     assert_eq!(data["event"]["authorName"], data["event"]["host"]["name"]);
+}
+
+/// A gateway answering `feed` by MERGE, beside the stack's index gateway.
+async fn merge_gateway(stack: &mut Stack) -> String {
+    let mut config = stack.config.clone();
+    config
+        .search
+        .strategies
+        .insert("feed".into(), tessera::config::StrategyName::Merge);
+    let merge = tessera::build(&config, include_str!("../schema.graphql")).expect("merge gateway");
+    stack.serve(Arc::clone(&merge.gateway)).await
+}
+
+#[tokio::test]
+async fn an_omitted_variable_means_the_arguments_default() {
+    let mut stack = stack(100).await;
+    let merge_url = merge_gateway(&mut stack).await;
+    let index_url = stack.gateway.clone();
+    let selection = "totalCount pageInfo { hasNextPage } edges { node { __typename id } }";
+    let cases = [
+        ("contractSearch", "filter", "ContractFilter"),
+        ("contractSearch", "orderBy", "[ContractOrder!]"),
+        ("contractSearch", "first", "Int"),
+        ("contractSearch", "after", "String"),
+        ("contractSearch", "page", "Int"),
+        ("feed", "filter", "FeedFilter"),
+        ("feed", "orderBy", "[FeedOrder!]"),
+        ("feed", "first", "Int"),
+        ("feed", "after", "String"),
+        ("feed", "page", "Int"),
+    ];
+    for (field, arg, ty) in cases {
+        let urls: &[&str] = if field == "feed" {
+            &[&index_url, &merge_url]
+        } else {
+            &[&index_url]
+        };
+        for url in urls {
+            let plain = stack
+                .post_to(
+                    url,
+                    json!({"query": format!("{{ {field}(first: 5) {{ {selection} }} }}")}),
+                )
+                .await;
+            let first = if arg == "first" { "" } else { "first: 5, " };
+            let with_var = format!("query($v: {ty}) {{ {field}({first}{arg}: $v) {{ {selection} }} }}");
+            let omitted = stack
+                .post_to(url, json!({"query": with_var, "variables": {}}))
+                .await;
+            assert!(plain.get("errors").is_none(), "{plain}");
+            if arg == "first" {
+                // Omitted `first` is its default, 20.
+                let default = stack
+                    .post_to(url, json!({"query": format!("{{ {field} {{ {selection} }} }}")}))
+                    .await;
+                assert_eq!(omitted, default, "{field}({arg}: $v) on {url}");
+                assert_eq!(omitted["data"][field]["edges"].as_array().map(Vec::len), Some(20));
+            } else {
+                assert_eq!(omitted, plain, "{field}({arg}: $v) with $v omitted on {url}");
+            }
+        }
+    }
+    // The default order is newest first.
+    let newest = stack
+        .data("query($o: [ContractOrder!]) { contractSearch(first: 2, orderBy: $o) { edges { node { id createdAt } } } }", json!({}))
+        .await;
+    let edges = newest["contractSearch"]["edges"].as_array().expect("edges");
+    assert!(
+        edges[0]["node"]["createdAt"].as_str() >= edges[1]["node"]["createdAt"].as_str(),
+        "{newest}"
+    );
+}
+
+#[tokio::test]
+async fn merge_pages_by_key_so_writes_between_pages_repeat_or_skip_nothing() {
+    let mut stack = stack(150).await;
+    let merge_url = merge_gateway(&mut stack).await;
+    // Posts and events can bound their sort field: keyed pages.
+    let filter = json!({"types": ["POST", "EVENT"]});
+    for desc in [true, false] {
+        let before = feed_expected(&feed_rows(&stack).await, Some(&["Post", "Event"]), desc);
+        let mut got: Vec<String> = Vec::new();
+        let mut after: Option<String> = None;
+        let mut created = Vec::new();
+        let mut deleted_unseen = None;
+        for page in 0.. {
+            let vars = json!({
+                "f": filter,
+                "o": [{"field": "CREATED_AT", "direction": if desc { "DESC" } else { "ASC" }}],
+                "n": 7,
+                "a": after,
+            });
+            let body = stack
+                .post_to(&merge_url, json!({"query": FEED, "variables": vars}))
+                .await;
+            assert!(body.get("errors").is_none(), "{body}");
+            let feed = &body["data"]["feed"];
+            for e in feed["edges"].as_array().expect("edges") {
+                got.push(format!(
+                    "{}:{}",
+                    e["node"]["__typename"].as_str().expect("t"),
+                    e["node"]["id"].as_str().expect("id")
+                ));
+            }
+            if page == 0 {
+                // Between pages 1 and 2: three new posts (the newest of all),
+                // one post already seen and one not yet seen are deleted.
+                for i in 0..3 {
+                    let made = stack
+                        .write(
+                            "posts",
+                            "mutation($t: String!) { createPost(authorId: \"1\", title: $t, body: \"between pages\") { id } }",
+                            json!({"t": format!("between pages {i}")}),
+                        )
+                        .await;
+                    created.push(format!("Post:{}", made["createPost"]["id"].as_str().expect("id")));
+                }
+                let seen = got
+                    .iter()
+                    .find(|k| k.starts_with("Post:"))
+                    .expect("a post on page 1")
+                    .clone();
+                let unseen = before[20..]
+                    .iter()
+                    .find(|k| k.starts_with("Post:"))
+                    .expect("a later post")
+                    .clone();
+                for key in [&seen, &unseen] {
+                    stack
+                        .write(
+                            "posts",
+                            "mutation($id: ID!) { deletePost(id: $id) }",
+                            json!({"id": key.trim_start_matches("Post:")}),
+                        )
+                        .await;
+                }
+                deleted_unseen = Some(unseen);
+            }
+            if feed["pageInfo"]["hasNextPage"] != json!(true) {
+                break;
+            }
+            after = feed["pageInfo"]["endCursor"].as_str().map(str::to_string);
+        }
+        let mut unique = got.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(
+            unique.len(),
+            got.len(),
+            "desc {desc}: an item came twice: {got:?}"
+        );
+        let mut want: Vec<String> = before
+            .iter()
+            .filter(|k| Some(*k) != deleted_unseen.as_ref())
+            .cloned()
+            .collect();
+        if !desc {
+            // Ascending, the new posts come after everything seen: they are on later pages.
+            want.extend(created.iter().cloned());
+        }
+        assert_eq!(got, want, "desc {desc}");
+        for index in ["feed"] {
+            stack.syncer().poll(index).await.expect("poll");
+        }
+    }
+}
+
+#[tokio::test]
+async fn id_filters_take_integers_and_an_empty_page_has_no_next() {
+    let mut stack = stack(100).await;
+    let merge_url = merge_gateway(&mut stack).await;
+    let ints = stack
+        .data(
+            "{ contractSearch(filter: {memberId: [1, 2]}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let strings = stack
+        .data(
+            "{ contractSearch(filter: {memberId: [\"1\", \"2\"]}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(ints, strings);
+    assert!(ints["contractSearch"]["totalCount"].as_u64() > Some(0), "{ints}");
+    let one = stack
+        .data(
+            "{ contractSearch(filter: {managerId: 3}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    assert!(one["contractSearch"]["totalCount"].as_u64() > Some(0), "{one}");
+
+    for (url, field) in [
+        (stack.gateway.clone(), "contractSearch"),
+        (stack.gateway.clone(), "feed"),
+        (merge_url, "feed"),
+    ] {
+        let body = stack
+            .post_to(
+                &url,
+                json!({"query": format!("{{ {field}(first: 0) {{ totalCount edges {{ cursor }} pageInfo {{ hasNextPage endCursor }} }} }}")}),
+            )
+            .await;
+        assert!(body.get("errors").is_none(), "{body}");
+        let page = &body["data"][field];
+        assert_eq!(page["edges"], json!([]));
+        assert_eq!(
+            page["pageInfo"],
+            json!({"hasNextPage": false, "endCursor": null}),
+            "{field} on {url}"
+        );
+        assert!(page["totalCount"].as_u64() > Some(0));
+    }
 }

@@ -173,7 +173,8 @@ fn coerce_named(schema: &Supergraph, name: &Name, value: &Json) -> Result<ConstV
 
 /// The subgraph variables of a fetch: each bound argument evaluated against
 /// the request's variables and converted for the subgraph. An argument whose
-/// value is an unset variable is left out, so the subgraph's default applies.
+/// value is an unset variable takes the unified schema's default, or is left
+/// out when it has none, so the subgraph's default applies.
 pub fn subgraph_variables(
     schema: &Supergraph,
     bindings: &[ArgBinding],
@@ -193,12 +194,20 @@ pub fn checked_subgraph_variables(
     let mut problems = Vec::new();
     let mut out = Map::with_capacity(bindings.len());
     for b in bindings {
-        if let Value::Variable(name) = &b.value {
-            if !vars.contains_key(name) {
-                continue;
-            }
-        }
-        let value = without_unset(&b.value, vars)
+        let default;
+        let bound = match &b.value {
+            // An unset variable means "not given": the unified schema's
+            // default, or nothing (the subgraph's own default applies).
+            Value::Variable(name) if !vars.contains_key(name) => match &b.def.default {
+                Some(d) => {
+                    default = d.clone();
+                    &default
+                }
+                None => continue,
+            },
+            other => other,
+        };
+        let value = without_unset(bound, vars)
             .into_const_with(|name| {
                 Ok::<_, std::convert::Infallible>(vars.get(&name).cloned().unwrap_or(ConstValue::Null))
             })

@@ -113,10 +113,13 @@ impl Executor {
             self.max_batch_size,
         );
         run.run().await;
-        let (data, errors) = project::Projector::new(&run, variables, 4096).write_data(introspection);
+        let projected = project::Projector::new(&run, variables, 4096).write_data(introspection);
+        if let (false, Some(search)) = (projected.gone.is_empty(), &self.search) {
+            search.report_gone(projected.gone);
+        }
         Execution {
-            data,
-            errors,
+            data: projected.data,
+            errors: projected.errors,
             subgraph_time: run.subgraph_time(),
         }
     }

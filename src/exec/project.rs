@@ -13,7 +13,7 @@ use super::error::{GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
 use super::keys;
 use super::run::{FetchResult, Run};
-use crate::plan::{FieldKind, FieldNode, MergePart, RootSource, SelectionSet};
+use crate::plan::{FieldKind, FieldNode, MergePart, RootSource, SelectionSet, SEARCH_TYPE_KEY};
 
 /// A value that must not be null was null: its parent has to become null.
 struct Bubble;
@@ -45,6 +45,16 @@ pub struct Projector<'a, 'r> {
     pub errors: Vec<GraphQLError>,
     /// Paths already carrying an error, so a null there adds no second one.
     error_paths: HashSet<Vec<PathSegment>>,
+    /// Search hits left out because their entity is gone: `(type, id)`.
+    gone: Vec<(String, String)>,
+}
+
+/// What the projection wrote.
+pub struct Projected {
+    pub data: Vec<u8>,
+    pub errors: Vec<GraphQLError>,
+    /// Search hits left out because their entity is gone: `(type, id)`.
+    pub gone: Vec<(String, String)>,
 }
 
 impl<'a, 'r> Projector<'a, 'r> {
@@ -56,18 +66,23 @@ impl<'a, 'r> Projector<'a, 'r> {
             path: Vec::new(),
             errors: Vec::new(),
             error_paths: HashSet::new(),
+            gone: Vec::new(),
         }
     }
 
     /// Writes `data` (an object, or `null` when a non-null root field failed).
     /// `introspection` holds async-graphql's answer for `__schema`/`__type`.
-    pub fn write_data(mut self, introspection: Option<&Map<String, Value>>) -> (Vec<u8>, Vec<GraphQLError>) {
+    pub fn write_data(mut self, introspection: Option<&Map<String, Value>>) -> Projected {
         let start = self.out.len();
         if self.write_root(introspection).is_err() {
             self.out.truncate(start);
             self.out.extend_from_slice(b"null");
         }
-        (self.out, self.errors)
+        Projected {
+            data: self.out,
+            errors: self.errors,
+            gone: self.gone,
+        }
     }
 
     fn write_root(&mut self, introspection: Option<&Map<String, Value>>) -> Result<(), Bubble> {
@@ -208,18 +223,19 @@ impl<'a, 'r> Projector<'a, 'r> {
                     ));
                     return Err(Bubble);
                 };
-                self.out.push(b'[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        self.out.push(b',');
+                if let FieldKind::SearchEdges { selection, .. } = kind {
+                    // A hit whose entity is gone is left out (and repaired),
+                    // never a reason to fail the page.
+                    let mut kept = Vec::with_capacity(items.len());
+                    for edge in items {
+                        match self.gone_hit(edge, selection) {
+                            Some(hit) => self.gone.push(hit),
+                            None => kept.push(edge),
+                        }
                     }
-                    self.path.push(PathSegment::Index(i));
-                    let r = self.complete(inner, item, kind);
-                    self.path.pop();
-                    r?;
+                    return self.write_list(inner, kept.into_iter(), kind);
                 }
-                self.out.push(b']');
-                Ok(())
+                self.write_list(inner, items.iter(), kind)
             }
             BaseType::Named(_) => match kind {
                 FieldKind::Merge { .. } | FieldKind::Hydrated { .. } => {
@@ -240,6 +256,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                     Ok(())
                 }
                 FieldKind::Object { selection, .. }
+                | FieldKind::SearchEdges { selection, .. }
                 | FieldKind::Ref { selection, .. }
                 | FieldKind::Join { selection, .. } => match value {
                     Value::Object(object) => self.write_object(object, selection),
@@ -257,6 +274,73 @@ impl<'a, 'r> Projector<'a, 'r> {
                 }
             },
         }
+    }
+
+    fn write_list<'v>(
+        &mut self,
+        inner: &Type,
+        items: impl Iterator<Item = &'v Value>,
+        kind: &FieldKind,
+    ) -> Result<(), Bubble> {
+        self.out.push(b'[');
+        for (i, item) in items.enumerate() {
+            if i > 0 {
+                self.out.push(b',');
+            }
+            self.path.push(PathSegment::Index(i));
+            let r = self.complete(inner, item, kind);
+            self.path.pop();
+            r?;
+        }
+        self.out.push(b']');
+        Ok(())
+    }
+
+    /// `(type, id)` of the hit in `edge` if its hydration found no entity
+    /// (and no error): the row was deleted after it was indexed.
+    fn gone_hit(&self, edge: &Value, edges: &SelectionSet) -> Option<(String, String)> {
+        let run = self.run;
+        let fields = edges.by_type.first().map(|(_, f)| f)?;
+        for field in fields {
+            let FieldKind::Object { data_key, selection } = &field.kind else {
+                continue;
+            };
+            let Some(node) = edge.get(data_key.as_str()).and_then(Value::as_object) else {
+                continue;
+            };
+            let Some(type_name) = node.get(SEARCH_TYPE_KEY).and_then(Value::as_str) else {
+                continue;
+            };
+            let Some((_, node_fields)) = selection.by_type.iter().find(|(t, _)| t == type_name) else {
+                continue;
+            };
+            let hydration = node_fields.iter().find_map(|f| match &f.kind {
+                FieldKind::Hydrated {
+                    fetch,
+                    key_alias,
+                    key_global_id,
+                    ..
+                } => Some((*fetch, key_alias, key_global_id)),
+                _ => None,
+            });
+            let Some((fetch, key_alias, key_global_id)) = hydration else {
+                continue;
+            };
+            let Some(key) = node
+                .get(key_alias.as_str())
+                .and_then(|k| keys::canonical(k, key_global_id.as_deref()))
+            else {
+                continue;
+            };
+            if let Some(FetchResult::Keyed(entries)) = run.results.get(fetch).and_then(|r| r.get()) {
+                if let Some(Ok(entry)) = entries.get(&key) {
+                    if entry.value.is_null() && entry.errors.is_empty() {
+                        return Some((type_name.to_string(), key));
+                    }
+                }
+            }
+        }
+        None
     }
 
     fn write_object(&mut self, object: &Map<String, Value>, selection: &SelectionSet) -> Result<(), Bubble> {
@@ -307,7 +391,9 @@ impl<'a, 'r> Projector<'a, 'r> {
                 let _ = serde_json::to_writer(&mut self.out, name.as_str());
                 Ok(())
             }
-            FieldKind::Leaf { data_key, .. } | FieldKind::Object { data_key, .. } => {
+            FieldKind::Leaf { data_key, .. }
+            | FieldKind::Object { data_key, .. }
+            | FieldKind::SearchEdges { data_key, .. } => {
                 let value = object.get(data_key.as_str()).unwrap_or(&Value::Null);
                 self.complete(ty, value, kind)
             }

@@ -5,7 +5,7 @@
 //! sorted pages, every source's offset sealed in the cursor).
 
 use std::cmp::Ordering;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql_value::{ConstValue, Name};
@@ -14,10 +14,11 @@ use serde_json::{json, Map, Value};
 use super::input::Variables;
 use super::FetchError;
 use crate::plan::{search_key_alias, ArgBinding, SearchFetch, SEARCH_TYPE_KEY};
-use crate::schema::{named_type, IndexDef, IndexSource, Reduce, Supergraph, TypeDefKind};
+use crate::readmodel::{document_id, entity_of, Change, ChangeOp};
+use crate::schema::{named_type, IndexDef, IndexSource, Supergraph, TypeDefKind};
 use crate::search::{
-    CursorCodec, FieldKind, FieldSpec, FieldValue, Filter, Hit, IndexSpec, Page, SearchBackend, SearchError,
-    SearchQuery, SortKey, SortPosition, MAX_OFFSET_WINDOW, TYPE_FIELD,
+    CursorCodec, FieldValue, Filter, Hit, Page, SearchBackend, SearchError, SearchQuery, SortKey,
+    SortPosition, MAX_OFFSET_WINDOW, TYPE_FIELD,
 };
 
 /// The largest `first` a search field accepts.
@@ -39,6 +40,8 @@ pub struct SearchContext {
     pub backend: Arc<dyn SearchBackend>,
     codec: CursorCodec,
     strategies: HashMap<String, Strategy>,
+    /// Where hits whose entity is gone are reported (read repair).
+    repairs: Option<tokio::sync::mpsc::Sender<Change>>,
 }
 
 impl SearchContext {
@@ -52,76 +55,33 @@ impl SearchContext {
             backend,
             codec: CursorCodec::new(cursor_secret),
             strategies,
+            repairs: None,
+        }
+    }
+
+    /// Reports hits whose entity is gone to `repairs`, whose reader
+    /// rebuilds (here: deletes) their documents.
+    pub fn with_repairs(mut self, repairs: tokio::sync::mpsc::Sender<Change>) -> Self {
+        self.repairs = Some(repairs);
+        self
+    }
+
+    /// Never waits: when the repair queue is full the next sync pass
+    /// catches the stale documents anyway.
+    pub(super) fn report_gone(&self, gone: Vec<(String, String)>) {
+        let Some(repairs) = &self.repairs else { return };
+        for (type_name, id) in gone {
+            tracing::debug!(%type_name, %id, "search hit whose entity is gone; repairing its document");
+            let _ = repairs.try_send(Change {
+                type_name,
+                id,
+                op: ChangeOp::Delete,
+            });
         }
     }
 
     pub fn strategy(&self, field: &str) -> Strategy {
         self.strategies.get(field).copied().unwrap_or(Strategy::Index)
-    }
-}
-
-/// The backend spec of an index: every document type's fields, plus `_type`.
-pub fn index_spec(def: &IndexDef, schema: &Supergraph) -> IndexSpec {
-    let mut fields: Vec<FieldSpec> = Vec::new();
-    let mut seen = HashSet::new();
-    for source in &def.sources {
-        for f in &source.fields {
-            if !seen.insert(f.name.clone()) {
-                continue;
-            }
-            let kind = match (f.reduce, f.type_name.as_str()) {
-                (Some(Reduce::Count), _) => FieldKind::I64,
-                (Some(Reduce::Sum), "Int") => FieldKind::I64,
-                (Some(Reduce::Sum), _) => FieldKind::F64,
-                (None, "String") if f.searchable => FieldKind::Text,
-                (None, "Int") => FieldKind::I64,
-                (None, "Float") => FieldKind::F64,
-                (None, "Boolean") => FieldKind::Bool,
-                (None, "DateTime") => FieldKind::DateTime,
-                // ID, String, enums, Date (ISO dates sort as text), Decimal strings.
-                _ => FieldKind::Keyword,
-            };
-            let _ = schema;
-            fields.push(FieldSpec {
-                name: f.name.to_string(),
-                kind,
-                searchable: f.searchable,
-                filterable: f.filterable,
-                sortable: f.sortable,
-                stored: true,
-            });
-        }
-    }
-    fields.push(FieldSpec::new(TYPE_FIELD, FieldKind::Keyword).filterable());
-    IndexSpec::new(def.name.clone(), fields)
-}
-
-/// The document id of entity `id` of `type_name`: `Contract:00000000000000000042`.
-/// Numeric ids are zero-padded so that the id order (the final tiebreaker)
-/// is the numeric order every legacy service sorts by.
-pub fn document_id(type_name: &str, id: &str) -> String {
-    if !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()) {
-        format!("{type_name}:{id:0>20}")
-    } else {
-        format!("{type_name}:{id}")
-    }
-}
-
-/// The entity type and id behind a document id.
-pub fn entity_of(doc_id: &str) -> Option<(&str, String)> {
-    let (type_name, id) = doc_id.split_once(':')?;
-    if id.len() == 20 && id.bytes().all(|b| b.is_ascii_digit()) {
-        let trimmed = id.trim_start_matches('0');
-        Some((
-            type_name,
-            if trimmed.is_empty() {
-                "0".into()
-            } else {
-                trimmed.into()
-            },
-        ))
-    } else {
-        Some((type_name, id.to_string()))
     }
 }
 
@@ -408,15 +368,28 @@ fn read_filters(
             }
             ConstValue::List(_) => out.push(Filter::In {
                 field: field.clone(),
-                values: list_values(def, &field, value)?,
+                values: list_values(def, &field, &ids_as_strings(&input.ty, value))?,
             }),
             single => out.push(Filter::Term {
                 field: field.clone(),
-                value: field_value(def, &field, single)?,
+                value: field_value(def, &field, &ids_as_strings(&input.ty, single))?,
             }),
         }
     }
     Ok(())
+}
+
+/// `ID` input accepts integer literals (spec §3.5.5): they name the same
+/// entity as their decimal string, which is what the index holds.
+fn ids_as_strings(ty: &async_graphql::parser::types::Type, value: &ConstValue) -> ConstValue {
+    if named_type(ty).as_str() != "ID" {
+        return value.clone();
+    }
+    match value {
+        ConstValue::Number(n) => ConstValue::String(n.to_string()),
+        ConstValue::List(items) => ConstValue::List(items.iter().map(|v| ids_as_strings(ty, v)).collect()),
+        other => other.clone(),
+    }
 }
 
 fn list_values(def: &IndexDef, field: &str, value: &ConstValue) -> Result<Vec<FieldValue>, FetchError> {
@@ -438,7 +411,10 @@ fn hit_node(hit: Hit) -> Value {
     Value::Object(node)
 }
 
+/// The connection object. A page without edges has no `endCursor` to go on
+/// from, so it never says `hasNextPage` (`first: 0` asks for `totalCount` only).
 fn connection(edges: Vec<(String, Value)>, has_next: bool, has_previous: bool, total: Option<u64>) -> Value {
+    let has_next = has_next && !edges.is_empty();
     let start = edges
         .first()
         .map(|(c, _)| Value::String(c.clone()))
@@ -521,11 +497,118 @@ async fn search_index(
     Ok(connection(edges, has_next, has_previous, Some(result.total)))
 }
 
-/// One source's rows for a MERGE page, in the source's order.
+/// Where a MERGE source's next page starts, sealed in every cursor.
+#[derive(Debug, Clone, PartialEq)]
+enum SourcePosition {
+    /// Rows already seen, for a source that can only page by offset.
+    Offset(usize),
+    /// After the last row seen (sort value as the service wrote it, id),
+    /// for a source that can bound its sort field: a row added or deleted
+    /// before it shifts nothing. `ties`: rows seen with that same value.
+    After { value: String, id: String, ties: usize },
+}
+
+impl SourcePosition {
+    fn start() -> Self {
+        SourcePosition::Offset(0)
+    }
+
+    fn encode(&self, out: &mut Vec<FieldValue>) {
+        let as_i64 = |n: usize| FieldValue::I64(i64::try_from(n).unwrap_or(i64::MAX));
+        match self {
+            SourcePosition::Offset(n) => {
+                out.extend([FieldValue::I64(0), as_i64(*n), FieldValue::Null, FieldValue::Null])
+            }
+            SourcePosition::After { value, id, ties } => out.extend([
+                FieldValue::I64(1),
+                as_i64(*ties),
+                FieldValue::Str(value.clone()),
+                FieldValue::Str(id.clone()),
+            ]),
+        }
+    }
+
+    fn decode(values: &[FieldValue]) -> Option<Self> {
+        let count = |v: &FieldValue| match v {
+            FieldValue::I64(i) => usize::try_from(*i).ok(),
+            _ => None,
+        };
+        match values {
+            [FieldValue::I64(0), n, FieldValue::Null, FieldValue::Null] => {
+                Some(SourcePosition::Offset(count(n)?))
+            }
+            [FieldValue::I64(1), ties, FieldValue::Str(value), FieldValue::Str(id)] => {
+                Some(SourcePosition::After {
+                    value: value.clone(),
+                    id: id.clone(),
+                    ties: count(ties)?,
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Values per source in a MERGE cursor.
+const POSITION_VALUES: usize = 4;
+/// Asks per source for one MERGE page. One is the rule; another is needed
+/// only when rows were added at the position's own sort value.
+const MAX_MERGE_ROUNDS: usize = 8;
+
+/// One source's rows for a MERGE page, in the source's order, strictly
+/// after its position.
 struct SourceRows<'d> {
     source: &'d IndexSource,
     slot: usize,
     rows: Vec<Map<String, Value>>,
+    /// The source may hold more rows after `rows`.
+    more: bool,
+}
+
+/// The arguments that ask a source for the page after `position`: limit,
+/// offset, order and (keyed) the inclusive bound on the sort field.
+fn page_args(
+    m: &crate::schema::MergeSource,
+    descending: bool,
+    position: &SourcePosition,
+    limit: usize,
+    skip: usize,
+) -> String {
+    let order_args = if descending { &m.desc } else { &m.asc };
+    let mut args = format!("{}:{limit}", m.limit_arg);
+    let offset = match position {
+        SourcePosition::Offset(n) => n + skip,
+        SourcePosition::After { value, .. } => {
+            let bound = if descending { &m.lte_arg } else { &m.gte_arg };
+            if let Some(bound) = bound {
+                args.push_str(&format!(",{bound}:{}", Value::String(value.clone())));
+            }
+            skip
+        }
+    };
+    args.push_str(&format!(",{}:{offset}", m.offset_arg));
+    for (name, value) in order_args {
+        args.push_str(&format!(",{name}:{value}"));
+    }
+    args
+}
+
+/// The fields a MERGE node is served from: those copied from the entity,
+/// and denormalized ones the entity exposes with the same `@from` path.
+fn merge_selection(schema: &Supergraph, source: &IndexSource) -> String {
+    let mut selection = String::from("id");
+    for f in source.fields.iter().filter(|f| {
+        f.path.is_none()
+            || matches!(
+                schema.field(&source.entity, &f.name).map(|e| &e.resolver),
+                Some(crate::schema::Resolver::Path { relation, leaf, .. })
+                    if f.reduce.is_none() && f.path.as_deref() == Some(&[relation.clone(), leaf.clone()][..])
+            )
+    }) {
+        selection.push(' ');
+        selection.push_str(&f.name);
+    }
+    selection
 }
 
 /// The client's forwarded headers go to the sources, as for any other fetch.
@@ -569,33 +652,28 @@ async fn merge(
             )),
         };
     let merge_name = format!("{}#merge", def.name);
-    let offsets: Vec<usize> = match &client.after {
-        None => vec![0; def.sources.len()],
+    let mut positions: Vec<SourcePosition> = match &client.after {
+        None => vec![SourcePosition::start(); def.sources.len()],
         Some(cursor) => {
             let position = ctx
                 .codec
                 .decode(cursor, &merge_name, &client.query)
                 .map_err(|e| bad_input(e.to_string()))?;
-            if position.values.len() != def.sources.len() {
+            if position.values.len() != def.sources.len() * POSITION_VALUES {
                 return Err(bad_input(
                     "the cursor does not fit this field; start again without a cursor",
                 ));
             }
             position
                 .values
-                .iter()
-                .map(|v| match v {
-                    FieldValue::I64(i) => usize::try_from(*i).map_err(|_| bad_input("bad cursor position")),
-                    _ => Err(bad_input("bad cursor position")),
-                })
+                .chunks(POSITION_VALUES)
+                .map(|v| SourcePosition::decode(v).ok_or_else(|| bad_input("bad cursor position")))
                 .collect::<Result<_, _>>()?
         }
     };
 
-    // One unified query for every source's page and count: one request per service.
-    let mut text = String::from("{");
+    let schema = executor.schema();
     let mut active = Vec::new();
-    let mut counts_known = true;
     for (slot, source) in def.sources.iter().enumerate() {
         if types
             .as_ref()
@@ -623,77 +701,122 @@ async fn merge(
                 )));
             }
         }
-        let order_args = if sort_key.descending { &m.desc } else { &m.asc };
-        let mut args = format!(
-            "{}:{},{}:{}",
-            m.limit_arg,
-            client.first + 1,
-            m.offset_arg,
-            offsets[slot]
-        );
-        for (name, value) in order_args {
-            args.push_str(&format!(",{name}:{value}"));
-        }
-        // The fields a node is served from: those copied from the entity,
-        // and denormalized ones the entity exposes with the same `@from` path.
-        let schema = executor.schema();
-        let mut selection = String::from("id");
-        for f in source.fields.iter().filter(|f| {
-            f.path.is_none()
-                || matches!(
-                    schema.field(&source.entity, &f.name).map(|e| &e.resolver),
-                    Some(crate::schema::Resolver::Path { relation, leaf, .. })
-                        if f.reduce.is_none() && f.path.as_deref() == Some(&[relation.clone(), leaf.clone()][..])
-                )
-        }) {
-            selection.push(' ');
-            selection.push_str(&f.name);
-        }
-        text.push_str(&format!(" items{slot}:{}({args}){{{selection}}}", m.field));
-        match &m.count_field {
-            Some(count) => text.push_str(&format!(" count{slot}:{count}")),
-            None => counts_known = false,
-        }
-        active.push(slot);
-    }
-    text.push('}');
-    let data = if active.is_empty() {
-        Map::new()
-    } else {
-        executor
-            .query_value(&text, headers)
-            .await
-            .map_err(|message| FetchError::Search {
-                message: format!("merging the sources failed: {message}"),
-                code: "DOWNSTREAM_SERVICE_ERROR",
-            })?
-    };
-    let mut sources: Vec<SourceRows> = Vec::new();
-    let mut total: u64 = 0;
-    for slot in active {
-        let rows = match data.get(&format!("items{slot}")) {
-            Some(Value::Array(rows)) => rows.iter().filter_map(|r| r.as_object().cloned()).collect(),
-            _ => Vec::new(),
-        };
-        total += data
-            .get(&format!("count{slot}"))
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        sources.push(SourceRows {
-            source: &def.sources[slot],
-            slot,
-            rows,
-        });
+        active.push((slot, source, m));
     }
 
-    // k-way merge by (sort value, document id), both in the sort direction.
-    let key_of = |s: &SourceRows, row: &Map<String, Value>| -> (FieldValue, String) {
-        let value = sort_value(row.get(sort_key.field.as_str()));
-        let id = row.get("id").map(json_id).unwrap_or_default();
-        (value, document_id(&s.source.entity, &id))
+    // Each source's rows strictly after its position: one unified query for
+    // every source's page and count (one request per service); a keyed
+    // source whose page was all rows already seen is asked again further on.
+    let fetch = |requests: Vec<(usize, String, String)>, counts: bool| {
+        let asks_nothing = requests.is_empty() && !counts;
+        let mut text = String::from("{");
+        for (slot, field, args) in &requests {
+            let selection = merge_selection(schema, &def.sources[*slot]);
+            text.push_str(&format!(" items{slot}:{field}({args}){{{selection}}}"));
+        }
+        if counts {
+            for (slot, _, m) in &active {
+                if let Some(count) = &m.count_field {
+                    text.push_str(&format!(" count{slot}:{count}"));
+                }
+            }
+        }
+        text.push('}');
+        async move {
+            if asks_nothing {
+                return Ok(Map::new());
+            }
+            executor
+                .query_value(&text, headers)
+                .await
+                .map_err(|message| FetchError::Search {
+                    message: format!("merging the sources failed: {message}"),
+                    code: "DOWNSTREAM_SERVICE_ERROR",
+                })
+        }
     };
+    let wanted = client.first + 1;
+    let mut sources: Vec<SourceRows> = active
+        .iter()
+        .map(|(slot, source, _)| SourceRows {
+            source,
+            slot: *slot,
+            rows: Vec::new(),
+            more: true,
+        })
+        .collect();
+    // Rows each source returned so far this page (offset of the next ask).
+    let mut returned = vec![0usize; sources.len()];
+    let mut total: Option<u64> = active.is_empty().then_some(0);
+    for round in 0..MAX_MERGE_ROUNDS {
+        let mut requests = Vec::new();
+        let mut limits = HashMap::new();
+        for (i, (slot, _, m)) in active.iter().enumerate() {
+            if !sources[i].more || sources[i].rows.len() >= wanted {
+                continue;
+            }
+            // Rows at the position's own value come back again: ask for them too.
+            let ties = match &positions[*slot] {
+                SourcePosition::After { ties, .. } if round == 0 => *ties,
+                _ => 0,
+            };
+            let limit = (wanted - sources[i].rows.len() + ties).min(m.max_limit.unwrap_or(usize::MAX));
+            requests.push((
+                *slot,
+                m.field.clone(),
+                page_args(m, sort_key.descending, &positions[*slot], limit, returned[i]),
+            ));
+            limits.insert(*slot, limit);
+        }
+        if requests.is_empty() && total.is_some() {
+            break;
+        }
+        let mut data = fetch(requests, total.is_none()).await?;
+        if total.is_none() {
+            let counts: Option<Vec<u64>> = active
+                .iter()
+                .map(|(slot, _, _)| data.get(&format!("count{slot}")).and_then(Value::as_u64))
+                .collect();
+            total = Some(counts.map_or(u64::MAX, |c| c.iter().sum()));
+        }
+        for (i, (slot, source, _)) in active.iter().enumerate() {
+            let Some(limit) = limits.get(slot) else { continue };
+            let rows: Vec<Map<String, Value>> = match data.remove(&format!("items{slot}")) {
+                Some(Value::Array(rows)) => rows
+                    .into_iter()
+                    .filter_map(|r| match r {
+                        Value::Object(o) => Some(o),
+                        _ => None,
+                    })
+                    .collect(),
+                _ => Vec::new(),
+            };
+            returned[i] += rows.len();
+            sources[i].more = rows.len() >= *limit;
+            let position = &positions[*slot];
+            sources[i]
+                .rows
+                .extend(rows.into_iter().filter(|row| match position {
+                    SourcePosition::Offset(_) => true,
+                    SourcePosition::After { value, id, .. } => {
+                        let last = (
+                            sort_value(Some(&Value::String(value.clone()))),
+                            document_id(&source.entity, id),
+                        );
+                        let ord = compare_keys(&row_key(source, row, &sort_key.field), &last);
+                        if sort_key.descending {
+                            ord == Ordering::Less
+                        } else {
+                            ord == Ordering::Greater
+                        }
+                    }
+                }));
+        }
+    }
+    let total = total.filter(|t| *t != u64::MAX);
+
+    // k-way merge by (sort value, document id), both in the sort direction.
     let mut cursors: Vec<usize> = vec![0; sources.len()];
-    let mut position = offsets.clone();
     let mut edges = Vec::with_capacity(client.first);
     while edges.len() < client.first {
         let mut best: Option<(usize, (FieldValue, String))> = None;
@@ -701,7 +824,7 @@ async fn merge(
             let Some(row) = s.rows.get(cursors[i]) else {
                 continue;
             };
-            let key = key_of(s, row);
+            let key = row_key(s.source, row, &sort_key.field);
             let better = match &best {
                 None => true,
                 Some((_, b)) => {
@@ -721,31 +844,64 @@ async fn merge(
         let s = &sources[i];
         let row = &s.rows[cursors[i]];
         cursors[i] += 1;
-        position[s.slot] += 1;
-        let mut node = row.clone();
         let id = row.get("id").map(json_id).unwrap_or_default();
+        let keyed = s.source.merge.as_ref().is_some_and(|m| {
+            if sort_key.descending {
+                m.lte_arg.is_some()
+            } else {
+                m.gte_arg.is_some()
+            }
+        });
+        let next = match &positions[s.slot] {
+            _ if keyed => {
+                let value = match row.get(sort_key.field.as_str()) {
+                    Some(Value::String(v)) => v.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                let ties = match &positions[s.slot] {
+                    SourcePosition::After {
+                        value: last, ties, ..
+                    } if *last == value => ties + 1,
+                    _ => 1,
+                };
+                SourcePosition::After {
+                    value,
+                    id: id.clone(),
+                    ties,
+                }
+            }
+            SourcePosition::Offset(n) => SourcePosition::Offset(n + 1),
+            SourcePosition::After { .. } => SourcePosition::Offset(1),
+        };
+        positions[s.slot] = next;
+        let mut node = row.clone();
         node.insert(search_key_alias(&s.source.entity).to_string(), Value::String(id));
         node.insert(SEARCH_TYPE_KEY.into(), Value::String(s.source.entity.to_string()));
+        let mut values = Vec::with_capacity(positions.len() * POSITION_VALUES);
+        positions.iter().for_each(|p| p.encode(&mut values));
         let cursor = ctx.codec.encode(
             &merge_name,
             &client.query,
             &SortPosition {
-                values: position
-                    .iter()
-                    .map(|p| FieldValue::I64(i64::try_from(*p).unwrap_or(i64::MAX)))
-                    .collect(),
+                values,
                 id: "merge".into(),
             },
         );
         edges.push((cursor, Value::Object(node)));
     }
-    let has_next = sources.iter().enumerate().any(|(i, s)| s.rows.len() > cursors[i]);
-    Ok(connection(
-        edges,
-        has_next,
-        client.after.is_some(),
-        counts_known.then_some(total),
-    ))
+    let has_next = sources
+        .iter()
+        .enumerate()
+        .any(|(i, s)| s.rows.len() > cursors[i] || (s.more && s.rows.len() < wanted));
+    Ok(connection(edges, has_next, client.after.is_some(), total))
+}
+
+/// A row's place in the merge: its sort value and document id.
+fn row_key(source: &IndexSource, row: &Map<String, Value>, sort_field: &str) -> (FieldValue, String) {
+    let value = sort_value(row.get(sort_field));
+    let id = row.get("id").map(json_id).unwrap_or_default();
+    (value, document_id(&source.entity, &id))
 }
 
 fn value_str(v: &FieldValue) -> String {
@@ -803,19 +959,6 @@ fn compare_keys(a: &(FieldValue, String), b: &(FieldValue, String)) -> Ordering 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn document_ids_pad_numbers_and_round_trip() {
-        assert_eq!(document_id("Post", "42"), "Post:00000000000000000042");
-        assert_eq!(
-            entity_of("Post:00000000000000000042"),
-            Some(("Post", "42".into()))
-        );
-        assert_eq!(entity_of("Post:00000000000000000000"), Some(("Post", "0".into())));
-        assert_eq!(document_id("Member", "abc"), "Member:abc");
-        assert_eq!(entity_of("Member:abc"), Some(("Member", "abc".into())));
-        assert!(document_id("P", "9") < document_id("P", "10"));
-    }
 
     #[test]
     fn enum_values_become_field_names() {

@@ -190,7 +190,10 @@ pub fn plan(
         .map(|v| VariableDef {
             name: v.node.name.node.clone(),
             ty: v.node.var_type.node.clone(),
-            default: v.node.default_value().cloned(),
+            // Not `default_value()`: it answers `null` for a nullable variable
+            // without a default, and an omitted variable must stay unset so
+            // that the argument's own default applies (spec §6.4.1).
+            default: v.node.default_value.as_ref().map(|d| d.node.clone()),
         })
         .collect();
 

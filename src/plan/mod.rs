@@ -203,6 +203,13 @@ pub enum FieldKind {
         data_key: Name,
         selection: SelectionSet,
     },
+    /// The edges of a search connection: a list of `Object`s, except that
+    /// a hit whose entity the hydration found gone (deleted since it was
+    /// indexed) is left out, and reported for repair.
+    SearchEdges {
+        data_key: Name,
+        selection: SelectionSet,
+    },
     /// Many-to-one: look the parent's key up in the fetch's results.
     Ref {
         fetch: FetchId,

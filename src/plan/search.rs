@@ -116,9 +116,24 @@ impl<'a> Builder<'a> {
                     selection: self.search_node(def, fetch, &child, named, &cf.selections, &include)?,
                 }
             } else {
-                FieldKind::Object {
-                    data_key: field_name.clone(),
-                    selection: self.connection(def, fetch, &child, named, &cf.selections, &include)?,
+                let selection = self.connection(def, fetch, &child, named, &cf.selections, &include)?;
+                // A list of edges: objects with a field holding a hit.
+                let holds_hits = schema.object(named).is_some_and(|o| {
+                    o.fields.values().any(|f| {
+                        let t = named_type(&f.ty);
+                        schema.is_abstract(t) || def.source(t).is_some()
+                    })
+                });
+                if holds_hits && crate::schema::is_list(&fdef.ty) {
+                    FieldKind::SearchEdges {
+                        data_key: field_name.clone(),
+                        selection,
+                    }
+                } else {
+                    FieldKind::Object {
+                        data_key: field_name.clone(),
+                        selection,
+                    }
                 }
             };
             nodes.push(FieldNode {

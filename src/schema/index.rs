@@ -106,6 +106,11 @@ pub struct MergeSource {
     pub count_field: Option<String>,
     /// The most rows the list returns at once (a merged page is one less).
     pub max_limit: Option<usize>,
+    /// Arguments bounding the sort field (inclusive) from below / above:
+    /// with them a page starts after the last row seen instead of at an
+    /// offset, so rows added or deleted between pages shift nothing.
+    pub gte_arg: Option<String>,
+    pub lte_arg: Option<String>,
 }
 
 /// How the synchronizer lists an entity type's rows.
@@ -287,6 +292,8 @@ fn merge_source(
             Some(ConstValue::Number(n)) => n.as_u64().and_then(|n| usize::try_from(n).ok()),
             _ => None,
         },
+        gte_arg: str_arg(&d.node, "gteArg"),
+        lte_arg: str_arg(&d.node, "lteArg"),
     })
 }
 

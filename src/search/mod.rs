@@ -145,7 +145,7 @@ pub enum WriteOp {
 }
 
 /// What a write did. Every op is counted once.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     /// Documents added or replaced.
     pub written: usize,
@@ -154,6 +154,16 @@ pub struct WriteOutcome {
     /// Ops that changed no document: stale versions, and deletes of ids that
     /// were not indexed (which still record the delete's version).
     pub skipped: usize,
+    /// Documents the index refused (they do not fit its mappings); the
+    /// rest of the batch was written.
+    pub rejected: Vec<Rejected>,
+}
+
+/// A document an index refused, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejected {
+    pub id: String,
+    pub reason: String,
 }
 
 /// A search index store. Every method taking `index` accepts an alias or a
@@ -188,8 +198,8 @@ pub trait SearchBackend: Send + Sync {
     fn spec<'a>(&'a self, index: &'a str) -> BoxFuture<'a, Result<IndexSpec, SearchError>>;
 
     /// Applies `ops` in order and commits them together with `checkpoint`
-    /// (kept as is when `None`). Documents are checked first: one invalid
-    /// document fails the whole batch and nothing is written.
+    /// (kept as is when `None`). A document that does not fit the index is
+    /// rejected alone (see [`WriteOutcome::rejected`]); the others are written.
     fn write<'a>(
         &'a self,
         index: &'a str,
@@ -223,6 +233,12 @@ pub trait SearchBackend: Send + Sync {
         index: &'a str,
         filter: &'a Filter,
     ) -> BoxFuture<'a, Result<Vec<String>, SearchError>>;
+
+    /// The distinct values of keyword field `field`, unordered. May include
+    /// values that only deleted documents held: confirm with
+    /// [`ids_where`](Self::ids_where) before acting on one.
+    fn terms<'a>(&'a self, index: &'a str, field: &'a str)
+        -> BoxFuture<'a, Result<Vec<String>, SearchError>>;
 
     /// [`write`](Self::write) of upserts only.
     fn upsert_with_checkpoint<'a>(

@@ -71,8 +71,8 @@ use serde::{Deserialize, Serialize};
 use self::collector::{AllIds, ColumnKind, SortColumn, SortVal, TopSorted};
 use self::layout::{Layout, Prepared};
 use super::query::{coerce, Document, Filter, Hit, Page, SearchQuery, SearchResult, SortPosition};
-use super::spec::{IndexSpec, Scalar, ID_FIELD};
-use super::{SearchBackend, SearchError, WriteOp, WriteOutcome};
+use super::spec::{FieldKind, IndexSpec, Scalar, ID_FIELD};
+use super::{Rejected, SearchBackend, SearchError, WriteOp, WriteOutcome};
 
 /// Deletes remembered per index to refuse stale upserts (see the module
 /// docs); about 100 bytes each.
@@ -447,15 +447,22 @@ impl Handle {
 
     #[tracing::instrument(skip_all, level = "trace", fields(index = %self.physical, ops = ops.len()))]
     fn write(&self, ops: Vec<WriteOp>, checkpoint: Option<String>) -> Result<WriteOutcome, SearchError> {
-        // Check every document before touching the writer, so one bad
-        // document fails the batch without a partial write.
-        let prepared = ops
-            .into_iter()
-            .map(|op| match op {
-                WriteOp::Upsert(doc) => self.layout.document(&self.spec, &self.physical, doc),
-                WriteOp::Delete { id, version } => Ok(Prepared::Delete { id, version }),
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        // Check every document before touching the writer: one that does
+        // not fit the spec is rejected alone, the others are written.
+        let mut outcome = WriteOutcome::default();
+        let mut prepared = Vec::with_capacity(ops.len());
+        for op in ops {
+            match op {
+                WriteOp::Upsert(doc) => match self.layout.document(&self.spec, &self.physical, doc) {
+                    Ok(p) => prepared.push(p),
+                    Err(SearchError::InvalidDocument { id, reason, .. }) => {
+                        outcome.rejected.push(Rejected { id, reason })
+                    }
+                    Err(e) => return Err(e),
+                },
+                WriteOp::Delete { id, version } => prepared.push(Prepared::Delete { id, version }),
+            }
+        }
 
         let mut state = self.writer.lock();
         let WriterState { writer, tombstones } = &mut *state;
@@ -466,7 +473,6 @@ impl Handle {
         // this snapshot holds every committed version.
         let searcher = self.reader.searcher();
         let mut batch: HashMap<String, Known> = HashMap::new();
-        let mut outcome = WriteOutcome::default();
         let applied = || -> Result<(), SearchError> {
             for op in prepared {
                 match op {
@@ -701,6 +707,33 @@ impl Handle {
             .and_then(|fruit| fruit)
             .map_err(|e| self.fail(e))
     }
+
+    /// The distinct terms of a keyword field, from each segment's term
+    /// dictionary (terms of deleted documents linger until segments merge).
+    fn terms(&self, field: &str) -> Result<Vec<String>, SearchError> {
+        let layout = self.layout.field(field)?;
+        if layout.spec.kind != FieldKind::Keyword {
+            return Err(SearchError::InvalidQuery {
+                reason: format!(
+                    "field `{field}` is {}: only keyword fields have terms",
+                    layout.spec.kind
+                ),
+            });
+        }
+        let (exact, _) = self.layout.exact(field)?;
+        let searcher = self.reader.searcher();
+        let mut out = std::collections::BTreeSet::new();
+        for segment in searcher.segment_readers() {
+            let inverted = segment.inverted_index(exact).map_err(|e| self.fail(e))?;
+            let mut stream = inverted.terms().stream().map_err(|e| self.fail(e))?;
+            while stream.advance() {
+                if let Ok(term) = std::str::from_utf8(stream.key()) {
+                    out.insert(term.to_owned());
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -798,6 +831,18 @@ impl SearchBackend for TantivyBackend {
             let handle = self.handle(index)?;
             let filter = filter.clone();
             blocking(index, move || handle.ids_where(&filter)).await
+        })
+    }
+
+    fn terms<'a>(
+        &'a self,
+        index: &'a str,
+        field: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<String>, SearchError>> {
+        Box::pin(async move {
+            let handle = self.handle(index)?;
+            let field = field.to_owned();
+            blocking(index, move || handle.terms(&field)).await
         })
     }
 }

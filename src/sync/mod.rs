@@ -1,5 +1,5 @@
 //! Keeping search indexes in sync with the legacy services (DESIGN.md,
-//! "Sync"), embedded: no broker, the services are polled.
+//! "Sync"), embedded: no broker needed.
 //!
 //! - **Backfill** lists every row of each indexed type page by page, builds
 //!   the documents through the executor and writes each page together with a
@@ -7,38 +7,47 @@
 //! - **Poll** asks every indexed type and every type denormalized into a
 //!   document for rows updated after the watermark (minus an overlap, for
 //!   clock skew and same-millisecond writes), rebuilds the documents they
-//!   touch (a renamed manager: every contract whose `managerId` is theirs,
-//!   found through the index) and moves the watermark.
-//! - **Reconcile** rebuilds every document from the sources, writes those
-//!   that differ and deletes those whose row is gone; it catches what polling
-//!   cannot see (deleted rows).
-//! - **Read-your-writes**: [`Syncer::after_mutation`] polls at once and
-//!   rebuilds the entity a mutation named by `id`, before the response.
+//!   touch and moves the watermark.
+//! - **Changes** ([`Syncer::apply`]): rows a service announced (its change
+//!   events) or a search found gone (read repair) are rebuilt at once,
+//!   deletes included, with every document that denormalizes them.
+//! - **Scan** ([`Syncer::scan`]): deletes for services that announce
+//!   nothing. Only ids are listed; a document whose row, or one of whose
+//!   denormalized rows, is gone is deleted or rebuilt.
+//! - **Reconcile** rebuilds every document from the sources and writes those
+//!   that differ: the safety net for anything the others missed.
 //!
-//! Documents carry a version (the newest `updatedAt` of the rows they were
-//! built from); the backend skips a write older than what it holds, so
-//! concurrent rebuilds cannot go back in time. This module owns sync
-//! policy; documents are built in `documents`, stored through
-//! `search::SearchBackend`.
+//! A document's version is the time its rows were read. Every rebuild reads
+//! current state, so the latest read is the newest document, whether a row
+//! was changed, added or deleted; the backend skips a write older than what
+//! it holds, so concurrent rebuilds cannot go back in time. Which documents
+//! a changed row touches is found through the `_refs_<Type>` fields of the
+//! read model (`readmodel`). This module owns sync policy; documents are
+//! built by `readmodel`, stored through `search::SearchBackend`.
 
-pub mod documents;
+pub mod events;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{mpsc, Mutex};
 
-use crate::exec::search::{document_id, entity_of, index_spec};
 use crate::exec::{Executor, Variables};
 use crate::plan::{FetchKind, OperationKind, QueryPlan};
-use crate::schema::{named_type, IndexDef, IndexSource, Resolver, Supergraph};
-use crate::search::{
-    Document, FieldValue, Filter, SearchBackend, SearchError, WriteOp, ID_FIELD, VERSION_FIELD,
+use crate::readmodel::documents::{self, json_id};
+use crate::readmodel::{
+    document_id, entity_of, index_spec, refs_field, DocumentBuilder, Position, Relation, RelationKind,
 };
-use documents::Position;
+pub use crate::readmodel::{Change, ChangeOp};
+use crate::schema::{Changes, IndexDef, Supergraph};
+use crate::search::{
+    Document, FieldValue, Filter, SearchBackend, SearchError, WriteOp, WriteOutcome, ID_FIELD, TYPE_FIELD,
+    VERSION_FIELD,
+};
+pub use events::{EventError, ServiceEvent};
 
 /// Why a sync step failed. The step is retried by the next poll; nothing
 /// is written past the last good checkpoint.
@@ -77,13 +86,47 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-/// What one poll or reconcile did.
+/// What one sync step did to an index.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SyncReport {
+    /// Documents written.
     pub written: usize,
+    /// Documents deleted.
     pub deleted: usize,
+    /// Documents that already matched their rows (reconcile only).
     pub unchanged: usize,
+    /// Writes not applied because the index held a newer version (another
+    /// rebuild read the rows later) or a delete found nothing to delete.
+    pub skipped: usize,
+    /// Documents the index refused; each is logged with its id and reason
+    /// and kept in [`Syncer::rejected`].
+    pub failed: usize,
 }
+
+impl SyncReport {
+    fn add(&mut self, other: SyncReport) {
+        self.written += other.written;
+        self.deleted += other.deleted;
+        self.unchanged += other.unchanged;
+        self.skipped += other.skipped;
+        self.failed += other.failed;
+    }
+
+    pub fn changed(&self) -> bool {
+        self.written + self.deleted + self.failed > 0
+    }
+}
+
+/// A document an index refused, kept for the operator (newest last).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectedDocument {
+    pub index: String,
+    pub id: String,
+    pub reason: String,
+}
+
+/// How many refused documents [`Syncer::rejected`] keeps.
+const MAX_REJECTED: usize = 1000;
 
 /// Sync settings (see `config::SyncConfig`).
 #[derive(Debug, Clone)]
@@ -103,49 +146,99 @@ impl Default for SyncOptions {
     }
 }
 
+/// How often the background loop ([`Syncer::run`]) does each step.
+#[derive(Debug, Clone, Copy)]
+pub struct Intervals {
+    pub poll: Duration,
+    pub scan: Duration,
+    pub reconcile: Duration,
+}
+
+/// One entity type of an index, with what the sync needs of it, made once.
+struct SourceModel {
+    builder: DocumentBuilder,
+    changes: Option<Changes>,
+    /// The root field reading one row by id (`contract(id:)`).
+    by_id: Option<String>,
+}
+
+struct IndexModel {
+    name: String,
+    sources: Vec<SourceModel>,
+}
+
 /// Synchronizes every index of the schema.
 pub struct Syncer {
     executor: Arc<Executor>,
     backend: Arc<dyn SearchBackend>,
     options: SyncOptions,
-    /// One lock per index: polls, reconciles and read-your-writes rebuilds
-    /// of an index never interleave.
+    indexes: Vec<IndexModel>,
+    /// One lock per index: polls, scans, reconciles and rebuilds of an
+    /// index never interleave.
     locks: HashMap<String, Mutex<()>>,
+    rejected: parking_lot::Mutex<Vec<RejectedDocument>>,
 }
 
 impl Syncer {
     pub fn new(executor: Arc<Executor>, backend: Arc<dyn SearchBackend>, options: SyncOptions) -> Self {
-        let locks = executor
-            .schema()
+        let schema = executor.schema();
+        let indexes: Vec<IndexModel> = schema
             .indexes()
-            .map(|d| (d.name.clone(), Mutex::new(())))
+            .map(|def| IndexModel {
+                name: def.name.clone(),
+                sources: def
+                    .sources
+                    .iter()
+                    .map(|source| SourceModel {
+                        builder: DocumentBuilder::new(schema, source),
+                        changes: schema
+                            .object(&source.entity)
+                            .and_then(|o| o.changes.as_deref())
+                            .cloned(),
+                        by_id: schema.get_by_id_field(&source.entity).map(|f| f.name.to_string()),
+                    })
+                    .collect(),
+            })
             .collect();
+        let locks = indexes.iter().map(|d| (d.name.clone(), Mutex::new(()))).collect();
         Self {
             executor,
             backend,
             options,
+            indexes,
             locks,
+            rejected: parking_lot::Mutex::new(Vec::new()),
         }
     }
 
-    fn schema(&self) -> &Supergraph {
+    pub fn schema(&self) -> &Arc<Supergraph> {
         self.executor.schema()
     }
 
-    fn index(&self, name: &str) -> Result<&IndexDef, SyncError> {
+    fn model(&self, name: &str) -> Result<&IndexModel, SyncError> {
+        self.indexes
+            .iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| SyncError::UnknownIndex {
+                index: name.into(),
+                known: self.index_names().join(", "),
+            })
+    }
+
+    fn def(&self, name: &str) -> Result<&IndexDef, SyncError> {
         self.schema().index(name).ok_or_else(|| SyncError::UnknownIndex {
             index: name.into(),
-            known: self
-                .schema()
-                .indexes()
-                .map(|d| d.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
+            known: self.index_names().join(", "),
         })
     }
 
     pub fn index_names(&self) -> Vec<String> {
-        self.schema().indexes().map(|d| d.name.clone()).collect()
+        self.indexes.iter().map(|d| d.name.clone()).collect()
+    }
+
+    /// The most recent documents an index refused (at most 1,000).
+    pub fn rejected(&self) -> Vec<RejectedDocument> {
+        self.rejected.lock().clone()
     }
 
     async fn lock(&self, index: &str) -> Option<tokio::sync::MutexGuard<'_, ()>> {
@@ -157,7 +250,7 @@ impl Syncer {
 
     /// Creates the index (`<name>_v1` behind alias `<name>`) unless it exists.
     pub async fn ensure_index(&self, name: &str) -> Result<(), SyncError> {
-        let def = self.index(name)?;
+        let def = self.def(name)?;
         if self.backend.resolve(name).await.is_ok() {
             return Ok(());
         }
@@ -186,12 +279,53 @@ impl Syncer {
             })
     }
 
+    /// Writes `ops` (with `checkpoint`), counting what happened; documents
+    /// the index refused are logged and kept, never silently dropped.
+    async fn write(
+        &self,
+        index: &str,
+        ops: Vec<WriteOp>,
+        checkpoint: Option<String>,
+    ) -> Result<SyncReport, SyncError> {
+        if ops.is_empty() && checkpoint.is_none() {
+            return Ok(SyncReport::default());
+        }
+        let outcome = self.backend.write(index, ops, checkpoint).await?;
+        Ok(self.record(index, outcome))
+    }
+
+    fn record(&self, index: &str, outcome: WriteOutcome) -> SyncReport {
+        let failed = outcome.rejected.len();
+        if failed > 0 {
+            let mut kept = self.rejected.lock();
+            for r in outcome.rejected {
+                tracing::error!(index, id = %r.id, reason = %r.reason, "the index refused a document");
+                kept.push(RejectedDocument {
+                    index: index.to_string(),
+                    id: r.id,
+                    reason: r.reason,
+                });
+            }
+            let excess = kept.len().saturating_sub(MAX_REJECTED);
+            kept.drain(..excess);
+        }
+        SyncReport {
+            written: outcome.written,
+            deleted: outcome.deleted,
+            unchanged: 0,
+            skipped: outcome.skipped,
+            failed,
+        }
+    }
+
     /// Rows of the index's sources, for progress.
-    async fn total(&self, def: &IndexDef) -> Option<u64> {
+    async fn total(&self, model: &IndexModel) -> Option<u64> {
         let mut text = String::from("{");
-        for (i, source) in def.sources.iter().enumerate() {
-            let changes = self.schema().object(&source.entity)?.changes.as_ref()?;
-            text.push_str(&format!(" c{i}:{}", changes.count_field.as_ref()?));
+        for (i, source) in model.sources.iter().enumerate() {
+            text.push_str(&format!(
+                " c{i}:{}",
+                source.changes.as_ref()?.count_field.as_ref()?
+            ));
         }
         text.push('}');
         let data = self.query("row counts", &text).await.ok()?;
@@ -207,7 +341,7 @@ impl Syncer {
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<u64, SyncError> {
         self.ensure_index(name).await?;
-        let def = self.index(name)?;
+        let model = self.model(name)?;
         let _guard = self.lock(name).await;
         let started_at = Instant::now();
         let (mut source_index, mut offset, mut done, started) = match self.checkpoint(name).await? {
@@ -219,22 +353,21 @@ impl Syncer {
             }) if !restart => (source, offset, done, started),
             _ => (0, 0, 0, now_rfc3339()),
         };
-        let total = self.total(def).await;
+        let total = self.total(model).await;
         progress(Progress {
             done,
             total,
             elapsed: started_at.elapsed(),
         });
-        while let Some(source) = def.sources.get(source_index) {
-            let changes = self.changes(source)?;
-            let selection = documents::selection(self.schema(), source);
+        while let Some(source) = model.sources.get(source_index) {
+            let changes = changes_of(source)?;
             let position = match changes.paging {
                 crate::schema::Paging::Offset { .. } => Position::Offset(offset),
                 crate::schema::Paging::Cursor { .. } => Position::Cursor(None),
             };
             // Page N is written while page N + 1 is read and built: the
             // index and the services work at the same time.
-            let mut page = self.fetch_page(source, changes, &position, &selection).await?;
+            let mut page = self.fetch_page(source, changes, &position).await?;
             loop {
                 let (docs, next) = page;
                 done += docs.len() as u64;
@@ -258,7 +391,7 @@ impl Syncer {
                         },
                         false,
                     ),
-                    _ if source_index + 1 < def.sources.len() => (
+                    _ if source_index + 1 < model.sources.len() => (
                         Checkpoint::Backfill {
                             source: source_index + 1,
                             offset: 0,
@@ -275,10 +408,11 @@ impl Syncer {
                     ),
                 };
                 let checkpoint = serde_json::to_string(&checkpoint).ok();
-                let write = self.backend.upsert_with_checkpoint(name, docs, checkpoint);
+                let ops = docs.into_iter().map(WriteOp::Upsert).collect();
+                let write = self.write(name, ops, checkpoint);
                 let prefetch = async {
                     match &next {
-                        Some(p) if !finished => Some(self.fetch_page(source, changes, p, &selection).await),
+                        Some(p) if !finished => Some(self.fetch_page(source, changes, p).await),
                         _ => None,
                     }
                 };
@@ -303,26 +437,21 @@ impl Syncer {
     /// One page of `source`'s rows as documents, and where the next starts.
     async fn fetch_page(
         &self,
-        source: &IndexSource,
-        changes: &crate::schema::Changes,
+        source: &SourceModel,
+        changes: &Changes,
         position: &Position,
-        selection: &str,
     ) -> Result<(Vec<Document>, Option<Position>), SyncError> {
-        let text = documents::page_query(changes, position, None, selection);
-        let data = self.query(&format!("{} rows", source.entity), &text).await?;
+        let text = documents::page_query(changes, position, None, source.builder.selection());
+        let read_at = now_millis();
+        let data = self
+            .query(&format!("{} rows", source.builder.entity()), &text)
+            .await?;
         let (rows, next) = documents::page_rows(changes, position, data);
-        let docs = rows.iter().filter_map(|r| documents::build(source, r)).collect();
+        let docs = rows
+            .iter()
+            .filter_map(|r| source.builder.build(r, read_at))
+            .collect();
         Ok((docs, next))
-    }
-
-    fn changes<'s>(&'s self, source: &IndexSource) -> Result<&'s crate::schema::Changes, SyncError> {
-        self.schema()
-            .object(&source.entity)
-            .and_then(|o| o.changes.as_deref())
-            .ok_or_else(|| SyncError::Source {
-                what: source.entity.to_string(),
-                message: "the type has no @changes".into(),
-            })
     }
 
     /// Rebuilds what changed since the watermark and moves it. An index that
@@ -335,96 +464,114 @@ impl Syncer {
                 return Ok(SyncReport::default());
             }
         };
-        let def = self.index(name)?;
+        let model = self.model(name)?;
         let _guard = self.lock(name).await;
         let now = now_rfc3339();
         let since = minus(&watermark, self.options.overlap);
         let mut report = SyncReport::default();
-        // Entity id sets to rebuild, per source.
-        let mut rebuild: Vec<HashSet<String>> = vec![HashSet::new(); def.sources.len()];
+        let mut rebuild: Vec<BTreeSet<String>> = vec![BTreeSet::new(); model.sources.len()];
+        // Rows of denormalized types changed since the watermark, by type and selection.
         let mut polled: HashMap<String, Vec<serde_json::Map<String, Value>>> = HashMap::new();
-        for (slot, source) in def.sources.iter().enumerate() {
+        for (slot, source) in model.sources.iter().enumerate() {
             // The source's own rows: their documents straight from the listing.
-            let changes = self.changes(source)?;
-            let selection = documents::selection(self.schema(), source);
+            let changes = changes_of(source)?;
+            let read_at = now_millis();
             let rows = self
-                .list(&source.entity, changes, Some(&since), &selection)
+                .list(
+                    source.builder.entity(),
+                    changes,
+                    Some(&since),
+                    source.builder.selection(),
+                )
                 .await?;
-            let docs: Vec<Document> = rows.iter().filter_map(|r| documents::build(source, r)).collect();
-            let outcome = self.backend.upsert(name, docs).await?;
-            report.written += outcome.written;
-            report.unchanged += outcome.skipped;
-            // Rows of types denormalized into the documents.
-            for relation in relations(source) {
-                let Some(rfield) = self.schema().field(&source.entity, relation) else {
+            let ops = rows
+                .iter()
+                .filter_map(|r| source.builder.build(r, read_at))
+                .map(WriteOp::Upsert)
+                .collect();
+            report.add(self.write(name, ops, None).await?);
+            for relation in source.builder.relations() {
+                let Some(tchanges) = self
+                    .schema()
+                    .object(&relation.target)
+                    .and_then(|o| o.changes.as_ref())
+                else {
                     continue;
                 };
-                let target = named_type(&rfield.ty).to_string();
-                let (selection, key) = match &rfield.resolver {
-                    Resolver::Ref { key } => ("id".to_string(), Some(key.clone())),
-                    Resolver::Join(join) => (format!("id {}", join.on), None),
-                    _ => continue,
+                let selection = match &relation.kind {
+                    RelationKind::Ref { .. } => "id".to_string(),
+                    RelationKind::Join { on } => format!("id {on}"),
                 };
-                let cache_key = format!("{target}\u{0}{selection}");
+                let cache_key = format!("{}\u{0}{selection}", relation.target);
                 if !polled.contains_key(&cache_key) {
-                    let Some(tchanges) = self.schema().object(&target).and_then(|o| o.changes.as_ref())
-                    else {
-                        continue;
-                    };
-                    let rows = self.list(&target, tchanges, Some(&since), &selection).await?;
+                    let rows = self
+                        .list(&relation.target, tchanges, Some(&since), &selection)
+                        .await?;
                     polled.insert(cache_key.clone(), rows);
                 }
                 let rows = &polled[&cache_key];
                 if rows.is_empty() {
                     continue;
                 }
-                match (&rfield.resolver, key) {
-                    (Resolver::Ref { .. }, Some(key)) => {
-                        let ids: Vec<FieldValue> = rows
-                            .iter()
-                            .filter_map(|r| r.get("id"))
-                            .map(|v| FieldValue::Str(json_str(v)))
-                            .collect();
-                        let filter = Filter::In {
-                            field: key.to_string(),
-                            values: ids,
-                        };
-                        for doc_id in self.backend.ids_where(name, &filter).await? {
-                            if let Some((t, id)) = entity_of(&doc_id) {
-                                if t == source.entity.as_str() {
-                                    rebuild[slot].insert(id);
-                                }
-                            }
-                        }
-                    }
-                    (Resolver::Join(join), _) => {
-                        for r in rows {
-                            if let Some(v) = r.get(join.on.as_str()) {
-                                rebuild[slot].insert(json_str(v));
-                            }
-                        }
-                    }
-                    _ => {}
+                let ids: Vec<String> = rows
+                    .iter()
+                    .filter_map(|r| r.get("id").and_then(json_id))
+                    .collect();
+                rebuild[slot].extend(self.holders(name, source, relation, &ids).await?);
+                if let RelationKind::Join { on } = &relation.kind {
+                    rebuild[slot].extend(rows.iter().filter_map(|r| r.get(on.as_str()).and_then(json_id)));
                 }
             }
         }
         for (slot, ids) in rebuild.into_iter().enumerate() {
             let ids: Vec<String> = ids.into_iter().collect();
-            let r = self.rebuild_locked(def, slot, &ids).await?;
-            report.written += r.written;
-            report.deleted += r.deleted;
-            report.unchanged += r.unchanged;
+            report.add(self.rebuild_locked(name, &model.sources[slot], &ids).await?);
         }
         let checkpoint = serde_json::to_string(&Checkpoint::Live { watermark: now }).ok();
-        self.backend.write(name, Vec::new(), checkpoint).await?;
+        self.write(name, Vec::new(), checkpoint).await?;
         Ok(report)
+    }
+
+    /// The entities of `source` whose documents hold one of the `relation`
+    /// rows `ids`: through the `_refs` field, and through the key field of a
+    /// reference (a row created after the document pointed at its id).
+    async fn holders(
+        &self,
+        index: &str,
+        source: &SourceModel,
+        relation: &Relation,
+        ids: &[String],
+    ) -> Result<BTreeSet<String>, SyncError> {
+        let mut out = BTreeSet::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let values: Vec<FieldValue> = ids.iter().map(|id| FieldValue::Str(id.clone())).collect();
+        let mut fields = vec![refs_field(&relation.target)];
+        if let RelationKind::Ref { key } = &relation.kind {
+            fields.push(key.to_string());
+        }
+        for field in fields {
+            let filter = Filter::In {
+                field,
+                values: values.clone(),
+            };
+            for doc_id in self.backend.ids_where(index, &filter).await? {
+                if let Some((t, id)) = entity_of(&doc_id) {
+                    if t == source.builder.entity() {
+                        out.insert(id);
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every row of `type_name` (updated after `since`, when set).
     async fn list(
         &self,
         type_name: &str,
-        changes: &crate::schema::Changes,
+        changes: &Changes,
         since: Option<&str>,
         selection: &str,
     ) -> Result<Vec<serde_json::Map<String, Value>>, SyncError> {
@@ -445,84 +592,224 @@ impl Syncer {
     /// Rebuilds the documents of entities `ids` of `entity` from current
     /// source state: written where the row exists, deleted where it is gone.
     pub async fn rebuild(&self, name: &str, entity: &str, ids: &[String]) -> Result<SyncReport, SyncError> {
-        let def = self.index(name)?;
-        let Some(slot) = def.sources.iter().position(|s| s.entity == entity) else {
+        let model = self.model(name)?;
+        let Some(source) = model.sources.iter().find(|s| s.builder.entity() == entity) else {
             return Ok(SyncReport::default());
         };
         let _guard = self.lock(name).await;
-        self.rebuild_locked(def, slot, ids).await
+        self.rebuild_locked(name, source, ids).await
     }
 
     async fn rebuild_locked(
         &self,
-        def: &IndexDef,
-        slot: usize,
+        index: &str,
+        source: &SourceModel,
         ids: &[String],
     ) -> Result<SyncReport, SyncError> {
-        let source = &def.sources[slot];
+        let entity = source.builder.entity();
         let mut report = SyncReport::default();
-        let Some(get) = self.schema().get_by_id_field(&source.entity) else {
+        if ids.is_empty() {
+            return Ok(report);
+        }
+        let Some(get) = &source.by_id else {
             return Err(SyncError::Source {
-                what: source.entity.to_string(),
+                what: entity.to_string(),
                 message: format!(
                     "no root field `{}(id: ID!)` to rebuild documents by id",
-                    source.entity.to_ascii_lowercase()
+                    entity.to_ascii_lowercase()
                 ),
             });
         };
-        let selection = documents::selection(self.schema(), source);
         for chunk in ids.chunks(self.options.rebuild_batch.max(1)) {
-            let mut text = String::from("{");
-            for (i, id) in chunk.iter().enumerate() {
-                text.push_str(&format!(
-                    " r{i}:{}(id:{}){{{selection}}}",
-                    get.name,
-                    Value::String(id.clone())
-                ));
-            }
-            text.push('}');
-            let data = self.query(&format!("{} by id", source.entity), &text).await?;
-            let now = now_millis();
-            let mut ops = Vec::with_capacity(chunk.len());
-            for (i, id) in chunk.iter().enumerate() {
-                match data.get(&format!("r{i}")).and_then(Value::as_object) {
-                    Some(row) => {
-                        if let Some(doc) = documents::build(source, row) {
-                            ops.push(WriteOp::Upsert(doc));
-                        }
-                    }
-                    None => ops.push(WriteOp::Delete {
-                        id: document_id(&source.entity, id),
-                        version: now,
+            let read_at = now_millis();
+            let rows = self
+                .rows_by_id(entity, get, chunk, source.builder.selection())
+                .await?;
+            let ops = chunk
+                .iter()
+                .zip(rows)
+                .filter_map(|(id, row)| match row {
+                    Some(row) => source.builder.build(&row, read_at).map(WriteOp::Upsert),
+                    None => Some(WriteOp::Delete {
+                        id: document_id(entity, id),
+                        version: read_at,
                     }),
-                }
-            }
-            let outcome = self.backend.write(&def.name, ops, None).await?;
-            report.written += outcome.written;
-            report.deleted += outcome.deleted;
-            report.unchanged += outcome.skipped;
+                })
+                .collect();
+            report.add(self.write(index, ops, None).await?);
         }
         Ok(report)
+    }
+
+    /// Rows `ids` of `type_name` read through root field `get`, in order
+    /// (`None` where the row does not exist).
+    async fn rows_by_id(
+        &self,
+        type_name: &str,
+        get: &str,
+        ids: &[String],
+        selection: &str,
+    ) -> Result<Vec<Option<serde_json::Map<String, Value>>>, SyncError> {
+        let mut text = String::from("{");
+        for (i, id) in ids.iter().enumerate() {
+            text.push_str(&format!(
+                " r{i}:{get}(id:{}){{{selection}}}",
+                Value::String(id.clone())
+            ));
+        }
+        text.push('}');
+        let mut data = self.query(&format!("{type_name} by id"), &text).await?;
+        Ok((0..ids.len())
+            .map(|i| match data.remove(&format!("r{i}")) {
+                Some(Value::Object(row)) => Some(row),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Applies changed rows to every index: the documents of those rows and
+    /// every document that denormalizes one of them are rebuilt from current
+    /// state (deleted where the row is gone). Changes of types no index
+    /// reads are ignored.
+    pub async fn apply(&self, changes: &[Change]) -> Result<SyncReport, SyncError> {
+        let mut report = SyncReport::default();
+        let mut by_type: HashMap<&str, BTreeSet<&str>> = HashMap::new();
+        for c in changes {
+            by_type
+                .entry(c.type_name.as_str())
+                .or_default()
+                .insert(c.id.as_str());
+        }
+        for model in &self.indexes {
+            let reads = |t: &str| {
+                model
+                    .sources
+                    .iter()
+                    .any(|s| s.builder.entity() == t || s.builder.relations().iter().any(|r| r.target == t))
+            };
+            if !by_type.keys().any(|t| reads(t)) {
+                continue;
+            }
+            let _guard = self.lock(&model.name).await;
+            for source in &model.sources {
+                let mut ids: BTreeSet<String> = by_type
+                    .get(source.builder.entity())
+                    .map(|ids| ids.iter().map(|id| id.to_string()).collect())
+                    .unwrap_or_default();
+                for relation in source.builder.relations() {
+                    let Some(changed) = by_type.get(relation.target.as_str()) else {
+                        continue;
+                    };
+                    let changed: Vec<String> = changed.iter().map(|id| id.to_string()).collect();
+                    ids.extend(self.holders(&model.name, source, relation, &changed).await?);
+                    // A row created or moved under another parent is in no
+                    // document yet: its join key names the parent.
+                    if let RelationKind::Join { on } = &relation.kind {
+                        if let Some(get) = self.schema().get_by_id_field(&relation.target) {
+                            let rows = self.rows_by_id(&relation.target, &get.name, &changed, on).await?;
+                            ids.extend(
+                                rows.iter()
+                                    .flatten()
+                                    .filter_map(|r| r.get(on.as_str()).and_then(json_id)),
+                            );
+                        }
+                    }
+                }
+                let ids: Vec<String> = ids.into_iter().collect();
+                report.add(self.rebuild_locked(&model.name, source, &ids).await?);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Finds deletes by listing ids only: documents whose row is gone are
+    /// deleted, documents that denormalize a row that is gone are rebuilt.
+    /// For services that announce no change events; it costs one listing of
+    /// ids per type, not a rebuild.
+    pub async fn scan(&self, name: &str) -> Result<SyncReport, SyncError> {
+        self.ensure_index(name).await?;
+        let model = self.model(name)?;
+        let _guard = self.lock(name).await;
+        // Documents written after this instant read rows this scan may not
+        // have listed: the delete's version keeps them (see `WriteOp::Delete`).
+        let started = now_millis();
+        let mut report = SyncReport::default();
+        let mut live: HashMap<String, HashSet<String>> = HashMap::new();
+        for source in &model.sources {
+            let entity = source.builder.entity();
+            let ids = self.live_ids(entity, &mut live).await?;
+            let filter = Filter::Term {
+                field: TYPE_FIELD.into(),
+                value: FieldValue::Str(entity.to_string()),
+            };
+            let gone: Vec<WriteOp> = self
+                .backend
+                .ids_where(name, &filter)
+                .await?
+                .into_iter()
+                .filter(|doc_id| entity_of(doc_id).is_some_and(|(_, id)| !ids.contains(&id)))
+                .map(|id| WriteOp::Delete { id, version: started })
+                .collect();
+            report.add(self.write(name, gone, None).await?);
+        }
+        for source in &model.sources {
+            let mut stale = BTreeSet::new();
+            for relation in source.builder.relations() {
+                let ids = self.live_ids(&relation.target, &mut live).await?;
+                let missing: Vec<String> = self
+                    .backend
+                    .terms(name, &refs_field(&relation.target))
+                    .await?
+                    .into_iter()
+                    .filter(|id| !ids.contains(id))
+                    .collect();
+                stale.extend(self.holders(name, source, relation, &missing).await?);
+            }
+            let stale: Vec<String> = stale.into_iter().collect();
+            report.add(self.rebuild_locked(name, source, &stale).await?);
+        }
+        Ok(report)
+    }
+
+    /// Every id of `type_name`, listed once per scan.
+    async fn live_ids<'l>(
+        &self,
+        type_name: &str,
+        live: &'l mut HashMap<String, HashSet<String>>,
+    ) -> Result<&'l HashSet<String>, SyncError> {
+        if !live.contains_key(type_name) {
+            let changes = self
+                .schema()
+                .object(type_name)
+                .and_then(|o| o.changes.as_deref())
+                .ok_or_else(|| SyncError::Source {
+                    what: type_name.to_string(),
+                    message: "the type has no @changes".into(),
+                })?;
+            let rows = self.list(type_name, changes, None, "id").await?;
+            let ids = rows
+                .iter()
+                .filter_map(|r| r.get("id").and_then(json_id))
+                .collect();
+            live.insert(type_name.to_string(), ids);
+        }
+        Ok(&live[type_name])
     }
 
     /// Rebuilds every document from the sources: writes those that differ
     /// from the index, deletes those whose row is gone.
     pub async fn reconcile(&self, name: &str) -> Result<SyncReport, SyncError> {
         self.ensure_index(name).await?;
-        let def = self.index(name)?;
+        let model = self.model(name)?;
         let _guard = self.lock(name).await;
         let started = now_millis();
         let mut report = SyncReport::default();
         let mut seen: HashSet<String> = HashSet::new();
-        for source in &def.sources {
-            let changes = self.changes(source)?;
-            let selection = documents::selection(self.schema(), source);
+        for source in &model.sources {
+            let changes = changes_of(source)?;
             let mut position = Position::start(changes);
             loop {
-                let text = documents::page_query(changes, &position, None, &selection);
-                let data = self.query(&format!("{} rows", source.entity), &text).await?;
-                let (rows, next) = documents::page_rows(changes, &position, data);
-                let docs: Vec<Document> = rows.iter().filter_map(|r| documents::build(source, r)).collect();
+                let (docs, next) = self.fetch_page(source, changes, &position).await?;
                 let ids: Vec<String> = docs
                     .iter()
                     .filter_map(|d| d.get(ID_FIELD).and_then(Value::as_str))
@@ -537,12 +824,10 @@ impl Syncer {
                     if old.as_ref().is_some_and(|o| same_document(o, &doc)) {
                         report.unchanged += 1;
                     } else {
-                        changed.push(doc);
+                        changed.push(WriteOp::Upsert(doc));
                     }
                 }
-                if !changed.is_empty() {
-                    report.written += self.backend.upsert(name, changed).await?.written;
-                }
+                report.add(self.write(name, changed, None).await?);
                 match next {
                     Some(p) => position = p,
                     None => break,
@@ -556,17 +841,16 @@ impl Syncer {
             lte: None,
             lt: None,
         };
-        let gone: Vec<String> = self
+        let gone: Vec<WriteOp> = self
             .backend
             .ids_where(name, &all)
             .await?
             .into_iter()
             .filter(|id| !seen.contains(id))
-            .collect();
-        if !gone.is_empty() {
             // Only documents not rewritten since the reconcile started.
-            report.deleted += self.backend.delete(name, gone, started).await?.deleted;
-        }
+            .map(|id| WriteOp::Delete { id, version: started })
+            .collect();
+        report.add(self.write(name, gone, None).await?);
         Ok(report)
     }
 
@@ -589,74 +873,134 @@ impl Syncer {
                     async_graphql_value::Value::Variable(v) => variables.get(v).cloned(),
                     other => other.clone().into_const(),
                 };
-                if let Some(v) = value.and_then(|v| v.into_json().ok()) {
-                    named.push((fetch.subgraph.clone(), json_str(&v)));
+                if let Some(id) = value.and_then(|v| v.into_json().ok()).as_ref().and_then(json_id) {
+                    named.push((fetch.subgraph.clone(), id));
                 }
             }
         }
         for name in self.index_names() {
             self.poll(&name).await?;
-            let def = self.index(&name)?;
-            for source in &def.sources {
-                let owner = self
+        }
+        let mut changes = Vec::new();
+        for (subgraph, id) in named {
+            for t in self.schema().types() {
+                let owned = self
                     .schema()
-                    .object(&source.entity)
-                    .and_then(|o| o.owner.as_ref());
-                let ids: Vec<String> = named
-                    .iter()
-                    .filter(|(subgraph, _)| owner.is_some_and(|o| &o.subgraph == subgraph))
-                    .map(|(_, id)| id.clone())
-                    .collect();
-                if !ids.is_empty() {
-                    self.rebuild(&name, &source.entity, &ids).await?;
+                    .object(&t.name)
+                    .and_then(|o| o.owner.as_ref())
+                    .is_some_and(|o| o.subgraph == subgraph);
+                if owned {
+                    changes.push(Change {
+                        type_name: t.name.to_string(),
+                        id: id.clone(),
+                        op: ChangeOp::Update,
+                    });
                 }
             }
         }
+        self.apply(&changes).await?;
         Ok(())
     }
 
-    /// Polls every `interval` and reconciles every `reconcile_every`, until
-    /// the task is dropped. Failures are logged and retried next time.
-    pub async fn run(self: Arc<Self>, interval: Duration, reconcile_every: Duration) {
+    /// Applies changes as they arrive (the services' change events, read
+    /// repairs from search), a batch at a time, until every sender is gone.
+    pub async fn follow(self: Arc<Self>, mut changes: mpsc::Receiver<Change>) {
+        const BATCH: usize = 1000;
+        while let Some(first) = changes.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match changes.try_recv() {
+                    Ok(c) => batch.push(c),
+                    Err(_) => break,
+                }
+            }
+            // Retried with backoff: a service that is briefly down must not lose the change.
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match self.apply(&batch).await {
+                    Ok(r) => {
+                        if r.changed() {
+                            tracing::debug!(
+                                changes = batch.len(),
+                                written = r.written,
+                                deleted = r.deleted,
+                                "changes applied"
+                            );
+                        }
+                        break;
+                    }
+                    Err(e) if delay < Duration::from_secs(30) => {
+                        tracing::warn!(error = %e, changes = batch.len(), "applying changes failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay *= 2;
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, changes = batch.len(), "applying changes failed; the next scan or reconcile repairs them");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls every `poll` interval, scans for deletes every `scan` and
+    /// reconciles every `reconcile`, until the task is dropped. Failures are
+    /// logged and retried next time.
+    pub async fn run(self: Arc<Self>, intervals: Intervals) {
+        let mut last_scan = Instant::now();
         let mut last_reconcile = Instant::now();
         loop {
-            tokio::time::sleep(interval).await;
-            let reconcile = last_reconcile.elapsed() >= reconcile_every;
+            tokio::time::sleep(intervals.poll).await;
+            let reconcile = last_reconcile.elapsed() >= intervals.reconcile;
+            let scan = !reconcile && last_scan.elapsed() >= intervals.scan;
             for name in self.index_names() {
-                let result = if reconcile {
-                    self.reconcile(&name).await
+                let step = if reconcile {
+                    "reconcile"
+                } else if scan {
+                    "scan"
                 } else {
-                    self.poll(&name).await
+                    "poll"
+                };
+                let result = match step {
+                    "reconcile" => self.reconcile(&name).await,
+                    "scan" => match self.poll(&name).await {
+                        Ok(mut r) => self.scan(&name).await.map(|s| {
+                            r.add(s);
+                            r
+                        }),
+                        Err(e) => Err(e),
+                    },
+                    _ => self.poll(&name).await,
                 };
                 match result {
-                    Ok(r) if r.written + r.deleted > 0 => {
-                        tracing::info!(index = %name, written = r.written, deleted = r.deleted, "index synced")
-                    }
+                    Ok(r) if r.changed() => tracing::info!(
+                        index = %name, step, written = r.written, deleted = r.deleted, failed = r.failed,
+                        "index synced"
+                    ),
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(index = %name, error = %e, "sync failed; retrying next time"),
+                    Err(e) => {
+                        tracing::warn!(index = %name, step, error = %e, "sync failed; retrying next time")
+                    }
                 }
             }
             if reconcile {
                 last_reconcile = Instant::now();
+                last_scan = Instant::now();
+            } else if scan {
+                last_scan = Instant::now();
             }
         }
     }
 }
 
-/// The first steps of the source's denormalized paths.
-fn relations(source: &IndexSource) -> Vec<&str> {
-    let mut out: Vec<&str> = Vec::new();
-    for f in &source.fields {
-        if let Some(first) = f.path.as_ref().and_then(|p| p.first()) {
-            if !out.contains(&first.as_str()) {
-                out.push(first.as_str());
-            }
-        }
-    }
-    out
+fn changes_of(source: &SourceModel) -> Result<&Changes, SyncError> {
+    source.changes.as_ref().ok_or_else(|| SyncError::Source {
+        what: source.builder.entity().to_string(),
+        message: "the type has no @changes".into(),
+    })
 }
 
-/// Equal apart from the version (a dependency rebuild may carry another one).
+/// Equal apart from the version (the time of the read).
 fn same_document(a: &Document, b: &Document) -> bool {
     a.len() == b.len()
         && a.iter()
@@ -667,13 +1011,6 @@ fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
         (Value::Number(x), Value::Number(y)) => x.as_f64() == y.as_f64(),
         _ => a == b,
-    }
-}
-
-fn json_str(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }
 

@@ -27,6 +27,9 @@ pub struct StackOptions {
     pub max_batch_size: usize,
     /// Serve `@search` fields from in-memory indexes (built by the test).
     pub search: bool,
+    /// The services announce their writes and the synchronizer applies
+    /// them at once, as in `tessera demo` (needs `search`).
+    pub events: bool,
 }
 
 impl Default for StackOptions {
@@ -36,6 +39,7 @@ impl Default for StackOptions {
             timeout: Duration::from_secs(5),
             max_batch_size: 500,
             search: false,
+            events: false,
         }
     }
 }
@@ -46,8 +50,15 @@ impl Stack {
     }
 
     pub async fn start_with(options: StackOptions) -> Self {
+        let events = tessera_subgraphs::ChannelSink::new(100_000);
+        let announced = events.subscribe();
         let service_options = ServiceOptions {
             scale: options.scale,
+            sink: if options.events {
+                Arc::new(events)
+            } else {
+                Arc::new(tessera_subgraphs::NullSink)
+            },
             ..ServiceOptions::default()
         };
         let running = tessera_subgraphs::spawn_all("127.0.0.1".parse().expect("ip"), 0, &service_options)
@@ -69,6 +80,13 @@ impl Stack {
         let (gateway, search) = if options.search {
             let built =
                 tessera::build(&config, include_str!("../../schema.graphql")).expect("gateway builds");
+            if options.events {
+                tokio::spawn(tessera::sync::events::forward(
+                    announced,
+                    Arc::clone(built.syncer.schema()),
+                    built.changes.clone(),
+                ));
+            }
             (Arc::clone(&built.gateway), Some(built))
         } else {
             let gateway = tessera::build_gateway(&config, include_str!("../../schema.graphql"))
@@ -214,6 +232,84 @@ impl Drop for Stack {
         for tx in self.shutdown.drain(..) {
             let _ = tx.send(());
         }
+    }
+}
+
+/// Every document of an index, by id.
+pub async fn documents(backend: &dyn tessera::search::SearchBackend, index: &str) -> HashMap<String, Value> {
+    let all = tessera::search::Filter::Range {
+        field: tessera::search::ID_FIELD.into(),
+        gte: None,
+        gt: None,
+        lte: None,
+        lt: None,
+    };
+    let ids = backend.ids_where(index, &all).await.expect("ids");
+    let docs = backend.get(index, &ids).await.expect("docs");
+    ids.into_iter()
+        .zip(docs)
+        .map(|(id, doc)| (id, Value::Object(doc.expect("present"))))
+        .collect()
+}
+
+impl Stack {
+    /// Asserts that every index of this stack's gateway holds exactly what
+    /// a fresh backfill of the same services builds (versions aside: they
+    /// are the times the rows were read).
+    pub async fn assert_indexes_match_a_fresh_backfill(&self) {
+        let mut config = self.config.clone();
+        config.search.in_memory = true;
+        let fresh = tessera::build(&config, include_str!("../../schema.graphql")).expect("fresh");
+        let synced = &*self
+            .search
+            .as_ref()
+            .expect("stack started with search: true")
+            .backend;
+        for index in ["contracts", "feed"] {
+            fresh
+                .syncer
+                .backfill(index, false, &|_| {})
+                .await
+                .expect("backfill");
+            let mut synced = documents(synced, index).await;
+            let rebuilt = documents(&*fresh.backend, index).await;
+            for (id, doc) in &rebuilt {
+                let mut a = synced.remove(id).unwrap_or(Value::Null);
+                let mut b = doc.clone();
+                a.as_object_mut().map(|o| o.remove("_version"));
+                b.as_object_mut().map(|o| o.remove("_version"));
+                assert_eq!(a, b, "{index}: document {id}");
+            }
+            assert!(
+                synced.is_empty(),
+                "{index}: documents whose rows are gone: {:?}",
+                synced.keys()
+            );
+        }
+    }
+
+    /// Runs a mutation on a service directly (never through the gateway).
+    pub async fn write(&self, service: &str, mutation: &str, variables: Value) -> Value {
+        self.subgraph(service, mutation, variables).await
+    }
+}
+
+/// Waits until `check` holds, up to `within`; panics with `what` otherwise.
+pub async fn eventually<F, Fut>(within: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
 

@@ -571,26 +571,27 @@ async fn deletes_win_over_older_upserts() -> TestResult {
 }
 
 #[tokio::test]
-async fn invalid_documents_fail_the_whole_batch() -> TestResult {
+async fn invalid_documents_are_rejected_alone() -> TestResult {
     let backend = backend_with_index().await?;
     let b = backend.as_ref();
     let mut bad = doc("x", 1, 1);
     bad.insert("amount".into(), json!("lots"));
-    let err = b
-        .upsert("contracts", vec![doc("ok", 1, 1), bad])
-        .await
-        .expect_err("amount must be an integer");
-    assert!(matches!(&err, SearchError::InvalidDocument { id, .. } if id == "x"));
-    assert!(err.to_string().contains("`amount`"), "{err}");
-    assert_eq!(b.count("contracts").await?, 0, "nothing of the batch was written");
+    let out = b.upsert("contracts", vec![doc("ok", 1, 1), bad]).await?;
+    assert_eq!(out.written, 1);
+    assert_eq!(out.rejected.len(), 1, "{out:?}");
+    assert_eq!(out.rejected[0].id, "x");
+    assert!(out.rejected[0].reason.contains("`amount`"), "{out:?}");
+    assert_eq!(b.count("contracts").await?, 1, "the valid document was written");
 
     let no_version = json!({"id": "v"}).as_object().cloned().unwrap_or_default();
-    assert!(b.upsert("contracts", vec![no_version]).await.is_err());
     let no_id = json!({"_version": 1}).as_object().cloned().unwrap_or_default();
-    assert!(b.upsert("contracts", vec![no_id]).await.is_err());
     let mut sorted_array = doc("y", 1, 1);
     sorted_array.insert("managerName".into(), json!(["a", "b"]));
-    assert!(b.upsert("contracts", vec![sorted_array]).await.is_err());
+    let out = b
+        .upsert("contracts", vec![no_version, no_id, sorted_array])
+        .await?;
+    assert_eq!((out.written, out.rejected.len()), (0, 3), "{out:?}");
+    assert_eq!(b.count("contracts").await?, 1);
     Ok(())
 }
 

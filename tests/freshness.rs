@@ -1,0 +1,376 @@
+//! Integrated lists stay right when rows are deleted in the services, by
+//! every path a delete can take: the services' change events (at once), the
+//! id scan (for services that announce nothing), the reconcile (the safety
+//! net), and read repair (a search that meets a hit whose entity is gone).
+//! Deletes go straight to the services' own mutations, never through the
+//! gateway.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, Stack, StackOptions};
+use serde_json::{json, Value};
+
+async fn stack(scale: u64, events: bool) -> Stack {
+    let stack = Stack::start_with(StackOptions {
+        scale,
+        search: true,
+        events,
+        ..StackOptions::default()
+    })
+    .await;
+    for index in ["contracts", "feed"] {
+        stack
+            .syncer()
+            .backfill(index, false, &|_| {})
+            .await
+            .expect("backfill");
+    }
+    stack
+}
+
+fn relay(id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("MemberNode:{id}"))
+}
+
+async fn count(stack: &Stack, filter: Value) -> u64 {
+    let data = stack
+        .data(
+            "query($f: ContractFilter) { contractSearch(filter: $f, first: 0) { totalCount } }",
+            json!({"f": filter}),
+        )
+        .await;
+    data["contractSearch"]["totalCount"].as_u64().expect("totalCount")
+}
+
+/// Rows picked for deletion, and what the index says about them before.
+struct Victims {
+    contract: i64,
+    /// A contract whose newest row is the settlement deleted.
+    settled_contract: i64,
+    settlement: i64,
+    settlements_before: u64,
+    member: i64,
+    member_name: String,
+    staff: i64,
+    staff_name: String,
+    product: i64,
+    post: i64,
+}
+
+/// Makes each victim the newest row of the documents it is part of (an
+/// update), lets the index see that, then deletes it in its service.
+async fn delete_newest_rows(stack: &Stack, poll: bool) -> Victims {
+    // A contract with at least two settlements; its last one goes.
+    let settlements = stack
+        .subgraph(
+            "settlements",
+            "{ settlements(limit: 1000) { id contractId } }",
+            json!({}),
+        )
+        .await;
+    let mut by_contract: std::collections::BTreeMap<i64, Vec<i64>> = Default::default();
+    for s in settlements["settlements"].as_array().expect("settlements") {
+        by_contract
+            .entry(s["contractId"].as_i64().expect("contractId"))
+            .or_default()
+            .push(s["id"].as_i64().expect("id"));
+    }
+    let (&settled_contract, ids) = by_contract
+        .iter()
+        .find(|(_, ids)| ids.len() >= 2)
+        .expect("a contract with settlements");
+    let settlement = *ids.last().expect("one");
+    let settlements_before = ids.len() as u64;
+
+    let member = 7;
+    let member_name = "Soon Gone Member".to_string();
+    let staff = 3;
+    let staff_name = "Soon Gone Manager".to_string();
+    stack
+        .write(
+            "settlements",
+            "mutation($id: Int!) { updateSettlement(id: $id, amount: \"12345.00\") { id } }",
+            json!({"id": settlement}),
+        )
+        .await;
+    stack
+        .write(
+            "members",
+            "mutation($id: ID!, $n: String!) { updateMember(id: $id, input: {name: $n}) { ok } }",
+            json!({"id": relay(member), "n": member_name}),
+        )
+        .await;
+    stack
+        .write(
+            "staff",
+            "mutation($id: Int!, $n: String!) { updateStaff(id: $id, name: $n) { id } }",
+            json!({"id": staff, "n": staff_name}),
+        )
+        .await;
+    if poll {
+        for index in ["contracts", "feed"] {
+            stack.syncer().poll(index).await.expect("poll");
+        }
+        assert!(count(stack, json!({"memberName": {"eq": member_name}})).await > 0);
+        assert!(count(stack, json!({"managerName": {"eq": staff_name}})).await > 0);
+    }
+    let deletes = [
+        (
+            "settlements",
+            "mutation($id: Int!) { deleteSettlement(id: $id) }",
+            json!({"id": settlement}),
+        ),
+        (
+            "members",
+            "mutation($id: ID!) { deleteMember(id: $id) { ok } }",
+            json!({"id": relay(member)}),
+        ),
+        (
+            "staff",
+            "mutation($id: Int!) { deleteStaff(id: $id) }",
+            json!({"id": staff}),
+        ),
+        (
+            "contracts",
+            "mutation($id: Int!) { delete_contract(id: $id) }",
+            json!({"id": 11}),
+        ),
+        (
+            "products",
+            "mutation($id: ID!) { delete_product(id: $id) }",
+            json!({"id": "5"}),
+        ),
+        (
+            "posts",
+            "mutation($id: ID!) { deletePost(id: $id) }",
+            json!({"id": "9"}),
+        ),
+    ];
+    for (service, mutation, vars) in deletes {
+        let done = stack.write(service, mutation, vars).await;
+        assert_ne!(done, json!(null), "{service}: {done}");
+    }
+    Victims {
+        contract: 11,
+        settled_contract,
+        settlement,
+        settlements_before,
+        member,
+        member_name,
+        staff,
+        staff_name,
+        product: 5,
+        post: 9,
+    }
+}
+
+/// What a client sees once the deletes are applied.
+async fn assert_deletes_visible(stack: &Stack, v: &Victims) {
+    assert_eq!(
+        count(stack, json!({"memberName": {"eq": v.member_name}})).await,
+        0
+    );
+    assert_eq!(
+        count(stack, json!({"managerName": {"eq": v.staff_name}})).await,
+        0
+    );
+    // The contracts keep their ids; the rows behind them are gone.
+    for (filter, relation) in [("memberId", "member"), ("managerId", "manager")] {
+        let id = if relation == "member" { v.member } else { v.staff };
+        let query = format!(
+            "query($id: [ID!]) {{ contractSearch(filter: {{{filter}: $id}}) {{ edges {{ node {{ id {relation} {{ id }} }} }} }} }}"
+        );
+        let page = stack.data(&query, json!({"id": [id.to_string()]})).await;
+        let edges = page["contractSearch"]["edges"].as_array().expect("edges");
+        assert!(!edges.is_empty(), "{relation} {id} had contracts");
+        for e in edges {
+            assert_eq!(e["node"][relation], json!(null), "{e}");
+        }
+    }
+    let doc = stack
+        .search
+        .as_ref()
+        .expect("search")
+        .backend
+        .get("contracts", &[format!("Contract:{:0>20}", v.settled_contract)])
+        .await
+        .expect("get");
+    let doc = doc[0].as_ref().expect("the contract is indexed");
+    assert_eq!(doc["settlementCount"], json!(v.settlements_before - 1), "{doc:?}");
+    assert!(!doc["_refs_Settlement"]
+        .as_array()
+        .expect("refs")
+        .contains(&json!(v.settlement.to_string())));
+    for (index, id) in [
+        ("contracts", format!("Contract:{:0>20}", v.contract)),
+        ("feed", format!("Product:{:0>20}", v.product)),
+        ("feed", format!("Post:{:0>20}", v.post)),
+    ] {
+        let got = stack
+            .search
+            .as_ref()
+            .expect("search")
+            .backend
+            .get(index, std::slice::from_ref(&id))
+            .await
+            .expect("get");
+        assert_eq!(got, vec![None], "{index}: {id} is still indexed");
+    }
+}
+
+#[tokio::test]
+async fn an_id_scan_applies_deletes_no_event_announced() {
+    let stack = stack(120, false).await;
+    let victims = delete_newest_rows(&stack, true).await;
+    // Polling alone cannot see a delete.
+    for index in ["contracts", "feed"] {
+        stack.syncer().poll(index).await.expect("poll");
+    }
+    assert!(count(&stack, json!({"memberName": {"eq": victims.member_name}})).await > 0);
+    let mut deleted = 0;
+    for index in ["contracts", "feed"] {
+        let report = stack.syncer().scan(index).await.expect("scan");
+        assert_eq!(report.failed, 0);
+        deleted += report.deleted;
+    }
+    assert_eq!(deleted, 3, "a contract, a product and a post");
+    assert_deletes_visible(&stack, &victims).await;
+    stack.assert_indexes_match_a_fresh_backfill().await;
+}
+
+#[tokio::test]
+async fn reconcile_repairs_deletes_of_the_newest_contributing_row() {
+    let stack = stack(120, false).await;
+    let victims = delete_newest_rows(&stack, true).await;
+    for index in ["contracts", "feed"] {
+        let report = stack.syncer().reconcile(index).await.expect("reconcile");
+        assert_eq!((report.failed, report.skipped), (0, 0), "{index}: {report:?}");
+        assert!(report.written > 0, "{index}: {report:?}");
+    }
+    assert_deletes_visible(&stack, &victims).await;
+    stack.assert_indexes_match_a_fresh_backfill().await;
+    // A second reconcile finds nothing to do.
+    for index in ["contracts", "feed"] {
+        let report = stack.syncer().reconcile(index).await.expect("reconcile");
+        assert_eq!((report.written, report.deleted), (0, 0), "{index}: {report:?}");
+    }
+}
+
+#[tokio::test]
+async fn change_events_apply_deletes_at_once() {
+    let stack = stack(120, true).await;
+    let victims = delete_newest_rows(&stack, false).await;
+    // No poll, no scan: the services' events alone.
+    eventually(Duration::from_secs(10), "the deletes are searchable", || async {
+        count(&stack, json!({"memberName": {"eq": victims.member_name}})).await == 0
+            && count(&stack, json!({"managerName": {"eq": victims.staff_name}})).await == 0
+            && stack
+                .search
+                .as_ref()
+                .expect("search")
+                .backend
+                .get("feed", &[format!("Post:{:0>20}", victims.post)])
+                .await
+                .expect("get")
+                == vec![None]
+    })
+    .await;
+    // Events carry no data: whatever order they are applied in, the index
+    // ends where a fresh backfill starts.
+    eventually(
+        Duration::from_secs(10),
+        "the settlement count follows",
+        || async {
+            let doc = stack
+                .search
+                .as_ref()
+                .expect("search")
+                .backend
+                .get(
+                    "contracts",
+                    &[format!("Contract:{:0>20}", victims.settled_contract)],
+                )
+                .await
+                .expect("get");
+            doc[0]
+                .as_ref()
+                .is_some_and(|d| d["settlementCount"] == json!(victims.settlements_before - 1))
+        },
+    )
+    .await;
+    assert_deletes_visible(&stack, &victims).await;
+    stack.assert_indexes_match_a_fresh_backfill().await;
+}
+
+const PRODUCTS_PAGE: &str = "{ feed(first: 2, filter: {types: [PRODUCT]}) { totalCount edges { node { __typename id title ... on Product { price category } } } } }";
+
+#[tokio::test]
+async fn a_hit_whose_entity_is_gone_is_left_out_and_repaired() {
+    let stack = stack(120, false).await;
+    let before = stack.data(PRODUCTS_PAGE, json!({})).await;
+    let edges = before["feed"]["edges"].as_array().expect("edges").clone();
+    assert_eq!(edges.len(), 2);
+    let gone = edges[0]["node"]["id"].as_str().expect("id").to_string();
+    let kept = edges[1]["node"]["id"].clone();
+    stack
+        .write(
+            "products",
+            "mutation($id: ID!) { delete_product(id: $id) }",
+            json!({"id": gone}),
+        )
+        .await;
+
+    // The page is served without the stale hit: no error, no null.
+    let (status, body) = stack.post(json!({"query": PRODUCTS_PAGE})).await;
+    assert_eq!(status, 200);
+    assert!(body.get("errors").is_none(), "{body}");
+    let edges = body["data"]["feed"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), 1, "{body}");
+    assert_eq!(edges[0]["node"]["id"], kept);
+    assert!(edges[0]["node"]["price"].is_string(), "{body}");
+
+    // And the document is repaired at once (read repair), without a sync pass.
+    let total = before["feed"]["totalCount"].as_u64().expect("total");
+    eventually(
+        Duration::from_secs(5),
+        "the stale document is deleted",
+        || async { stack.data(PRODUCTS_PAGE, json!({})).await["feed"]["totalCount"] == json!(total - 1) },
+    )
+    .await;
+    let page = stack.data(PRODUCTS_PAGE, json!({})).await;
+    assert_eq!(page["feed"]["edges"].as_array().expect("edges").len(), 2);
+}
+
+#[tokio::test]
+async fn a_failing_service_nulls_only_the_nodes_it_hydrates() {
+    let stack = stack(120, false).await;
+    stack.faults("posts", json!({"error_ratio": 1.0})).await;
+    let query = "{ feed(first: 30) { totalCount edges { cursor node { __typename id ... on Post { likeCount } ... on Product { price } ... on Event { location } } } } }";
+    let (status, body) = stack.post(json!({"query": query})).await;
+    assert_eq!(status, 200);
+    let edges = body["data"]["feed"]["edges"]
+        .as_array()
+        .expect("the feed is served");
+    assert_eq!(edges.len(), 30, "{body}");
+    let mut posts = 0;
+    for (i, e) in edges.iter().enumerate() {
+        assert!(e["cursor"].is_string());
+        if e["node"].is_null() {
+            posts += 1;
+            let errors = body["errors"].as_array().expect("errors");
+            assert!(
+                errors
+                    .iter()
+                    .any(|x| x["path"].as_array().is_some_and(|p| p.get(2) == Some(&json!(i)))),
+                "no error at edge {i}: {body}"
+            );
+        } else {
+            assert_ne!(e["node"]["__typename"], "Post", "{e}");
+            assert!(e["node"]["id"].is_string());
+        }
+    }
+    assert!(posts > 0, "the page holds posts: {body}");
+}
