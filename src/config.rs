@@ -51,6 +51,11 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SearchConfig {
+    /// Which engine holds the indexes: "tantivy" (embedded, the default) or
+    /// "opensearch" (a cluster shared by every gateway replica).
+    pub backend: BackendName,
+    /// The OpenSearch cluster, for `backend = "opensearch"`.
+    pub opensearch: OpenSearchConfig,
     /// Where the embedded index (tantivy) keeps its files.
     pub data_dir: PathBuf,
     /// Keep indexes in memory only: nothing on disk, rebuilt on every start.
@@ -60,6 +65,55 @@ pub struct SearchConfig {
     /// How each search field is answered: "index" (default) or "merge"
     /// (k-way merge of the index's sources, no index needed).
     pub strategies: BTreeMap<String, StrategyName>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendName {
+    Tantivy,
+    OpenSearch,
+}
+
+/// How to reach OpenSearch (or Elasticsearch). Credentials come from the
+/// environment only: `TESSERA_OPENSEARCH_USERNAME`, `TESSERA_OPENSEARCH_PASSWORD`.
+///
+/// ```toml
+/// [search.opensearch]
+/// url = "http://127.0.0.1:9200"
+/// index_prefix = "tessera_"
+/// timeout = "5s"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenSearchConfig {
+    pub url: String,
+    /// Put before every index and alias name, so deployments can share a cluster.
+    pub index_prefix: String,
+    /// Per request to the cluster; slower is `SEARCH_UNAVAILABLE`.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Primary shards of each new index.
+    pub shards: u32,
+    /// Replicas of each shard of a new index (0 on a one-node cluster).
+    pub replicas: u32,
+    #[serde(skip)]
+    pub username: Option<String>,
+    #[serde(skip)]
+    pub password: Option<String>,
+}
+
+impl Default for OpenSearchConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://127.0.0.1:9200".into(),
+            index_prefix: String::new(),
+            timeout: Duration::from_secs(5),
+            shards: 1,
+            replicas: 1,
+            username: None,
+            password: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -96,6 +150,8 @@ pub struct SyncConfig {
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
+            backend: BackendName::Tantivy,
+            opensearch: OpenSearchConfig::default(),
             data_dir: PathBuf::from("data/index"),
             in_memory: false,
             cursor_secret: "tessera-development-cursor-secret".into(),
@@ -247,6 +303,25 @@ impl Config {
                 message: format!("\"{listen}\" is not an address like 127.0.0.1:4000"),
             })?;
         }
+        if let Ok(backend) = std::env::var("TESSERA_SEARCH_BACKEND") {
+            self.search.backend = match backend.as_str() {
+                "tantivy" => BackendName::Tantivy,
+                "opensearch" => BackendName::OpenSearch,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "TESSERA_SEARCH_BACKEND".into(),
+                        message: format!(
+                            "\"{other}\" is not a search backend; write \"tantivy\" or \"opensearch\""
+                        ),
+                    })
+                }
+            };
+        }
+        if let Ok(url) = std::env::var("TESSERA_OPENSEARCH_URL") {
+            self.search.opensearch.url = url;
+        }
+        self.search.opensearch.username = std::env::var("TESSERA_OPENSEARCH_USERNAME").ok();
+        self.search.opensearch.password = std::env::var("TESSERA_OPENSEARCH_PASSWORD").ok();
         for (name, subgraph) in &mut self.subgraphs {
             let var = format!("TESSERA_SUBGRAPH_{}_URL", name.to_uppercase());
             if let Ok(url) = std::env::var(&var) {
@@ -294,6 +369,48 @@ impl Config {
                 return Err(ConfigError::Invalid {
                     key: key.into(),
                     message: "must be more than zero, e.g. \"5s\"".into(),
+                });
+            }
+        }
+        if self.search.backend == BackendName::OpenSearch {
+            let os = &self.search.opensearch;
+            let parsed = reqwest::Url::parse(&os.url).map_err(|e| ConfigError::Invalid {
+                key: "search.opensearch.url".into(),
+                message: format!(
+                    "\"{}\" is not a URL ({e}); write e.g. \"http://127.0.0.1:9200\"",
+                    os.url
+                ),
+            })?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid {
+                    key: "search.opensearch.url".into(),
+                    message: format!("\"{}\" must start with http:// or https://", os.url),
+                });
+            }
+            if os.timeout.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key: "search.opensearch.timeout".into(),
+                    message: "must be more than zero, e.g. \"5s\"".into(),
+                });
+            }
+            if os.shards == 0 {
+                return Err(ConfigError::Invalid {
+                    key: "search.opensearch.shards".into(),
+                    message: "must be at least 1".into(),
+                });
+            }
+            if !os
+                .index_prefix
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                || os.index_prefix.starts_with(['_', '-'])
+            {
+                return Err(ConfigError::Invalid {
+                    key: "search.opensearch.index_prefix".into(),
+                    message: format!(
+                        "\"{}\": OpenSearch index names take lowercase letters, digits, `_` and `-`, not first",
+                        os.index_prefix
+                    ),
                 });
             }
         }

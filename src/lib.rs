@@ -70,18 +70,39 @@ pub struct Tessera {
 const CHANGE_QUEUE: usize = 10_000;
 
 /// Builds the gateway, opens the search backend (tantivy in
-/// `search.data_dir`, or in memory) and wires read-your-writes.
+/// `search.data_dir` or in memory, or an OpenSearch client) and wires
+/// read-your-writes.
 pub fn build(config: &Config, schema_sdl: &str) -> Result<Tessera, StartError> {
-    let backend: Arc<dyn search::SearchBackend> = if config.search.in_memory {
-        Arc::new(search::TantivyBackend::in_memory())
-    } else {
-        std::fs::create_dir_all(&config.search.data_dir).map_err(|e| search::SearchError::Backend {
-            index: config.search.data_dir.display().to_string(),
-            message: e.to_string(),
-        })?;
-        Arc::new(search::TantivyBackend::open(&config.search.data_dir)?)
-    };
-    build_with_backend(config, schema_sdl, backend)
+    build_with_backend(config, schema_sdl, search_backend(config)?)
+}
+
+/// The search backend `config` names. An OpenSearch client connects lazily:
+/// see [`Tessera::check_indexes`].
+pub fn search_backend(config: &Config) -> Result<Arc<dyn search::SearchBackend>, StartError> {
+    Ok(match config.search.backend {
+        config::BackendName::OpenSearch => {
+            let os = &config.search.opensearch;
+            Arc::new(search::OpenSearchBackend::new(search::OpenSearchOptions {
+                url: os.url.clone(),
+                index_prefix: os.index_prefix.clone(),
+                username: os.username.clone(),
+                password: os.password.clone(),
+                timeout: os.timeout,
+                shards: os.shards,
+                replicas: os.replicas,
+            })?)
+        }
+        config::BackendName::Tantivy if config.search.in_memory => {
+            Arc::new(search::TantivyBackend::in_memory())
+        }
+        config::BackendName::Tantivy => {
+            std::fs::create_dir_all(&config.search.data_dir).map_err(|e| search::SearchError::Backend {
+                index: config.search.data_dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+            Arc::new(search::TantivyBackend::open(&config.search.data_dir)?)
+        }
+    })
 }
 
 /// [`build`] with a given search backend.

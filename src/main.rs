@@ -102,7 +102,11 @@ enum SyncAction {
     Scan { index: String },
     /// Rebuild every document, write those that differ, delete those whose row is gone.
     Reconcile { index: String },
-    /// Show each index's document count and checkpoint.
+    /// Build a new physical index beside the live one, catch up, swap the alias.
+    Reindex { index: String },
+    /// Point the alias back at the previous physical index (brought up to date first).
+    Rollback { index: String },
+    /// List the physical indexes, their aliases, document counts and lag.
     Status,
 }
 
@@ -265,11 +269,57 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
                 bail!("{} document(s) could not be written", r.failed);
             }
         }
+        SyncAction::Reindex { index } => {
+            let started = Instant::now();
+            let r = syncer.reindex(&index, &progress_printer(&index)).await?;
+            eprintln!();
+            println!(
+                "{index}: now {} ({} documents, caught up: {} written, {} deleted) in {:.1}s; previous {} kept for rollback{}",
+                r.current,
+                r.documents,
+                r.caught_up.written,
+                r.caught_up.deleted,
+                started.elapsed().as_secs_f64(),
+                r.previous.as_deref().unwrap_or("(none)"),
+                if r.dropped.is_empty() {
+                    String::new()
+                } else {
+                    format!("; dropped {}", r.dropped.join(", "))
+                }
+            );
+        }
+        SyncAction::Rollback { index } => {
+            let (now, was) = syncer.rollback(&index).await?;
+            println!("{index}: now {now} (was {was}, kept)");
+        }
         SyncAction::Status => {
-            for index in syncer.index_names() {
-                let count = tessera.backend.count(&index).await.unwrap_or(0);
-                let checkpoint = syncer.checkpoint(&index).await.ok().flatten();
-                println!("{index}: {count} documents, {checkpoint:?}");
+            println!(
+                "{:<16} {:<12} {:>10} {:>10}  state",
+                "index", "alias", "documents", "lag"
+            );
+            for s in syncer.status().await? {
+                let state = match &s.checkpoint {
+                    Some(tessera::sync::Checkpoint::Live { watermark }) => {
+                        format!("live, synced to {watermark}")
+                    }
+                    Some(tessera::sync::Checkpoint::Backfill { done, .. }) => {
+                        format!("backfill at {done} documents")
+                    }
+                    None => "empty".into(),
+                };
+                let lag = s
+                    .lag
+                    .map(|l| format!("{:.1}s", l.as_secs_f64()))
+                    .unwrap_or_else(|| "-".into());
+                let aliases = if s.aliases.is_empty() {
+                    "-".into()
+                } else {
+                    s.aliases.join(",")
+                };
+                println!(
+                    "{:<16} {:<12} {:>10} {:>10}  {state}",
+                    s.physical, aliases, s.documents, lag
+                );
             }
         }
     }

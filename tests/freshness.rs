@@ -5,18 +5,20 @@
 //! Deletes go straight to the services' own mutations, never through the
 //! gateway.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Stack, StackOptions};
+use common::{eventually, Backend, Stack, StackOptions};
 use serde_json::{json, Value};
 
-async fn stack(scale: u64, events: bool) -> Stack {
+async fn stack(scale: u64, events: bool, backend: Backend) -> Stack {
     let stack = Stack::start_with(StackOptions {
         scale,
         search: true,
         events,
+        backend,
         ..StackOptions::default()
     })
     .await;
@@ -221,9 +223,8 @@ async fn assert_deletes_visible(stack: &Stack, v: &Victims) {
     }
 }
 
-#[tokio::test]
-async fn an_id_scan_applies_deletes_no_event_announced() {
-    let stack = stack(120, false).await;
+async fn an_id_scan_applies_deletes_no_event_announced(backend: Backend) {
+    let stack = stack(120, false, backend.clone()).await;
     let victims = delete_newest_rows(&stack, true).await;
     // Polling alone cannot see a delete.
     for index in ["contracts", "feed"] {
@@ -241,9 +242,8 @@ async fn an_id_scan_applies_deletes_no_event_announced() {
     stack.assert_indexes_match_a_fresh_backfill().await;
 }
 
-#[tokio::test]
-async fn reconcile_repairs_deletes_of_the_newest_contributing_row() {
-    let stack = stack(120, false).await;
+async fn reconcile_repairs_deletes_of_the_newest_contributing_row(backend: Backend) {
+    let stack = stack(120, false, backend.clone()).await;
     let victims = delete_newest_rows(&stack, true).await;
     for index in ["contracts", "feed"] {
         let report = stack.syncer().reconcile(index).await.expect("reconcile");
@@ -259,9 +259,8 @@ async fn reconcile_repairs_deletes_of_the_newest_contributing_row() {
     }
 }
 
-#[tokio::test]
-async fn change_events_apply_deletes_at_once() {
-    let stack = stack(120, true).await;
+async fn change_events_apply_deletes_at_once(backend: Backend) {
+    let stack = stack(120, true, backend.clone()).await;
     let victims = delete_newest_rows(&stack, false).await;
     // No poll, no scan: the services' events alone.
     eventually(Duration::from_secs(10), "the deletes are searchable", || async {
@@ -307,9 +306,8 @@ async fn change_events_apply_deletes_at_once() {
 
 const PRODUCTS_PAGE: &str = "{ feed(first: 2, filter: {types: [PRODUCT]}) { totalCount edges { node { __typename id title ... on Product { price category } } } } }";
 
-#[tokio::test]
-async fn a_hit_whose_entity_is_gone_is_left_out_and_repaired() {
-    let stack = stack(120, false).await;
+async fn a_hit_whose_entity_is_gone_is_left_out_and_repaired(backend: Backend) {
+    let stack = stack(120, false, backend.clone()).await;
     let before = stack.data(PRODUCTS_PAGE, json!({})).await;
     let edges = before["feed"]["edges"].as_array().expect("edges").clone();
     assert_eq!(edges.len(), 2);
@@ -344,9 +342,8 @@ async fn a_hit_whose_entity_is_gone_is_left_out_and_repaired() {
     assert_eq!(page["feed"]["edges"].as_array().expect("edges").len(), 2);
 }
 
-#[tokio::test]
-async fn a_failing_service_nulls_only_the_nodes_it_hydrates() {
-    let stack = stack(120, false).await;
+async fn a_failing_service_nulls_only_the_nodes_it_hydrates(backend: Backend) {
+    let stack = stack(120, false, backend.clone()).await;
     stack.faults("posts", json!({"error_ratio": 1.0})).await;
     let query = "{ feed(first: 30) { totalCount edges { cursor node { __typename id ... on Post { likeCount } ... on Product { price } ... on Event { location } } } } }";
     let (status, body) = stack.post(json!({"query": query})).await;
@@ -374,3 +371,11 @@ async fn a_failing_service_nulls_only_the_nodes_it_hydrates() {
     }
     assert!(posts > 0, "the page holds posts: {body}");
 }
+
+on_both_backends!(
+    an_id_scan_applies_deletes_no_event_announced,
+    reconcile_repairs_deletes_of_the_newest_contributing_row,
+    change_events_apply_deletes_at_once,
+    a_hit_whose_entity_is_gone_is_left_out_and_repaired,
+    a_failing_service_nulls_only_the_nodes_it_hydrates,
+);

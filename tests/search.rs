@@ -11,19 +11,21 @@
 //! - a mutation through the gateway is visible in the very next search;
 //! - bad input gets a clear error.
 
+#[macro_use]
 mod common;
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use common::{Stack, StackOptions};
+use common::{Backend, Stack, StackOptions};
 use serde_json::{json, Value};
 
-async fn stack(scale: u64) -> Stack {
+async fn stack(scale: u64, backend: Backend) -> Stack {
     let stack = Stack::start_with(StackOptions {
         scale,
         search: true,
+        backend,
         ..StackOptions::default()
     })
     .await;
@@ -348,9 +350,8 @@ async fn check_case(stack: &Stack, rows: &[Row], case: &Case, size: usize, round
     );
 }
 
-#[tokio::test]
-async fn every_cursor_walk_matches_a_brute_force_sort() {
-    let stack = stack(300).await;
+async fn every_cursor_walk_matches_a_brute_force_sort(backend: Backend) {
+    let stack = stack(300, backend.clone()).await;
     let rows = contract_rows(&stack).await;
     assert_eq!(rows.len(), 300);
     let mut rng = Rng(0x5eed_cafe);
@@ -376,9 +377,8 @@ async fn every_cursor_walk_matches_a_brute_force_sort() {
     }
 }
 
-#[tokio::test]
-async fn a_search_page_costs_one_request_per_joined_service() {
-    let stack = stack(300).await;
+async fn a_search_page_costs_one_request_per_joined_service(backend: Backend) {
+    let stack = stack(300, backend.clone()).await;
     stack.reset_stats().await;
     let data = stack
         .data(
@@ -507,9 +507,8 @@ fn feed_expected(rows: &[(String, String, i64)], types: Option<&[&str]>, desc: b
     kept.iter().map(|r| format!("{}:{}", r.1, r.2)).collect()
 }
 
-#[tokio::test]
-async fn merge_and_index_return_the_same_pages_even_when_skewed() {
-    let mut stack = stack(150).await;
+async fn merge_and_index_return_the_same_pages_even_when_skewed(backend: Backend) {
+    let mut stack = stack(150, backend.clone()).await;
     let mut config = stack.config.clone();
     config
         .search
@@ -651,9 +650,8 @@ async fn random_write(stack: &Stack, rng: &mut Rng, step: usize, scale: usize) {
     stack.write(service, mutation, vars).await;
 }
 
-#[tokio::test]
-async fn the_poller_and_the_id_scan_converge_to_a_fresh_backfill() {
-    let stack = stack(200).await;
+async fn the_poller_and_the_id_scan_converge_to_a_fresh_backfill(backend: Backend) {
+    let stack = stack(200, backend.clone()).await;
     let mut rng = Rng(0xfeed_beef);
     for step in 0..80 {
         random_write(&stack, &mut rng, step, 200).await;
@@ -672,9 +670,8 @@ async fn the_poller_and_the_id_scan_converge_to_a_fresh_backfill() {
     stack.assert_indexes_match_a_fresh_backfill().await;
 }
 
-#[tokio::test]
-async fn a_mutation_through_the_gateway_is_searchable_at_once() {
-    let stack = stack(100).await;
+async fn a_mutation_through_the_gateway_is_searchable_at_once(backend: Backend) {
+    let stack = stack(100, backend.clone()).await;
     let search = "query($t: String!) { contractSearch(filter: {text: $t}) { totalCount edges { node { id title } } } }";
     let created = stack
         .data(
@@ -735,9 +732,8 @@ async fn a_mutation_through_the_gateway_is_searchable_at_once() {
     );
 }
 
-#[tokio::test]
-async fn bad_search_input_gets_a_clear_error() {
-    let stack = stack(100).await;
+async fn bad_search_input_gets_a_clear_error(backend: Backend) {
+    let stack = stack(100, backend.clone()).await;
     let first = stack
         .data(
             "{ contractSearch(first: 2) { pageInfo { endCursor } } }",
@@ -809,9 +805,8 @@ async fn bad_search_input_gets_a_clear_error() {
     }
 }
 
-#[tokio::test]
-async fn every_playground_example_answers_without_errors() {
-    let stack = stack(300).await;
+async fn every_playground_example_answers_without_errors(backend: Backend) {
+    let stack = stack(300, backend.clone()).await;
     for example in tessera::http::EXAMPLES {
         let data = stack.data(example, json!({})).await;
         assert!(
@@ -828,11 +823,11 @@ async fn every_playground_example_answers_without_errors() {
     );
 }
 
-#[tokio::test]
-async fn an_interrupted_backfill_resumes_from_its_checkpoint() {
+async fn an_interrupted_backfill_resumes_from_its_checkpoint(backend: Backend) {
     let stack = Stack::start_with(StackOptions {
         scale: 200,
         search: true,
+        backend,
         ..StackOptions::default()
     })
     .await;
@@ -868,8 +863,8 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint() {
         syncer.checkpoint("feed").await.expect("checkpoint"),
         Some(tessera::sync::Checkpoint::Live { .. })
     ));
-    let backend = &stack.search.as_ref().expect("search").backend;
-    assert_eq!(backend.count("feed").await.expect("count"), total);
+    let index = &stack.search.as_ref().expect("search").backend;
+    assert_eq!(index.count("feed").await.expect("count"), total);
     let expected = feed_rows(&stack).await.len() as u64;
     assert_eq!(total, expected);
 }
@@ -902,9 +897,8 @@ async fn merge_gateway(stack: &mut Stack) -> String {
     stack.serve(Arc::clone(&merge.gateway)).await
 }
 
-#[tokio::test]
-async fn an_omitted_variable_means_the_arguments_default() {
-    let mut stack = stack(100).await;
+async fn an_omitted_variable_means_the_arguments_default(backend: Backend) {
+    let mut stack = stack(100, backend.clone()).await;
     let merge_url = merge_gateway(&mut stack).await;
     let index_url = stack.gateway.clone();
     let selection = "totalCount pageInfo { hasNextPage } edges { node { __typename id } }";
@@ -962,9 +956,8 @@ async fn an_omitted_variable_means_the_arguments_default() {
     );
 }
 
-#[tokio::test]
-async fn merge_pages_by_key_so_writes_between_pages_repeat_or_skip_nothing() {
-    let mut stack = stack(150).await;
+async fn merge_pages_by_key_so_writes_between_pages_repeat_or_skip_nothing(backend: Backend) {
+    let mut stack = stack(150, backend.clone()).await;
     let merge_url = merge_gateway(&mut stack).await;
     // Posts and events can bound their sort field: keyed pages.
     let filter = json!({"types": ["POST", "EVENT"]});
@@ -1056,9 +1049,8 @@ async fn merge_pages_by_key_so_writes_between_pages_repeat_or_skip_nothing() {
     }
 }
 
-#[tokio::test]
-async fn id_filters_take_integers_and_an_empty_page_has_no_next() {
-    let mut stack = stack(100).await;
+async fn id_filters_take_integers_and_an_empty_page_has_no_next(backend: Backend) {
+    let mut stack = stack(100, backend.clone()).await;
     let merge_url = merge_gateway(&mut stack).await;
     let ints = stack
         .data(
@@ -1104,3 +1096,17 @@ async fn id_filters_take_integers_and_an_empty_page_has_no_next() {
         assert!(page["totalCount"].as_u64() > Some(0));
     }
 }
+
+on_both_backends!(
+    every_cursor_walk_matches_a_brute_force_sort,
+    a_search_page_costs_one_request_per_joined_service,
+    merge_and_index_return_the_same_pages_even_when_skewed,
+    the_poller_and_the_id_scan_converge_to_a_fresh_backfill,
+    a_mutation_through_the_gateway_is_searchable_at_once,
+    bad_search_input_gets_a_clear_error,
+    every_playground_example_answers_without_errors,
+    an_interrupted_backfill_resumes_from_its_checkpoint,
+    an_omitted_variable_means_the_arguments_default,
+    merge_pages_by_key_so_writes_between_pages_repeat_or_skip_nothing,
+    id_filters_take_integers_and_an_empty_page_has_no_next,
+);

@@ -95,6 +95,11 @@ fn bad_input(message: impl Into<String>) -> FetchError {
 fn from_search_error(e: SearchError) -> FetchError {
     if e.is_client_error() {
         bad_input(e.to_string())
+    } else if let SearchError::Unavailable { .. } = e {
+        FetchError::Search {
+            message: e.to_string(),
+            code: "SEARCH_UNAVAILABLE",
+        }
     } else {
         FetchError::Search {
             message: e.to_string(),

@@ -17,13 +17,19 @@
 //! (tantivy's or OpenSearch's) may appear outside its own module
 //! (`tantivy.rs` with its `tantivy/` files).
 
+#[cfg(test)]
+mod conformance;
 pub mod cursor;
+pub mod opensearch;
 pub mod query;
 pub mod spec;
 pub mod tantivy;
 
+use std::collections::BTreeMap;
+
 use futures::future::BoxFuture;
 
+pub use self::opensearch::{OpenSearchBackend, OpenSearchOptions};
 pub use self::tantivy::TantivyBackend;
 pub use cursor::{CursorCodec, CursorError};
 pub use query::{
@@ -103,6 +109,10 @@ pub enum SearchError {
     IndexInUse { index: String, alias: String },
     #[error("search backend failure on `{index}`: {message}")]
     Backend { index: String, message: String },
+    /// The backend cannot be reached or did not answer in time; searches
+    /// work again once it is back.
+    #[error("the search backend is unavailable: {message}")]
+    Unavailable { message: String },
 }
 
 impl SearchError {
@@ -125,9 +135,19 @@ impl SearchError {
             | SearchError::InvalidName { .. }
             | SearchError::AlreadyExists { .. }
             | SearchError::IndexInUse { .. }
-            | SearchError::Backend { .. } => false,
+            | SearchError::Backend { .. }
+            | SearchError::Unavailable { .. } => false,
         }
     }
+}
+
+/// The physical indexes of a backend and where its aliases point.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Catalog {
+    /// Physical index names, sorted.
+    pub indexes: Vec<String>,
+    /// Alias → the physical index it points to.
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// One change to an index.
@@ -239,6 +259,9 @@ pub trait SearchBackend: Send + Sync {
     /// [`ids_where`](Self::ids_where) before acting on one.
     fn terms<'a>(&'a self, index: &'a str, field: &'a str)
         -> BoxFuture<'a, Result<Vec<String>, SearchError>>;
+
+    /// Every physical index and alias.
+    fn catalog(&self) -> BoxFuture<'_, Result<Catalog, SearchError>>;
 
     /// [`write`](Self::write) of upserts only.
     fn upsert_with_checkpoint<'a>(

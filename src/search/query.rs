@@ -288,6 +288,17 @@ pub(crate) fn coerce(
     })
 }
 
+/// The words a `Text` field is searched by, as every backend splits them:
+/// maximal runs of letters and digits, words of 40 bytes or more dropped,
+/// lowercased (tantivy's default analyzer, which the embedded backend
+/// indexes with; the OpenSearch backend indexes these very words).
+pub(crate) fn words(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty() && w.len() < 40)
+        .map(str::to_lowercase)
+        .collect()
+}
+
 fn expected_values(kind: FieldKind) -> &'static str {
     match kind {
         FieldKind::Text | FieldKind::Keyword => "a string",

@@ -834,6 +834,22 @@ impl SearchBackend for TantivyBackend {
         })
     }
 
+    fn catalog(&self) -> BoxFuture<'_, Result<super::Catalog, SearchError>> {
+        Box::pin(async move {
+            let catalog = self.inner.catalog.read();
+            let mut indexes: Vec<String> = catalog.indexes.keys().cloned().collect();
+            indexes.sort();
+            Ok(super::Catalog {
+                indexes,
+                aliases: catalog
+                    .aliases
+                    .iter()
+                    .map(|(a, p)| (a.clone(), p.clone()))
+                    .collect(),
+            })
+        })
+    }
+
     fn terms<'a>(
         &'a self,
         index: &'a str,

@@ -57,6 +57,12 @@ pub enum SyncError {
     UnknownIndex { index: String, known: String },
     #[error("reading {what} failed: {message}")]
     Source { what: String, message: String },
+    #[error("cannot {action} `{index}`: {reason}")]
+    Alias {
+        action: &'static str,
+        index: String,
+        reason: String,
+    },
     #[error(transparent)]
     Index(#[from] SearchError),
 }
@@ -165,6 +171,38 @@ struct SourceModel {
 struct IndexModel {
     name: String,
     sources: Vec<SourceModel>,
+}
+
+/// What [`Syncer::reindex`] did.
+#[derive(Debug, Clone)]
+pub struct Reindexed {
+    /// The physical index the alias pointed to before (kept for rollback).
+    pub previous: Option<String>,
+    /// The physical index it points to now.
+    pub current: String,
+    /// Documents the backfill wrote.
+    pub documents: u64,
+    /// What the catch-up with the changes made during the backfill did.
+    pub caught_up: SyncReport,
+    /// Physical indexes older than `previous`, dropped.
+    pub dropped: Vec<String>,
+}
+
+/// One physical index, for `tessera sync status`.
+#[derive(Debug, Clone)]
+pub struct IndexStatus {
+    pub physical: String,
+    /// Aliases pointing to it (the index a search field reads is live).
+    pub aliases: Vec<String>,
+    pub documents: u64,
+    pub checkpoint: Option<Checkpoint>,
+    /// How far behind the services it may be: now minus the watermark.
+    pub lag: Option<Duration>,
+}
+
+/// The physical indexes of logical index `name`: `name_v1`, `name_v2`, …
+fn version_of(name: &str, physical: &str) -> Option<u64> {
+    physical.strip_prefix(name)?.strip_prefix("_v")?.parse().ok()
 }
 
 /// Synchronizes every index of the schema.
@@ -343,8 +381,20 @@ impl Syncer {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
         let _guard = self.lock(name).await;
+        self.backfill_into(model, name, restart, progress).await
+    }
+
+    /// [`backfill`](Self::backfill) of `model` into `target` (the alias or
+    /// a physical index), the index's lock held.
+    async fn backfill_into(
+        &self,
+        model: &IndexModel,
+        target: &str,
+        restart: bool,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<u64, SyncError> {
         let started_at = Instant::now();
-        let (mut source_index, mut offset, mut done, started) = match self.checkpoint(name).await? {
+        let (mut source_index, mut offset, mut done, started) = match self.checkpoint(target).await? {
             Some(Checkpoint::Backfill {
                 source,
                 offset,
@@ -409,7 +459,7 @@ impl Syncer {
                 };
                 let checkpoint = serde_json::to_string(&checkpoint).ok();
                 let ops = docs.into_iter().map(WriteOp::Upsert).collect();
-                let write = self.write(name, ops, checkpoint);
+                let write = self.write(target, ops, checkpoint);
                 let prefetch = async {
                     match &next {
                         Some(p) if !finished => Some(self.fetch_page(source, changes, p).await),
@@ -457,15 +507,22 @@ impl Syncer {
     /// Rebuilds what changed since the watermark and moves it. An index that
     /// was never built is backfilled first.
     pub async fn poll(&self, name: &str) -> Result<SyncReport, SyncError> {
+        self.ensure_index(name).await?;
+        let model = self.model(name)?;
+        let _guard = self.lock(name).await;
+        self.poll_into(model, name).await
+    }
+
+    /// [`poll`](Self::poll) of `model` into `target`, the index's lock held.
+    async fn poll_into(&self, model: &IndexModel, target: &str) -> Result<SyncReport, SyncError> {
+        let name = target;
         let watermark = match self.checkpoint(name).await? {
             Some(Checkpoint::Live { watermark }) => watermark,
             _ => {
-                self.backfill(name, false, &|_| {}).await?;
+                self.backfill_into(model, target, false, &|_| {}).await?;
                 return Ok(SyncReport::default());
             }
         };
-        let model = self.model(name)?;
-        let _guard = self.lock(name).await;
         let now = now_rfc3339();
         let since = minus(&watermark, self.options.overlap);
         let mut report = SyncReport::default();
@@ -730,6 +787,12 @@ impl Syncer {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
         let _guard = self.lock(name).await;
+        self.scan_into(model, name).await
+    }
+
+    /// [`scan`](Self::scan) of `model` into `target`, the index's lock held.
+    async fn scan_into(&self, model: &IndexModel, target: &str) -> Result<SyncReport, SyncError> {
+        let name = target;
         // Documents written after this instant read rows this scan may not
         // have listed: the delete's version keeps them (see `WriteOp::Delete`).
         let started = now_millis();
@@ -852,6 +915,127 @@ impl Syncer {
             .collect();
         report.add(self.write(name, gone, None).await?);
         Ok(report)
+    }
+
+    /// Blue/green rebuild: builds `<name>_v<N+1>` from the services beside
+    /// the live index (which keeps being synced), catches up with what
+    /// changed meanwhile, then points the alias at it in one step; searches
+    /// read the old index until then, never a half-built one. The previous
+    /// index is kept for [`rollback`](Self::rollback); older ones are dropped.
+    pub async fn reindex(
+        &self,
+        name: &str,
+        progress: &(dyn Fn(Progress) + Send + Sync),
+    ) -> Result<Reindexed, SyncError> {
+        let model = self.model(name)?;
+        let def = self.def(name)?;
+        let catalog = self.backend.catalog().await?;
+        let next_version = catalog
+            .indexes
+            .iter()
+            .filter_map(|p| version_of(name, p))
+            .max()
+            .unwrap_or(0)
+            + 1;
+        let next = format!("{name}_v{next_version}");
+        self.backend
+            .create_index(&index_spec(def, self.schema()), &next)
+            .await?;
+        let documents = self.backfill_into(model, &next, true, progress).await?;
+        // The live index is synced meanwhile; the new one catches up from
+        // its backfill's start (updates) and by an id scan (deletes)…
+        let mut caught_up = self.poll_into(model, &next).await?;
+        caught_up.add(self.scan_into(model, &next).await?);
+        // …and once more with this process's sync steps held, right before
+        // the swap, so the gap it leaves is as short as a poll.
+        let _guard = self.lock(name).await;
+        caught_up.add(self.poll_into(model, &next).await?);
+        caught_up.add(self.scan_into(model, &next).await?);
+        let previous = self.backend.point_alias(name, &next).await?;
+        let mut dropped = Vec::new();
+        for old in &catalog.indexes {
+            let older = version_of(name, old).is_some_and(|v| v < next_version);
+            if older && Some(old) != previous.as_ref() {
+                match self.backend.drop_index(old).await {
+                    Ok(()) => dropped.push(old.clone()),
+                    Err(e) => tracing::warn!(index = %old, error = %e, "an old index could not be dropped"),
+                }
+            }
+        }
+        Ok(Reindexed {
+            previous,
+            current: next,
+            documents,
+            caught_up,
+            dropped,
+        })
+    }
+
+    /// Points the alias back at the index before the current one, after
+    /// bringing it up to date (it was not synced since the swap). Returns
+    /// `(now live, was live)`.
+    pub async fn rollback(&self, name: &str) -> Result<(String, String), SyncError> {
+        let model = self.model(name)?;
+        let catalog = self.backend.catalog().await?;
+        let refuse = |reason: String| SyncError::Alias {
+            action: "roll back",
+            index: name.to_string(),
+            reason,
+        };
+        let current = catalog
+            .aliases
+            .get(name)
+            .cloned()
+            .ok_or_else(|| refuse("it has no alias yet (build it first)".into()))?;
+        let current_version = version_of(name, &current).unwrap_or(0);
+        let previous = catalog
+            .indexes
+            .iter()
+            .filter(|p| version_of(name, p).is_some_and(|v| v < current_version))
+            .max_by_key(|p| version_of(name, p))
+            .cloned()
+            .ok_or_else(|| refuse(format!("no index older than `{current}` is kept")))?;
+        let _guard = self.lock(name).await;
+        self.poll_into(model, &previous).await?;
+        self.scan_into(model, &previous).await?;
+        self.backend.point_alias(name, &previous).await?;
+        Ok((previous, current))
+    }
+
+    /// Every physical index of the schema's indexes, with its aliases,
+    /// document count and how far behind it may be.
+    pub async fn status(&self) -> Result<Vec<IndexStatus>, SyncError> {
+        let catalog = self.backend.catalog().await?;
+        let mut out = Vec::new();
+        for physical in &catalog.indexes {
+            if !self
+                .indexes
+                .iter()
+                .any(|m| version_of(&m.name, physical).is_some())
+            {
+                continue;
+            }
+            let checkpoint = self.checkpoint(physical).await?;
+            let lag = match &checkpoint {
+                Some(Checkpoint::Live { watermark }) => crate::search::spec::parse_datetime_millis(watermark)
+                    .and_then(|w| u64::try_from(now_millis() - w).ok())
+                    .map(Duration::from_millis),
+                _ => None,
+            };
+            out.push(IndexStatus {
+                physical: physical.clone(),
+                aliases: catalog
+                    .aliases
+                    .iter()
+                    .filter(|(_, p)| *p == physical)
+                    .map(|(a, _)| a.clone())
+                    .collect(),
+                documents: self.backend.count(physical).await?,
+                checkpoint,
+                lag,
+            });
+        }
+        Ok(out)
     }
 
     /// Read-your-writes: after a mutation through the gateway, poll every

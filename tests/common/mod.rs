@@ -21,6 +21,57 @@ pub struct Stack {
     shutdown: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
+/// Where the gateway under test keeps its search indexes.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// Embedded, in memory.
+    Tantivy,
+    /// The OpenSearch server at this URL (indexes under a prefix of the test's own).
+    OpenSearch(String),
+}
+
+/// The OpenSearch server of `TESSERA_TEST_OPENSEARCH_URL`; `None` (the test
+/// is skipped) when unset, a failure when `CI=true`.
+pub fn opensearch() -> Option<Backend> {
+    match std::env::var("TESSERA_TEST_OPENSEARCH_URL") {
+        Ok(url) if !url.is_empty() => Some(Backend::OpenSearch(url)),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!(
+                "CI=true: this test needs OpenSearch at TESSERA_TEST_OPENSEARCH_URL (scripts/services.sh up)"
+            )
+        }
+        _ => {
+            eprintln!("skipped: TESSERA_TEST_OPENSEARCH_URL is not set (scripts/services.sh up)");
+            None
+        }
+    }
+}
+
+/// Runs each test body (an `async fn(Backend)`) once per search backend.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod tantivy {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name($crate::common::Backend::Tantivy).await
+                }
+            )*
+        }
+        mod opensearch {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    if let Some(backend) = $crate::common::opensearch() {
+                        super::$name(backend).await
+                    }
+                }
+            )*
+        }
+    };
+}
+
 pub struct StackOptions {
     pub scale: u64,
     pub timeout: Duration,
@@ -30,6 +81,7 @@ pub struct StackOptions {
     /// The services announce their writes and the synchronizer applies
     /// them at once, as in `tessera demo` (needs `search`).
     pub events: bool,
+    pub backend: Backend,
 }
 
 impl Default for StackOptions {
@@ -40,6 +92,7 @@ impl Default for StackOptions {
             max_batch_size: 500,
             search: false,
             events: false,
+            backend: Backend::Tantivy,
         }
     }
 }
@@ -77,6 +130,18 @@ impl Stack {
             services.insert(service.service.name(), service);
         }
         config.search.in_memory = true;
+        if let Backend::OpenSearch(url) = &options.backend {
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            config.search.backend = tessera::config::BackendName::OpenSearch;
+            config.search.opensearch.url = url.clone();
+            config.search.opensearch.replicas = 0;
+            config.search.opensearch.index_prefix = format!(
+                "e2e{}x{}_",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            );
+        }
         let (gateway, search) = if options.search {
             let built =
                 tessera::build(&config, include_str!("../../schema.graphql")).expect("gateway builds");
@@ -232,6 +297,30 @@ impl Drop for Stack {
         for tx in self.shutdown.drain(..) {
             let _ = tx.send(());
         }
+        if self.config.search.backend == tessera::config::BackendName::OpenSearch {
+            let os = &self.config.search.opensearch;
+            for prefix in [os.index_prefix.clone(), format!("fresh{}", os.index_prefix)] {
+                delete_indexes(&os.url, &prefix);
+            }
+        }
+    }
+}
+
+/// Drops every OpenSearch index under `prefix`, best effort and blocking
+/// (from `Drop`, where nothing async can run to completion).
+fn delete_indexes(url: &str, prefix: &str) {
+    use std::io::{Read, Write};
+    let Some(host) = url.strip_prefix("http://").map(|h| h.trim_end_matches('/')) else {
+        return;
+    };
+    if let Ok(mut stream) = std::net::TcpStream::connect(host) {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+        let request = format!(
+            "DELETE /{prefix}*?expand_wildcards=all HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+        );
+        if stream.write_all(request.as_bytes()).is_ok() {
+            let _ = stream.read_to_end(&mut Vec::new());
+        }
     }
 }
 
@@ -259,6 +348,7 @@ impl Stack {
     pub async fn assert_indexes_match_a_fresh_backfill(&self) {
         let mut config = self.config.clone();
         config.search.in_memory = true;
+        config.search.opensearch.index_prefix.insert_str(0, "fresh");
         let fresh = tessera::build(&config, include_str!("../../schema.graphql")).expect("fresh");
         let synced = &*self
             .search
