@@ -374,6 +374,18 @@ fn progress_printer(index: &str) -> impl Fn(tessera::sync::Progress) + Send + Sy
 /// Builds every index that is not built yet, with progress, then keeps
 /// them in sync in the background.
 async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Result<()> {
+    for index in tessera.syncer.index_names() {
+        match tessera.syncer.check(&index).await {
+            Ok(()) => {}
+            Err(tessera::sync::SyncError::Index(e @ tessera::search::SearchError::Unavailable { .. })) => {
+                tracing::warn!(
+                    index = %index,
+                    "{e}; search fields answer SEARCH_UNAVAILABLE until it is back, everything else is served"
+                );
+            }
+            Err(e) => bail!("{e}"),
+        }
+    }
     if !config.sync.enabled {
         return Ok(());
     }
@@ -459,7 +471,12 @@ async fn demo(
         println!("  {:<12} {}", service.service.name(), service.url());
     }
     check_before_start(&config, &sdl).await?;
-    // The services are reseeded on every start, so their indexes are rebuilt too.
+    // The demo is the embedded setup: its services are reseeded on every
+    // start, so its indexes are rebuilt too, in a folder of their own.
+    if config.search.backend != tessera::config::BackendName::Tantivy {
+        println!("  (the demo keeps its indexes in the embedded backend; `serve` uses OpenSearch)");
+        config.search.backend = tessera::config::BackendName::Tantivy;
+    }
     if !config.search.in_memory {
         config.search.data_dir = config.search.data_dir.join("demo");
         let _ = std::fs::remove_dir_all(&config.search.data_dir);

@@ -10,7 +10,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, Backend, Stack, StackOptions};
+use common::{eventually, relay, Backend, Stack, StackOptions};
 use serde_json::{json, Value};
 
 async fn stack(scale: u64, events: bool, backend: Backend) -> Stack {
@@ -30,11 +30,6 @@ async fn stack(scale: u64, events: bool, backend: Backend) -> Stack {
             .expect("backfill");
     }
     stack
-}
-
-fn relay(id: i64) -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::STANDARD.encode(format!("MemberNode:{id}"))
 }
 
 async fn count(stack: &Stack, filter: Value) -> u64 {

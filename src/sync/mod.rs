@@ -57,6 +57,11 @@ pub enum SyncError {
     UnknownIndex { index: String, known: String },
     #[error("reading {what} failed: {message}")]
     Source { what: String, message: String },
+    #[error(
+        "index `{index}` was built from another version of schema.graphql ({differences}); \
+         rebuild it with `tessera sync reindex {index}` (blue/green: searches keep working meanwhile)"
+    )]
+    SpecMismatch { index: String, differences: String },
     #[error("cannot {action} `{index}`: {reason}")]
     Alias {
         action: &'static str,
@@ -284,6 +289,40 @@ impl Syncer {
             Some(lock) => Some(lock.lock().await),
             None => None,
         }
+    }
+
+    /// Checks that the live index was built from this schema's declaration
+    /// (an index that does not exist yet is fine: it is built at start).
+    pub async fn check(&self, name: &str) -> Result<(), SyncError> {
+        let want = index_spec(self.def(name)?, self.schema());
+        let have = match self.backend.spec(name).await {
+            Ok(spec) => spec,
+            Err(SearchError::UnknownIndex { .. }) => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        if have == want {
+            return Ok(());
+        }
+        let mut differences = Vec::new();
+        for f in &want.fields {
+            match have.fields.iter().find(|h| h.name == f.name) {
+                None => differences.push(format!("`{}` is new", f.name)),
+                Some(h) if h != f => differences.push(format!("`{}` changed", f.name)),
+                Some(_) => {}
+            }
+        }
+        for h in &have.fields {
+            if !want.fields.iter().any(|f| f.name == h.name) {
+                differences.push(format!("`{}` is gone", h.name));
+            }
+        }
+        if differences.is_empty() {
+            differences.push("the fields are in another order".into());
+        }
+        Err(SyncError::SpecMismatch {
+            index: name.to_string(),
+            differences: differences.join(", "),
+        })
     }
 
     /// Creates the index (`<name>_v1` behind alias `<name>`) unless it exists.

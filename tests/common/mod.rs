@@ -403,6 +403,91 @@ where
     }
 }
 
+/// A small deterministic generator (xorshift), so failures replay.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+pub fn relay(id: i64) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(format!("MemberNode:{id}"))
+}
+
+/// One random write straight to a service (never through the gateway):
+/// updates, creates and deletes of indexed and denormalized rows.
+pub async fn random_write(stack: &Stack, rng: &mut Rng, step: usize, scale: usize) {
+    let id = 1 + rng.below(scale) as i64;
+    let (service, mutation, vars) = match rng.below(12) {
+        0 => (
+            "contracts",
+            "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t, amount: 4242}) { id } }",
+            json!({"id": id, "t": format!("changed {step}")}),
+        ),
+        1 => (
+            "contracts",
+            "mutation($m: Int!, $s: Int!) { create_contract(input: {title: \"new one\", member_id: $m, manager_id: $s, amount: 7, start_date: \"2026-01-01\"}) { id } }",
+            json!({"m": 1 + rng.below(50), "s": 1 + rng.below(10)}),
+        ),
+        2 => (
+            "staff",
+            "mutation($id: Int!, $n: String!) { updateStaff(id: $id, name: $n) { id } }",
+            json!({"id": 1 + rng.below(10), "n": format!("담당자 {step}")}),
+        ),
+        3 => (
+            "members",
+            "mutation($id: ID!, $n: String!) { updateMember(id: $id, input: {name: $n}) { ok } }",
+            json!({"id": relay(1 + rng.below(50) as i64), "n": format!("회원 {step}")}),
+        ),
+        4 => (
+            "settlements",
+            "mutation($c: Int!) { createSettlement(contractId: $c, amount: \"1000.50\", scheduledOn: \"2026-02-01\") { id } }",
+            json!({"c": id}),
+        ),
+        5 => (
+            "posts",
+            "mutation($id: ID!, $t: String!) { updatePost(id: $id, title: $t) { id } }",
+            json!({"id": (1 + rng.below(100)).to_string(), "t": format!("post {step}")}),
+        ),
+        6 => ("contracts", "mutation($id: Int!) { delete_contract(id: $id) }", json!({"id": id})),
+        7 => (
+            "settlements",
+            "mutation($id: Int!) { deleteSettlement(id: $id) }",
+            json!({"id": 1 + rng.below(2 * scale)}),
+        ),
+        8 => (
+            "staff",
+            "mutation($id: Int!) { deleteStaff(id: $id) }",
+            json!({"id": 1 + rng.below(10)}),
+        ),
+        9 => (
+            "members",
+            "mutation($id: ID!) { deleteMember(id: $id) { ok } }",
+            json!({"id": relay(1 + rng.below(50) as i64)}),
+        ),
+        10 => (
+            "products",
+            "mutation($id: ID!) { delete_product(id: $id) }",
+            json!({"id": (1 + rng.below(scale / 2)).to_string()}),
+        ),
+        _ => (
+            "posts",
+            "mutation($id: ID!) { deletePost(id: $id) }",
+            json!({"id": (1 + rng.below(scale)).to_string()}),
+        ),
+    };
+    stack.write(service, mutation, vars).await;
+}
+
 pub fn all_services() -> impl Iterator<Item = Service> {
     Service::ALL.into_iter()
 }
