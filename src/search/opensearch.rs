@@ -52,6 +52,18 @@ const CHECKPOINTS: &str = "tessera_checkpoints";
 const PAGE: usize = 10_000;
 /// Tries of a request OpenSearch throttled (429).
 const THROTTLE_TRIES: u32 = 5;
+/// Operations per `_bulk` request of a big batch…
+const BULK_CHUNK: usize = 2_500;
+/// …and at most this many sent at once.
+const MAX_CONCURRENT_BULKS: usize = 4;
+
+/// One `_bulk` request being built: its NDJSON body, and for each action
+/// the id and whether it is an upsert (else a delete).
+#[derive(Default)]
+struct Bulk {
+    body: String,
+    sent: Vec<(String, bool)>,
+}
 
 /// How to reach the cluster and lay out new indexes.
 #[derive(Debug, Clone)]
@@ -452,77 +464,62 @@ impl Inner {
         let (physical, mapping) = self.target(index).await?;
         let full = self.name(&physical);
         let mut outcome = WriteOutcome::default();
-        let mut bulk = String::with_capacity(ops.len() * 512);
-        // The id of each line sent, for the items of the answer.
-        let mut sent: Vec<(String, bool)> = Vec::with_capacity(ops.len());
+        // Big batches go out as several `_bulk` requests at once, so the
+        // cluster indexes on all its cores; an id's ops stay in one request,
+        // in order.
+        let chunks = ops.len().div_ceil(BULK_CHUNK).clamp(1, MAX_CONCURRENT_BULKS);
+        let mut bulks: Vec<Bulk> = (0..chunks).map(|_| Bulk::default()).collect();
         for op in ops {
-            match op {
+            let (id, line) = match op {
                 WriteOp::Upsert(doc) => match mapping.source(&physical, doc) {
                     Ok((id, version, source)) => {
                         let action = json!({"index": {"_index": full, "_id": id, "version": version.saturating_mul(2), "version_type": "external_gte"}});
-                        bulk.push_str(&action.to_string());
-                        bulk.push('\n');
-                        bulk.push_str(&source.to_string());
-                        bulk.push('\n');
-                        sent.push((id, true));
+                        (id, format!("{action}\n{source}\n"))
                     }
                     Err(SearchError::InvalidDocument { id, reason, .. }) => {
-                        outcome.rejected.push(Rejected { id, reason })
+                        outcome.rejected.push(Rejected { id, reason });
+                        continue;
                     }
                     Err(e) => return Err(e),
                 },
                 WriteOp::Delete { id, version } => {
                     let version = version.max(0).saturating_mul(2).saturating_add(1);
                     let action = json!({"delete": {"_index": full, "_id": id, "version": version, "version_type": "external_gte"}});
-                    bulk.push_str(&action.to_string());
-                    bulk.push('\n');
-                    sent.push((id, false));
+                    (id, format!("{action}\n"))
                 }
-            }
+            };
+            let chunk = &mut bulks
+                [usize::try_from(xxhash_rust::xxh3::xxh3_64(id.as_bytes()) % chunks as u64).unwrap_or(0)];
+            chunk.body.push_str(&line);
+            chunk.sent.push((id, line.starts_with("{\"index\"")));
         }
-        if !sent.is_empty() {
-            let answer = self
-                .ok(
-                    &physical,
-                    Method::POST,
-                    "_bulk?refresh=true",
-                    Some(Body::NdJson(bulk)),
-                )
-                .await?;
-            let items = answer["items"].as_array().cloned().unwrap_or_default();
-            if items.len() != sent.len() {
-                return Err(backend_error(
-                    &physical,
-                    format!("_bulk answered {} items for {} sent", items.len(), sent.len()),
-                ));
-            }
-            let mut retry_later = Vec::new();
-            for ((id, upsert), item) in sent.into_iter().zip(items) {
-                let item = if upsert { &item["index"] } else { &item["delete"] };
-                let status = item["status"].as_u64().unwrap_or(0);
-                match (status, item["result"].as_str()) {
-                    (_, Some("created" | "updated")) => outcome.written += 1,
-                    (_, Some("deleted")) => outcome.deleted += 1,
-                    (_, Some("not_found")) | (409, _) => outcome.skipped += 1,
-                    (429 | 500..=599, _) => retry_later.push(id),
-                    _ => outcome.rejected.push(Rejected {
-                        id,
-                        reason: reason(&json!({"error": item["error"]})),
-                    }),
-                }
-            }
-            if !retry_later.is_empty() {
-                // The batch is safe to send again as a whole (versions), and
-                // the caller does: the checkpoint must not move past it.
-                return Err(backend_error(
-                    &physical,
-                    format!(
-                        "OpenSearch could not take {} document(s) now (first: {}); try again",
-                        retry_later.len(),
-                        retry_later[0]
-                    ),
-                ));
-            }
+        let answers = futures::future::join_all(
+            bulks
+                .into_iter()
+                .filter(|b| !b.sent.is_empty())
+                .map(|b| self.bulk(&physical, b)),
+        )
+        .await;
+        let mut retry_later = Vec::new();
+        for answer in answers {
+            let (part, retry) = answer?;
+            outcome.written += part.written;
+            outcome.deleted += part.deleted;
+            outcome.skipped += part.skipped;
+            outcome.rejected.extend(part.rejected);
+            retry_later.extend(retry);
+        }
+        if !retry_later.is_empty() {
+            // The batch is safe to send again as a whole (versions), and
+            // the caller does: the checkpoint must not move past it.
+            return Err(backend_error(
+                &physical,
+                format!(
+                    "OpenSearch could not take {} document(s) now (first: {}); try again",
+                    retry_later.len(),
+                    retry_later[0]
+                ),
+            ));
         }
         if let Some(checkpoint) = checkpoint {
             let path = format!("{}/_doc/{physical}", self.name(CHECKPOINTS));
@@ -535,6 +532,46 @@ impl Inner {
             .await?;
         }
         Ok(outcome)
+    }
+
+    /// Sends one `_bulk` request; what it did, and the ids to send again later.
+    async fn bulk(&self, physical: &str, bulk: Bulk) -> Result<(WriteOutcome, Vec<String>), SearchError> {
+        let answer = self
+            .ok(
+                physical,
+                Method::POST,
+                "_bulk?refresh=true",
+                Some(Body::NdJson(bulk.body)),
+            )
+            .await?;
+        let items = answer["items"].as_array().cloned().unwrap_or_default();
+        if items.len() != bulk.sent.len() {
+            return Err(backend_error(
+                physical,
+                format!(
+                    "_bulk answered {} items for {} sent",
+                    items.len(),
+                    bulk.sent.len()
+                ),
+            ));
+        }
+        let mut outcome = WriteOutcome::default();
+        let mut retry_later = Vec::new();
+        for ((id, upsert), item) in bulk.sent.into_iter().zip(items) {
+            let item = if upsert { &item["index"] } else { &item["delete"] };
+            let status = item["status"].as_u64().unwrap_or(0);
+            match (status, item["result"].as_str()) {
+                (_, Some("created" | "updated")) => outcome.written += 1,
+                (_, Some("deleted")) => outcome.deleted += 1,
+                (_, Some("not_found")) | (409, _) => outcome.skipped += 1,
+                (429 | 500..=599, _) => retry_later.push(id),
+                _ => outcome.rejected.push(Rejected {
+                    id,
+                    reason: reason(&json!({"error": item["error"]})),
+                }),
+            }
+        }
+        Ok((outcome, retry_later))
     }
 
     async fn checkpoint(&self, index: &str) -> Result<Option<String>, SearchError> {

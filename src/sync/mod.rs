@@ -818,10 +818,11 @@ impl Syncer {
         Ok(report)
     }
 
-    /// Finds deletes by listing ids only: documents whose row is gone are
-    /// deleted, documents that denormalize a row that is gone are rebuilt.
-    /// For services that announce no change events; it costs one listing of
-    /// ids per type, not a rebuild.
+    /// Compares ids only: documents whose row is gone are deleted, rows
+    /// without a document are built, documents that denormalize a row that
+    /// is gone are rebuilt. For services that announce no change events (and
+    /// after a backfill, whose offset paging skips rows deleted meanwhile);
+    /// it costs one listing of ids per type, not a rebuild.
     pub async fn scan(&self, name: &str) -> Result<SyncReport, SyncError> {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
@@ -837,6 +838,9 @@ impl Syncer {
         let started = now_millis();
         let mut report = SyncReport::default();
         let mut live: HashMap<String, HashSet<String>> = HashMap::new();
+        // Rows with no document: a listing paged by offset skips rows when
+        // earlier ones are deleted meanwhile (a backfill under deletes).
+        let mut unindexed: Vec<Vec<String>> = Vec::with_capacity(model.sources.len());
         for source in &model.sources {
             let entity = source.builder.entity();
             let ids = self.live_ids(entity, &mut live).await?;
@@ -844,18 +848,24 @@ impl Syncer {
                 field: TYPE_FIELD.into(),
                 value: FieldValue::Str(entity.to_string()),
             };
-            let gone: Vec<WriteOp> = self
-                .backend
-                .ids_where(name, &filter)
-                .await?
-                .into_iter()
+            let indexed: HashSet<String> = self.backend.ids_where(name, &filter).await?.into_iter().collect();
+            let gone: Vec<WriteOp> = indexed
+                .iter()
                 .filter(|doc_id| entity_of(doc_id).is_some_and(|(_, id)| !ids.contains(&id)))
-                .map(|id| WriteOp::Delete { id, version: started })
+                .map(|id| WriteOp::Delete {
+                    id: id.clone(),
+                    version: started,
+                })
                 .collect();
             report.add(self.write(name, gone, None).await?);
+            unindexed.push(
+                ids.iter()
+                    .filter(|id| !indexed.contains(&document_id(entity, id)))
+                    .cloned()
+                    .collect(),
+            );
         }
-        for source in &model.sources {
-            let mut stale = BTreeSet::new();
+        for (source, mut stale) in model.sources.iter().zip(unindexed) {
             for relation in source.builder.relations() {
                 let ids = self.live_ids(&relation.target, &mut live).await?;
                 let missing: Vec<String> = self
@@ -867,7 +877,8 @@ impl Syncer {
                     .collect();
                 stale.extend(self.holders(name, source, relation, &missing).await?);
             }
-            let stale: Vec<String> = stale.into_iter().collect();
+            stale.sort();
+            stale.dedup();
             report.add(self.rebuild_locked(name, source, &stale).await?);
         }
         Ok(report)
@@ -926,6 +937,20 @@ impl Syncer {
                     if old.as_ref().is_some_and(|o| same_document(o, &doc)) {
                         report.unchanged += 1;
                     } else {
+                        if tracing::enabled!(tracing::Level::DEBUG) {
+                            let fields: Vec<&String> = doc
+                                .iter()
+                                .filter(|(k, v)| {
+                                    *k != VERSION_FIELD
+                                        && old
+                                            .as_ref()
+                                            .and_then(|o| o.get(*k))
+                                            .is_none_or(|w| !values_equal(v, w))
+                                })
+                                .map(|(k, _)| k)
+                                .collect();
+                            tracing::debug!(index = name, id = ?doc.get(ID_FIELD), ?fields, missing = old.is_none(), "reconcile rewrites a document");
+                        }
                         changed.push(WriteOp::Upsert(doc));
                     }
                 }

@@ -8,17 +8,19 @@
 //! | `Keyword` (searchable, filterable or sortable) | `<name>`: keyword |
 //! | `Text` | `<name>`: keyword (the whole string) if filterable or sortable; `<name>__words`: keyword, the words of [`words`](crate::search::query::words) if searchable |
 //! | `I64` / `F64` / `Bool` | `<name>`: long / double / boolean if filterable or sortable |
-//! | `DateTime` | `<name>`: date from epoch milliseconds if filterable or sortable |
-//! | whole document | `doc`: an object OpenSearch stores but does not index (`enabled: false`) |
+//! | `DateTime` | `<name>`: date (the RFC 3339 string, or epoch milliseconds) if filterable or sortable |
+//! | any other field | kept in `_source`, not indexed (`dynamic: false`) |
 //!
-//! Indexed values are the ones the spec reading produces
-//! (`spec::document_values`), so both backends index the same terms;
-//! they are left out of `_source`, which keeps only `doc`. Names starting
-//! with `_` (reserved for OpenSearch's metadata) are stored as `tessera_…`.
+//! The document is its own `_source`, once: names starting with `_`
+//! (OpenSearch reserves them) are stored as `tessera_…`, and `-0.0` as
+//! `0.0` (Lucene would tell the two zeros apart; the spec reading folds
+//! them). Fields declared `stored: false` are indexed and left out of
+//! `_source`. Both backends index the values the spec reading checks
+//! (`spec::document_values`), and the same words for full text.
 
 use serde_json::{json, Map, Value};
 
-use crate::search::query::{words, Document};
+use crate::search::query::{words as query_words, Document};
 use crate::search::spec::{
     document_values, FieldKind, FieldSpec, IndexSpec, Scalar, ID_FIELD, VERSION_FIELD,
 };
@@ -26,7 +28,7 @@ use crate::search::SearchError;
 
 /// Bumped when the layout above changes; an index of another format must
 /// be rebuilt.
-pub(super) const FORMAT: u64 = 1;
+pub(super) const FORMAT: u64 = 2;
 
 /// The OpenSearch name of a spec field.
 pub(super) fn os_name(name: &str) -> String {
@@ -41,9 +43,14 @@ pub(super) fn exact_field(spec: &FieldSpec) -> String {
     os_name(&spec.name)
 }
 
+/// Suffix of the field holding a `Text` field's words.
+const WORDS: &str = "__words";
+/// Prefix standing in for `_` at the start of a name.
+const RESERVED: &str = "tessera_";
+
 /// The field holding a `Text` field's words.
 pub(super) fn words_field(spec: &FieldSpec) -> String {
-    format!("{}__words", os_name(&spec.name))
+    format!("{}{WORDS}", os_name(&spec.name))
 }
 
 fn indexed(spec: &FieldSpec) -> bool {
@@ -69,7 +76,6 @@ impl Mapping {
     /// The body that creates the index: settings and mappings, the spec in `_meta`.
     pub(super) fn create_body(&self, shards: u32, replicas: u32) -> Value {
         let mut properties = Map::new();
-        let mut excludes = Vec::new();
         for f in self.spec.all_fields().filter(|f| indexed(f)) {
             let name = os_name(&f.name);
             let exact = f.filterable || f.sortable || f.name == ID_FIELD;
@@ -77,20 +83,28 @@ impl Mapping {
                 FieldKind::Text | FieldKind::Keyword => json!({"type": "keyword"}),
                 FieldKind::I64 => json!({"type": "long"}),
                 FieldKind::F64 => json!({"type": "double"}),
-                FieldKind::DateTime => json!({"type": "date", "format": "epoch_millis"}),
+                FieldKind::DateTime => {
+                    json!({"type": "date", "format": "strict_date_optional_time||epoch_millis"})
+                }
                 FieldKind::Bool => json!({"type": "boolean"}),
             };
             if exact || f.kind == FieldKind::Keyword {
-                properties.insert(name.clone(), ty);
-                excludes.push(Value::String(name.clone()));
+                properties.insert(name, ty);
             }
             if f.kind == FieldKind::Text && f.searchable {
-                let words = words_field(f);
-                properties.insert(words.clone(), json!({"type": "keyword"}));
-                excludes.push(Value::String(words));
+                properties.insert(words_field(f), json!({"type": "keyword"}));
             }
         }
-        properties.insert("doc".into(), json!({"type": "object", "enabled": false}));
+        // Fields only indexed stay out of `_source`. (An exclude makes
+        // OpenSearch rewrite every source it stores: the words stay in, and
+        // `document` drops them.)
+        let excludes: Vec<Value> = self
+            .spec
+            .fields
+            .iter()
+            .filter(|f| !f.stored)
+            .map(|f| Value::String(os_name(&f.name)))
+            .collect();
         json!({
             "settings": {
                 "number_of_shards": shards,
@@ -105,9 +119,9 @@ impl Mapping {
         })
     }
 
-    /// Checks `doc` against the spec and builds its `_source` (indexed
-    /// values and the stored `doc`): `(id, version, source)`.
-    pub(super) fn source(&self, index: &str, mut doc: Document) -> Result<(String, i64, Value), SearchError> {
+    /// Checks `doc` against the spec and builds its `_source`: `(id,
+    /// version, source)`.
+    pub(super) fn source(&self, index: &str, doc: Document) -> Result<(String, i64, Value), SearchError> {
         let invalid = |id: &str, reason: String| SearchError::InvalidDocument {
             index: index.to_owned(),
             id: id.to_owned(),
@@ -127,12 +141,17 @@ impl Mapping {
         if version < 0 {
             return Err(invalid(&id, "`_version` must not be negative".into()));
         }
-        let mut source = Map::new();
+        if let Some(key) = doc.keys().find(|k| k.starts_with(RESERVED) || k.ends_with(WORDS)) {
+            return Err(invalid(
+                &id,
+                format!(
+                    "field `{key}`: names starting with `{RESERVED}` or ending with `{WORDS}` are reserved"
+                ),
+            ));
+        }
+        let mut words = Vec::new();
         for f in self.spec.all_fields() {
             let values = document_values(f, doc.get(&f.name)).map_err(|r| invalid(&id, r))?;
-            if !indexed(f) || values.is_empty() {
-                continue;
-            }
             if f.kind == FieldKind::Text && f.searchable {
                 let all: Vec<Value> = values
                     .iter()
@@ -140,44 +159,41 @@ impl Mapping {
                         Scalar::Str(s) => Some(s),
                         _ => None,
                     })
-                    .flat_map(|s| words(s))
+                    .flat_map(|s| query_words(s))
                     .map(Value::String)
                     .collect();
-                source.insert(words_field(f), Value::Array(all));
-            }
-            if f.filterable || f.sortable || f.kind == FieldKind::Keyword || f.name == ID_FIELD {
-                let mut values: Vec<Value> = values.into_iter().map(scalar).collect();
-                let value = if values.len() == 1 {
-                    values.swap_remove(0)
-                } else {
-                    Value::Array(values)
-                };
-                source.insert(os_name(&f.name), value);
+                words.push((words_field(f), Value::Array(all)));
             }
         }
-        for f in self.spec.fields.iter().filter(|f| !f.stored) {
-            doc.remove(&f.name);
+        let mut source = Map::with_capacity(doc.len() + words.len());
+        for (key, value) in doc {
+            let value = match value {
+                // The spec reading folds -0.0 into 0.0; Lucene would not.
+                Value::Number(n) if n.is_f64() && n.as_f64() == Some(0.0) => Value::from(0.0),
+                other => other,
+            };
+            source.insert(os_name(&key), value);
         }
-        source.insert("doc".into(), Value::Object(doc));
+        source.extend(words);
         Ok((id, version, Value::Object(source)))
-    }
-}
-
-fn scalar(value: Scalar) -> Value {
-    match value {
-        Scalar::Str(s) => Value::String(s),
-        Scalar::I64(i) => Value::from(i),
-        Scalar::F64(f) => Value::from(f + 0.0),
-        Scalar::Bool(b) => Value::Bool(b),
     }
 }
 
 /// The stored document of a hit or a get.
 pub(super) fn document(source: Option<&Value>) -> Option<Document> {
-    match source?.get("doc")? {
-        Value::Object(doc) => Some(doc.clone()),
-        _ => None,
-    }
+    let Value::Object(source) = source? else {
+        return None;
+    };
+    Some(
+        source
+            .iter()
+            .filter(|(k, _)| !k.ends_with(WORDS))
+            .map(|(k, v)| match k.strip_prefix(RESERVED) {
+                Some(rest) => (format!("_{rest}"), v.clone()),
+                None => (k.clone(), v.clone()),
+            })
+            .collect(),
+    )
 }
 
 /// The spec and format an index was created with, from its mapping's `_meta`.
@@ -206,27 +222,31 @@ mod tests {
     }
 
     #[test]
-    fn documents_become_indexed_values_and_a_stored_copy() {
+    fn documents_are_their_own_source() {
         let m = Mapping::new(spec());
         let doc = json!({"id": "C:1", "_version": 5, "title": "Hello, World 42", "tags": ["a", null, "b"],
-                         "at": "2024-01-02T03:04:05.678Z", "_type": "Contract", "body": "secret", "extra": 1});
-        let (id, version, source) = m
-            .source("c", doc.as_object().cloned().unwrap_or_default())
-            .expect("valid");
+                         "at": "2024-01-02T03:04:05.678Z", "_type": "Contract", "body": "secret", "extra": 1,
+                         "price": -0.0});
+        let doc = doc.as_object().cloned().unwrap_or_default();
+        let (id, version, source) = m.source("c", doc.clone()).expect("valid");
         assert_eq!((id.as_str(), version), ("C:1", 5));
         assert_eq!(source["title"], json!("Hello, World 42"));
         assert_eq!(source["title__words"], json!(["hello", "world", "42"]));
-        assert_eq!(source["tags"], json!(["a", "b"]));
-        assert_eq!(source["at"], json!(1_704_164_645_678_i64));
         assert_eq!(source["tessera_type"], json!("Contract"));
         assert_eq!(source["tessera_version"], json!(5));
-        assert!(source.get("body").is_none());
-        let stored = document(Some(&source)).expect("doc");
-        assert_eq!(stored.get("extra"), Some(&json!(1)));
-        assert!(stored.get("body").is_none(), "unstored fields are dropped");
+        assert_eq!(source["price"].to_string(), "0.0", "-0.0 is folded");
+        let back = document(Some(&source)).expect("doc");
+        let mut want = doc;
+        want.insert("price".into(), json!(0.0));
+        assert_eq!(back, want, "the document comes back as written");
         let body = m.create_body(1, 0);
         assert_eq!(body["mappings"]["properties"]["at"]["type"], "date");
+        assert_eq!(body["mappings"]["_source"]["excludes"], json!(["body"]));
         assert_eq!(read_meta(&body["mappings"]).map(|(_, s)| s), Some(spec()));
+        let reserved = json!({"id": "C:9", "_version": 1, "tessera_x": 1});
+        assert!(m
+            .source("c", reserved.as_object().cloned().unwrap_or_default())
+            .is_err());
     }
 
     #[test]
