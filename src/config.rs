@@ -127,8 +127,15 @@ pub enum StrategyName {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SyncConfig {
-    /// Run the poller inside `serve`/`demo` (and build missing indexes at start).
+    /// Keep the indexes in sync inside `serve`/`demo` (and build missing
+    /// indexes at start). Off on gateways whose indexes separate
+    /// `tessera sync run` workers keep (OpenSearch).
     pub enabled: bool,
+    /// Where changes come from: "poll" (ask the services every
+    /// `poll_interval`, the embedded default) or "kafka" (the services'
+    /// change events, see `[sync.kafka]`).
+    pub source: SourceName,
+    pub kafka: KafkaConfig,
     /// How often to ask the services for rows updated since the last poll.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
@@ -143,8 +150,64 @@ pub struct SyncConfig {
     /// Re-read this much before the watermark (clock skew between services).
     #[serde(with = "humantime_serde")]
     pub overlap: Duration,
-    /// A mutation through the gateway updates the indexes before it answers.
+    /// A mutation's response through the gateway waits until the indexes
+    /// show what it changed…
     pub read_your_writes: bool,
+    /// …for at most this long; then `extensions.indexUpdate` says so.
+    #[serde(with = "humantime_serde")]
+    pub read_your_writes_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceName {
+    Poll,
+    Kafka,
+}
+
+/// The change events (`sync.source = "kafka"`).
+///
+/// ```toml
+/// [sync.kafka]
+/// brokers = "127.0.0.1:9092"
+/// group = "tessera-sync"
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KafkaConfig {
+    /// `host:port,…`
+    pub brokers: String,
+    /// The consumer group of every worker of a deployment.
+    pub group: String,
+    /// Service `s` publishes to topic `<topic_prefix>s`.
+    pub topic_prefix: String,
+    /// Where events that keep failing go, with the error.
+    pub dead_letter_topic: String,
+    /// Tries of a failing batch before its events are tried alone (and the
+    /// ones that still fail go to the dead-letter topic).
+    pub max_attempts: u32,
+    /// First retry delay, doubled for each next try.
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Events applied together.
+    pub batch_size: usize,
+    /// Partitions of the topics the worker creates when missing.
+    pub partitions: u32,
+}
+
+impl Default for KafkaConfig {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group: "tessera-sync".into(),
+            topic_prefix: "tessera.changes.".into(),
+            dead_letter_topic: "tessera.dead-letters".into(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+            batch_size: 500,
+            partitions: 4,
+        }
+    }
 }
 
 impl Default for SearchConfig {
@@ -164,11 +227,14 @@ impl Default for SyncConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            source: SourceName::Poll,
+            kafka: KafkaConfig::default(),
             poll_interval: Duration::from_secs(5),
             scan_interval: Duration::from_secs(60),
             reconcile_interval: Duration::from_secs(3600),
             overlap: Duration::from_secs(2),
             read_your_writes: true,
+            read_your_writes_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -317,6 +383,33 @@ impl Config {
                 }
             };
         }
+        if let Ok(enabled) = std::env::var("TESSERA_SYNC_ENABLED") {
+            self.sync.enabled = match enabled.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "TESSERA_SYNC_ENABLED".into(),
+                        message: format!("\"{other}\" is not true or false"),
+                    })
+                }
+            };
+        }
+        if let Ok(brokers) = std::env::var("TESSERA_KAFKA_BROKERS") {
+            self.sync.kafka.brokers = brokers;
+        }
+        if let Ok(source) = std::env::var("TESSERA_SYNC_SOURCE") {
+            self.sync.source = match source.as_str() {
+                "poll" => SourceName::Poll,
+                "kafka" => SourceName::Kafka,
+                other => {
+                    return Err(ConfigError::Invalid {
+                        key: "TESSERA_SYNC_SOURCE".into(),
+                        message: format!("\"{other}\" is not a change source; write \"poll\" or \"kafka\""),
+                    })
+                }
+            };
+        }
         if let Ok(url) = std::env::var("TESSERA_OPENSEARCH_URL") {
             self.search.opensearch.url = url;
         }
@@ -413,6 +506,25 @@ impl Config {
                     ),
                 });
             }
+        }
+        let k = &self.sync.kafka;
+        for (key, value) in [
+            ("sync.kafka.brokers", &k.brokers),
+            ("sync.kafka.group", &k.group),
+            ("sync.kafka.dead_letter_topic", &k.dead_letter_topic),
+        ] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "must not be empty".into(),
+                });
+            }
+        }
+        if k.max_attempts == 0 || k.batch_size == 0 || k.partitions == 0 {
+            return Err(ConfigError::Invalid {
+                key: "sync.kafka".into(),
+                message: "max_attempts, batch_size and partitions must be at least 1".into(),
+            });
         }
         if self.search.cursor_secret.is_empty() {
             return Err(ConfigError::Invalid {

@@ -158,13 +158,19 @@ pub fn build_with_backend(
             ..sync::SyncOptions::default()
         },
     ));
+    let executor_schema = &Arc::clone(executor.schema());
     let mut gateway = Gateway::new(
         executor,
         config.execution.plan_cache_size,
         forward_headers(config),
     );
     if config.sync.read_your_writes {
-        gateway = gateway.with_sync(Arc::clone(&syncer));
+        gateway = gateway.with_freshness(Arc::new(sync::Freshness::new(
+            Arc::clone(executor_schema),
+            Arc::clone(&backend),
+            config.sync.read_your_writes_timeout,
+            Some(changes.clone()),
+        )));
     }
     // Outside a runtime (a synchronous caller) nothing can follow; the
     // periodic passes of `Syncer::run` still do.

@@ -108,6 +108,22 @@ enum SyncAction {
     Rollback { index: String },
     /// List the physical indexes, their aliases, document counts and lag.
     Status,
+    /// Follow the services' change events (Kafka) as a consumer-group member,
+    /// backfilling indexes never built first; scans and reconciles too.
+    Run,
+    /// The dead-letter topic: events that kept failing.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum DlqAction {
+    /// Show the dead letters not replayed yet.
+    List,
+    /// Apply them again, in order (after the cause was fixed).
+    Replay,
 }
 
 fn main() -> std::process::ExitCode {
@@ -228,6 +244,49 @@ async fn check_before_start(config: &Config, sdl: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn kafka_options(config: &Config) -> tessera::sync::kafka::KafkaOptions {
+    let k = &config.sync.kafka;
+    tessera::sync::kafka::KafkaOptions {
+        brokers: k.brokers.clone(),
+        group: k.group.clone(),
+        topic_prefix: k.topic_prefix.clone(),
+        dead_letter_topic: k.dead_letter_topic.clone(),
+        max_attempts: k.max_attempts,
+        retry_backoff: k.retry_backoff,
+        batch_size: k.batch_size,
+        partitions: i32::try_from(k.partitions).unwrap_or(i32::MAX),
+    }
+}
+
+/// The change events worker, then its background scans and reconciles.
+async fn run_worker(
+    config: &Config,
+    tessera: &tessera::Tessera,
+) -> anyhow::Result<tessera::sync::kafka::Worker> {
+    let worker = tessera::sync::kafka::Worker::start(
+        Arc::clone(&tessera.syncer),
+        kafka_options(config),
+        &|index, p| progress_printer(index)(p),
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "cannot follow change events from Kafka at {}",
+            config.sync.kafka.brokers
+        )
+    })?;
+    tokio::spawn(Arc::clone(&tessera.syncer).run(intervals(config)));
+    Ok(worker)
+}
+
+fn intervals(config: &Config) -> tessera::sync::Intervals {
+    tessera::sync::Intervals {
+        poll: (config.sync.source == tessera::config::SourceName::Poll).then_some(config.sync.poll_interval),
+        scan: config.sync.scan_interval,
+        reconcile: config.sync.reconcile_interval,
+    }
+}
+
 async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> {
     let config = load_config(&common)?;
     let sdl = read_schema(&common)?;
@@ -288,6 +347,49 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
                 }
             );
         }
+        SyncAction::Run => {
+            let worker = run_worker(&config, &tessera).await?;
+            println!(
+                "following {} as a member of group {}",
+                worker.topics().join(", "),
+                config.sync.kafka.group
+            );
+            let report = worker.run(shutdown_signal()).await;
+            println!(
+                "stopped: {} events applied, {} dead-lettered",
+                report.events, report.dead_letters
+            );
+        }
+        SyncAction::Dlq { action } => match action {
+            DlqAction::List => {
+                let letters = tessera::sync::kafka::list_dead_letters(&kafka_options(&config)).await?;
+                for l in &letters {
+                    println!(
+                        "{}/{}@{} key {}: {} (tried {}): {}",
+                        l.topic,
+                        l.partition,
+                        l.offset,
+                        l.key.as_deref().unwrap_or("-"),
+                        l.error,
+                        l.attempts,
+                        l.payload
+                    );
+                }
+                println!("{} dead letter(s) waiting", letters.len());
+            }
+            DlqAction::Replay => {
+                let r = tessera::sync::kafka::replay_dead_letters(syncer, &kafka_options(&config)).await?;
+                println!("{} dead letter(s) applied", r.applied);
+                if let Some((letter, why)) = r.failed {
+                    bail!(
+                        "{}/{}@{} failed again: {why} (it and the ones after it stay)",
+                        letter.topic,
+                        letter.partition,
+                        letter.offset
+                    );
+                }
+            }
+        },
         SyncAction::Rollback { index } => {
             let (now, was) = syncer.rollback(&index).await?;
             println!("{index}: now {now} (was {was}, kept)");
@@ -389,6 +491,34 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
     if !config.sync.enabled {
         return Ok(());
     }
+    if config.sync.source == tessera::config::SourceName::Kafka {
+        // The worker backfills what was never built, then follows the events;
+        // a broker that is down delays that, never the gateway.
+        let syncer = Arc::clone(&tessera.syncer);
+        let options = kafka_options(config);
+        tokio::spawn(async move {
+            loop {
+                let started =
+                    tessera::sync::kafka::Worker::start(Arc::clone(&syncer), options.clone(), &|index, p| {
+                        progress_printer(index)(p)
+                    })
+                    .await;
+                match started {
+                    Ok(worker) => {
+                        tracing::info!(topics = ?worker.topics(), group = %options.group, "following change events");
+                        worker.run(std::future::pending::<()>()).await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::error!(brokers = %options.brokers, error = %e, "cannot follow change events yet; retrying in 5s");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                    }
+                }
+            }
+        });
+        tokio::spawn(Arc::clone(&tessera.syncer).run(intervals(config)));
+        return Ok(());
+    }
     for index in tessera.syncer.index_names() {
         let live = matches!(
             tessera.syncer.checkpoint(&index).await,
@@ -413,11 +543,7 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
             }
         }
     }
-    tokio::spawn(Arc::clone(&tessera.syncer).run(tessera::sync::Intervals {
-        poll: config.sync.poll_interval,
-        scan: config.sync.scan_interval,
-        reconcile: config.sync.reconcile_interval,
-    }));
+    tokio::spawn(Arc::clone(&tessera.syncer).run(intervals(config)));
     Ok(())
 }
 

@@ -586,7 +586,22 @@ async fn the_poller_and_the_id_scan_converge_to_a_fresh_backfill(backend: Backen
 }
 
 async fn a_mutation_through_the_gateway_is_searchable_at_once(backend: Backend) {
-    let stack = stack(100, backend.clone()).await;
+    // As `serve` runs it: the poller in the background, woken by the wait.
+    let stack = Stack::start_with(StackOptions {
+        scale: 100,
+        search: true,
+        sync_loop: true,
+        backend,
+        ..StackOptions::default()
+    })
+    .await;
+    for index in ["contracts", "feed"] {
+        stack
+            .syncer()
+            .backfill(index, false, &|_| {})
+            .await
+            .expect("backfill");
+    }
     let search = "query($t: String!) { contractSearch(filter: {text: $t}) { totalCount edges { node { id title } } } }";
     let created = stack
         .data(

@@ -146,6 +146,7 @@ fn read_query(
     def: &IndexDef,
     bindings: &[ArgBinding],
     vars: &Variables,
+    count: bool,
 ) -> Result<ClientQuery, FetchError> {
     let args = arguments(bindings, vars);
     let first = match args.get("first") {
@@ -234,7 +235,12 @@ fn read_query(
         },
     };
     Ok(ClientQuery {
-        query: SearchQuery { filters, sort, page },
+        query: SearchQuery {
+            filters,
+            sort,
+            page,
+            count,
+        },
         first,
         after,
         offset,
@@ -455,7 +461,7 @@ pub(super) async fn run(
             index: search.index.clone(),
         })
     })?;
-    let mut client = read_query(schema, def, bindings, vars)?;
+    let mut client = read_query(schema, def, bindings, vars, search.counts)?;
     let connection = match ctx.strategy(&search.field) {
         Strategy::Index => search_index(ctx, def, &mut client).await?,
         Strategy::Merge => merge(ctx, executor, def, &client, headers).await?,
@@ -485,9 +491,11 @@ async fn search_index(
         .search(&def.name, &client.query)
         .await
         .map_err(from_search_error)?;
-    let has_next = match client.offset {
-        Some(offset) => (offset + client.first) < usize::try_from(result.total).unwrap_or(usize::MAX),
-        None => result.hits.len() > client.first,
+    // Pages ask for one hit more than they show; at the end of the offset
+    // window there is no room for it, and only the count can tell.
+    let has_next = match (client.offset, result.total) {
+        (Some(offset), Some(total)) => (offset + client.first) < usize::try_from(total).unwrap_or(usize::MAX),
+        _ => result.hits.len() > client.first,
     };
     let has_previous = client.after.is_some() || client.offset.is_some_and(|o| o > 0);
     let edges = result
@@ -499,7 +507,7 @@ async fn search_index(
             (cursor, hit_node(hit))
         })
         .collect();
-    Ok(connection(edges, has_next, has_previous, Some(result.total)))
+    Ok(connection(edges, has_next, has_previous, result.total))
 }
 
 /// Where a MERGE source's next page starts, sealed in every cursor.

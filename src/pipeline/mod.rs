@@ -75,8 +75,8 @@ pub struct Gateway {
     executor: Arc<Executor>,
     plans: PlanCache,
     forward_headers: Vec<HeaderName>,
-    /// Read-your-writes: indexes updated after each mutation.
-    sync: Option<Arc<crate::sync::Syncer>>,
+    /// Read-your-writes: a mutation's response waits for the indexes.
+    freshness: Option<Arc<crate::sync::Freshness>>,
 }
 
 impl Gateway {
@@ -86,13 +86,14 @@ impl Gateway {
             executor,
             plans: PlanCache::new(plan_cache_size),
             forward_headers,
-            sync: None,
+            freshness: None,
         }
     }
 
-    /// Brings the search indexes up to date after every mutation, before it answers.
-    pub fn with_sync(mut self, syncer: Arc<crate::sync::Syncer>) -> Self {
-        self.sync = Some(syncer);
+    /// A mutation's response waits (up to a bound) until the search indexes
+    /// show what it changed.
+    pub fn with_freshness(mut self, freshness: Arc<crate::sync::Freshness>) -> Self {
+        self.freshness = Some(freshness);
         self
     }
 
@@ -170,23 +171,19 @@ impl Gateway {
         };
 
         let forwarded = exec::forwarded_headers(&self.forward_headers, headers);
+        let sent = crate::sync::now_millis();
         let execution = self
             .executor
             .execute(plan, &coerced, &forwarded, introspection.as_ref())
             .await;
 
         let mut extensions = Map::new();
-        if plan.kind == OperationKind::Mutation {
-            if let Some(syncer) = &self.sync {
-                // The write is done; an index that cannot follow is reported,
-                // not a reason to hide the mutation's result.
-                if let Err(e) = syncer.after_mutation(plan, &coerced).await {
-                    tracing::warn!(error = %e, "read-your-writes index update failed");
-                    extensions.insert(
-                        "indexUpdate".into(),
-                        Value::String(format!("search indexes not updated yet: {e}")),
-                    );
-                }
+        if let (OperationKind::Mutation, Some(freshness)) = (plan.kind, &self.freshness) {
+            // The write is done; indexes that have not followed yet are
+            // reported, never a reason to hide the mutation's result.
+            if let Err(e) = freshness.wait(plan, &coerced, &execution.data, sent).await {
+                tracing::debug!(error = %e, "read-your-writes: indexes not caught up");
+                extensions.insert("indexUpdate".into(), Value::String(e.to_string()));
             }
         }
         if options.include_plan {

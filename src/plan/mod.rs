@@ -90,6 +90,8 @@ pub struct SearchFetch {
     pub field: Name,
     /// The client's response key: the fetch's data holds the connection under it.
     pub response_key: Name,
+    /// The client selects `totalCount` (counting every match costs a visit of each).
+    pub counts: bool,
 }
 
 /// The key under which a search node holds its entity's id.

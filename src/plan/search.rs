@@ -50,6 +50,11 @@ impl<'a> Builder<'a> {
         }
         let path = vec![key.clone()];
         let selection = self.connection(def, id, &path, named_type(&fdef.ty), &cf.selections, &cf.include)?;
+        let counts = selection
+            .by_type
+            .iter()
+            .flat_map(|(_, fields)| fields)
+            .any(|f| matches!(&f.kind, FieldKind::Leaf { data_key, .. } if data_key == "totalCount"));
         let children = std::mem::take(&mut self.fetches[id].children);
         self.fetches[id] = Fetch {
             id,
@@ -58,6 +63,7 @@ impl<'a> Builder<'a> {
                 index: index.to_string(),
                 field: fdef.name.clone(),
                 response_key: key.clone(),
+                counts,
             }),
             arguments,
             selection: String::new(),

@@ -293,6 +293,7 @@ mod tests {
                 first: 10,
                 after: None,
             },
+            count: true,
         }
     }
 

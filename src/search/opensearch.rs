@@ -593,7 +593,9 @@ impl Inner {
         let mut body = json!({
             "query": dsl::filters(&mapping, &query.filters)?,
             "sort": dsl::sort(&mapping, &query.sort)?,
-            "track_total_hits": true,
+            // Not counting lets OpenSearch skip whole blocks of documents
+            // that cannot make the page (its sort optimization).
+            "track_total_hits": query.count,
         });
         match &query.page {
             Page::After { first, after } => {
@@ -621,7 +623,11 @@ impl Inner {
                 Some(Body::Json(body)),
             )
             .await?;
-        let total = answer["hits"]["total"]["value"].as_u64().unwrap_or(0);
+        let total = if query.count {
+            Some(answer["hits"]["total"]["value"].as_u64().unwrap_or(0))
+        } else {
+            None
+        };
         let hits = answer["hits"]["hits"]
             .as_array()
             .map(Vec::as_slice)
@@ -694,6 +700,7 @@ impl Inner {
                 first: 0,
                 after: None,
             },
+            count: true,
         };
         check.validate(&mapping.spec)?;
         let query = dsl::filters(&mapping, &check.filters)?;

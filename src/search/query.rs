@@ -142,13 +142,22 @@ pub struct SearchQuery {
     pub filters: Vec<Filter>,
     pub sort: Vec<SortKey>,
     pub page: Page,
+    /// Whether [`SearchResult::total`] is wanted. Counting every match
+    /// costs a visit of each; without it a backend may stop once it has
+    /// the page (and `total` is `None`).
+    #[serde(default = "counted")]
+    pub count: bool,
+}
+
+fn counted() -> bool {
+    true
 }
 
 /// One page of hits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SearchResult {
-    /// Documents matching the filters, whatever the page.
-    pub total: u64,
+    /// Documents matching the filters, whatever the page (when counted).
+    pub total: Option<u64>,
     pub hits: Vec<Hit>,
 }
 
@@ -417,7 +426,12 @@ mod tests {
     }
 
     fn query(filters: Vec<Filter>, sort: Vec<SortKey>, page: Page) -> SearchQuery {
-        SearchQuery { filters, sort, page }
+        SearchQuery {
+            filters,
+            sort,
+            page,
+            count: true,
+        }
     }
 
     fn first(n: usize) -> Page {

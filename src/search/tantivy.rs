@@ -668,7 +668,10 @@ impl Handle {
                 })
             })
             .collect::<Result<_, SearchError>>()?;
-        Ok(SearchResult { total, hits })
+        Ok(SearchResult {
+            total: Some(total),
+            hits,
+        })
     }
 
     /// The cursor position as comparable values, one per applied sort key.
@@ -698,6 +701,7 @@ impl Handle {
                 first: 0,
                 after: None,
             },
+            count: true,
         };
         check.validate(&self.spec)?;
         let query = self.filters(&check.filters)?;

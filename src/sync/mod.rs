@@ -26,6 +26,8 @@
 //! built by `readmodel`, stored through `search::SearchBackend`.
 
 pub mod events;
+mod freshness;
+pub mod kafka;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -35,8 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::exec::{Executor, Variables};
-use crate::plan::{FetchKind, OperationKind, QueryPlan};
+use crate::exec::Executor;
 use crate::readmodel::documents::{self, json_id};
 use crate::readmodel::{
     document_id, entity_of, index_spec, refs_field, DocumentBuilder, Position, Relation, RelationKind,
@@ -48,6 +49,7 @@ use crate::search::{
     VERSION_FIELD,
 };
 pub use events::{EventError, ServiceEvent};
+pub use freshness::{Freshness, NotYet};
 
 /// Why a sync step failed. The step is retried by the next poll; nothing
 /// is written past the last good checkpoint.
@@ -160,7 +162,8 @@ impl Default for SyncOptions {
 /// How often the background loop ([`Syncer::run`]) does each step.
 #[derive(Debug, Clone, Copy)]
 pub struct Intervals {
-    pub poll: Duration,
+    /// `None`: no polling (change events arrive through Kafka).
+    pub poll: Option<Duration>,
     pub scan: Duration,
     pub reconcile: Duration,
 }
@@ -833,6 +836,7 @@ impl Syncer {
     /// [`scan`](Self::scan) of `model` into `target`, the index's lock held.
     async fn scan_into(&self, model: &IndexModel, target: &str) -> Result<SyncReport, SyncError> {
         let name = target;
+        let began = Instant::now();
         // Documents written after this instant read rows this scan may not
         // have listed: the delete's version keeps them (see `WriteOp::Delete`).
         let started = now_millis();
@@ -881,6 +885,7 @@ impl Syncer {
             stale.dedup();
             report.add(self.rebuild_locked(name, source, &stale).await?);
         }
+        tracing::debug!(index = name, took = ?began.elapsed(), deleted = report.deleted, rebuilt = report.written, "scan");
         Ok(report)
     }
 
@@ -1011,10 +1016,10 @@ impl Syncer {
         let mut caught_up = self.poll_into(model, &next).await?;
         caught_up.add(self.scan_into(model, &next).await?);
         // …and once more with this process's sync steps held, right before
-        // the swap, so the gap it leaves is as short as a poll.
+        // the swap, so the gap it leaves is as short as a poll. (Deletes in
+        // that short gap reach the new index with the next scan or event.)
         let _guard = self.lock(name).await;
         caught_up.add(self.poll_into(model, &next).await?);
-        caught_up.add(self.scan_into(model, &next).await?);
         let previous = self.backend.point_alias(name, &next).await?;
         let mut dropped = Vec::new();
         for old in &catalog.indexes {
@@ -1102,54 +1107,6 @@ impl Syncer {
         Ok(out)
     }
 
-    /// Read-your-writes: after a mutation through the gateway, poll every
-    /// index and rebuild the entities the mutation named by `id`.
-    pub async fn after_mutation(&self, plan: &QueryPlan, variables: &Variables) -> Result<(), SyncError> {
-        if plan.kind != OperationKind::Mutation {
-            return Ok(());
-        }
-        let mut named: Vec<(String, String)> = Vec::new(); // (subgraph, id)
-        for fetch in &plan.fetches {
-            if !matches!(fetch.kind, FetchKind::Root) {
-                continue;
-            }
-            for arg in &fetch.arguments {
-                if arg.def.name.as_str() != "id" {
-                    continue;
-                }
-                let value = match &arg.value {
-                    async_graphql_value::Value::Variable(v) => variables.get(v).cloned(),
-                    other => other.clone().into_const(),
-                };
-                if let Some(id) = value.and_then(|v| v.into_json().ok()).as_ref().and_then(json_id) {
-                    named.push((fetch.subgraph.clone(), id));
-                }
-            }
-        }
-        for name in self.index_names() {
-            self.poll(&name).await?;
-        }
-        let mut changes = Vec::new();
-        for (subgraph, id) in named {
-            for t in self.schema().types() {
-                let owned = self
-                    .schema()
-                    .object(&t.name)
-                    .and_then(|o| o.owner.as_ref())
-                    .is_some_and(|o| o.subgraph == subgraph);
-                if owned {
-                    changes.push(Change {
-                        type_name: t.name.to_string(),
-                        id: id.clone(),
-                        op: ChangeOp::Update,
-                    });
-                }
-            }
-        }
-        self.apply(&changes).await?;
-        Ok(())
-    }
-
     /// Applies changes as they arrive (the services' change events, read
     /// repairs from search), a batch at a time, until every sender is gone.
     pub async fn follow(self: Arc<Self>, mut changes: mpsc::Receiver<Change>) {
@@ -1191,33 +1148,35 @@ impl Syncer {
         }
     }
 
-    /// Polls every `poll` interval, scans for deletes every `scan` and
-    /// reconciles every `reconcile`, until the task is dropped. Failures are
-    /// logged and retried next time.
+    /// Polls every `poll` interval (when set; with change events there is
+    /// nothing to poll for), scans for deletes every `scan` and reconciles
+    /// every `reconcile`, until the task is dropped. Failures are logged and
+    /// retried next time.
     pub async fn run(self: Arc<Self>, intervals: Intervals) {
         let mut last_scan = Instant::now();
         let mut last_reconcile = Instant::now();
+        let tick = intervals.poll.unwrap_or(intervals.scan).min(intervals.scan);
         loop {
-            tokio::time::sleep(intervals.poll).await;
+            tokio::time::sleep(tick).await;
             let reconcile = last_reconcile.elapsed() >= intervals.reconcile;
             let scan = !reconcile && last_scan.elapsed() >= intervals.scan;
+            let step = match (reconcile, scan, intervals.poll.is_some()) {
+                (true, _, _) => "reconcile",
+                (_, true, _) => "scan",
+                (_, _, true) => "poll",
+                _ => continue,
+            };
             for name in self.index_names() {
-                let step = if reconcile {
-                    "reconcile"
-                } else if scan {
-                    "scan"
-                } else {
-                    "poll"
-                };
                 let result = match step {
                     "reconcile" => self.reconcile(&name).await,
-                    "scan" => match self.poll(&name).await {
+                    "scan" if intervals.poll.is_some() => match self.poll(&name).await {
                         Ok(mut r) => self.scan(&name).await.map(|s| {
                             r.add(s);
                             r
                         }),
                         Err(e) => Err(e),
                     },
+                    "scan" => self.scan(&name).await,
                     _ => self.poll(&name).await,
                 };
                 match result {
@@ -1262,7 +1221,8 @@ fn values_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-fn now_millis() -> i64 {
+/// Milliseconds since the epoch: document versions are read times.
+pub fn now_millis() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }
 

@@ -157,6 +157,71 @@ impl ChangeSink for WebhookSink {
     }
 }
 
+/// Publishes each event to Kafka topic `<prefix><service>`, keyed by the
+/// entity id (so one entity's events stay in order on one partition), as the
+/// JSON above. librdkafka queues and sends in its own thread; `emit` only
+/// enqueues. A full queue drops the event (counted, logged every 1,000):
+/// the synchronizer's scan and reconcile catch what a lost event missed.
+pub struct KafkaSink {
+    producer: rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    prefix: String,
+    dropped: AtomicU64,
+}
+
+impl KafkaSink {
+    /// A producer for `brokers` (`host:port,…`); fails on a bad setting,
+    /// not on an unreachable broker (librdkafka keeps retrying).
+    pub fn new(brokers: &str, topic_prefix: &str) -> Result<Self, rdkafka::error::KafkaError> {
+        let producer = rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "2")
+            .set("message.timeout.ms", "300000")
+            .create()?;
+        Ok(Self {
+            producer,
+            prefix: topic_prefix.to_string(),
+            dropped: AtomicU64::new(0),
+        })
+    }
+
+    /// Events dropped because librdkafka's queue was full.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+}
+
+impl ChangeSink for KafkaSink {
+    fn emit(&self, event: ChangeEvent) {
+        let topic = format!("{}{}", self.prefix, event.service);
+        let key = match &event.id {
+            EventId::Int(i) => i.to_string(),
+            EventId::Str(s) => s.clone(),
+        };
+        let Ok(payload) = serde_json::to_vec(&event) else {
+            return;
+        };
+        let record = rdkafka::producer::BaseRecord::to(&topic)
+            .key(&key)
+            .payload(&payload);
+        if let Err((error, _)) = self.producer.send(record) {
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped % 1000 == 1 {
+                tracing::warn!(%error, dropped, "change events not queued for Kafka");
+            }
+        }
+    }
+}
+
+impl Drop for KafkaSink {
+    fn drop(&mut self) {
+        use rdkafka::producer::Producer;
+        // Send what is queued before the process goes.
+        let _ = self.producer.flush(Duration::from_secs(5));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

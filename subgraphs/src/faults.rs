@@ -3,8 +3,9 @@
 //!
 //! The middleware, in order: counts the request, sleeps the service's base
 //! latency plus the fault latency, then answers `503` if `down`, a non-JSON
-//! `200` if `garbage`, a GraphQL error for an `error_ratio` share of requests,
-//! and otherwise passes the request on. Faults are runtime state: they start off
+//! `200` if `garbage`, a GraphQL error for an `error_ratio` share of requests
+//! and for requests whose body contains `error_when` (one poisoned row: a
+//! consumer's "poison message"), and otherwise passes the request on. Faults are runtime state: they start off
 //! and change only through `POST /faults`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,8 +24,8 @@ use serde::{Deserialize, Serialize};
 use crate::seed::splitmix64;
 use crate::stats::Stats;
 
-/// The faults in force: `{"latency_ms": 0, "error_ratio": 0.0, "down": false, "garbage": false}`.
-#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+/// The faults in force: `{"latency_ms": 0, "error_ratio": 0.0, "down": false, "garbage": false, "error_when": null}`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Faults {
     /// Added to every `/graphql` request.
     pub latency_ms: u64,
@@ -34,16 +35,19 @@ pub struct Faults {
     pub down: bool,
     /// Answer `200` with a body that is not JSON.
     pub garbage: bool,
+    /// Answer a GraphQL error to every request whose body contains this.
+    pub error_when: Option<String>,
 }
 
-/// A partial update: only the fields present change.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+/// A partial update: only the fields present change (`"error_when": ""` clears it).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FaultsPatch {
     pub latency_ms: Option<u64>,
     pub error_ratio: Option<f64>,
     pub down: Option<bool>,
     pub garbage: Option<bool>,
+    pub error_when: Option<String>,
 }
 
 /// Why a `POST /faults` body was refused.
@@ -71,7 +75,7 @@ pub struct FaultState {
 
 impl FaultState {
     pub fn current(&self) -> Faults {
-        *self.current.read()
+        self.current.read().clone()
     }
 
     pub fn apply(&self, patch: FaultsPatch) -> Result<Faults, FaultsError> {
@@ -85,7 +89,10 @@ impl FaultState {
         current.error_ratio = patch.error_ratio.unwrap_or(current.error_ratio);
         current.down = patch.down.unwrap_or(current.down);
         current.garbage = patch.garbage.unwrap_or(current.garbage);
-        Ok(*current)
+        if let Some(needle) = patch.error_when {
+            current.error_when = (!needle.is_empty()).then_some(needle);
+        }
+        Ok(current.clone())
     }
 
     /// Whether this request should fail, at `ratio`.
@@ -155,7 +162,17 @@ pub async fn gate(State(gate): State<FaultGate>, request: Request, next: Next) -
         )
             .into_response();
     }
-    if gate.faults.draw_error(faults.error_ratio) {
+    let mut request = request;
+    let mut poisoned = false;
+    if let Some(needle) = &faults.error_when {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, 16 * 1024 * 1024)
+            .await
+            .unwrap_or_default();
+        poisoned = bytes.windows(needle.len().max(1)).any(|w| w == needle.as_bytes());
+        request = Request::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    if poisoned || gate.faults.draw_error(faults.error_ratio) {
         let body = serde_json::json!({
             "data": null,
             "errors": [{

@@ -24,7 +24,7 @@ mod services;
 pub mod stats;
 pub mod store;
 
-pub use events::{ChangeEvent, ChangeOp, ChangeSink, ChannelSink, EventId, NullSink, WebhookSink};
+pub use events::{ChangeEvent, ChangeOp, ChangeSink, ChannelSink, EventId, KafkaSink, NullSink, WebhookSink};
 pub use seed::Counts;
 pub use server::{prepare, serve, spawn, spawn_all, Prepared, RunningService};
 

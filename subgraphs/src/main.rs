@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, Parser};
-use tessera_subgraphs::{ChangeSink, NullSink, RunningService, Service, ServiceOptions, WebhookSink};
+use tessera_subgraphs::{
+    ChangeSink, KafkaSink, NullSink, RunningService, Service, ServiceOptions, WebhookSink,
+};
 
 /// `all` or one service name.
 #[derive(Debug, Clone, Copy)]
@@ -53,8 +55,14 @@ struct Cli {
     #[arg(long, default_value = "15ms", value_parser = humantime::parse_duration)]
     events_latency: Duration,
     /// POST every change event as JSON to this URL.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "kafka")]
     webhook: Option<String>,
+    /// Publish every change event to Kafka at these brokers (`host:port,…`),
+    /// to topic `<kafka-topic-prefix><service>`, keyed by entity id.
+    #[arg(long)]
+    kafka: Option<String>,
+    #[arg(long, default_value = "tessera.changes.")]
+    kafka_topic_prefix: String,
 }
 
 #[tokio::main]
@@ -75,9 +83,13 @@ async fn main() -> anyhow::Result<()> {
             )
             .exit();
     }
-    let sink: Arc<dyn ChangeSink> = match &cli.webhook {
-        Some(url) => Arc::new(WebhookSink::spawn(url.clone(), 10_000)),
-        None => Arc::new(NullSink),
+    let sink: Arc<dyn ChangeSink> = match (&cli.webhook, &cli.kafka) {
+        (Some(url), _) => Arc::new(WebhookSink::spawn(url.clone(), 10_000)),
+        (None, Some(brokers)) => Arc::new(
+            KafkaSink::new(brokers, &cli.kafka_topic_prefix)
+                .with_context(|| format!("cannot publish to Kafka at {brokers}"))?,
+        ),
+        (None, None) => Arc::new(NullSink),
     };
     let opts = ServiceOptions {
         scale: cli.scale,

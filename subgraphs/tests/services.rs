@@ -587,7 +587,7 @@ async fn faults_take_a_service_down_break_it_and_slow_it() {
     assert_eq!(status, 200);
     assert_eq!(
         faults,
-        json!({ "latency_ms": 0, "error_ratio": 0.0, "down": true, "garbage": false })
+        json!({ "latency_ms": 0, "error_ratio": 0.0, "down": true, "garbage": false, "error_when": null })
     );
     let response = post().await.expect("answers");
     assert_eq!(response.status(), 503);

@@ -90,9 +90,19 @@ fn filter(mapping: &Mapping, f: &Filter) -> Result<Value, SearchError> {
                 if let Some(v) = bound {
                     if let Some(v) = coerce(spec, v, "a range bound")? {
                         let mut range = serde_json::Map::new();
-                        range.insert(op.into(), scalar(v));
-                        if spec.kind == FieldKind::DateTime {
-                            range.insert("format".into(), Value::String("epoch_millis".into()));
+                        match (spec.kind, v) {
+                            // As an ISO instant: `epoch_millis` bounds before 1970
+                            // (negative) are misread.
+                            (FieldKind::DateTime, Scalar::I64(ms)) => {
+                                range.insert(op.into(), Value::String(iso_millis(ms)));
+                                range.insert(
+                                    "format".into(),
+                                    Value::String("strict_date_optional_time".into()),
+                                );
+                            }
+                            (_, v) => {
+                                range.insert(op.into(), scalar(v));
+                            }
                         }
                         ranges.push(json!({"range": {&name: range}}));
                     }
@@ -148,6 +158,20 @@ fn full_text(mapping: &Mapping, fields: &[String], text: &str) -> Result<Value, 
         0 => json!({"match_all": {}}),
         _ => json!({"bool": {"should": alternatives, "minimum_should_match": 1}}),
     })
+}
+
+/// Epoch milliseconds as `1969-07-20T20:17:40.000Z`, clamped to the years
+/// 0000 to 9999 (a bound beyond them keeps its meaning at the edge).
+fn iso_millis(ms: i64) -> String {
+    const FIRST: i64 = -62_167_219_200_000; // 0000-01-01T00:00:00Z
+    const LAST: i64 = 253_402_300_799_999; // 9999-12-31T23:59:59.999Z
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms.clamp(FIRST, LAST)) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
 }
 
 /// The sort clause: the query's keys, then `id` ascending unless sorted by it.

@@ -364,6 +364,7 @@ fn deep_pages_cost_what_the_first_costs() -> TestResult {
             first: 20,
             after: None,
         },
+        count: true,
     };
     let expected = oracle(&handle.spec, &corpus.docs, &query);
     let time = |query: &SearchQuery| -> Result<(std::time::Duration, Vec<String>), SearchError> {

@@ -1,0 +1,592 @@
+//! The event-driven synchronizer: a member of a Kafka consumer group that
+//! turns the services' change events into document rebuilds
+//! (DESIGN.md, "Sync": Kafka).
+//!
+//! - **Topics**: one per service, `<topic_prefix><service>`, keyed by entity
+//!   id (the services publish them, see `subgraphs`); the worker reads the
+//!   topics of every service whose rows an index reads.
+//! - **At least once, in order per entity**: offsets are committed only after
+//!   the index acknowledged the batch's writes; a worker that dies is
+//!   replaced by the group's other members (or itself, restarted), which
+//!   read again from the last commit. Rebuilds read current state, so a
+//!   repeated event changes nothing.
+//! - **Retries and dead letters**: a batch that fails is retried with
+//!   backoff `max_attempts` times; then each of its events is tried alone,
+//!   and one that still fails goes to the dead-letter topic with the error
+//!   and its original payload, so the partition keeps flowing. A malformed
+//!   event, or one for a type no index reads a service for, goes there at
+//!   once. [`list_dead_letters`] and [`replay_dead_letters`] show and
+//!   re-drive them.
+//! - **From scratch**: an index never built is backfilled first; the group's
+//!   start is pinned to the end of every partition before, so the events
+//!   published during the backfill are applied after it: no gap.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::message::{Message, OwnedMessage};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use serde::{Deserialize, Serialize};
+
+use super::events::ServiceEvent;
+use super::{Change, Checkpoint, SyncError, Syncer};
+use crate::schema::Supergraph;
+
+/// How the worker reaches Kafka and what it does with failures (see
+/// `config::KafkaConfig`).
+#[derive(Debug, Clone)]
+pub struct KafkaOptions {
+    /// `host:port,…`
+    pub brokers: String,
+    /// The consumer group every worker of a deployment joins.
+    pub group: String,
+    /// Topic of service `s`: `<topic_prefix>s`.
+    pub topic_prefix: String,
+    pub dead_letter_topic: String,
+    /// Tries of a failing batch before its events are tried alone.
+    pub max_attempts: u32,
+    /// First retry delay; doubled for each next try.
+    pub retry_backoff: Duration,
+    /// Events applied together (one rebuild query per type and chunk).
+    pub batch_size: usize,
+    /// Partitions of the topics the worker creates.
+    pub partitions: i32,
+}
+
+impl Default for KafkaOptions {
+    fn default() -> Self {
+        Self {
+            brokers: "127.0.0.1:9092".into(),
+            group: "tessera-sync".into(),
+            topic_prefix: "tessera.changes.".into(),
+            dead_letter_topic: "tessera.dead-letters".into(),
+            max_attempts: 5,
+            retry_backoff: Duration::from_millis(200),
+            batch_size: 500,
+            partitions: 4,
+        }
+    }
+}
+
+/// A dead letter: the event, where it came from and why it failed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<String>,
+    /// The event as published (UTF-8, lossily, if it was not).
+    pub payload: String,
+    pub error: String,
+    pub attempts: u32,
+    /// Milliseconds since the epoch.
+    pub failed_at: i64,
+}
+
+fn kafka_error(what: &str, e: impl std::fmt::Display) -> SyncError {
+    SyncError::Source {
+        what: format!("Kafka ({what})"),
+        message: e.to_string(),
+    }
+}
+
+/// The topics of the services whose rows some index reads.
+pub fn topics(schema: &Supergraph, prefix: &str) -> Vec<String> {
+    let mut services = BTreeSet::new();
+    for def in schema.indexes() {
+        for source in &def.sources {
+            let mut types = vec![source.entity.to_string()];
+            types.extend(
+                crate::readmodel::relations(schema, source)
+                    .into_iter()
+                    .map(|r| r.target.to_string()),
+            );
+            for t in types {
+                if let Some(owner) = schema.object(&t).and_then(|o| o.owner.as_ref()) {
+                    services.insert(owner.subgraph.clone());
+                }
+            }
+        }
+    }
+    services.into_iter().map(|s| format!("{prefix}{s}")).collect()
+}
+
+fn client_config(options: &KafkaOptions) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &options.brokers)
+        .set("socket.timeout.ms", "10000")
+        .set("log_level", "4");
+    config
+}
+
+/// Creates `topics` (and the dead-letter topic) unless they exist.
+async fn ensure_topics(options: &KafkaOptions, topics: &[String]) -> Result<(), SyncError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(options)
+        .create()
+        .map_err(|e| kafka_error("admin client", e))?;
+    let mut all: Vec<&str> = topics.iter().map(String::as_str).collect();
+    all.push(&options.dead_letter_topic);
+    let new: Vec<NewTopic> = all
+        .iter()
+        .map(|t| NewTopic::new(t, options.partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(
+            &new,
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .map_err(|e| kafka_error("creating topics", e))?;
+    for result in results {
+        if let Err((topic, code)) = result {
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(kafka_error("creating topics", format!("{topic}: {code}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One consumer-group member applying change events to every index.
+pub struct Worker {
+    syncer: Arc<Syncer>,
+    options: KafkaOptions,
+    consumer: StreamConsumer,
+    dead_letters: FutureProducer,
+    topics: Vec<String>,
+}
+
+/// What a worker did since it started.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct WorkerReport {
+    pub events: u64,
+    pub dead_letters: u64,
+}
+
+impl Worker {
+    /// Connects, creates missing topics and, for indexes never built,
+    /// pins the group's start to the current end of every partition and
+    /// backfills them (`progress` for each).
+    pub async fn start(
+        syncer: Arc<Syncer>,
+        options: KafkaOptions,
+        progress: &(dyn Fn(&str, super::Progress) + Send + Sync),
+    ) -> Result<Self, SyncError> {
+        let topics = topics(syncer.schema(), &options.topic_prefix);
+        // A broker that just (re)started answers "not leader" for a moment.
+        let mut delay = Duration::from_millis(200);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match ensure_topics(&options, &topics).await {
+                Ok(()) => break,
+                Err(e) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "Kafka not ready; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let consumer: StreamConsumer = client_config(&options)
+            .set("group.id", &options.group)
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000")
+            .set("partition.assignment.strategy", "cooperative-sticky")
+            .create()
+            .map_err(|e| kafka_error("consumer", e))?;
+        let mut unbuilt = Vec::new();
+        for index in syncer.index_names() {
+            if !matches!(syncer.checkpoint(&index).await, Ok(Some(Checkpoint::Live { .. }))) {
+                unbuilt.push(index);
+            }
+        }
+        if !unbuilt.is_empty() {
+            let mut delay = Duration::from_millis(200);
+            loop {
+                match pin_start_to_end(&consumer, &topics) {
+                    Ok(()) => break,
+                    Err(e) if Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "Kafka not ready; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(2));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            for index in unbuilt {
+                syncer.backfill(&index, false, &|p| progress(&index, p)).await?;
+            }
+        }
+        let subscribed: Vec<&str> = topics.iter().map(String::as_str).collect();
+        consumer
+            .subscribe(&subscribed)
+            .map_err(|e| kafka_error("subscribing", e))?;
+        let dead_letters: FutureProducer = client_config(&options)
+            .set("acks", "all")
+            .set("enable.idempotence", "true")
+            .create()
+            .map_err(|e| kafka_error("dead-letter producer", e))?;
+        Ok(Self {
+            syncer,
+            options,
+            consumer,
+            dead_letters,
+            topics,
+        })
+    }
+
+    pub fn topics(&self) -> &[String] {
+        &self.topics
+    }
+
+    /// Applies events until `shutdown` resolves. Failures to reach Kafka or
+    /// the index are logged and retried; only a dead-letter topic that
+    /// cannot be written stops a partition (its offsets are not committed).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> WorkerReport {
+        let mut report = WorkerReport::default();
+        tokio::pin!(shutdown);
+        loop {
+            let first = tokio::select! {
+                _ = &mut shutdown => break,
+                m = self.consumer.recv() => m,
+            };
+            let first = match first {
+                Ok(m) => m.detach(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading change events failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            };
+            let mut batch = vec![first];
+            // Whatever else is already there, without waiting long.
+            while batch.len() < self.options.batch_size {
+                match tokio::time::timeout(Duration::from_millis(5), self.consumer.recv()).await {
+                    Ok(Ok(m)) => batch.push(m.detach()),
+                    _ => break,
+                }
+            }
+            match self.handle(&batch).await {
+                Ok(dead) => {
+                    report.events += batch.len() as u64;
+                    report.dead_letters += dead;
+                    if let Err(e) = self.commit(&batch) {
+                        tracing::warn!(error = %e, "committing offsets failed; the events will be applied again");
+                    }
+                }
+                Err(e) => {
+                    // Nothing committed: seek back so the batch comes again.
+                    tracing::error!(error = %e, "a batch could not be applied nor dead-lettered; retrying it");
+                    self.rewind(&batch);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+        // Leave the group cleanly: the others take over at once.
+        self.consumer.unsubscribe();
+        report
+    }
+
+    /// Applies a batch; returns how many events went to the dead-letter topic.
+    async fn handle(&self, batch: &[OwnedMessage]) -> Result<u64, SyncError> {
+        let schema = self.syncer.schema();
+        let mut changes: Vec<(usize, Change)> = Vec::with_capacity(batch.len());
+        let mut dead = 0;
+        for (i, message) in batch.iter().enumerate() {
+            let parsed = ServiceEvent::parse(message.payload().unwrap_or_default())
+                .and_then(|event| event.to_change(schema));
+            match parsed {
+                Ok(change) => changes.push((i, change)),
+                Err(e) => {
+                    tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(),
+                        error = %e, "a change event cannot be applied; it goes to the dead-letter topic");
+                    self.dead_letter(message, &e.to_string(), 0).await?;
+                    dead += 1;
+                }
+            }
+        }
+        if changes.is_empty() {
+            return Ok(dead);
+        }
+        let all: Vec<Change> = changes.iter().map(|(_, c)| c.clone()).collect();
+        if self.apply_with_retries(&all).await.is_ok() {
+            return Ok(dead);
+        }
+        // Something in the batch keeps failing: find it, let the rest through.
+        for (i, change) in changes {
+            if let Err(e) = self.syncer.apply(std::slice::from_ref(&change)).await {
+                let message = &batch[i];
+                tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(),
+                    error = %e, "a change event failed {} times; it goes to the dead-letter topic", self.options.max_attempts + 1);
+                self.dead_letter(message, &e.to_string(), self.options.max_attempts + 1)
+                    .await?;
+                dead += 1;
+            }
+        }
+        Ok(dead)
+    }
+
+    async fn apply_with_retries(&self, changes: &[Change]) -> Result<(), SyncError> {
+        let mut delay = self.options.retry_backoff;
+        let mut attempt = 1;
+        loop {
+            match self.syncer.apply(changes).await {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < self.options.max_attempts => {
+                    tracing::warn!(error = %e, attempt, changes = changes.len(), "applying change events failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn dead_letter(&self, message: &OwnedMessage, error: &str, attempts: u32) -> Result<(), SyncError> {
+        let letter = DeadLetter {
+            topic: message.topic().to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(|k| String::from_utf8_lossy(k).into_owned()),
+            payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+            error: error.to_string(),
+            attempts,
+            failed_at: super::now_millis(),
+        };
+        let payload = serde_json::to_vec(&letter).map_err(|e| kafka_error("dead letter", e))?;
+        let key = letter.key.clone().unwrap_or_default();
+        self.dead_letters
+            .send(
+                FutureRecord::to(&self.options.dead_letter_topic)
+                    .key(&key)
+                    .payload(&payload),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| kafka_error("writing a dead letter", e))?;
+        Ok(())
+    }
+
+    /// Commits, per partition, the offset after the batch's last message.
+    fn commit(&self, batch: &[OwnedMessage]) -> Result<(), SyncError> {
+        let mut next: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for m in batch {
+            let entry = next.entry((m.topic().to_string(), m.partition())).or_insert(0);
+            *entry = (*entry).max(m.offset() + 1);
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in next {
+            list.add_partition_offset(&topic, partition, Offset::Offset(offset))
+                .map_err(|e| kafka_error("commit", e))?;
+        }
+        self.consumer
+            .commit(&list, CommitMode::Sync)
+            .map_err(|e| kafka_error("commit", e))
+    }
+
+    /// Moves each partition of the batch back to its first message.
+    fn rewind(&self, batch: &[OwnedMessage]) {
+        let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        for m in batch {
+            let entry = first
+                .entry((m.topic().to_string(), m.partition()))
+                .or_insert(i64::MAX);
+            *entry = (*entry).min(m.offset());
+        }
+        for ((topic, partition), offset) in first {
+            if let Err(e) =
+                self.consumer
+                    .seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(5))
+            {
+                tracing::warn!(%topic, partition, error = %e, "seeking back failed");
+            }
+        }
+    }
+}
+
+/// Commits the current end of every partition of `topics` for the group,
+/// where it has no offset yet: events from now on are read, older ones
+/// are covered by the backfill that follows.
+fn pin_start_to_end(consumer: &StreamConsumer, topics: &[String]) -> Result<(), SyncError> {
+    let timeout = Duration::from_secs(10);
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| kafka_error("metadata", e))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                all.add_partition(topic, p.id());
+            }
+        }
+    }
+    let committed = consumer
+        .committed_offsets(all, timeout)
+        .map_err(|e| kafka_error("committed offsets", e))?;
+    let mut pin = TopicPartitionList::new();
+    for element in committed.elements() {
+        if matches!(element.offset(), Offset::Invalid) {
+            let (_, high) = consumer
+                .fetch_watermarks(element.topic(), element.partition(), timeout)
+                .map_err(|e| kafka_error("end offsets", e))?;
+            pin.add_partition_offset(element.topic(), element.partition(), Offset::Offset(high))
+                .map_err(|e| kafka_error("end offsets", e))?;
+        }
+    }
+    if pin.count() > 0 {
+        consumer
+            .commit(&pin, CommitMode::Sync)
+            .map_err(|e| kafka_error("pinning the group's start", e))?;
+    }
+    Ok(())
+}
+
+/// A consumer of the dead-letter topic in the group `<group>.replay`, whose
+/// committed offsets mark what was replayed.
+fn dead_letter_consumer(options: &KafkaOptions) -> Result<(StreamConsumer, TopicPartitionList), SyncError> {
+    let consumer: StreamConsumer = client_config(options)
+        .set("group.id", format!("{}.replay", options.group))
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .map_err(|e| kafka_error("consumer", e))?;
+    let timeout = Duration::from_secs(10);
+    let topic = &options.dead_letter_topic;
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| kafka_error("metadata", e))?;
+    let mut partitions = TopicPartitionList::new();
+    for t in metadata.topics() {
+        for p in t.partitions() {
+            partitions.add_partition(topic, p.id());
+        }
+    }
+    let committed = consumer
+        .committed_offsets(partitions, timeout)
+        .map_err(|e| kafka_error("committed offsets", e))?;
+    let mut start = TopicPartitionList::new();
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Invalid => Offset::Beginning,
+            other => other,
+        };
+        start
+            .add_partition_offset(e.topic(), e.partition(), offset)
+            .map_err(|e| kafka_error("assign", e))?;
+    }
+    consumer.assign(&start).map_err(|e| kafka_error("assign", e))?;
+    Ok((consumer, start))
+}
+
+/// The dead letters not replayed yet, oldest first per partition, with
+/// where each sits (`(partition, offset)` in the dead-letter topic).
+async fn pending_dead_letters(
+    consumer: &StreamConsumer,
+    options: &KafkaOptions,
+    partitions: &TopicPartitionList,
+) -> Result<Vec<(i32, i64, DeadLetter)>, SyncError> {
+    let timeout = Duration::from_secs(10);
+    let mut ends = BTreeMap::new();
+    for e in partitions.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(e.topic(), e.partition(), timeout)
+            .map_err(|e| kafka_error("end offsets", e))?;
+        let from = match e.offset() {
+            Offset::Offset(o) => o,
+            _ => low,
+        };
+        if high > from {
+            ends.insert(e.partition(), high);
+        }
+    }
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ends.is_empty() && Instant::now() < deadline {
+        let message = match tokio::time::timeout(Duration::from_secs(5), consumer.recv()).await {
+            Ok(Ok(m)) => m.detach(),
+            Ok(Err(e)) => return Err(kafka_error("reading dead letters", e)),
+            Err(_) => break,
+        };
+        let partition = message.partition();
+        let letter = serde_json::from_slice::<DeadLetter>(message.payload().unwrap_or_default())
+            .unwrap_or_else(|e| DeadLetter {
+                topic: options.dead_letter_topic.clone(),
+                partition,
+                offset: message.offset(),
+                key: None,
+                payload: String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned(),
+                error: format!("not a dead letter written by Tessera: {e}"),
+                attempts: 0,
+                failed_at: 0,
+            });
+        out.push((partition, message.offset(), letter));
+        if ends
+            .get(&partition)
+            .is_some_and(|end| message.offset() + 1 >= *end)
+        {
+            ends.remove(&partition);
+        }
+    }
+    Ok(out)
+}
+
+/// The dead letters waiting for a replay.
+pub async fn list_dead_letters(options: &KafkaOptions) -> Result<Vec<DeadLetter>, SyncError> {
+    let (consumer, partitions) = dead_letter_consumer(options)?;
+    Ok(pending_dead_letters(&consumer, options, &partitions)
+        .await?
+        .into_iter()
+        .map(|(_, _, l)| l)
+        .collect())
+}
+
+/// What a replay did.
+#[derive(Debug, Default, Clone)]
+pub struct Replayed {
+    pub applied: usize,
+    /// The first letter that failed again, and why (it and the ones after
+    /// it on its partition stay for the next replay).
+    pub failed: Option<(DeadLetter, String)>,
+}
+
+/// Applies the pending dead letters again, in order; each one applied is
+/// marked replayed. Stops at the first that fails again.
+pub async fn replay_dead_letters(syncer: &Syncer, options: &KafkaOptions) -> Result<Replayed, SyncError> {
+    let (consumer, partitions) = dead_letter_consumer(options)?;
+    let pending = pending_dead_letters(&consumer, options, &partitions).await?;
+    let mut replayed = Replayed::default();
+    for (partition, offset, letter) in pending {
+        let change =
+            ServiceEvent::parse(letter.payload.as_bytes()).and_then(|e| e.to_change(syncer.schema()));
+        let result = match change {
+            Ok(change) => syncer
+                .apply(&[change])
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = result {
+            replayed.failed = Some((letter, why));
+            break;
+        }
+        let mut done = TopicPartitionList::new();
+        done.add_partition_offset(&options.dead_letter_topic, partition, Offset::Offset(offset + 1))
+            .map_err(|e| kafka_error("commit", e))?;
+        consumer
+            .commit(&done, CommitMode::Sync)
+            .map_err(|e| kafka_error("commit", e))?;
+        replayed.applied += 1;
+    }
+    Ok(replayed)
+}

@@ -1,0 +1,457 @@
+//! The event-driven synchronizer against a real Kafka broker
+//! (`scripts/services.sh up`; `TESSERA_TEST_KAFKA_BROKERS`, required with
+//! `CI=true`): the nine services publish their change events, workers of
+//! one consumer group apply them. Every test has topics, a group and a
+//! dead-letter topic of its own; they run one at a time (one restarts the
+//! broker).
+
+#[macro_use]
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{eventually, opensearch, random_write, Backend, Rng, Stack, StackOptions};
+use serde_json::json;
+use tessera::sync::kafka::{list_dead_letters, replay_dead_letters, KafkaOptions, Worker};
+
+/// One test at a time: they share the broker, and one restarts it.
+static BROKER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn brokers() -> Option<String> {
+    match std::env::var("TESSERA_TEST_KAFKA_BROKERS") {
+        Ok(b) if !b.is_empty() => Some(b),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("CI=true: the Kafka tests need TESSERA_TEST_KAFKA_BROKERS (scripts/services.sh up)")
+        }
+        _ => {
+            eprintln!("skipped: TESSERA_TEST_KAFKA_BROKERS is not set (scripts/services.sh up)");
+            None
+        }
+    }
+}
+
+/// Topics, group and dead letters of this test alone.
+fn options(brokers: &str, partitions: i32) -> KafkaOptions {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let tag = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
+    KafkaOptions {
+        brokers: brokers.to_string(),
+        group: format!("{tag}.sync"),
+        topic_prefix: format!("{tag}.changes."),
+        dead_letter_topic: format!("{tag}.dead-letters"),
+        max_attempts: 2,
+        retry_backoff: Duration::from_millis(20),
+        batch_size: 100,
+        partitions,
+    }
+}
+
+/// A stack whose services publish to Kafka; indexes not built yet (the
+/// first worker backfills them).
+async fn stack(scale: u64, backend: Backend, kafka: &KafkaOptions) -> Stack {
+    let sink = tessera_subgraphs::KafkaSink::new(&kafka.brokers, &kafka.topic_prefix).expect("producer");
+    Stack::start_with(StackOptions {
+        scale,
+        search: true,
+        sink: Some(Arc::new(sink)),
+        backend,
+        ..StackOptions::default()
+    })
+    .await
+}
+
+/// Starts a worker in this process; stop it by dropping the sender.
+async fn worker(
+    stack: &Stack,
+    kafka: &KafkaOptions,
+) -> (tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<u64>) {
+    let worker = Worker::start(Arc::clone(stack.syncer()), kafka.clone(), &|_, _| {})
+        .await
+        .expect("worker starts");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        worker
+            .run(async {
+                let _ = stopped.await;
+            })
+            .await
+            .events
+    });
+    (stop, handle)
+}
+
+async fn converged(stack: &Stack, within: Duration) {
+    let mut last = String::new();
+    let deadline = tokio::time::Instant::now() + within;
+    while tokio::time::Instant::now() < deadline {
+        match stack.indexes_match_a_fresh_backfill().await {
+            Ok(()) => return,
+            Err(difference) => last = difference,
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    panic!("the indexes did not converge within {within:?}: {last}");
+}
+
+async fn title_count(stack: &Stack, text: &str) -> u64 {
+    stack
+        .data(
+            "query($t: String!) { contractSearch(filter: {text: $t}, first: 0) { totalCount } }",
+            json!({"t": text}),
+        )
+        .await["contractSearch"]["totalCount"]
+        .as_u64()
+        .expect("count")
+}
+
+async fn retitle(stack: &Stack, id: i64, title: &str) {
+    stack
+        .write(
+            "contracts",
+            "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t}) { id } }",
+            json!({"id": id, "t": title}),
+        )
+        .await;
+}
+
+#[tokio::test]
+async fn a_poison_event_is_dead_lettered_while_the_partition_flows_and_replay_drains_it() {
+    let Some(brokers) = brokers() else { return };
+    let _one = BROKER.lock().await;
+    // One partition: the poison and the events after it share it.
+    let kafka = options(&brokers, 1);
+    let stack = stack(100, Backend::Tantivy, &kafka).await;
+    let (stop, handle) = worker(&stack, &kafka).await;
+    // Contract 88 cannot be read for now: its service fails every request
+    // that asks for it (rebuilds send ids as variables, sorted: it is `_a0`
+    // alone or beside 89).
+    stack
+        .faults("contracts", json!({"error_when": "\"_a0\":88"}))
+        .await;
+    retitle(&stack, 88, "Poisoned walrus").await;
+    retitle(&stack, 89, "Healthy narwhal").await;
+    eventually(
+        Duration::from_secs(20),
+        "the event after the poison is applied",
+        || async { title_count(&stack, "narwhal").await == 1 },
+    )
+    .await;
+    assert_eq!(title_count(&stack, "walrus").await, 0);
+    let letters = list_dead_letters(&kafka).await.expect("list");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].payload.contains("\"id\":88"), "{letters:?}");
+    assert!(
+        letters[0].error.to_lowercase().contains("contract"),
+        "{letters:?}"
+    );
+    assert_eq!(letters[0].attempts, 3);
+
+    // The cause fixed, a replay drains it.
+    stack.faults("contracts", json!({"error_when": ""})).await;
+    let replayed = replay_dead_letters(stack.syncer(), &kafka).await.expect("replay");
+    assert_eq!((replayed.applied, replayed.failed.is_none()), (1, true));
+    assert_eq!(title_count(&stack, "walrus").await, 1);
+    assert!(list_dead_letters(&kafka).await.expect("list").is_empty());
+    drop(stop);
+    assert!(handle.await.expect("worker") >= 2);
+}
+
+#[tokio::test]
+async fn malformed_and_unknown_events_are_dead_lettered_at_once() {
+    let Some(brokers) = brokers() else { return };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 1);
+    let stack = stack(60, Backend::Tantivy, &kafka).await;
+    let (stop, handle) = worker(&stack, &kafka).await;
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .expect("producer");
+    let topic = format!("{}contracts", kafka.topic_prefix);
+    for payload in [
+        "not json at all".to_string(),
+        json!({"service": "contracts", "type": "Invoice", "id": 1, "op": "update"}).to_string(),
+    ] {
+        producer
+            .send(
+                rdkafka::producer::FutureRecord::to(&topic)
+                    .key("x")
+                    .payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .expect("sent");
+    }
+    retitle(&stack, 5, "After garbage").await;
+    eventually(Duration::from_secs(20), "the good event is applied", || async {
+        title_count(&stack, "garbage").await == 1
+    })
+    .await;
+    let letters = list_dead_letters(&kafka).await.expect("list");
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters.iter().any(|l| l.error.contains("not JSON")),
+        "{letters:?}"
+    );
+    assert!(letters.iter().any(|l| l.error.contains("Invoice")), "{letters:?}");
+    assert!(letters.iter().all(|l| l.attempts == 0 && l.topic == topic));
+    // A replay cannot fix those: it says so and keeps them.
+    let replayed = replay_dead_letters(stack.syncer(), &kafka).await.expect("replay");
+    assert!(replayed.failed.is_some());
+    assert_eq!(list_dead_letters(&kafka).await.expect("list").len(), 2);
+    drop(stop);
+    handle.await.expect("worker");
+}
+
+#[tokio::test]
+async fn a_worker_on_an_empty_index_backfills_then_follows_without_a_gap() {
+    let Some(brokers) = brokers() else { return };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 4);
+    let stack = Arc::new(stack(200, Backend::Tantivy, &kafka).await);
+    let mut rng = Rng(0xe57a);
+    // Events before any worker exists, and during its backfill.
+    for step in 0..40 {
+        random_write(&stack, &mut rng, step, 200).await;
+    }
+    let writer = {
+        let stack = Arc::clone(&stack);
+        tokio::spawn(async move {
+            let mut rng = Rng(0xbacf);
+            for step in 40..140 {
+                random_write(&stack, &mut rng, step, 200).await;
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let (stop, handle) = worker(&stack, &kafka).await;
+    writer.await.expect("writer");
+    converged(&stack, Duration::from_secs(30)).await;
+    drop(stop);
+    assert!(
+        handle.await.expect("worker") > 0,
+        "events were applied after the backfill"
+    );
+}
+
+#[tokio::test]
+async fn two_workers_share_the_partitions_and_take_over_on_exit() {
+    let Some(brokers) = brokers() else { return };
+    let Some(backend) = opensearch() else { return };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 4);
+    let stack = Arc::new(stack(200, backend, &kafka).await);
+    let (stop_a, a) = worker(&stack, &kafka).await;
+    let mut stop_a = Some(stop_a);
+    let (stop_b, b) = worker(&stack, &kafka).await;
+    let mut rng = Rng(0x2a2b);
+    for step in 0..150 {
+        random_write(&stack, &mut rng, step, 200).await;
+        if step == 100 {
+            drop(stop_a.take()); // A leaves the group; B takes its partitions.
+        }
+    }
+    let applied_by_a = a.await.expect("a");
+    converged(&stack, Duration::from_secs(40)).await;
+    drop(stop_b);
+    let applied_by_b = b.await.expect("b");
+    assert!(
+        applied_by_a > 0 && applied_by_b > 0,
+        "a {applied_by_a}, b {applied_by_b}"
+    );
+}
+
+#[tokio::test]
+async fn a_broker_restart_mid_stream_loses_nothing() {
+    let Some(brokers) = brokers() else { return };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 4);
+    let stack = Arc::new(stack(150, Backend::Tantivy, &kafka).await);
+    let (stop, handle) = worker(&stack, &kafka).await;
+    let mut rng = Rng(0x4e57);
+    for step in 0..60 {
+        random_write(&stack, &mut rng, step, 150).await;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services.sh");
+    let restarted = tokio::process::Command::new(script)
+        .args(["restart", "kafka"])
+        .status()
+        .await
+        .expect("services.sh");
+    assert!(restarted.success(), "the broker restarts");
+    for step in 60..120 {
+        random_write(&stack, &mut rng, step, 150).await;
+    }
+    converged(&stack, Duration::from_secs(60)).await;
+    drop(stop);
+    handle.await.expect("worker");
+}
+
+#[tokio::test]
+async fn kill_9_of_the_worker_mid_stream_then_a_restart_loses_nothing() {
+    let Some(brokers) = brokers() else { return };
+    let Some(backend) = opensearch() else { return };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 4);
+    let stack = Arc::new(stack(200, backend, &kafka).await);
+    // The worker as its own process, as in production, on the same indexes.
+    let dir = std::env::temp_dir().join(format!("tessera-kafka-{}", kafka.group));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("tessera.toml");
+    let os = &stack.config.search.opensearch;
+    let mut text = format!(
+        "[search]\nbackend = \"opensearch\"\n[search.opensearch]\nurl = \"{}\"\nindex_prefix = \"{}\"\nreplicas = 0\n\
+         [sync]\nsource = \"kafka\"\nscan_interval = \"1h\"\n[sync.kafka]\nbrokers = \"{}\"\ngroup = \"{}\"\n\
+         topic_prefix = \"{}\"\ndead_letter_topic = \"{}\"\n",
+        os.url, os.index_prefix, kafka.brokers, kafka.group, kafka.topic_prefix, kafka.dead_letter_topic
+    );
+    for (name, sub) in &stack.config.subgraphs {
+        text.push_str(&format!("[subgraphs.{name}]\nurl = \"{}\"\n", sub.url));
+    }
+    std::fs::write(&config, text).expect("config");
+    let spawn = || {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["sync", "--config"])
+            .arg(&config)
+            .arg("--schema")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+            .arg("run")
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tessera sync run")
+    };
+    let mut first = spawn();
+    // It backfills, then follows.
+    eventually(
+        Duration::from_secs(60),
+        "the worker built the indexes",
+        || async {
+            matches!(
+                stack.syncer().checkpoint("contracts").await,
+                Ok(Some(tessera::sync::Checkpoint::Live { .. }))
+            ) && matches!(
+                stack.syncer().checkpoint("feed").await,
+                Ok(Some(tessera::sync::Checkpoint::Live { .. }))
+            )
+        },
+    )
+    .await;
+    let writer = {
+        let stack = Arc::clone(&stack);
+        tokio::spawn(async move {
+            let mut rng = Rng(0x9_9999);
+            for step in 0..1000 {
+                random_write(&stack, &mut rng, step, 200).await;
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    first.start_kill().expect("kill -9");
+    first.wait().await.expect("killed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut second = spawn();
+    writer.await.expect("writer");
+    converged(&stack, Duration::from_secs(90)).await;
+    second.start_kill().expect("stop");
+    let _ = second.wait().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_mutation_through_the_gateway_waits_until_its_event_is_applied() {
+    let Some(brokers) = brokers() else { return };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 4);
+    let stack = stack(100, Backend::Tantivy, &kafka).await;
+    let (stop, handle) = worker(&stack, &kafka).await;
+    let search = "query($t: String!) { contractSearch(filter: {text: $t}) { totalCount } }";
+    let count = |text: &'static str| {
+        let stack = &stack;
+        async move { stack.data(search, json!({"t": text})).await["contractSearch"]["totalCount"].clone() }
+    };
+    let mutate = |query: &'static str, variables: serde_json::Value| {
+        let stack = &stack;
+        async move {
+            let (status, body) = stack.post(json!({"query": query, "variables": variables})).await;
+            assert_eq!(status, 200);
+            assert!(body.get("errors").is_none(), "{body}");
+            assert!(
+                body.get("extensions")
+                    .and_then(|e| e.get("indexUpdate"))
+                    .is_none(),
+                "waited in vain: {body}"
+            );
+            body["data"].clone()
+        }
+    };
+    // Create (no id argument: the id comes from the response), update, delete.
+    let created = mutate(
+        "mutation { createContract(input: {title: \"Axolotl launch\", memberId: 3, managerId: 2, amount: 5, startDate: \"2026-03-01\"}) { id } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(count("axolotl").await, 1);
+    let id = created["createContract"]["id"].clone();
+    mutate(
+        "mutation($id: ID!) { updateContract(id: $id, input: {title: \"Capybara launch\"}) { id } }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(
+        (count("axolotl").await, count("capybara").await),
+        (json!(0), json!(1))
+    );
+    mutate(
+        "mutation($id: ID!) { deleteContract(id: $id) }",
+        json!({"id": id}),
+    )
+    .await;
+    assert_eq!(count("capybara").await, 0);
+    // A renamed manager: every contract denormalizing the name.
+    mutate(
+        "mutation { updateStaff(id: 4, name: \"Quokka Manager\") { id } }",
+        json!({}),
+    )
+    .await;
+    let renamed = stack
+        .data(
+            "{ contractSearch(filter: {managerName: {eq: \"Quokka Manager\"}}) { totalCount } }",
+            json!({}),
+        )
+        .await;
+    let direct = stack
+        .subgraph("contracts", "{ contracts_count(manager_id: 4) }", json!({}))
+        .await;
+    assert_eq!(renamed["contractSearch"]["totalCount"], direct["contracts_count"]);
+    // A new settlement: its contract's count.
+    mutate(
+        "mutation { createSettlement(contractId: 9, amount: \"10.00\", scheduledOn: \"2026-04-01\") { id } }",
+        json!({}),
+    )
+    .await;
+    let settled = stack
+        .search
+        .as_ref()
+        .expect("search")
+        .backend
+        .get("contracts", &[format!("Contract:{:0>20}", 9)])
+        .await
+        .expect("get");
+    let truth = stack
+        .subgraph(
+            "settlements",
+            "{ settlementsByContractIds(contractIds: [9]) { id } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        settled[0].as_ref().expect("contract 9")["settlementCount"],
+        json!(truth["settlementsByContractIds"].as_array().map(Vec::len))
+    );
+    drop(stop);
+    handle.await.expect("worker");
+}
