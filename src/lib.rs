@@ -33,6 +33,8 @@ pub enum StartError {
     Client(#[from] reqwest::Error),
     #[error("cannot open the search index: {0}")]
     Search(#[from] search::SearchError),
+    #[error("the synchronizer cannot start: {0}")]
+    Sync(#[from] sync::SyncError),
 }
 
 pub fn format_schema_errors(file: &str, errors: &[SchemaError]) -> String {
@@ -157,7 +159,7 @@ pub fn build_with_backend(
             overlap: config.sync.overlap,
             ..sync::SyncOptions::default()
         },
-    ));
+    )?);
     let executor_schema = &Arc::clone(executor.schema());
     let mut gateway = Gateway::new(
         executor,

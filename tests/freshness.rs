@@ -32,6 +32,12 @@ async fn stack(scale: u64, events: bool, backend: Backend) -> Stack {
     stack
 }
 
+/// Whether the index no longer holds document `id`.
+async fn gone(stack: &Stack, index: &str, id: String) -> bool {
+    let backend = &stack.search.as_ref().expect("search").backend;
+    backend.get(index, &[id]).await.expect("get") == vec![None]
+}
+
 async fn count(stack: &Stack, filter: Value) -> u64 {
     let data = stack
         .data(
@@ -261,15 +267,9 @@ async fn change_events_apply_deletes_at_once(backend: Backend) {
     eventually(Duration::from_secs(10), "the deletes are searchable", || async {
         count(&stack, json!({"memberName": {"eq": victims.member_name}})).await == 0
             && count(&stack, json!({"managerName": {"eq": victims.staff_name}})).await == 0
-            && stack
-                .search
-                .as_ref()
-                .expect("search")
-                .backend
-                .get("feed", &[format!("Post:{:0>20}", victims.post)])
-                .await
-                .expect("get")
-                == vec![None]
+            && gone(&stack, "feed", format!("Post:{:0>20}", victims.post)).await
+            && gone(&stack, "feed", format!("Product:{:0>20}", victims.product)).await
+            && gone(&stack, "contracts", format!("Contract:{:0>20}", victims.contract)).await
     })
     .await;
     // Events carry no data: whatever order they are applied in, the index

@@ -246,9 +246,12 @@ async fn two_workers_share_the_partitions_and_take_over_on_exit() {
     let (stop_a, a) = worker(&stack, &kafka).await;
     let mut stop_a = Some(stop_a);
     let (stop_b, b) = worker(&stack, &kafka).await;
+    // The group settles: each member holds partitions.
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let mut rng = Rng(0x2a2b);
     for step in 0..150 {
         random_write(&stack, &mut rng, step, 200).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
         if step == 100 {
             drop(stop_a.take()); // A leaves the group; B takes its partitions.
         }

@@ -34,6 +34,12 @@ pub struct Executor {
     search: Option<Arc<SearchContext>>,
 }
 
+/// An operation the gateway runs itself, parsed and planned once
+/// ([`Executor::prepare`]).
+pub struct Internal {
+    plan: QueryPlan,
+}
+
 /// What executing a plan produced: the `data` JSON and the errors.
 pub struct Execution {
     pub data: Vec<u8>,
@@ -62,31 +68,58 @@ impl Executor {
         self.search.as_ref()
     }
 
-    /// Runs an operation the gateway wrote itself (document building, MERGE
-    /// sources) and returns its `data`; any error fails the whole call.
-    /// `headers` are forwarded to the subgraphs as a client's would be.
+    /// Parses and plans an operation the gateway runs itself (document
+    /// building, listings, MERGE sources), once: a mistake in it shows here,
+    /// at start, not on the first request that needs it.
+    pub fn prepare(&self, text: &str) -> Result<Internal, String> {
+        let doc = async_graphql::parser::parse_query(text)
+            .map_err(|e| format!("internal query does not parse: {e}"))?;
+        let plan = crate::plan::plan(&self.schema, &doc, None).map_err(|e| format!("internal query: {e}"))?;
+        Ok(Internal { plan })
+    }
+
+    /// Runs a prepared internal operation with `variables` and returns its
+    /// `data`; any error fails the whole call. `headers` are forwarded to
+    /// the subgraphs as a client's would be.
+    pub async fn run(
+        &self,
+        query: &Internal,
+        variables: &Map<String, Value>,
+        headers: &HeaderMap,
+    ) -> Result<Map<String, Value>, String> {
+        let variables =
+            input::coerce_variables(&self.schema, &query.plan.variables, variables).map_err(|errors| {
+                errors
+                    .into_iter()
+                    .map(|e| e.message)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?;
+        let execution = self.execute(&query.plan, &variables, headers, None).await;
+        if let Some(first) = execution.errors.first() {
+            return Err(format!(
+                "{} (and {} more errors)",
+                first.message,
+                execution.errors.len() - 1
+            ));
+        }
+        match serde_json::from_slice(&execution.data) {
+            Ok(Value::Object(data)) => Ok(data),
+            Ok(_) => Err("the query returned no data".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// [`prepare`](Self::prepare) and [`run`](Self::run) of a query without
+    /// variables that changes with every call (a MERGE page).
     pub fn query_value<'s>(
         &'s self,
         text: &'s str,
         headers: &'s HeaderMap,
     ) -> futures::future::BoxFuture<'s, Result<Map<String, Value>, String>> {
         Box::pin(async move {
-            let doc = async_graphql::parser::parse_query(text)
-                .map_err(|e| format!("internal query does not parse: {e}"))?;
-            let plan = crate::plan::plan(&self.schema, &doc, None).map_err(|e| e.to_string())?;
-            let execution = self.execute(&plan, &Variables::default(), headers, None).await;
-            if let Some(first) = execution.errors.first() {
-                return Err(format!(
-                    "{} (and {} more errors)",
-                    first.message,
-                    execution.errors.len() - 1
-                ));
-            }
-            match serde_json::from_slice(&execution.data) {
-                Ok(Value::Object(data)) => Ok(data),
-                Ok(_) => Err("the query returned no data".into()),
-                Err(e) => Err(e.to_string()),
-            }
+            let query = self.prepare(text)?;
+            self.run(&query, &Map::new(), headers).await
         })
     }
 

@@ -171,7 +171,6 @@ impl Gateway {
         };
 
         let forwarded = exec::forwarded_headers(&self.forward_headers, headers);
-        let sent = crate::sync::now_millis();
         let execution = self
             .executor
             .execute(plan, &coerced, &forwarded, introspection.as_ref())
@@ -181,7 +180,11 @@ impl Gateway {
         if let (OperationKind::Mutation, Some(freshness)) = (plan.kind, &self.freshness) {
             // The write is done; indexes that have not followed yet are
             // reported, never a reason to hide the mutation's result.
-            if let Err(e) = freshness.wait(plan, &coerced, &execution.data, sent).await {
+            // Rebuilt after the mutation answered: a rebuild that read the rows
+            // while it was in flight may have missed it (and the wait hands
+            // the rows over for a rebuild, so one comes).
+            let answered = crate::sync::now_version();
+            if let Err(e) = freshness.wait(plan, &coerced, &execution.data, answered).await {
                 tracing::debug!(error = %e, "read-your-writes: indexes not caught up");
                 extensions.insert("indexUpdate".into(), Value::String(e.to_string()));
             }

@@ -185,35 +185,89 @@ impl Position {
     }
 }
 
-/// The query for one page of `changes.field`, rows updated after `since`
-/// when set, reading `selection` from each row.
-pub fn page_query(changes: &Changes, position: &Position, since: Option<&str>, selection: &str) -> String {
-    let mut args = Vec::new();
-    if let Some(since) = since {
-        args.push(format!("{}:{}", changes.since_arg, Value::String(since.into())));
-    }
-    let body = match (&changes.paging, position) {
-        (
+/// The listing of one type's rows (all, or updated after a watermark), its
+/// text printed once with variables (`$size`, `$at`, `$since`), for the
+/// executor to plan once.
+#[derive(Debug, Clone)]
+pub struct Listing {
+    pub changes: Changes,
+    pub text: String,
+}
+
+impl Listing {
+    /// The listing of `changes.field` reading `selection` from each row;
+    /// variable types are the field's own argument types (made nullable).
+    pub fn new(schema: &Supergraph, changes: &Changes, selection: &str) -> Self {
+        let field = schema.field(schema.query_type(), &changes.field);
+        let ty = |arg: &str, fallback: &str| {
+            field
+                .and_then(|f| f.args.get(arg))
+                .map(|a| {
+                    let mut t = a.ty.clone();
+                    t.nullable = true;
+                    t.to_string()
+                })
+                .unwrap_or_else(|| fallback.to_string())
+        };
+        let (size_arg, at_arg, at_ty, body) = match &changes.paging {
             Paging::Offset {
                 limit_arg,
                 offset_arg,
+            } => (
+                limit_arg,
+                offset_arg,
+                ty(offset_arg, "Int"),
+                format!("{{{selection}}}"),
+            ),
+            Paging::Cursor { first_arg, after_arg } => (
+                first_arg,
+                after_arg,
+                ty(after_arg, "String"),
+                format!("{{edges{{node{{{selection}}}}} pageInfo{{hasNextPage endCursor}}}}"),
+            ),
+        };
+        let text = format!(
+            "query($size:{},$at:{at_ty},$since:{}){{rows:{}({size_arg}:$size,{at_arg}:$at,{}:$since){body}}}",
+            ty(size_arg, "Int"),
+            ty(&changes.since_arg, "String"),
+            changes.field,
+            changes.since_arg,
+        );
+        Self {
+            changes: changes.clone(),
+            text,
+        }
+    }
+
+    /// The variables of the page at `position` (rows updated after `since`, when set).
+    pub fn variables(&self, position: &Position, since: Option<&str>) -> Map<String, Value> {
+        let mut vars = Map::new();
+        vars.insert("size".into(), Value::from(self.changes.page_size));
+        vars.insert(
+            "at".into(),
+            match position {
+                Position::Offset(o) => Value::from(*o),
+                Position::Cursor(Some(after)) => Value::String(after.clone()),
+                Position::Cursor(None) => Value::Null,
             },
-            Position::Offset(offset),
-        ) => {
-            args.push(format!("{limit_arg}:{}", changes.page_size));
-            args.push(format!("{offset_arg}:{offset}"));
-            format!("{{{selection}}}")
+        );
+        if let Some(since) = since {
+            vars.insert("since".into(), Value::String(since.into()));
         }
-        (Paging::Cursor { first_arg, after_arg }, Position::Cursor(after)) => {
-            args.push(format!("{first_arg}:{}", changes.page_size));
-            if let Some(after) = after {
-                args.push(format!("{after_arg}:{}", Value::String(after.clone())));
-            }
-            format!("{{edges{{node{{{selection}}}}} pageInfo{{hasNextPage endCursor}}}}")
-        }
-        _ => format!("{{{selection}}}"),
-    };
-    format!("{{rows:{}({}){body}}}", changes.field, args.join(","))
+        vars
+    }
+}
+
+/// The query reading `n` rows of a type by id through root field `get`
+/// (`r0:contract(id:$i0){…} r1:…`), ids as variables `$i0…`.
+pub fn by_id_query(get: &str, id_type: &str, n: usize, selection: &str) -> String {
+    let mut vars = Vec::with_capacity(n);
+    let mut fields = String::new();
+    for i in 0..n {
+        vars.push(format!("$i{i}:{id_type}"));
+        fields.push_str(&format!(" r{i}:{get}(id:$i{i}){{{selection}}}"));
+    }
+    format!("query({}){{{fields}}}", vars.join(","))
 }
 
 /// The rows of a page answer and where the next page starts (`None`: last page).

@@ -193,6 +193,32 @@ mod tests {
     }
 
     #[test]
+    fn listings_are_printed_once_with_variables() {
+        let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
+        let changes = schema
+            .object("Contract")
+            .and_then(|o| o.changes.as_deref())
+            .expect("changes")
+            .clone();
+        let listing = documents::Listing::new(&schema, &changes, "id title");
+        assert_eq!(
+            listing.text,
+            "query($size:Int,$at:Int,$since:DateTime){rows:contracts(limit:$size,offset:$at,updatedAfter:$since){id title}}"
+        );
+        let vars = listing.variables(&Position::Offset(30), Some("2026-01-01T00:00:00Z"));
+        assert_eq!(vars["at"], serde_json::json!(30));
+        assert_eq!(vars["since"], serde_json::json!("2026-01-01T00:00:00Z"));
+        let members = schema
+            .object("Member")
+            .and_then(|o| o.changes.as_deref())
+            .expect("changes")
+            .clone();
+        let relay = documents::Listing::new(&schema, &members, "id");
+        assert!(relay.text.contains("$at:String"), "{}", relay.text);
+        assert!(relay.text.contains("edges{node{id}}"), "{}", relay.text);
+    }
+
+    #[test]
     fn the_contracts_index_records_the_rows_it_denormalizes() {
         let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
         let def = schema.index("contracts").expect("contracts index");

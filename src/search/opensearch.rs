@@ -662,10 +662,12 @@ impl Inner {
         }
         let full = self.name(&physical);
         let answer = self
+            // Not realtime: a document a `_bulk` has indexed but not yet
+            // refreshed is not searchable yet, so `get` must not see it either.
             .ok(
                 &physical,
                 Method::POST,
-                &format!("{full}/_mget"),
+                &format!("{full}/_mget?realtime=false"),
                 Some(Body::Json(json!({"ids": ids}))),
             )
             .await?;

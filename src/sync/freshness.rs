@@ -1,12 +1,12 @@
 //! Read-your-writes: the one narrow place where a request waits on the
 //! synchronizer. After a mutation through the gateway, its response waits,
 //! up to a bound, until the indexes hold documents rebuilt after the
-//! mutation was sent, for every row it named: by an `id` argument, by the
+//! mutation answered, for every row it named: by an `id` argument, by the
 //! `id` of the object it returned, or by a join key argument
 //! (`createSettlement(contractId:)` changes that contract's document).
 //!
 //! It reads only the indexes: a document's version is the time its rows
-//! were read, so "rebuilt at or after the mutation was sent" is "its
+//! were read, so "rebuilt at or after the mutation answered" is "its
 //! version is at least then" (and a deleted row's document is gone).
 //! Whoever applies the change (the events worker of this process or of
 //! another, or this process, to which the wait hands the rows it waits for,
@@ -78,8 +78,8 @@ impl Freshness {
     }
 
     /// Waits until every row `plan` changed is rebuilt in the indexes at or
-    /// after `sent` (epoch ms, when the mutation left the gateway), or the
-    /// bound passes. `data` is the mutation's response `data`.
+    /// after `sent` (a version: epoch µs, when the mutation answered), or the bound
+    /// passes. `data` is the mutation's response `data`.
     pub async fn wait(
         &self,
         plan: &QueryPlan,
@@ -127,10 +127,12 @@ impl Freshness {
     }
 
     async fn shown(&self, e: &Expect, sent: i64) -> Result<bool, NotYet> {
+        // Strictly after: a read in the very microsecond of the answer may
+        // have come before the write.
         let fresh = |doc: &crate::search::Document| {
             doc.get(VERSION_FIELD)
                 .and_then(Value::as_i64)
-                .is_some_and(|v| v >= sent)
+                .is_some_and(|v| v > sent)
         };
         let index_error = |e: crate::search::SearchError| NotYet::Index(e.to_string());
         match e {

@@ -17,7 +17,7 @@
 //! - **Reconcile** rebuilds every document from the sources and writes those
 //!   that differ: the safety net for anything the others missed.
 //!
-//! A document's version is the time its rows were read. Every rebuild reads
+//! A document's version is the time its rows were read (microseconds). Every rebuild reads
 //! current state, so the latest read is the newest document, whether a row
 //! was changed, added or deleted; the backend skips a write older than what
 //! it holds, so concurrent rebuilds cannot go back in time. Which documents
@@ -37,7 +37,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::exec::Executor;
+use crate::exec::{Executor, Internal};
+use crate::readmodel::documents::Listing;
 use crate::readmodel::documents::{self, json_id};
 use crate::readmodel::{
     document_id, entity_of, index_spec, refs_field, DocumentBuilder, Position, Relation, RelationKind,
@@ -168,6 +169,9 @@ pub struct Intervals {
     pub reconcile: Duration,
 }
 
+/// A listing and its planned query.
+type PreparedListing = (Listing, Internal);
+
 /// One entity type of an index, with what the sync needs of it, made once.
 struct SourceModel {
     builder: DocumentBuilder,
@@ -179,6 +183,8 @@ struct SourceModel {
 struct IndexModel {
     name: String,
     sources: Vec<SourceModel>,
+    /// Counts every source's rows (for a backfill's progress), if each can.
+    counts: Option<Internal>,
 }
 
 /// What [`Syncer::reindex`] did.
@@ -223,10 +229,21 @@ pub struct Syncer {
     /// index never interleave.
     locks: HashMap<String, Mutex<()>>,
     rejected: parking_lot::Mutex<Vec<RejectedDocument>>,
+    /// The sync's own queries, parsed and planned once: listings by
+    /// (type, selection), reads by id by (type, selection, how many ids).
+    listings: parking_lot::Mutex<HashMap<(String, String), Arc<PreparedListing>>>,
+    by_id: parking_lot::Mutex<HashMap<(String, String, usize), Arc<Internal>>>,
 }
 
 impl Syncer {
-    pub fn new(executor: Arc<Executor>, backend: Arc<dyn SearchBackend>, options: SyncOptions) -> Self {
+    /// A synchronizer for every index of the executor's schema. Every query
+    /// it sends is prepared here, so a declaration that cannot be queried
+    /// stops the start with the reason.
+    pub fn new(
+        executor: Arc<Executor>,
+        backend: Arc<dyn SearchBackend>,
+        options: SyncOptions,
+    ) -> Result<Self, SyncError> {
         let schema = executor.schema();
         let indexes: Vec<IndexModel> = schema
             .indexes()
@@ -244,17 +261,162 @@ impl Syncer {
                         by_id: schema.get_by_id_field(&source.entity).map(|f| f.name.to_string()),
                     })
                     .collect(),
+                counts: None,
             })
             .collect();
+        let mut indexes = indexes;
+        for model in &mut indexes {
+            let fields: Option<Vec<&String>> = model
+                .sources
+                .iter()
+                .map(|s| s.changes.as_ref().and_then(|c| c.count_field.as_ref()))
+                .collect();
+            if let Some(fields) = fields {
+                let text = fields
+                    .iter()
+                    .enumerate()
+                    .fold(String::from("{"), |text, (i, f)| text + &format!(" c{i}:{f}"))
+                    + "}";
+                model.counts = Some(
+                    executor
+                        .prepare(&text)
+                        .map_err(|m| Self::internal_error(&format!("{} row counts", model.name), m))?,
+                );
+            }
+        }
         let locks = indexes.iter().map(|d| (d.name.clone(), Mutex::new(()))).collect();
-        Self {
+        let syncer = Self {
             executor,
             backend,
             options,
             indexes,
             locks,
             rejected: parking_lot::Mutex::new(Vec::new()),
+            listings: parking_lot::Mutex::new(HashMap::new()),
+            by_id: parking_lot::Mutex::new(HashMap::new()),
+        };
+        syncer.prepare_all()?;
+        Ok(syncer)
+    }
+
+    /// Prepares every query shape the sync sends (reads by id for one id;
+    /// other counts are prepared as first met, from the same text).
+    fn prepare_all(&self) -> Result<(), SyncError> {
+        let schema = self.schema();
+        for model in &self.indexes {
+            for source in &model.sources {
+                let entity = source.builder.entity();
+                if source.changes.is_some() {
+                    self.listing(entity, source.builder.selection())?;
+                    self.listing(entity, "id")?;
+                }
+                if let Some(get) = &source.by_id {
+                    self.by_id_query(entity, get, source.builder.selection(), 1)?;
+                }
+                for relation in source.builder.relations() {
+                    if schema
+                        .object(&relation.target)
+                        .and_then(|o| o.changes.as_ref())
+                        .is_none()
+                    {
+                        continue;
+                    }
+                    self.listing(&relation.target, "id")?;
+                    if let RelationKind::Join { on } = &relation.kind {
+                        self.listing(&relation.target, &format!("id {on}"))?;
+                        if let Some(get) = schema.get_by_id_field(&relation.target) {
+                            self.by_id_query(&relation.target, &get.name, on, 1)?;
+                        }
+                    }
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn internal_error(what: &str, message: String) -> SyncError {
+        SyncError::Source {
+            what: format!("the sync's query for {what}"),
+            message,
+        }
+    }
+
+    /// The prepared listing of `type_name`'s rows reading `selection`.
+    fn listing(&self, type_name: &str, selection: &str) -> Result<Arc<PreparedListing>, SyncError> {
+        let key = (type_name.to_string(), selection.to_string());
+        if let Some(found) = self.listings.lock().get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        let changes = self
+            .schema()
+            .object(type_name)
+            .and_then(|o| o.changes.as_deref())
+            .ok_or_else(|| SyncError::Source {
+                what: type_name.to_string(),
+                message: "the type has no @changes".into(),
+            })?;
+        let listing = Listing::new(self.schema(), changes, selection);
+        let query = self
+            .executor
+            .prepare(&listing.text)
+            .map_err(|m| Self::internal_error(&format!("{type_name} rows"), m))?;
+        let prepared = Arc::new((listing, query));
+        self.listings.lock().insert(key, Arc::clone(&prepared));
+        Ok(prepared)
+    }
+
+    /// The prepared read of `n` rows of `type_name` by id through `get`.
+    fn by_id_query(
+        &self,
+        type_name: &str,
+        get: &str,
+        selection: &str,
+        n: usize,
+    ) -> Result<Arc<Internal>, SyncError> {
+        let key = (type_name.to_string(), selection.to_string(), n);
+        if let Some(found) = self.by_id.lock().get(&key) {
+            return Ok(Arc::clone(found));
+        }
+        let id_type = self
+            .schema()
+            .field(self.schema().query_type(), get)
+            .and_then(|f| f.args.get("id"))
+            .map(|a| a.ty.to_string())
+            .unwrap_or_else(|| "ID!".into());
+        let text = documents::by_id_query(get, &id_type, n, selection);
+        let query = Arc::new(
+            self.executor
+                .prepare(&text)
+                .map_err(|m| Self::internal_error(&format!("{type_name} by id"), m))?,
+        );
+        self.by_id.lock().insert(key, Arc::clone(&query));
+        Ok(query)
+    }
+
+    /// One page of `type_name`'s rows (updated after `since`, when set),
+    /// and where the next starts.
+    async fn page(
+        &self,
+        type_name: &str,
+        selection: &str,
+        position: &Position,
+        since: Option<&str>,
+    ) -> Result<(Vec<serde_json::Map<String, Value>>, Option<Position>), SyncError> {
+        let prepared = self.listing(type_name, selection)?;
+        let (listing, query) = &*prepared;
+        let data = self
+            .executor
+            .run(
+                query,
+                &listing.variables(position, since),
+                &reqwest::header::HeaderMap::new(),
+            )
+            .await
+            .map_err(|message| SyncError::Source {
+                what: format!("{type_name} rows"),
+                message,
+            })?;
+        Ok(documents::page_rows(&listing.changes, position, data))
     }
 
     pub fn schema(&self) -> &Arc<Supergraph> {
@@ -349,16 +511,6 @@ impl Syncer {
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
-    async fn query(&self, what: &str, text: &str) -> Result<serde_json::Map<String, Value>, SyncError> {
-        self.executor
-            .query_value(text, &reqwest::header::HeaderMap::new())
-            .await
-            .map_err(|message| SyncError::Source {
-                what: what.to_string(),
-                message,
-            })
-    }
-
     /// Writes `ops` (with `checkpoint`), counting what happened; documents
     /// the index refused are logged and kept, never silently dropped.
     async fn write(
@@ -400,15 +552,15 @@ impl Syncer {
 
     /// Rows of the index's sources, for progress.
     async fn total(&self, model: &IndexModel) -> Option<u64> {
-        let mut text = String::from("{");
-        for (i, source) in model.sources.iter().enumerate() {
-            text.push_str(&format!(
-                " c{i}:{}",
-                source.changes.as_ref()?.count_field.as_ref()?
-            ));
-        }
-        text.push('}');
-        let data = self.query("row counts", &text).await.ok()?;
+        let data = self
+            .executor
+            .run(
+                model.counts.as_ref()?,
+                &serde_json::Map::new(),
+                &reqwest::header::HeaderMap::new(),
+            )
+            .await
+            .ok()?;
         Some(data.values().filter_map(Value::as_u64).sum())
     }
 
@@ -459,7 +611,7 @@ impl Syncer {
             };
             // Page N is written while page N + 1 is read and built: the
             // index and the services work at the same time.
-            let mut page = self.fetch_page(source, changes, &position).await?;
+            let mut page = self.fetch_page(source, &position).await?;
             loop {
                 let (docs, next) = page;
                 done += docs.len() as u64;
@@ -504,7 +656,7 @@ impl Syncer {
                 let write = self.write(target, ops, checkpoint);
                 let prefetch = async {
                     match &next {
-                        Some(p) if !finished => Some(self.fetch_page(source, changes, p).await),
+                        Some(p) if !finished => Some(self.fetch_page(source, p).await),
                         _ => None,
                     }
                 };
@@ -530,15 +682,17 @@ impl Syncer {
     async fn fetch_page(
         &self,
         source: &SourceModel,
-        changes: &Changes,
         position: &Position,
     ) -> Result<(Vec<Document>, Option<Position>), SyncError> {
-        let text = documents::page_query(changes, position, None, source.builder.selection());
-        let read_at = now_millis();
-        let data = self
-            .query(&format!("{} rows", source.builder.entity()), &text)
+        let read_at = now_version();
+        let (rows, next) = self
+            .page(
+                source.builder.entity(),
+                source.builder.selection(),
+                position,
+                None,
+            )
             .await?;
-        let (rows, next) = documents::page_rows(changes, position, data);
         let docs = rows
             .iter()
             .filter_map(|r| source.builder.build(r, read_at))
@@ -574,7 +728,7 @@ impl Syncer {
         for (slot, source) in model.sources.iter().enumerate() {
             // The source's own rows: their documents straight from the listing.
             let changes = changes_of(source)?;
-            let read_at = now_millis();
+            let read_at = now_version();
             let rows = self
                 .list(
                     source.builder.entity(),
@@ -677,9 +831,7 @@ impl Syncer {
         let mut out = Vec::new();
         let mut position = Position::start(changes);
         loop {
-            let text = documents::page_query(changes, &position, since, selection);
-            let data = self.query(&format!("{type_name} rows"), &text).await?;
-            let (rows, next) = documents::page_rows(changes, &position, data);
+            let (rows, next) = self.page(type_name, selection, &position, since).await?;
             out.extend(rows);
             match next {
                 Some(p) => position = p,
@@ -720,7 +872,7 @@ impl Syncer {
             });
         };
         for chunk in ids.chunks(self.options.rebuild_batch.max(1)) {
-            let read_at = now_millis();
+            let read_at = now_version();
             let rows = self
                 .rows_by_id(entity, get, chunk, source.builder.selection())
                 .await?;
@@ -749,15 +901,20 @@ impl Syncer {
         ids: &[String],
         selection: &str,
     ) -> Result<Vec<Option<serde_json::Map<String, Value>>>, SyncError> {
-        let mut text = String::from("{");
-        for (i, id) in ids.iter().enumerate() {
-            text.push_str(&format!(
-                " r{i}:{get}(id:{}){{{selection}}}",
-                Value::String(id.clone())
-            ));
-        }
-        text.push('}');
-        let mut data = self.query(&format!("{type_name} by id"), &text).await?;
+        let query = self.by_id_query(type_name, get, selection, ids.len())?;
+        let variables = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| (format!("i{i}"), Value::String(id.clone())))
+            .collect();
+        let mut data = self
+            .executor
+            .run(&query, &variables, &reqwest::header::HeaderMap::new())
+            .await
+            .map_err(|message| SyncError::Source {
+                what: format!("{type_name} by id"),
+                message,
+            })?;
         Ok((0..ids.len())
             .map(|i| match data.remove(&format!("r{i}")) {
                 Some(Value::Object(row)) => Some(row),
@@ -839,7 +996,7 @@ impl Syncer {
         let began = Instant::now();
         // Documents written after this instant read rows this scan may not
         // have listed: the delete's version keeps them (see `WriteOp::Delete`).
-        let started = now_millis();
+        let started = now_version();
         let mut report = SyncReport::default();
         let mut live: HashMap<String, HashSet<String>> = HashMap::new();
         // Rows with no document: a listing paged by offset skips rows when
@@ -920,14 +1077,14 @@ impl Syncer {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
         let _guard = self.lock(name).await;
-        let started = now_millis();
+        let started = now_version();
         let mut report = SyncReport::default();
         let mut seen: HashSet<String> = HashSet::new();
         for source in &model.sources {
             let changes = changes_of(source)?;
             let mut position = Position::start(changes);
             loop {
-                let (docs, next) = self.fetch_page(source, changes, &position).await?;
+                let (docs, next) = self.fetch_page(source, &position).await?;
                 let ids: Vec<String> = docs
                     .iter()
                     .filter_map(|d| d.get(ID_FIELD).and_then(Value::as_str))
@@ -1221,7 +1378,13 @@ fn values_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Milliseconds since the epoch: document versions are read times.
+/// A document version: the time its rows are read, in microseconds since
+/// the epoch (fine enough that a read after an answer has a larger one).
+pub fn now_version() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+/// Milliseconds since the epoch.
 pub fn now_millis() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX)
 }

@@ -239,6 +239,13 @@ impl Stack {
         let (status, body) = self.post(json!({ "query": query, "variables": variables })).await;
         assert_eq!(status, 200, "{body}");
         assert!(body.get("errors").is_none(), "unexpected errors: {body}");
+        // A mutation's response waits for the indexes; it must not give up.
+        assert!(
+            body.get("extensions")
+                .and_then(|e| e.get("indexUpdate"))
+                .is_none(),
+            "the indexes did not show the mutation: {body}"
+        );
         body["data"].clone()
     }
 
