@@ -323,7 +323,7 @@ impl Worker {
         }
         // Something in the batch keeps failing: find it, let the rest through.
         for (i, change) in changes {
-            if let Err(e) = self.syncer.apply(std::slice::from_ref(&change)).await {
+            if let Err(e) = self.apply(std::slice::from_ref(&change)).await {
                 let message = &batch[i];
                 tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(),
                     error = %e, "a change event failed {} times; it goes to the dead-letter topic", self.options.max_attempts + 1);
@@ -335,12 +335,30 @@ impl Worker {
         Ok(dead)
     }
 
+    /// Applies `changes`; a document the index refused fails them too (so
+    /// its event is retried, then dead-lettered: never silently dropped).
+    async fn apply(&self, changes: &[Change]) -> Result<(), SyncError> {
+        let report = self.syncer.apply(changes).await?;
+        if report.failed == 0 {
+            return Ok(());
+        }
+        let refused = self.syncer.rejected();
+        let last = refused
+            .last()
+            .map(|r| format!("{}: {}", r.id, r.reason))
+            .unwrap_or_default();
+        Err(SyncError::Source {
+            what: "the index".into(),
+            message: format!("refused {} document(s), last {last}", report.failed),
+        })
+    }
+
     async fn apply_with_retries(&self, changes: &[Change]) -> Result<(), SyncError> {
         let mut delay = self.options.retry_backoff;
         let mut attempt = 1;
         loop {
-            match self.syncer.apply(changes).await {
-                Ok(_) => return Ok(()),
+            match self.apply(changes).await {
+                Ok(()) => return Ok(()),
                 Err(e) if attempt < self.options.max_attempts => {
                     tracing::warn!(error = %e, attempt, changes = changes.len(), "applying change events failed; retrying");
                     tokio::time::sleep(delay).await;
