@@ -67,7 +67,25 @@ def retitle(conn, contract, title):
 def found(conn, word):
     body = gql(GATEWAY, "query($t: String!) { contractSearch(filter: {text: $t}, first: 0) { totalCount } }",
                {"t": word}, conn)
-    return (body.get("data") or {}).get("contractSearch", {}).get("totalCount", 0) > 0
+    return ((body.get("data") or {}).get("contractSearch") or {}).get("totalCount", 0) > 0
+
+
+def managed_by(conn, name):
+    body = gql(GATEWAY, "query($n: String!) { contractSearch(filter: {managerName: {eq: $n}}, first: 0) { totalCount } }",
+               {"n": name}, conn)
+    return ((body.get("data") or {}).get("contractSearch") or {}).get("totalCount", 0)
+
+
+def wait_indexed(port, scale, timeout=900):
+    """Waits until the gateway's contracts index answers with every contract
+    (the worker backfills an index never built before it follows the stream)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        body = gql(port, "{ contractSearch(first: 0) { totalCount } }")
+        if ((body.get("data") or {}).get("contractSearch") or {}).get("totalCount", 0) >= scale:
+            return
+        time.sleep(0.5)
+    raise SystemExit("the contracts index was not built in time")
 
 
 def pct(values, p):
@@ -132,14 +150,17 @@ def main():
     prefix = f"bench{tag}.changes."
     config = os.path.join(tmp, "tessera.toml")
     plain = os.path.join(tmp, "plain.toml")
-    for path, extra in [(config, ""), (plain, "read_your_writes = false\nenabled = false\n")]:
+    # The gateway without read-your-writes only forwards mutations: it needs
+    # no index (and cannot open the first one's: tantivy locks it).
+    for path, extra, index in [(config, "", f'data_dir = "{tmp}/index"'),
+                               (plain, "read_your_writes = false\nenabled = false\n", "in_memory = true")]:
         with open(path, "w") as f:
-            f.write(f'[search]\ndata_dir = "{tmp}/index"\n')
+            f.write(f'[search]\n{index}\n')
             f.write(f'[sync]\nsource = "kafka"\n{extra}[sync.kafka]\nbrokers = "{brokers}"\n'
                     f'group = "bench{tag}"\ntopic_prefix = "{prefix}"\ndead_letter_topic = "bench{tag}.dlq"\n')
             for i, name in enumerate(SERVICES):
                 f.write(f'[subgraphs.{name}]\nurl = "http://127.0.0.1:{BASE_PORT + i}/graphql"\ntimeout = "60s"\n')
-    env = dict(os.environ, RUST_LOG="warn")
+    env = dict(os.environ, RUST_LOG="warn", TESSERA_CURSOR_SECRET="bench-" + uuid.uuid4().hex)
     procs = []
 
     def gateway(port, cfg):
@@ -157,6 +178,15 @@ def main():
             wait_http(f"http://127.0.0.1:{BASE_PORT + i}/health")
         t = time.time()
         main_gw = gateway(GATEWAY, config)
+        wait_indexed(GATEWAY, args.scale)
+        # The worker joins its consumer group after the backfill: one write
+        # searchable means it follows the stream.
+        warm = "w" + uuid.uuid4().hex[:12]
+        conn_w = http.client.HTTPConnection("127.0.0.1", BASE_PORT + SERVICES.index("contracts"))
+        retitle(conn_w, 1, f"warm {warm}")
+        probe_conn = http.client.HTTPConnection("127.0.0.1", GATEWAY)
+        while not found(probe_conn, warm):
+            time.sleep(0.05)
         print(f"scale {args.scale}: gateway with its Kafka worker up (backfill included) in {time.time() - t:.1f}s\n")
 
         print("| writes/s | samples | p50 ms | p99 ms | max ms |")
@@ -182,20 +212,31 @@ def main():
                     retitle(conn_c, 1 + i % args.scale, f"queued {i}")
                 docs = n
             else:
+                # Every renamed manager gets the same new name: done when
+                # the index holds every contract of theirs under it (the
+                # staff topic's partitions are applied in any order).
                 n = args.renames
-                for i in range(n - 1):
+                name = f"Renamed {word}"
+                docs = 0
+                for i in range(n):
                     conn_s.request("POST", "/graphql", json.dumps({
                         "query": "mutation($id: Int!, $n: String!) { updateStaff(id: $id, name: $n) { id } }",
-                        "variables": {"id": 1 + i, "n": f"Renamed {i} {word}"}}), {"Content-Type": "application/json"})
+                        "variables": {"id": 1 + i, "n": name}}), {"Content-Type": "application/json"})
                     conn_s.getresponse().read()
-                per = gql(BASE_PORT + SERVICES.index("contracts"), "{ contracts_count(manager_id: 1) }")
-                docs = (n - 1) * per["data"]["contracts_count"] + 1
-            retitle(conn_c, args.scale, f"last {word}")
+                    per = gql(BASE_PORT + SERVICES.index("contracts"),
+                              "query($m: Int!) { contracts_count(manager_id: $m) }", {"m": 1 + i})
+                    docs += per["data"]["contracts_count"]
+            if kind == "updates":
+                retitle(conn_c, args.scale, f"last {word}")
             t = time.time()
             main_gw = gateway(GATEWAY, config)
             conn = http.client.HTTPConnection("127.0.0.1", GATEWAY)
-            while not found(conn, word):
-                time.sleep(0.01)
+            if kind == "updates":
+                while not found(conn, word):
+                    time.sleep(0.01)
+            else:
+                while managed_by(conn, name) < docs:
+                    time.sleep(0.01)
             took = time.time() - t
             print(f"| {kind} | {n} | ~{docs} | {took:.1f} | {n / took:.0f} | {docs / took:.0f} |", flush=True)
         procs.append(main_gw)

@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 import urllib.request
 
 from common import SERVICES, wait_http
@@ -159,7 +160,7 @@ def main():
     ensure_wrk()
     if not args.no_build:
         sh("cargo", "build", "--release", "--bins", cwd=ROOT)
-    env = dict(os.environ, RUST_LOG="warn")
+    env = dict(os.environ, RUST_LOG="warn", TESSERA_CURSOR_SECRET="bench-" + uuid.uuid4().hex)
     for i, name in enumerate(SERVICES):
         env[f"TESSERA_SUBGRAPH_{name.upper()}_URL"] = f"http://127.0.0.1:{BASE_PORT + i}/graphql"
     procs = []

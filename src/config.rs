@@ -45,6 +45,147 @@ pub struct Config {
     pub execution: ExecutionConfig,
     pub search: SearchConfig,
     pub sync: SyncConfig,
+    pub limits: LimitsConfig,
+    pub security: SecurityConfig,
+    pub traffic: TrafficConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+/// What one operation may ask (docs/operations.md, "Limits"). Each refusal
+/// has its own code and costs no subgraph request; 0 turns a limit off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes (`413 PAYLOAD_TOO_LARGE`).
+    pub max_body_bytes: usize,
+    /// Lexical tokens of the query text, counted before it is parsed.
+    pub max_tokens: usize,
+    /// Nesting of selection sets (introspection fields not counted).
+    pub max_depth: usize,
+    /// Aliased fields in the operation, fragments expanded.
+    pub max_aliases: usize,
+    /// Fields of the root selection set, fragments expanded.
+    pub max_root_fields: usize,
+    /// Directives used in the document.
+    pub max_directives: usize,
+    /// Estimated cost: each object a field returns counts 1, multiplied by
+    /// the sizes of the lists around it (`first`/`limit`/`last` arguments,
+    /// else `default_list_size`).
+    pub max_cost: u64,
+    /// The size assumed for a list field without a size argument.
+    pub default_list_size: u64,
+    /// The longest a whole request may take (`504 GATEWAY_TIMEOUT`).
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 2 * 1024 * 1024,
+            max_tokens: 15_000,
+            max_depth: 15,
+            max_aliases: 30,
+            max_root_fields: 20,
+            max_directives: 50,
+            max_cost: 100_000,
+            default_list_size: 10,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Who may call the gateway, and what it shows (docs/operations.md, "Security").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Origins a browser may call from (`["*"]`: any); none: same-origin only.
+    pub cors_origins: Vec<String>,
+    /// Refuse GETs and simple POSTs without a header a cross-site form
+    /// cannot send (`content-type: application/json`, or any of
+    /// `csrf_headers`), as Apollo's CSRF prevention does.
+    pub csrf_prevention: bool,
+    pub csrf_headers: Vec<String>,
+    /// Answer `__schema`/`__type`.
+    pub introspection: bool,
+    /// Serve the GraphiQL playground on `GET /graphql` for browsers.
+    pub playground: bool,
+    /// Put the internal detail of errors in `extensions.detail` (development only).
+    pub expose_error_details: bool,
+}
+
+impl Default for SecurityConfig {
+    fn default() -> Self {
+        Self {
+            cors_origins: Vec::new(),
+            csrf_prevention: true,
+            csrf_headers: vec![
+                "x-apollo-operation-name".into(),
+                "apollo-require-preflight".into(),
+            ],
+            introspection: true,
+            playground: true,
+            expose_error_details: false,
+        }
+    }
+}
+
+/// How the gateway treats the subgraphs under failure (docs/operations.md, "Resilience").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrafficConfig {
+    /// Retries of a query (never a mutation) whose connection failed.
+    pub retries: u32,
+    /// First retry delay (jittered, doubled for each next try).
+    #[serde(with = "humantime_serde")]
+    pub retry_backoff: Duration,
+    /// Consecutive failures that open a subgraph's circuit (0: never).
+    pub breaker_failures: u32,
+    /// How long an open circuit fails fast before one probe is let through.
+    #[serde(with = "humantime_serde")]
+    pub breaker_cooldown: Duration,
+    /// Requests in flight to one subgraph; more wait their turn.
+    pub max_concurrent_per_subgraph: usize,
+    /// Identical query requests in flight to one subgraph share one answer.
+    pub deduplicate: bool,
+}
+
+impl Default for TrafficConfig {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            retry_backoff: Duration::from_millis(25),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_millis(500),
+            max_concurrent_per_subgraph: 256,
+            deduplicate: true,
+        }
+    }
+}
+
+/// Metrics, traces and logs (docs/operations.md, "Observability").
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Serve Prometheus metrics on `GET /metrics`.
+    pub metrics: bool,
+    /// Export traces over OTLP/HTTP to this collector (e.g.
+    /// "http://127.0.0.1:4318"); empty: no traces.
+    pub otlp_endpoint: String,
+    pub service_name: String,
+    /// Log lines as JSON objects.
+    pub json_logs: bool,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            metrics: true,
+            otlp_endpoint: String::new(),
+            service_name: "tessera".into(),
+            json_logs: false,
+        }
+    }
 }
 
 /// Search indexes (docs/search.md).
@@ -210,6 +351,9 @@ impl Default for KafkaConfig {
     }
 }
 
+/// The committed default of `search.cursor_secret`: public, so only for development.
+pub const DEVELOPMENT_CURSOR_SECRET: &str = "tessera-development-cursor-secret";
+
 impl Default for SearchConfig {
     fn default() -> Self {
         Self {
@@ -217,7 +361,7 @@ impl Default for SearchConfig {
             opensearch: OpenSearchConfig::default(),
             data_dir: PathBuf::from("data/index"),
             in_memory: false,
-            cursor_secret: "tessera-development-cursor-secret".into(),
+            cursor_secret: DEVELOPMENT_CURSOR_SECRET.into(),
             strategies: BTreeMap::new(),
         }
     }
@@ -245,6 +389,9 @@ impl Default for SyncConfig {
 pub struct ServerConfig {
     /// Address and port of the HTTP server.
     pub listen: SocketAddr,
+    /// `/ready` answers 503 when a subgraph or an index does not answer within this.
+    #[serde(with = "humantime_serde")]
+    pub readiness_timeout: Duration,
 }
 
 /// One subgraph's endpoint.
@@ -293,6 +440,7 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 4000)),
+            readiness_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -328,6 +476,10 @@ impl Default for Config {
             execution: ExecutionConfig::default(),
             search: SearchConfig::default(),
             sync: SyncConfig::default(),
+            limits: LimitsConfig::default(),
+            security: SecurityConfig::default(),
+            traffic: TrafficConfig::default(),
+            telemetry: TelemetryConfig::default(),
         }
     }
 }
@@ -409,6 +561,9 @@ impl Config {
                     })
                 }
             };
+        }
+        if let Ok(secret) = std::env::var("TESSERA_CURSOR_SECRET") {
+            self.search.cursor_secret = secret;
         }
         if let Ok(url) = std::env::var("TESSERA_OPENSEARCH_URL") {
             self.search.opensearch.url = url;
@@ -532,15 +687,70 @@ impl Config {
                 message: "must not be empty".into(),
             });
         }
-        for header in &self.execution.forward_headers {
-            if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+        for (key, headers) in [
+            ("execution.forward_headers", &self.execution.forward_headers),
+            ("security.csrf_headers", &self.security.csrf_headers),
+        ] {
+            for header in headers {
+                if reqwest::header::HeaderName::from_bytes(header.as_bytes()).is_err() {
+                    return Err(ConfigError::Invalid {
+                        key: key.into(),
+                        message: format!("\"{header}\" is not an HTTP header name"),
+                    });
+                }
+            }
+        }
+        for origin in &self.security.cors_origins {
+            let valid = origin == "*"
+                || reqwest::Url::parse(origin).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.path() == "/" && !origin.ends_with('/')
+                });
+            if !valid {
                 return Err(ConfigError::Invalid {
-                    key: "execution.forward_headers".into(),
-                    message: format!("\"{header}\" is not an HTTP header name"),
+                    key: "security.cors_origins".into(),
+                    message: format!(
+                        "\"{origin}\" is not an origin; write e.g. \"https://admin.example.com\" or \"*\""
+                    ),
                 });
             }
         }
+        if self.limits.request_timeout.is_zero() || self.traffic.breaker_cooldown.is_zero() {
+            return Err(ConfigError::Invalid {
+                key: "limits.request_timeout, traffic.breaker_cooldown".into(),
+                message: "must be more than zero, e.g. \"30s\"".into(),
+            });
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "limits.max_body_bytes".into(),
+                message: format!(
+                    "{} is too small for any GraphQL request; write at least 1024",
+                    self.limits.max_body_bytes
+                ),
+            });
+        }
+        if self.traffic.max_concurrent_per_subgraph == 0 {
+            return Err(ConfigError::Invalid {
+                key: "traffic.max_concurrent_per_subgraph".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        let otlp = &self.telemetry.otlp_endpoint;
+        if !otlp.is_empty()
+            && !reqwest::Url::parse(otlp).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+        {
+            return Err(ConfigError::Invalid {
+                key: "telemetry.otlp_endpoint".into(),
+                message: format!("\"{otlp}\" is not an http(s) URL; write e.g. \"http://127.0.0.1:4318\""),
+            });
+        }
         Ok(())
+    }
+
+    /// The development cursor secret (the default): fine for `tessera demo`
+    /// and tests, refused by `tessera serve`.
+    pub fn uses_development_secret(&self) -> bool {
+        self.search.cursor_secret == DEVELOPMENT_CURSOR_SECRET
     }
 
     /// Checks that every subgraph the schema names has an endpoint.

@@ -13,13 +13,14 @@ pub mod readmodel;
 pub mod schema;
 pub mod search;
 pub mod sync;
+pub mod telemetry;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use config::Config;
 use exec::{Endpoint, Executor, HttpFetcher};
-use pipeline::Gateway;
+use pipeline::{Gateway, GatewayOptions};
 use schema::{SchemaError, Supergraph};
 
 /// Why the gateway cannot start.
@@ -52,8 +53,7 @@ pub fn build_gateway(config: &Config, schema_sdl: &str) -> Result<Gateway, Start
     let executor = executor(config, schema_sdl)?;
     Ok(Gateway::new(
         Arc::new(executor),
-        config.execution.plan_cache_size,
-        forward_headers(config),
+        GatewayOptions::from_config(config),
     ))
 }
 
@@ -146,10 +146,14 @@ pub fn build_with_backend(
         };
         strategies.insert(field.clone(), strategy);
     }
-    let secret = xxhash_rust::xxh3::xxh3_64(config.search.cursor_secret.as_bytes());
     let (changes, pending) = tokio::sync::mpsc::channel(CHANGE_QUEUE);
     let context = Arc::new(
-        exec::SearchContext::new(Arc::clone(&backend), secret, strategies).with_repairs(changes.clone()),
+        exec::SearchContext::new(
+            Arc::clone(&backend),
+            config.search.cursor_secret.as_bytes(),
+            strategies,
+        )
+        .with_repairs(changes.clone()),
     );
     let executor = Arc::new(executor.with_search(context));
     let syncer = Arc::new(sync::Syncer::new(
@@ -161,11 +165,7 @@ pub fn build_with_backend(
         },
     )?);
     let executor_schema = &Arc::clone(executor.schema());
-    let mut gateway = Gateway::new(
-        executor,
-        config.execution.plan_cache_size,
-        forward_headers(config),
-    );
+    let mut gateway = Gateway::new(executor, GatewayOptions::from_config(config));
     if config.sync.read_your_writes {
         gateway = gateway.with_freshness(Arc::new(sync::Freshness::new(
             Arc::clone(executor_schema),
@@ -190,17 +190,17 @@ pub fn build_with_backend(
 fn executor(config: &Config, schema_sdl: &str) -> Result<Executor, StartError> {
     let schema = Arc::new(Supergraph::parse(schema_sdl).map_err(StartError::Schema)?);
     config.check_subgraphs(schema.subgraphs())?;
-    let fetcher: Arc<dyn exec::Fetcher> = Arc::new(HttpFetcher::new(endpoints(config))?);
+    let t = &config.traffic;
+    let traffic = exec::Traffic {
+        retries: t.retries,
+        retry_backoff: t.retry_backoff,
+        breaker_failures: t.breaker_failures,
+        breaker_cooldown: t.breaker_cooldown,
+        max_concurrent: t.max_concurrent_per_subgraph,
+        deduplicate: t.deduplicate,
+    };
+    let fetcher: Arc<dyn exec::Fetcher> = Arc::new(HttpFetcher::with_traffic(endpoints(config), traffic)?);
     Ok(Executor::new(schema, fetcher, config.execution.max_batch_size))
-}
-
-fn forward_headers(config: &Config) -> Vec<reqwest::header::HeaderName> {
-    config
-        .execution
-        .forward_headers
-        .iter()
-        .filter_map(|h| reqwest::header::HeaderName::from_bytes(h.as_bytes()).ok())
-        .collect()
 }
 
 /// What `tessera check` found: schema mismatches, and subgraphs that could
@@ -229,6 +229,7 @@ pub async fn check_subgraphs(config: &Config, schema: &Supergraph) -> Result<Che
                     query: INTROSPECTION_QUERY,
                     variables: serde_json::Map::new(),
                     headers,
+                    mutation: false,
                 },
             )
             .await;
@@ -275,13 +276,114 @@ fn endpoints(config: &Config) -> HashMap<String, Endpoint> {
         .collect()
 }
 
-/// Serves the gateway on `listener` until `shutdown` resolves.
+/// Serves the gateway with default HTTP options (tests, embedding) on
+/// `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(gateway))
+    serve_app(listener, http::App::new(gateway), shutdown).await
+}
+
+/// Serves `app` until `shutdown` resolves, then stops accepting and lets
+/// the requests in flight finish.
+pub async fn serve_app(
+    listener: tokio::net::TcpListener,
+    app: http::App,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, http::router(app))
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// The HTTP application of `tessera` as `config` describes it: limits,
+/// security, `/ready` over its subgraphs and indexes, `/metrics`.
+pub fn app(config: &Config, tessera: &Tessera) -> Result<http::App, StartError> {
+    // Readiness asks once: no retries, no breaker, nothing shared.
+    let probe = exec::Traffic {
+        retries: 0,
+        breaker_failures: 0,
+        deduplicate: false,
+        ..exec::Traffic::default()
+    };
+    let readiness = Readiness {
+        fetcher: HttpFetcher::with_traffic(endpoints(config), probe)?,
+        subgraphs: config.subgraphs.keys().cloned().collect(),
+        backend: Some(Arc::clone(&tessera.backend)),
+        indexes: tessera.syncer.index_names(),
+        budget: config.server.readiness_timeout,
+    };
+    Ok(http::App {
+        gateway: Arc::clone(&tessera.gateway),
+        options: Arc::new(http::HttpOptions::from_config(config)),
+        readiness: Some(Arc::new(readiness)),
+        telemetry: Arc::new(telemetry::Telemetry::new(
+            config.telemetry.metrics,
+            Some(Arc::clone(&tessera.syncer)),
+        )),
+    })
+}
+
+/// `/ready`: every subgraph answers `{ __typename }` and every index
+/// resolves, within the budget.
+struct Readiness {
+    fetcher: HttpFetcher,
+    subgraphs: Vec<String>,
+    backend: Option<Arc<dyn search::SearchBackend>>,
+    indexes: Vec<String>,
+    budget: std::time::Duration,
+}
+
+impl http::Readiness for Readiness {
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), Vec<String>>> {
+        Box::pin(async move {
+            let headers = reqwest::header::HeaderMap::new();
+            let subgraphs = self.subgraphs.iter().map(|name| {
+                let headers = &headers;
+                async move {
+                    let request = exec::SubgraphRequest {
+                        subgraph: name,
+                        query: "{__typename}",
+                        variables: serde_json::Map::new(),
+                        headers,
+                        mutation: false,
+                    };
+                    match tokio::time::timeout(self.budget, exec::Fetcher::fetch(&self.fetcher, request))
+                        .await
+                    {
+                        Ok(Ok(_)) => None,
+                        Ok(Err(e)) => Some(format!("subgraph {name}: {}", e.client_message())),
+                        Err(_) => Some(format!(
+                            "subgraph {name}: no answer within {}",
+                            humantime::format_duration(self.budget)
+                        )),
+                    }
+                }
+            });
+            let indexes = self.indexes.iter().map(|index| async move {
+                let backend = self.backend.as_ref()?;
+                match tokio::time::timeout(self.budget, backend.resolve(index)).await {
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(format!("index {index}: {e}")),
+                    Err(_) => Some(format!(
+                        "index {index}: no answer within {}",
+                        humantime::format_duration(self.budget)
+                    )),
+                }
+            });
+            let (subgraphs, indexes) = futures::future::join(
+                futures::future::join_all(subgraphs),
+                futures::future::join_all(indexes),
+            )
+            .await;
+            let reasons: Vec<String> = subgraphs.into_iter().chain(indexes).flatten().collect();
+            if reasons.is_empty() {
+                Ok(())
+            } else {
+                Err(reasons)
+            }
+        })
+    }
 }

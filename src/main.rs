@@ -548,16 +548,23 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
 }
 
 async fn serve(config: Config, sdl: &str) -> anyhow::Result<()> {
+    if config.uses_development_secret() {
+        bail!(
+            "search.cursor_secret is the public development secret; `tessera serve` needs your own \
+             (set TESSERA_CURSOR_SECRET or search.cursor_secret to a long random string, the same on every replica; \
+             `tessera demo` keeps the development one)"
+        );
+    }
     check_before_start(&config, sdl).await?;
     let tessera = tessera::build(&config, sdl)?;
     start_sync(&config, &tessera).await?;
-    let gateway = Arc::clone(&tessera.gateway);
+    let app = tessera::app(&config, &tessera)?;
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
     let addr = listener.local_addr()?;
     println!("Tessera is serving http://{addr}/graphql (GraphiQL in a browser)");
-    tessera::serve(listener, gateway, shutdown_signal()).await?;
+    tessera::serve_app(listener, app, shutdown_signal()).await?;
     Ok(())
 }
 
@@ -615,7 +622,7 @@ async fn demo(
     ));
     println!("Building the search indexes …");
     start_sync(&config, &tessera).await?;
-    let gateway = Arc::clone(&tessera.gateway);
+    let app = tessera::app(&config, &tessera)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another demo running? pass --listen)"))?;
@@ -624,13 +631,34 @@ async fn demo(
         "Ready in {:.1}s. Open the playground: http://{addr}/graphql",
         started.elapsed().as_secs_f64()
     );
-    tessera::serve(listener, gateway, shutdown_signal()).await?;
+    tessera::serve_app(listener, app, shutdown_signal()).await?;
     for service in services {
         service.shutdown().await;
     }
     Ok(())
 }
 
+/// Ctrl-C, or SIGTERM (what `docker stop` and Kubernetes send): stop
+/// accepting, let the requests in flight finish.
 async fn shutdown_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("shutting down: draining the requests in flight");
 }

@@ -130,6 +130,7 @@ async fn get_requests_health_and_playground() {
     let body: Value = stack
         .client
         .get(&url)
+        .header("apollo-require-preflight", "true")
         .send()
         .await
         .expect("GET")
@@ -137,6 +138,13 @@ async fn get_requests_health_and_playground() {
         .await
         .expect("json");
     assert_eq!(body["data"]["staff"]["id"], "1");
+
+    // Without a header a cross-site page cannot send, a GET is refused
+    // (Apollo's CSRF prevention): an <img src> must not run queries.
+    let response = stack.client.get(&url).send().await.expect("GET");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["errors"][0]["extensions"]["code"], "CSRF_PREVENTED");
 
     let page = stack
         .client
@@ -168,7 +176,13 @@ async fn get_requests_health_and_playground() {
         "{}?query={}",
         stack.gateway, "mutation%20%7B%20deleteStaff(id%3A%201)%20%7D"
     );
-    let response = stack.client.get(&url).send().await.expect("GET");
+    let response = stack
+        .client
+        .get(&url)
+        .header("apollo-require-preflight", "true")
+        .send()
+        .await
+        .expect("GET");
     assert_eq!(response.status(), 405);
     let still_there = stack.data("{ staff(id: 1) { id } }", json!({})).await;
     assert_eq!(still_there["staff"]["id"], "1");
@@ -241,6 +255,20 @@ async fn bad_requests_get_spec_shaped_errors() {
         .post(&stack.gateway)
         .header("content-type", "application/x-www-form-urlencoded")
         .body("query=mutation{deleteContract(id:1)}")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(code(&body), "CSRF_PREVENTED");
+
+    // With a preflight-forcing header it is simply the wrong media type.
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .header("content-type", "text/plain")
+        .header("apollo-require-preflight", "true")
+        .body("{}")
         .send()
         .await
         .expect("answer");

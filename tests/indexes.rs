@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{random_write, Backend, Rng, Stack, StackOptions};
+use common::{proxy, random_write, Backend, Rng, Stack, StackOptions};
 use serde_json::json;
 use tessera::search::{FieldKind, FieldSpec};
 
@@ -171,42 +171,6 @@ on_both_backends!(
     reindex_under_a_stream_of_writes_loses_nothing,
     an_index_built_from_another_schema_is_refused,
 );
-
-/// A TCP proxy in front of OpenSearch that can be cut: a server that goes
-/// away and comes back, without touching the server the other tests share.
-struct Proxy {
-    url: String,
-    up: Arc<AtomicBool>,
-}
-
-async fn proxy(target: &str) -> Proxy {
-    let target = target
-        .trim_start_matches("http://")
-        .trim_end_matches('/')
-        .to_string();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let up = Arc::new(AtomicBool::new(true));
-    let flag = Arc::clone(&up);
-    tokio::spawn(async move {
-        while let Ok((mut client, _)) = listener.accept().await {
-            if !flag.load(Ordering::Relaxed) {
-                continue; // dropped: connection reset
-            }
-            let target = target.clone();
-            let flag = Arc::clone(&flag);
-            tokio::spawn(async move {
-                if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = async { while flag.load(Ordering::Relaxed) { tokio::time::sleep(Duration::from_millis(20)).await } } => {}
-                    }
-                }
-            });
-        }
-    });
-    Proxy { url, up }
-}
 
 #[tokio::test]
 async fn opensearch_going_away_fails_search_fields_fast_and_recovers() {

@@ -1,14 +1,20 @@
 //! Talking to subgraphs: the [`Fetcher`] trait the executor depends on, and
-//! its HTTP implementation (one pooled reqwest client, a timeout per subgraph,
-//! configured request headers forwarded).
+//! its HTTP implementation (one pooled reqwest client, a timeout per
+//! subgraph, configured request headers forwarded, and the resilience of
+//! [`Traffic`]: retries, circuit breakers, concurrency bounds,
+//! deduplication).
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
+use futures::FutureExt;
+use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use tokio::sync::Semaphore;
 
 use super::error::{FetchError, PathSegment};
 
@@ -20,10 +26,12 @@ pub struct SubgraphRequest<'a> {
     pub variables: Map<String, Value>,
     /// Client headers to pass on (already filtered by configuration).
     pub headers: &'a HeaderMap,
+    /// A mutation is never retried nor shared with another caller.
+    pub mutation: bool,
 }
 
 /// A subgraph's GraphQL response, as sent.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct SubgraphResponse {
     #[serde(default)]
     pub data: Option<Value>,
@@ -71,19 +79,106 @@ pub struct Endpoint {
     pub timeout: Duration,
 }
 
-/// The HTTP [`Fetcher`].
+/// How the HTTP fetcher treats subgraphs under failure and load.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    /// Retries of a query whose connection failed (never of a mutation).
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    /// Consecutive failures that open a circuit (0: never).
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub max_concurrent: usize,
+    pub deduplicate: bool,
+}
+
+impl Default for Traffic {
+    fn default() -> Self {
+        Self {
+            retries: 2,
+            retry_backoff: Duration::from_millis(25),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_millis(500),
+            max_concurrent: 256,
+            deduplicate: true,
+        }
+    }
+}
+
+/// A subgraph's circuit breaker: closed (requests flow), open (fail fast
+/// until `until`), then one probe decides (half-open).
+#[derive(Debug)]
+enum Circuit {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// A probe is in flight; the others still fail fast. Past `until` (the
+    /// probe was cancelled) the next request probes.
+    Probing {
+        until: Instant,
+    },
+}
+
+type Shared = futures::future::Shared<BoxFuture<'static, Result<SubgraphResponse, FetchError>>>;
+
+/// Per subgraph: where, the breaker, the bound on requests in flight, and
+/// the requests in flight by content (deduplication).
+struct Subgraph {
+    name: String,
+    endpoint: Endpoint,
+    circuit: Mutex<Circuit>,
+    slots: Semaphore,
+    in_flight: Mutex<HashMap<u64, Shared>>,
+}
+
+/// The HTTP [`Fetcher`]: one pooled client; per subgraph a timeout,
+/// retries of queries on connection errors with jittered backoff, a circuit
+/// breaker, a bound on concurrent requests, and deduplication of identical
+/// queries in flight.
 pub struct HttpFetcher {
     client: reqwest::Client,
-    endpoints: HashMap<String, Endpoint>,
+    subgraphs: HashMap<String, Arc<Subgraph>>,
+    traffic: Traffic,
 }
+
+/// Headers that differ per request without changing the answer: left out of
+/// the deduplication key.
+const PER_REQUEST_HEADERS: [&str; 1] = ["traceparent"];
 
 impl HttpFetcher {
     pub fn new(endpoints: HashMap<String, Endpoint>) -> Result<Self, reqwest::Error> {
+        Self::with_traffic(endpoints, Traffic::default())
+    }
+
+    pub fn with_traffic(
+        endpoints: HashMap<String, Endpoint>,
+        traffic: Traffic,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()?;
-        Ok(Self { client, endpoints })
+        let subgraphs = endpoints
+            .into_iter()
+            .map(|(name, endpoint)| {
+                let subgraph = Subgraph {
+                    name: name.clone(),
+                    endpoint,
+                    circuit: Mutex::new(Circuit::Closed { failures: 0 }),
+                    slots: Semaphore::new(traffic.max_concurrent.max(1)),
+                    in_flight: Mutex::new(HashMap::new()),
+                };
+                (name, Arc::new(subgraph))
+            })
+            .collect();
+        Ok(Self {
+            client,
+            subgraphs,
+            traffic,
+        })
     }
 }
 
@@ -93,56 +188,221 @@ impl Fetcher for HttpFetcher {
         request: SubgraphRequest<'a>,
     ) -> BoxFuture<'a, Result<SubgraphResponse, FetchError>> {
         Box::pin(async move {
-            let subgraph = request.subgraph;
-            let endpoint = self
-                .endpoints
-                .get(subgraph)
-                .ok_or_else(|| FetchError::UnknownSubgraph {
-                    subgraph: subgraph.to_string(),
-                })?;
+            let subgraph =
+                self.subgraphs
+                    .get(request.subgraph)
+                    .ok_or_else(|| FetchError::UnknownSubgraph {
+                        subgraph: request.subgraph.to_string(),
+                    })?;
             let body = serde_json::to_vec(&serde_json::json!({
                 "query": request.query,
                 "variables": request.variables,
             }))
             .map_err(|e| FetchError::InvalidResponse {
-                subgraph: subgraph.to_string(),
+                subgraph: subgraph.name.clone(),
                 reason: e.to_string(),
             })?;
             let mut headers = request.headers.clone();
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            let send = self.client.post(&endpoint.url).headers(headers).body(body).send();
-            let exchange = async {
-                let response = send.await.map_err(|e| FetchError::Unreachable {
-                    subgraph: subgraph.to_string(),
-                    reason: reqwest_reason(&e),
-                })?;
-                let status = response.status();
-                let bytes = response.bytes().await.map_err(|e| FetchError::Unreachable {
-                    subgraph: subgraph.to_string(),
-                    reason: reqwest_reason(&e),
-                })?;
-                if !status.is_success() {
-                    // A GraphQL server may answer errors with 4xx/5xx and a GraphQL body.
-                    if let Ok(parsed) = serde_json::from_slice::<SubgraphResponse>(&bytes) {
-                        if !parsed.errors.is_empty() {
-                            return Ok(parsed);
-                        }
-                    }
-                    return Err(FetchError::HttpStatus {
-                        subgraph: subgraph.to_string(),
-                        status: status.as_u16(),
-                    });
-                }
-                parse_response(subgraph, &bytes)
+            let exchange = Exchange {
+                client: self.client.clone(),
+                subgraph: Arc::clone(subgraph),
+                headers,
+                body: body.into(),
+                retries: if request.mutation { 0 } else { self.traffic.retries },
+                backoff: self.traffic.retry_backoff,
+                breaker: self.traffic.breaker_failures,
+                cooldown: self.traffic.breaker_cooldown,
             };
-            match tokio::time::timeout(endpoint.timeout, exchange).await {
-                Ok(result) => result,
-                Err(_) => Err(FetchError::Timeout {
-                    subgraph: subgraph.to_string(),
-                    after: endpoint.timeout,
-                }),
+            if request.mutation || !self.traffic.deduplicate {
+                return exchange.run().await;
             }
+            let key = dedup_key(&exchange.body, request.headers);
+            let shared = {
+                let mut in_flight = subgraph.in_flight.lock();
+                if let Some(shared) = in_flight.get(&key) {
+                    crate::telemetry::metrics().deduplicated(&subgraph.name);
+                    shared.clone()
+                } else {
+                    let owner = Arc::clone(subgraph);
+                    let shared = async move {
+                        let result = exchange.run().await;
+                        owner.in_flight.lock().remove(&key);
+                        result
+                    }
+                    .boxed()
+                    .shared();
+                    in_flight.insert(key, shared.clone());
+                    shared
+                }
+            };
+            shared.await
         })
+    }
+}
+
+fn dedup_key(body: &[u8], headers: &HeaderMap) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(body);
+    for (name, value) in headers {
+        if PER_REQUEST_HEADERS.contains(&name.as_str()) {
+            continue;
+        }
+        hasher.update(&[0]);
+        hasher.update(name.as_str().as_bytes());
+        hasher.update(&[1]);
+        hasher.update(value.as_bytes());
+    }
+    hasher.digest()
+}
+
+/// One request to a subgraph with its retries, owning what it needs (it
+/// may be shared by deduplicated callers).
+struct Exchange {
+    client: reqwest::Client,
+    subgraph: Arc<Subgraph>,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+    retries: u32,
+    backoff: Duration,
+    breaker: u32,
+    cooldown: Duration,
+}
+
+impl Exchange {
+    async fn run(self) -> Result<SubgraphResponse, FetchError> {
+        let metrics = crate::telemetry::metrics();
+        let name = &self.subgraph.name;
+        let mut attempt = 0;
+        loop {
+            let probe = self.admit()?;
+            let started = Instant::now();
+            let result = {
+                // The semaphore is never closed.
+                let _slot = self.subgraph.slots.acquire().await;
+                self.attempt().await
+            };
+            let outcome = match &result {
+                Ok(_) => "ok",
+                Err(FetchError::Unreachable { .. }) => "unreachable",
+                Err(FetchError::Timeout { .. }) => "timeout",
+                Err(_) => "error",
+            };
+            metrics.subgraph_request(name, outcome, started.elapsed());
+            self.settle(&result, probe);
+            match result {
+                Err(FetchError::Unreachable { .. }) if attempt < self.retries => {
+                    attempt += 1;
+                    metrics.retried(name);
+                    // Full jitter between half and one and a half times the backoff.
+                    let base = self.backoff.saturating_mul(1 << (attempt - 1).min(10));
+                    let jitter = 0.5 + f64::from(uuid::Uuid::new_v4().as_u128() as u32) / f64::from(u32::MAX);
+                    tokio::time::sleep(base.mul_f64(jitter)).await;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    /// Whether the circuit lets this request through (`Ok(true)`: as the
+    /// half-open probe).
+    fn admit(&self) -> Result<bool, FetchError> {
+        if self.breaker == 0 {
+            return Ok(false);
+        }
+        let mut circuit = self.subgraph.circuit.lock();
+        match *circuit {
+            Circuit::Closed { .. } => Ok(false),
+            Circuit::Open { until } | Circuit::Probing { until } if Instant::now() >= until => {
+                *circuit = Circuit::Probing {
+                    until: Instant::now() + self.subgraph.endpoint.timeout,
+                };
+                Ok(true)
+            }
+            Circuit::Open { .. } | Circuit::Probing { .. } => Err(FetchError::CircuitOpen {
+                subgraph: self.subgraph.name.clone(),
+            }),
+        }
+    }
+
+    /// Counts a failure of the service (not of one request's content).
+    fn settle(&self, result: &Result<SubgraphResponse, FetchError>, probe: bool) {
+        if self.breaker == 0 {
+            return;
+        }
+        let failed = matches!(
+            result,
+            Err(FetchError::Unreachable { .. }
+                | FetchError::Timeout { .. }
+                | FetchError::HttpStatus { status: 500.., .. })
+        );
+        let mut circuit = self.subgraph.circuit.lock();
+        let next = match (&*circuit, failed) {
+            (_, false) => Circuit::Closed { failures: 0 },
+            (Circuit::Closed { failures }, true) if failures + 1 < self.breaker => Circuit::Closed {
+                failures: failures + 1,
+            },
+            // A probe that failed, or one failure too many.
+            (Circuit::Probing { .. }, true) if !probe => return,
+            _ => Circuit::Open {
+                until: Instant::now() + self.cooldown,
+            },
+        };
+        let (was_open, is_open) = (
+            !matches!(*circuit, Circuit::Closed { .. }),
+            !matches!(next, Circuit::Closed { .. }),
+        );
+        if was_open != is_open {
+            if is_open {
+                tracing::warn!(subgraph = %self.subgraph.name, "circuit opened: requests fail fast for {}", humantime::format_duration(self.cooldown));
+            } else {
+                tracing::info!(subgraph = %self.subgraph.name, "circuit closed: the subgraph answers again");
+            }
+            crate::telemetry::metrics().circuit(&self.subgraph.name, is_open);
+        }
+        *circuit = next;
+    }
+
+    async fn attempt(&self) -> Result<SubgraphResponse, FetchError> {
+        let subgraph = self.subgraph.name.as_str();
+        let endpoint = &self.subgraph.endpoint;
+        let send = self
+            .client
+            .post(&endpoint.url)
+            .headers(self.headers.clone())
+            .body(self.body.clone())
+            .send();
+        let exchange = async {
+            let response = send.await.map_err(|e| FetchError::Unreachable {
+                subgraph: subgraph.to_string(),
+                reason: reqwest_reason(&e),
+            })?;
+            let status = response.status();
+            let bytes = response.bytes().await.map_err(|e| FetchError::Unreachable {
+                subgraph: subgraph.to_string(),
+                reason: reqwest_reason(&e),
+            })?;
+            if !status.is_success() {
+                // A GraphQL server may answer errors with 4xx/5xx and a GraphQL body.
+                if let Ok(parsed) = serde_json::from_slice::<SubgraphResponse>(&bytes) {
+                    if !parsed.errors.is_empty() {
+                        return Ok(parsed);
+                    }
+                }
+                return Err(FetchError::HttpStatus {
+                    subgraph: subgraph.to_string(),
+                    status: status.as_u16(),
+                });
+            }
+            parse_response(subgraph, &bytes)
+        };
+        match tokio::time::timeout(endpoint.timeout, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Timeout {
+                subgraph: subgraph.to_string(),
+                after: endpoint.timeout,
+            }),
+        }
     }
 }
 

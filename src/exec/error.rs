@@ -1,4 +1,11 @@
-//! Errors of subgraph fetches, and the GraphQL error shape sent to clients.
+//! The one error model: every [`ErrorCode`] a client can see (with the HTTP
+//! status of a request that fails with it), the GraphQL error shape sent to
+//! clients, and the errors of subgraph fetches.
+//!
+//! A client sees a stable code and a message written for it; what only an
+//! operator should read (a subgraph's URL, a search backend's answer, a
+//! planner invariant) travels as [`GraphQLError::detail`], which the
+//! pipeline logs under the request id and leaves out of the response.
 
 use std::fmt;
 use std::sync::Arc;
@@ -7,8 +14,103 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+/// Every `extensions.code` the gateway itself writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// Not a GraphQL request (no query, a body that is not JSON, …).
+    BadRequest,
+    GraphqlParseFailed,
+    GraphqlValidationFailed,
+    /// Arguments or variables the schema does not accept.
+    BadUserInput,
+    UnsupportedMediaType,
+    MethodNotAllowed,
+    PayloadTooLarge,
+    /// A GET (or simple POST) without a header a cross-site form cannot set.
+    CsrfPrevented,
+    IntrospectionDisabled,
+    SubscriptionNotSupported,
+    MaxDepthLimit,
+    MaxAliasesLimit,
+    MaxRootFieldsLimit,
+    MaxDirectivesLimit,
+    MaxTokensLimit,
+    CostEstimatedTooExpensive,
+    /// The whole request ran past `[limits] request_timeout`.
+    GatewayTimeout,
+    SubgraphRequestFailed,
+    SubgraphTimeout,
+    SubgraphInvalidResponse,
+    /// The subgraph's circuit breaker is open: not asked at all.
+    SubgraphUnavailable,
+    /// A subgraph's own error (its message is for clients).
+    DownstreamServiceError,
+    SearchUnavailable,
+    SearchBackendError,
+    InternalServerError,
+}
+
+impl ErrorCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "BAD_REQUEST",
+            ErrorCode::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
+            ErrorCode::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
+            ErrorCode::BadUserInput => "BAD_USER_INPUT",
+            ErrorCode::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            ErrorCode::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ErrorCode::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ErrorCode::CsrfPrevented => "CSRF_PREVENTED",
+            ErrorCode::IntrospectionDisabled => "INTROSPECTION_DISABLED",
+            ErrorCode::SubscriptionNotSupported => "SUBSCRIPTION_NOT_SUPPORTED",
+            ErrorCode::MaxDepthLimit => "MAX_DEPTH_LIMIT",
+            ErrorCode::MaxAliasesLimit => "MAX_ALIASES_LIMIT",
+            ErrorCode::MaxRootFieldsLimit => "MAX_ROOT_FIELDS_LIMIT",
+            ErrorCode::MaxDirectivesLimit => "MAX_DIRECTIVES_LIMIT",
+            ErrorCode::MaxTokensLimit => "MAX_TOKENS_LIMIT",
+            ErrorCode::CostEstimatedTooExpensive => "COST_ESTIMATED_TOO_EXPENSIVE",
+            ErrorCode::GatewayTimeout => "GATEWAY_TIMEOUT",
+            ErrorCode::SubgraphRequestFailed => "SUBGRAPH_REQUEST_FAILED",
+            ErrorCode::SubgraphTimeout => "SUBGRAPH_TIMEOUT",
+            ErrorCode::SubgraphInvalidResponse => "SUBGRAPH_INVALID_RESPONSE",
+            ErrorCode::SubgraphUnavailable => "SUBGRAPH_UNAVAILABLE",
+            ErrorCode::DownstreamServiceError => "DOWNSTREAM_SERVICE_ERROR",
+            ErrorCode::SearchUnavailable => "SEARCH_UNAVAILABLE",
+            ErrorCode::SearchBackendError => "SEARCH_BACKEND_ERROR",
+            ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    /// The HTTP status of a request that this error ends before execution
+    /// (field errors of an executed operation travel in a 200).
+    pub const fn status(self) -> u16 {
+        match self {
+            ErrorCode::UnsupportedMediaType => 415,
+            ErrorCode::MethodNotAllowed => 405,
+            ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::GatewayTimeout => 504,
+            ErrorCode::SubgraphRequestFailed
+            | ErrorCode::SubgraphTimeout
+            | ErrorCode::SubgraphInvalidResponse
+            | ErrorCode::SubgraphUnavailable
+            | ErrorCode::DownstreamServiceError
+            | ErrorCode::SearchUnavailable
+            | ErrorCode::SearchBackendError
+            | ErrorCode::InternalServerError => 500,
+            _ => 400,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Why a subgraph request produced no usable response. `Clone` because one
-/// failure is shared by every key of the batch it was for.
+/// failure is shared by every key of the batch it was for. `Display` is the
+/// operator's text (logs); [`FetchError::client_message`] the client's.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum FetchError {
     #[error("subgraph \"{subgraph}\" is not configured")]
@@ -21,6 +123,9 @@ pub enum FetchError {
     HttpStatus { subgraph: String, status: u16 },
     #[error("subgraph \"{subgraph}\" sent an invalid GraphQL response: {reason}")]
     InvalidResponse { subgraph: String, reason: String },
+    /// The circuit breaker of the subgraph is open: it was not asked.
+    #[error("subgraph \"{subgraph}\" is failing; not asked until it recovers")]
+    CircuitOpen { subgraph: String },
     /// The subgraph answered with an error about the whole request.
     #[error("{message}")]
     Downstream { subgraph: String, message: String },
@@ -28,9 +133,14 @@ pub enum FetchError {
     /// where it wants `Int`): the client's input, not the subgraph, is wrong.
     #[error("{message}")]
     BadInput { subgraph: String, message: String },
-    /// A search field failed: bad arguments (`BAD_USER_INPUT`) or the index.
-    #[error("{message}")]
-    Search { message: String, code: &'static str },
+    /// A search field failed: bad arguments (`BAD_USER_INPUT`) or the
+    /// index (then `detail` holds the backend's answer).
+    #[error("{message}{}", detail.as_deref().map(|d| format!(": {d}")).unwrap_or_default())]
+    Search {
+        message: String,
+        code: ErrorCode,
+        detail: Option<String>,
+    },
 }
 
 impl FetchError {
@@ -41,21 +151,51 @@ impl FetchError {
             | FetchError::Timeout { subgraph, .. }
             | FetchError::HttpStatus { subgraph, .. }
             | FetchError::InvalidResponse { subgraph, .. }
+            | FetchError::CircuitOpen { subgraph }
             | FetchError::Downstream { subgraph, .. }
             | FetchError::BadInput { subgraph, .. } => subgraph,
             FetchError::Search { .. } => crate::plan::SEARCH_SUBGRAPH,
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            FetchError::UnknownSubgraph { .. } => "INTERNAL_SERVER_ERROR",
-            FetchError::Unreachable { .. } | FetchError::HttpStatus { .. } => "SUBGRAPH_REQUEST_FAILED",
-            FetchError::Timeout { .. } => "SUBGRAPH_TIMEOUT",
-            FetchError::InvalidResponse { .. } => "SUBGRAPH_INVALID_RESPONSE",
-            FetchError::Downstream { .. } => "DOWNSTREAM_SERVICE_ERROR",
-            FetchError::BadInput { .. } => "BAD_USER_INPUT",
-            FetchError::Search { code, .. } => code,
+            FetchError::UnknownSubgraph { .. } => ErrorCode::InternalServerError,
+            FetchError::Unreachable { .. } | FetchError::HttpStatus { .. } => {
+                ErrorCode::SubgraphRequestFailed
+            }
+            FetchError::Timeout { .. } => ErrorCode::SubgraphTimeout,
+            FetchError::InvalidResponse { .. } => ErrorCode::SubgraphInvalidResponse,
+            FetchError::CircuitOpen { .. } => ErrorCode::SubgraphUnavailable,
+            FetchError::Downstream { .. } => ErrorCode::DownstreamServiceError,
+            FetchError::BadInput { .. } => ErrorCode::BadUserInput,
+            FetchError::Search { code, .. } => *code,
+        }
+    }
+
+    /// What a client is told: no URLs, no transport or backend errors.
+    pub fn client_message(&self) -> String {
+        match self {
+            FetchError::UnknownSubgraph { .. } => {
+                "internal error: a field's service is not configured".into()
+            }
+            FetchError::Unreachable { subgraph, .. } => format!("could not reach subgraph \"{subgraph}\""),
+            FetchError::InvalidResponse { subgraph, .. } => {
+                format!("subgraph \"{subgraph}\" sent an invalid GraphQL response")
+            }
+            FetchError::Search { message, .. } => message.clone(),
+            _ => self.to_string(),
+        }
+    }
+
+    /// What only the log gets.
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            FetchError::UnknownSubgraph { .. }
+            | FetchError::Unreachable { .. }
+            | FetchError::InvalidResponse { .. } => Some(self.to_string()),
+            FetchError::Search { detail, .. } => detail.clone(),
+            _ => None,
         }
     }
 }
@@ -92,18 +232,33 @@ pub struct GraphQLError {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<Vec<PathSegment>>,
     pub extensions: Map<String, Value>,
+    /// The code, typed (`extensions.code` may be a subgraph's own).
+    #[serde(skip)]
+    pub code: ErrorCode,
+    /// For the log only (see the module documentation).
+    #[serde(skip)]
+    pub detail: Option<String>,
 }
 
 impl GraphQLError {
-    pub fn new(message: impl Into<String>, code: &str) -> Self {
+    pub fn new(message: impl Into<String>, code: ErrorCode) -> Self {
         let mut extensions = Map::new();
-        extensions.insert("code".into(), Value::String(code.into()));
+        extensions.insert("code".into(), Value::String(code.as_str().into()));
         Self {
             message: message.into(),
             locations: Vec::new(),
             path: None,
             extensions,
+            code,
+            detail: None,
         }
+    }
+
+    /// An internal error: the client reads `message`, the log `detail`.
+    pub fn internal(message: impl Into<String>, detail: impl Into<String>) -> Self {
+        let mut error = Self::new(message, ErrorCode::InternalServerError);
+        error.detail = Some(detail.into());
+        error
     }
 
     pub fn with_path(mut self, path: Vec<PathSegment>) -> Self {
@@ -117,7 +272,12 @@ impl GraphQLError {
     }
 
     pub fn from_fetch(error: &FetchError) -> Self {
-        Self::new(error.to_string(), error.code()).with_extension("subgraph", error.subgraph())
+        let mut out = Self::new(error.client_message(), error.code());
+        out.detail = error.detail();
+        if !matches!(error, FetchError::Search { .. }) {
+            out = out.with_extension("subgraph", error.subgraph());
+        }
+        out
     }
 }
 
@@ -145,6 +305,8 @@ impl SubgraphError {
             locations: Vec::new(),
             path: (!path.is_empty()).then_some(path),
             extensions,
+            code: ErrorCode::DownstreamServiceError,
+            detail: None,
         }
     }
 }

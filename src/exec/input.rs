@@ -9,7 +9,7 @@ use async_graphql::parser::types::{BaseType, Type};
 use async_graphql_value::{ConstValue, Name, Value};
 use serde_json::{Map, Value as Json};
 
-use super::error::GraphQLError;
+use super::error::{ErrorCode, GraphQLError};
 use super::keys;
 use crate::plan::{ArgBinding, VariableDef};
 use crate::schema::{named_type, InputValueDef, Supergraph, TypeDefKind};
@@ -56,7 +56,7 @@ pub fn coerce_variables(
 }
 
 fn bad_variable(message: String) -> GraphQLError {
-    GraphQLError::new(message, "BAD_USER_INPUT")
+    GraphQLError::new(message, ErrorCode::BadUserInput)
 }
 
 fn truncate(value: &Json) -> String {

@@ -18,8 +18,10 @@ use std::sync::Arc;
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
-pub use client::{forwarded_headers, Endpoint, Fetcher, HttpFetcher, SubgraphRequest, SubgraphResponse};
-pub use error::{FetchError, GraphQLError, Location, PathSegment};
+pub use client::{
+    forwarded_headers, Endpoint, Fetcher, HttpFetcher, SubgraphRequest, SubgraphResponse, Traffic,
+};
+pub use error::{ErrorCode, FetchError, GraphQLError, Location, PathSegment};
 pub use input::{coerce_variables, Variables};
 pub use search::{SearchContext, Strategy};
 

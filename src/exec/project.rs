@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use async_graphql::parser::types::{BaseType, Type};
 use serde_json::{Map, Value};
 
-use super::error::{GraphQLError, PathSegment, SubgraphError};
+use super::error::{ErrorCode, GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
 use super::keys;
 use super::run::{FetchResult, Run};
@@ -47,6 +47,8 @@ pub struct Projector<'a, 'r> {
     error_paths: HashSet<Vec<PathSegment>>,
     /// Search hits left out because their entity is gone: `(type, id)`.
     gone: Vec<(String, String)>,
+    /// Keyed fetches whose failure has been reported.
+    failed_fetches: HashSet<usize>,
 }
 
 /// What the projection wrote.
@@ -67,6 +69,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             errors: Vec::new(),
             error_paths: HashSet::new(),
             gone: Vec::new(),
+            failed_fetches: HashSet::new(),
         }
     }
 
@@ -210,7 +213,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                     "Cannot return null for non-nullable field at {}",
                     display_path(&self.path)
                 );
-                self.error(GraphQLError::new(message, "INTERNAL_SERVER_ERROR"));
+                self.error(GraphQLError::new(message, ErrorCode::InternalServerError));
             }
             return Err(Bubble);
         }
@@ -219,7 +222,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 let Value::Array(items) = value else {
                     self.error(GraphQLError::new(
                         "a subgraph returned a non-list value for a list field",
-                        "SUBGRAPH_INVALID_RESPONSE",
+                        ErrorCode::SubgraphInvalidResponse,
                     ));
                     return Err(Bubble);
                 };
@@ -241,7 +244,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 FieldKind::Merge { .. } | FieldKind::Hydrated { .. } => {
                     self.error(GraphQLError::new(
                         "a merged or hydrated field in a nested position",
-                        "INTERNAL_SERVER_ERROR",
+                        ErrorCode::InternalServerError,
                     ));
                     Err(Bubble)
                 }
@@ -263,7 +266,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                     _ => {
                         self.error(GraphQLError::new(
                             "a subgraph returned a non-object value for an object field",
-                            "SUBGRAPH_INVALID_RESPONSE",
+                            ErrorCode::SubgraphInvalidResponse,
                         ));
                         Err(Bubble)
                     }
@@ -360,7 +363,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         let Some(fields) = fields else {
             self.error(GraphQLError::new(
                 "a subgraph returned an object of a type this schema does not know here",
-                "SUBGRAPH_INVALID_RESPONSE",
+                ErrorCode::SubgraphInvalidResponse,
             ));
             return Err(Bubble);
         };
@@ -470,7 +473,18 @@ impl<'a, 'r> Projector<'a, 'r> {
                 }
             }
             Some(Err(failure)) => {
-                self.error(GraphQLError::from_fetch(failure));
+                // One error per failed fetch, at the list it fed (as the
+                // federation routers report it), not one per row.
+                if self.failed_fetches.insert(fetch) {
+                    let list = self
+                        .path
+                        .iter()
+                        .position(|p| matches!(p, PathSegment::Index(_)))
+                        .unwrap_or(self.path.len());
+                    let error = GraphQLError::from_fetch(failure).with_path(self.path[..list].to_vec());
+                    self.errors.push(error);
+                }
+                self.error_paths.insert(self.path.clone());
                 &NULL
             }
             // No key, or no row has it: a join is empty, a reference is null.
@@ -491,7 +505,6 @@ impl<'a, 'r> Projector<'a, 'r> {
         let mut items: Vec<(&'a Value, &'p MergePart)> = Vec::new();
         let mut failed = false;
         for part in parts {
-            let errors_before = self.errors.len();
             match self.keyed_value(
                 object,
                 part.fetch,
@@ -500,7 +513,8 @@ impl<'a, 'r> Projector<'a, 'r> {
                 part.is_join,
             ) {
                 Value::Array(rows) => items.extend(rows.iter().map(|r| (r, part))),
-                Value::Null => failed |= self.errors.len() > errors_before,
+                // keyed_value marks the path of a value that failed.
+                Value::Null => failed |= self.error_paths.contains(&self.path),
                 entity => items.push((entity, part)),
             }
         }
@@ -528,7 +542,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         let BaseType::List(inner) = &ty.base else {
             self.error(GraphQLError::new(
                 "@merge on a field that is not a list",
-                "INTERNAL_SERVER_ERROR",
+                ErrorCode::InternalServerError,
             ));
             return self.complete(ty, &NULL, kind);
         };

@@ -17,7 +17,7 @@ use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::client::{Fetcher, RawError, SubgraphRequest, SubgraphResponse};
-use super::error::{FetchError, PathSegment, SubgraphError};
+use super::error::{ErrorCode, FetchError, PathSegment, SubgraphError};
 use super::input::{checked_subgraph_variables, subgraph_variables, Variables};
 use super::keys;
 use crate::plan::{Fetch, FetchKind, KeyedFetch, OperationKind, QueryPlan};
@@ -170,6 +170,7 @@ impl<'r> Run<'r> {
                 query: &fetch.document,
                 variables,
                 headers: self.headers,
+                mutation: self.plan.kind == OperationKind::Mutation,
             })
             .await;
         match response {
@@ -184,7 +185,8 @@ impl<'r> Run<'r> {
         let Some(ctx) = self.executor.search() else {
             let error = FetchError::Search {
                 message: format!("search index `{}` is not available on this gateway", search.index),
-                code: "SEARCH_UNAVAILABLE",
+                code: ErrorCode::SearchUnavailable,
+                detail: None,
             };
             return FetchResult::Root(Err(error), Vec::new());
         };
@@ -401,6 +403,7 @@ impl BatchLoader {
                 &spec.document
             }
         };
+        crate::telemetry::metrics().batch_size(&spec.subgraph, chunk.len());
         let response = match &spec.page {
             Some(page) => self.fetch_pages(query, variables, page).await,
             None => {
@@ -410,6 +413,7 @@ impl BatchLoader {
                         query,
                         variables,
                         headers: &self.headers,
+                        mutation: false,
                     })
                     .await
             }
@@ -447,6 +451,7 @@ impl BatchLoader {
                     query,
                     variables: vars,
                     headers: &self.headers,
+                    mutation: false,
                 })
                 .await?;
             for mut error in response.errors {

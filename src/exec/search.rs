@@ -12,7 +12,7 @@ use async_graphql_value::{ConstValue, Name};
 use serde_json::{json, Map, Value};
 
 use super::input::Variables;
-use super::FetchError;
+use super::{ErrorCode, FetchError};
 use crate::plan::{search_key_alias, ArgBinding, SearchFetch, SEARCH_TYPE_KEY};
 use crate::readmodel::{document_id, entity_of, Change, ChangeOp};
 use crate::schema::{named_type, IndexDef, IndexSource, Supergraph, TypeDefKind};
@@ -48,7 +48,7 @@ impl SearchContext {
     /// `strategies` maps root field names to their strategy (default `Index`).
     pub fn new(
         backend: Arc<dyn SearchBackend>,
-        cursor_secret: u64,
+        cursor_secret: &[u8],
         strategies: HashMap<String, Strategy>,
     ) -> Self {
         Self {
@@ -88,23 +88,23 @@ impl SearchContext {
 fn bad_input(message: impl Into<String>) -> FetchError {
     FetchError::Search {
         message: message.into(),
-        code: "BAD_USER_INPUT",
+        code: ErrorCode::BadUserInput,
+        detail: None,
     }
 }
 
 fn from_search_error(e: SearchError) -> FetchError {
     if e.is_client_error() {
-        bad_input(e.to_string())
-    } else if let SearchError::Unavailable { .. } = e {
-        FetchError::Search {
-            message: e.to_string(),
-            code: "SEARCH_UNAVAILABLE",
-        }
-    } else {
-        FetchError::Search {
-            message: e.to_string(),
-            code: "SEARCH_BACKEND_ERROR",
-        }
+        return bad_input(e.to_string());
+    }
+    let (message, code) = match e {
+        SearchError::Unavailable { .. } => ("the search index is unavailable", ErrorCode::SearchUnavailable),
+        _ => ("the search index failed to answer", ErrorCode::SearchBackendError),
+    };
+    FetchError::Search {
+        message: message.into(),
+        code,
+        detail: Some(e.to_string()),
     }
 }
 
@@ -743,8 +743,9 @@ async fn merge(
                 .query_value(&text, headers)
                 .await
                 .map_err(|message| FetchError::Search {
-                    message: format!("merging the sources failed: {message}"),
-                    code: "DOWNSTREAM_SERVICE_ERROR",
+                    message: "merging the sources failed: a service did not answer".into(),
+                    code: ErrorCode::DownstreamServiceError,
+                    detail: Some(message),
                 })
         }
     };

@@ -1,50 +1,229 @@
 //! HTTP: `POST /graphql`, `GET /graphql` (query string, or the GraphiQL
-//! playground for a browser), `/health`. Turns bytes into a
-//! [`GraphQLRequest`] and the pipeline's answer back into a response; knows
+//! playground for a browser), `/health`, `/ready`, `/metrics`. Turns bytes
+//! into a [`GraphQLRequest`] and the pipeline's answer back into a response;
+//! owns what is HTTP's alone (body size, request ids, CSRF, CORS) and knows
 //! nothing of plans or subgraphs.
+
+mod playground;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::header::{ACCEPT, CONTENT_TYPE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::body::Body;
+use axum::extract::{Query, Request, State};
+use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 
-use crate::exec::GraphQLError;
+use crate::config::Config;
+use crate::exec::{ErrorCode, GraphQLError};
 use crate::pipeline::{Gateway, GraphQLRequest, GraphQLResponse, Method, RequestOptions};
+use crate::telemetry::Telemetry;
+
+pub use playground::{playground_html, ASSETS, EXAMPLES};
 
 /// Request header that asks for the query plan in `extensions.queryPlan`.
 pub const INCLUDE_PLAN_HEADER: &str = "tessera-include-plan";
+/// Request header that asks for the estimated cost in `extensions.cost`.
+pub const INCLUDE_COST_HEADER: &str = "tessera-include-cost";
+/// Names a request in the log and in its errors; taken from the client
+/// when it sends a sane one, made up otherwise, always answered.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// The playground's example operations: (tab title, query).
-pub const EXAMPLES: &[&str] = &[
-    include_str!("examples/contract_search.graphql"),
-    include_str!("examples/feed.graphql"),
-    include_str!("examples/contracts_page.graphql"),
-    include_str!("examples/contract_detail.graphql"),
-    include_str!("examples/member_overview.graphql"),
-    include_str!("examples/posts_and_products.graphql"),
-];
-
-pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/graphql", get(graphql_get).post(graphql_post))
-        .route("/health", get(health))
-        .with_state(gateway)
+/// What the HTTP layer enforces (from `[limits]` and `[security]`).
+#[derive(Debug, Clone)]
+pub struct HttpOptions {
+    pub max_body_bytes: usize,
+    pub csrf_prevention: bool,
+    pub csrf_headers: Vec<HeaderName>,
+    pub cors_origins: Vec<String>,
+    pub playground: bool,
 }
 
+impl Default for HttpOptions {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
+
+impl HttpOptions {
+    pub fn from_config(config: &Config) -> Self {
+        Self {
+            max_body_bytes: config.limits.max_body_bytes,
+            csrf_prevention: config.security.csrf_prevention,
+            csrf_headers: config
+                .security
+                .csrf_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
+            cors_origins: config.security.cors_origins.clone(),
+            playground: config.security.playground,
+        }
+    }
+}
+
+/// Whether the gateway can take traffic: `Ok`, or the reasons it cannot.
+pub trait Readiness: Send + Sync {
+    fn check(&self) -> futures::future::BoxFuture<'_, Result<(), Vec<String>>>;
+}
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct App {
+    pub gateway: Arc<Gateway>,
+    pub options: Arc<HttpOptions>,
+    pub readiness: Option<Arc<dyn Readiness>>,
+    pub telemetry: Arc<Telemetry>,
+}
+
+impl App {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        Self {
+            gateway,
+            options: Arc::new(HttpOptions::default()),
+            readiness: None,
+            telemetry: Arc::new(Telemetry::disabled()),
+        }
+    }
+}
+
+pub fn router(app: App) -> Router {
+    let cors = cors_layer(&app.options.cors_origins);
+    let router = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphiql/{file}", get(playground::asset))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(app);
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
+}
+
+/// No origins: no CORS headers, so browsers allow same-origin calls only.
+fn cors_layer(origins: &[String]) -> Option<tower_http::cors::CorsLayer> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+            .allow_headers(tower_http::cors::AllowHeaders::mirror_request())
+            .expose_headers([
+                HeaderName::from_static(REQUEST_ID_HEADER),
+                HeaderName::from_static("server-timing"),
+            ])
+            .max_age(Duration::from_secs(600)),
+    )
+}
+
+/// Alive: the process answers.
 async fn health() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "UP" }))
 }
 
-async fn graphql_post(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, body: Bytes) -> Response {
+/// Ready: the subgraphs answer within the budget and the indexes are open.
+async fn ready(State(app): State<App>) -> Response {
+    let result = match &app.readiness {
+        Some(readiness) => readiness.check().await,
+        None => Ok(()),
+    };
+    match result {
+        Ok(()) => Json(serde_json::json!({ "status": "READY" })).into_response(),
+        Err(reasons) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "NOT_READY", "reasons": reasons })),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(app): State<App>) -> Response {
+    match app.telemetry.render().await {
+        Some(text) => (
+            [(
+                CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            "metrics are turned off (telemetry.metrics)",
+        )
+            .into_response(),
+    }
+}
+
+/// The client's request id if it is short and plain, else a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_string)
+}
+
+/// True if a browser would have sent a CORS preflight before this request
+/// (a non-simple content type, or one of the CSRF headers): a cross-site
+/// page cannot make it without the server's consent.
+fn preflighted(headers: &HeaderMap, csrf_headers: &[HeaderName]) -> bool {
+    let simple_type = match headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(t) => {
+            let essence = t
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase();
+            matches!(
+                essence.as_str(),
+                "text/plain" | "application/x-www-form-urlencoded" | "multipart/form-data"
+            )
+        }
+    };
+    !simple_type || csrf_headers.iter().any(|h| headers.contains_key(h))
+}
+
+fn csrf_error() -> GraphQLError {
+    GraphQLError::new(
+        "this request was blocked as a possible cross-site request forgery: send `Content-Type: application/json` \
+         or an `apollo-require-preflight: true` header",
+        ErrorCode::CsrfPrevented,
+    )
+}
+
+async fn graphql_post(State(app): State<App>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = parts.headers;
+    let id = request_id(&headers);
+    let gateway = &app.gateway;
+    let refuse = |error: GraphQLError| respond(gateway.refuse(vec![error], &id), &id);
+    if app.options.csrf_prevention && !preflighted(&headers, &app.options.csrf_headers) {
+        return refuse(csrf_error());
+    }
     // GraphQL over HTTP: the body is JSON. Refusing form and text bodies also
-    // stops cross-site "simple" POSTs (no CORS preflight) from running
-    // mutations, as Apollo Router's CSRF protection does.
+    // stops cross-site "simple" POSTs from running mutations.
     if let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
         let essence = content_type
             .split(';')
@@ -53,33 +232,59 @@ async fn graphql_post(State(gateway): State<Arc<Gateway>>, headers: HeaderMap, b
             .trim()
             .to_ascii_lowercase();
         if essence != "application/json" && essence != "application/graphql-response+json" {
-            return respond(GraphQLResponse::request_error(
-                415,
-                &[GraphQLError::new(
-                    format!("POST bodies must be `Content-Type: application/json`, not `{content_type}`"),
-                    "UNSUPPORTED_MEDIA_TYPE",
-                )],
+            return refuse(GraphQLError::new(
+                format!("POST bodies must be `Content-Type: application/json`, not `{content_type}`"),
+                ErrorCode::UnsupportedMediaType,
             ));
         }
     }
+    let body = match read_body(&headers, body, app.options.max_body_bytes).await {
+        Ok(body) => body,
+        Err(error) => return refuse(error),
+    };
     let request: GraphQLRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
-            return respond(GraphQLResponse::request_error(
-                400,
-                &[GraphQLError::new(
-                    format!("the request body is not a GraphQL JSON request: {e}"),
-                    "BAD_REQUEST",
-                )],
+            return refuse(GraphQLError::new(
+                format!("the request body is not a GraphQL JSON request: {e}"),
+                ErrorCode::BadRequest,
             ))
         }
     };
-    let options = options(&headers);
-    respond(gateway.handle(request, Method::Post, &headers, options).await)
+    execute(&app, request, Method::Post, &headers, id).await
+}
+
+/// The body, or `PAYLOAD_TOO_LARGE` as soon as it is known to exceed `max`
+/// (from `Content-Length`, or while reading a chunked body).
+async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<axum::body::Bytes, GraphQLError> {
+    let too_large = || {
+        GraphQLError::new(
+            format!("the request body is larger than {max} bytes"),
+            ErrorCode::PayloadTooLarge,
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, max).await.map_err(|e| {
+        // `to_bytes` fails on the limit or on a broken connection.
+        if std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>()) {
+            too_large()
+        } else {
+            GraphQLError::new(
+                format!("the request body could not be read: {e}"),
+                ErrorCode::BadRequest,
+            )
+        }
+    })
 }
 
 async fn graphql_get(
-    State(gateway): State<Arc<Gateway>>,
+    State(app): State<App>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
@@ -87,8 +292,13 @@ async fn graphql_get(
         .get(ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
-    if wants_html && !params.contains_key("query") {
-        return Html(playground()).into_response();
+    if wants_html && !params.contains_key("query") && app.options.playground {
+        return Html(playground_html()).into_response();
+    }
+    let id = request_id(&headers);
+    let refuse = |error: GraphQLError| respond(app.gateway.refuse(vec![error], &id), &id);
+    if app.options.csrf_prevention && !preflighted(&headers, &app.options.csrf_headers) {
+        return refuse(csrf_error());
     }
     let mut request = GraphQLRequest {
         query: params.get("query").cloned(),
@@ -103,35 +313,56 @@ async fn graphql_get(
             match serde_json::from_str(text) {
                 Ok(v) => *slot = Some(v),
                 Err(e) => {
-                    return respond(GraphQLResponse::request_error(
-                        400,
-                        &[GraphQLError::new(
-                            format!("`{name}` is not valid JSON: {e}"),
-                            "BAD_REQUEST",
-                        )],
+                    return refuse(GraphQLError::new(
+                        format!("`{name}` is not valid JSON: {e}"),
+                        ErrorCode::BadRequest,
                     ))
                 }
             }
         }
     }
-    let options = options(&headers);
-    respond(gateway.handle(request, Method::Get, &headers, options).await)
+    execute(&app, request, Method::Get, &headers, id).await
 }
 
-fn options(headers: &HeaderMap) -> RequestOptions {
-    RequestOptions {
-        include_plan: headers
-            .get(INCLUDE_PLAN_HEADER)
+async fn execute(
+    app: &App,
+    request: GraphQLRequest,
+    method: Method,
+    headers: &HeaderMap,
+    id: String,
+) -> Response {
+    let flag = |name: &str| {
+        headers
+            .get(name)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1"),
-    }
+            .is_some_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    };
+    let options = RequestOptions {
+        request_id: id,
+        include_plan: flag(INCLUDE_PLAN_HEADER),
+        include_cost: flag(INCLUDE_COST_HEADER),
+    };
+    let operation_name = request.operation_name.clone();
+    let span = app
+        .telemetry
+        .request_span(&options.request_id, operation_name.as_deref(), headers);
+    let started = std::time::Instant::now();
+    let id = options.request_id.clone();
+    let response =
+        tracing::Instrument::instrument(app.gateway.handle(request, method, headers, options), span).await;
+    app.telemetry
+        .record_request(operation_name.as_deref(), &response, started.elapsed());
+    respond(response, &id)
 }
 
-fn respond(response: GraphQLResponse) -> Response {
+fn respond(response: GraphQLResponse, request_id: &str) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut res = (status, response.body).into_response();
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        headers.insert(REQUEST_ID_HEADER, v);
+    }
     if let Some((total, subgraphs)) = response.timing {
         // W3C Server-Timing: the gateway's overhead is total minus subgraphs.
         let value = format!(
@@ -144,18 +375,4 @@ fn respond(response: GraphQLResponse) -> Response {
         }
     }
     res
-}
-
-fn playground() -> String {
-    let tabs: Vec<serde_json::Value> = EXAMPLES
-        .iter()
-        .map(|q| serde_json::json!({ "query": q }))
-        .collect();
-    // `</` cannot appear inside the inline script.
-    let examples = serde_json::to_string(&tabs)
-        .unwrap_or_else(|_| "[]".into())
-        .replace("</", "<\\/");
-    include_str!("playground.html")
-        .replace("__TESSERA_EXAMPLES__", &examples)
-        .replace("__TESSERA_ENDPOINT__", "/graphql")
 }

@@ -7,6 +7,7 @@
 //!         → introspection (only if selected) → execute → response
 //! ```
 
+mod limits;
 mod prepare;
 
 use std::sync::Arc;
@@ -16,10 +17,11 @@ use reqwest::header::{HeaderMap, HeaderName};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::exec::{self, coerce_variables, Executor, GraphQLError};
+use crate::exec::{self, coerce_variables, ErrorCode, Executor, GraphQLError};
 use crate::plan::OperationKind;
 use crate::schema::Supergraph;
 
+pub use limits::{count_tokens, CostTree, Limits};
 pub use prepare::{PlanCache, Prepared};
 
 /// A GraphQL-over-HTTP request, from a POST body or a GET query string.
@@ -43,17 +45,8 @@ pub struct GraphQLResponse {
     pub body: Vec<u8>,
     /// `(total, waiting on subgraphs)`, for the `Server-Timing` header.
     pub timing: Option<(Duration, Duration)>,
-}
-
-impl GraphQLResponse {
-    /// A request error: nothing was executed, so there is no `data` key.
-    pub fn request_error(status: u16, errors: &[GraphQLError]) -> Self {
-        Self {
-            status,
-            body: exec::response_body(None, errors, None),
-            timing: None,
-        }
-    }
+    /// An executed operation's response carries errors.
+    pub has_errors: bool,
 }
 
 /// How a request arrived; GET may not run mutations.
@@ -66,26 +59,77 @@ pub enum Method {
 /// Options of one request beyond the GraphQL payload.
 #[derive(Debug, Default)]
 pub struct RequestOptions {
+    /// Names the request in the log and in every error the client gets.
+    pub request_id: String,
     /// Add the rendered plan under `extensions.queryPlan`.
     pub include_plan: bool,
+    /// Add the estimated cost under `extensions.cost`.
+    pub include_cost: bool,
+}
+
+/// What the gateway enforces and shows, from `tessera.toml`.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub plan_cache_size: u64,
+    /// Client request headers passed on to the subgraphs.
+    pub forward_headers: Vec<HeaderName>,
+    pub limits: Limits,
+    /// The longest a whole request may take.
+    pub request_timeout: Duration,
+    /// Answer `__schema`/`__type`.
+    pub introspection: bool,
+    /// Show errors' internal detail to clients (development).
+    pub expose_error_details: bool,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self::from_config(&crate::config::Config::default())
+    }
+}
+
+impl GatewayOptions {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        Self {
+            plan_cache_size: config.execution.plan_cache_size,
+            forward_headers: config
+                .execution
+                .forward_headers
+                .iter()
+                .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
+                .collect(),
+            limits: Limits::from(&config.limits),
+            request_timeout: config.limits.request_timeout,
+            introspection: config.security.introspection,
+            expose_error_details: config.security.expose_error_details,
+        }
+    }
+}
+
+/// An executed operation, before its errors are finished and it is written.
+struct Executed {
+    data: Vec<u8>,
+    errors: Vec<GraphQLError>,
+    extensions: Map<String, Value>,
+    subgraph_time: Duration,
 }
 
 pub struct Gateway {
     schema: Arc<Supergraph>,
     executor: Arc<Executor>,
     plans: PlanCache,
-    forward_headers: Vec<HeaderName>,
+    options: GatewayOptions,
     /// Read-your-writes: a mutation's response waits for the indexes.
     freshness: Option<Arc<crate::sync::Freshness>>,
 }
 
 impl Gateway {
-    pub fn new(executor: Arc<Executor>, plan_cache_size: u64, forward_headers: Vec<HeaderName>) -> Self {
+    pub fn new(executor: Arc<Executor>, options: GatewayOptions) -> Self {
         Self {
             schema: Arc::clone(executor.schema()),
             executor,
-            plans: PlanCache::new(plan_cache_size),
-            forward_headers,
+            plans: PlanCache::new(options.plan_cache_size),
+            options,
             freshness: None,
         }
     }
@@ -109,7 +153,40 @@ impl Gateway {
         &self.plans
     }
 
-    /// Runs one request through every stage.
+    pub fn options(&self) -> &GatewayOptions {
+        &self.options
+    }
+
+    /// A request refused before execution: no `data` key; the status of the
+    /// first error's code.
+    pub fn refuse(&self, mut errors: Vec<GraphQLError>, request_id: &str) -> GraphQLResponse {
+        let status = errors.first().map_or(400, |e| e.code.status());
+        self.finish_errors(&mut errors, request_id);
+        GraphQLResponse {
+            status,
+            body: exec::response_body(None, &errors, None),
+            timing: None,
+            has_errors: true,
+        }
+    }
+
+    /// Every error gets the request id; internal detail goes to the log
+    /// (and to the client only with `expose_error_details`).
+    fn finish_errors(&self, errors: &mut [GraphQLError], request_id: &str) {
+        for error in errors {
+            if let Some(detail) = error.detail.take() {
+                tracing::warn!(request_id, code = %error.code, %detail, "{}", error.message);
+                if self.options.expose_error_details {
+                    error.extensions.insert("detail".into(), Value::String(detail));
+                }
+            }
+            error
+                .extensions
+                .insert("requestId".into(), Value::String(request_id.into()));
+        }
+    }
+
+    /// Runs one request through every stage, within the request timeout.
     pub async fn handle(
         &self,
         request: GraphQLRequest,
@@ -118,59 +195,104 @@ impl Gateway {
         options: RequestOptions,
     ) -> GraphQLResponse {
         let started = Instant::now();
+        let timeout = self.options.request_timeout;
+        let run = tokio::time::timeout(timeout, self.run(request, method, headers, &options));
+        let executed = match run.await {
+            Ok(Ok(executed)) => executed,
+            Ok(Err(errors)) => return self.refuse(errors, &options.request_id),
+            Err(_) => {
+                let error = GraphQLError::new(
+                    format!(
+                        "the request took longer than {}",
+                        humantime::format_duration(timeout)
+                    ),
+                    ErrorCode::GatewayTimeout,
+                );
+                return self.refuse(vec![error], &options.request_id);
+            }
+        };
+        let Executed {
+            data,
+            mut errors,
+            extensions,
+            subgraph_time,
+        } = executed;
+        self.finish_errors(&mut errors, &options.request_id);
+        GraphQLResponse {
+            status: 200,
+            body: exec::response_body(Some(&data), &errors, Some(&extensions)),
+            timing: Some((started.elapsed(), subgraph_time)),
+            has_errors: !errors.is_empty(),
+        }
+    }
+
+    async fn run(
+        &self,
+        request: GraphQLRequest,
+        method: Method,
+        headers: &HeaderMap,
+        options: &RequestOptions,
+    ) -> Result<Executed, Vec<GraphQLError>> {
         let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
-            return GraphQLResponse::request_error(
-                400,
-                &[GraphQLError::new("the request has no `query`", "BAD_REQUEST")],
-            );
+            return Err(vec![GraphQLError::new(
+                "the request has no `query`",
+                ErrorCode::BadRequest,
+            )]);
         };
         let variables = match request.variables {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
             Some(_) => {
-                return GraphQLResponse::request_error(
-                    400,
-                    &[GraphQLError::new("`variables` must be an object", "BAD_REQUEST")],
-                )
+                return Err(vec![GraphQLError::new(
+                    "`variables` must be an object",
+                    ErrorCode::BadRequest,
+                )])
             }
         };
 
-        let prepared = match self
+        let prepared = self
             .plans
-            .prepare_cached(&self.schema, query, request.operation_name.as_deref(), &variables)
-            .await
-        {
-            Ok(prepared) => prepared,
-            Err(errors) => return GraphQLResponse::request_error(400, &errors),
-        };
+            .prepare_cached(
+                &self.schema,
+                query,
+                request.operation_name.as_deref(),
+                &variables,
+                &self.options.limits,
+            )
+            .await?;
         let plan = &prepared.plan;
         if method == Method::Get && plan.kind == OperationKind::Mutation {
-            return GraphQLResponse::request_error(
-                405,
-                &[GraphQLError::new(
-                    "mutations must be sent with POST",
-                    "METHOD_NOT_ALLOWED",
-                )],
-            );
+            return Err(vec![GraphQLError::new(
+                "mutations must be sent with POST",
+                ErrorCode::MethodNotAllowed,
+            )]);
+        }
+        if plan.has_introspection && !self.options.introspection {
+            return Err(vec![GraphQLError::new(
+                "introspection is turned off on this gateway",
+                ErrorCode::IntrospectionDisabled,
+            )]);
         }
 
-        let coerced = match coerce_variables(&self.schema, &plan.variables, &variables) {
-            Ok(v) => v,
-            Err(errors) => return GraphQLResponse::request_error(400, &errors),
-        };
+        let coerced = coerce_variables(&self.schema, &plan.variables, &variables)?;
+        let cost = prepared.cost.estimate(&coerced);
+        limits::check_cost(cost, &self.options.limits).map_err(|e| vec![*e])?;
 
         let introspection = if plan.has_introspection {
-            match prepare::introspect(&self.schema, query, request.operation_name.as_deref(), &variables)
-                .await
-            {
-                Ok(data) => Some(data),
-                Err(errors) => return GraphQLResponse::request_error(400, &errors),
-            }
+            Some(
+                prepare::introspect(&self.schema, query, request.operation_name.as_deref(), &variables)
+                    .await?,
+            )
         } else {
             None
         };
 
-        let forwarded = exec::forwarded_headers(&self.forward_headers, headers);
+        let mut forwarded = exec::forwarded_headers(&self.options.forward_headers, headers);
+        // W3C trace context: the subgraphs' spans are children of this request.
+        let trace = crate::telemetry::TraceContext::from_headers(headers);
+        if let Ok(value) = reqwest::header::HeaderValue::from_str(&trace.child_header()) {
+            forwarded.insert("traceparent", value);
+        }
         let execution = self
             .executor
             .execute(plan, &coerced, &forwarded, introspection.as_ref())
@@ -192,11 +314,17 @@ impl Gateway {
         if options.include_plan {
             extensions.insert("queryPlan".into(), Value::String(plan.to_string()));
         }
-        let body = exec::response_body(Some(&execution.data), &execution.errors, Some(&extensions));
-        GraphQLResponse {
-            status: 200,
-            body,
-            timing: Some((started.elapsed(), execution.subgraph_time)),
+        if options.include_cost {
+            extensions.insert(
+                "cost".into(),
+                serde_json::json!({ "estimated": cost, "max": self.options.limits.max_cost }),
+            );
         }
+        Ok(Executed {
+            data: execution.data,
+            errors: execution.errors,
+            extensions,
+            subgraph_time: execution.subgraph_time,
+        })
     }
 }

@@ -14,7 +14,8 @@ use moka::sync::Cache;
 use serde_json::{Map, Value};
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::exec::{GraphQLError, Location};
+use super::limits::{self, CostTree, Limits};
+use crate::exec::{ErrorCode, GraphQLError, Location};
 use crate::plan::{self, PlanError, QueryPlan};
 use crate::schema::Supergraph;
 
@@ -22,6 +23,8 @@ pub struct Prepared {
     query: String,
     operation_name: Option<String>,
     pub plan: QueryPlan,
+    /// Evaluated with each request's variables.
+    pub cost: CostTree,
 }
 
 /// Bounded LRU-ish cache (moka's TinyLFU) of prepared operations by hash of
@@ -52,15 +55,18 @@ impl PlanCache {
         query: &str,
         operation_name: Option<&str>,
         variables: &Map<String, Value>,
+        limits: &Limits,
     ) -> Result<Arc<Prepared>, Vec<GraphQLError>> {
         let key = cache_key(query, operation_name);
         if let Some(hit) = self.cache.get(&key) {
             // A 64-bit hash can collide; the text decides.
             if hit.query == query && hit.operation_name.as_deref() == operation_name {
+                crate::telemetry::metrics().plan_cache(true);
                 return Ok(hit);
             }
         }
-        let prepared = Arc::new(prepare(schema, query, operation_name, variables).await?);
+        crate::telemetry::metrics().plan_cache(false);
+        let prepared = Arc::new(prepare(schema, query, operation_name, variables, limits).await?);
         self.cache.insert(key, Arc::clone(&prepared));
         Ok(prepared)
     }
@@ -131,7 +137,9 @@ async fn prepare(
     query: &str,
     operation_name: Option<&str>,
     variables: &Map<String, Value>,
+    limits: &Limits,
 ) -> Result<Prepared, Vec<GraphQLError>> {
+    limits::check_tokens(query, limits).map_err(|e| vec![*e])?;
     let doc = async_graphql::parser::parse_query(query).map_err(|e| {
         let locations = e
             .positions()
@@ -140,7 +148,7 @@ async fn prepare(
                 column: p.column,
             })
             .collect();
-        let mut error = GraphQLError::new(format!("syntax error: {e}"), "GRAPHQL_PARSE_FAILED");
+        let mut error = GraphQLError::new(format!("syntax error: {e}"), ErrorCode::GraphqlParseFailed);
         error.locations = locations;
         vec![error]
     })?;
@@ -151,9 +159,11 @@ async fn prepare(
             format!(
                 "the operation selects {expanded} fields once its fragments are expanded; at most {MAX_EXPANDED_FIELDS} are allowed"
             ),
-            "GRAPHQL_VALIDATION_FAILED",
+            ErrorCode::GraphqlValidationFailed,
         )]);
     }
+
+    let cost = limits::check_document(schema, &doc, operation_name, limits).map_err(|e| vec![*e])?;
 
     let mut request =
         async_graphql::Request::new(query).variables(Variables::from_json(Value::Object(variables.clone())));
@@ -171,6 +181,7 @@ async fn prepare(
         query: query.to_string(),
         operation_name: operation_name.map(str::to_string),
         plan,
+        cost,
     })
 }
 
@@ -198,9 +209,9 @@ pub async fn introspect(
 
 fn validation_error(e: ServerError) -> GraphQLError {
     let code = if e.message.starts_with("Invalid value for argument") || e.message.contains("variable") {
-        "BAD_USER_INPUT"
+        ErrorCode::BadUserInput
     } else {
-        "GRAPHQL_VALIDATION_FAILED"
+        ErrorCode::GraphqlValidationFailed
     };
     let mut error = GraphQLError::new(e.message, code);
     error.locations = e
@@ -217,12 +228,15 @@ fn validation_error(e: ServerError) -> GraphQLError {
 fn plan_error(e: &PlanError) -> GraphQLError {
     let code = match e {
         PlanError::UnknownOperation { .. } | PlanError::OperationNameRequired | PlanError::NoOperation => {
-            "GRAPHQL_VALIDATION_FAILED"
+            ErrorCode::GraphqlValidationFailed
         }
-        PlanError::Subscription => "SUBSCRIPTION_NOT_SUPPORTED",
+        PlanError::Subscription => ErrorCode::SubscriptionNotSupported,
         PlanError::Unresolvable { .. } => {
-            tracing::error!(error = %e, "operation passed validation but cannot be planned");
-            "INTERNAL_SERVER_ERROR"
+            // A planner invariant: the operation is valid, the gateway is wrong.
+            return GraphQLError::internal(
+                "internal error: the gateway cannot plan this operation",
+                format!("operation passed validation but cannot be planned: {e}"),
+            );
         }
     };
     GraphQLError::new(e.to_string(), code)

@@ -513,7 +513,7 @@ fn check_pagination(
             .block_on(corpus.backend.search("contracts", query))
             .map_err(|e| TestCaseError::fail(e.to_string()))
     };
-    let codec = CursorCodec::new(99);
+    let codec = CursorCodec::new(b"conformance-99");
     let mut query = SearchQuery {
         filters,
         sort,
@@ -902,7 +902,7 @@ async fn tampered_and_foreign_cursors_are_refused(engine: Engine) -> TestResult 
     let b = backend.as_ref();
     b.upsert("contracts", vec![doc("a", 1, 1), doc("b", 1, 2)])
         .await?;
-    let codec = CursorCodec::new(5);
+    let codec = CursorCodec::new(b"conformance-5");
     let query = SearchQuery {
         filters: vec![],
         sort: vec![SortKey::desc("amount")],

@@ -4,28 +4,35 @@
 //! This module owns the cursor wire format. A cursor is URL-safe base64 of
 //!
 //! ```text
-//! version:u8 | query fingerprint:u64 | id | value count:u16 | values | checksum:u64
+//! version:u8 | query fingerprint:u64 | id | value count:u16 | values | tag:[u8; 16]
 //! ```
 //!
 //! (strings are `u32` length + UTF-8, integers little-endian, floats by their
 //! bits so they come back exactly). The fingerprint hashes the index name,
 //! the sort keys and the filters, so a cursor replayed against another sort
 //! or filter is refused instead of silently skipping or repeating items. The
-//! checksum is xxh3 seeded with the caller's secret: it detects edited,
-//! truncated and foreign cursors; it is not a cryptographic MAC, so cursors
-//! must never carry anything secret (they carry sort values the client has
-//! already seen). Decoding never panics on any input.
+//! tag is HMAC-SHA256 under the deployment's secret, truncated to 128 bits
+//! and compared in constant time: a client cannot forge a cursor (say, one
+//! that jumps past the offset window) without the secret. Cursors are
+//! sealed, not encrypted: they must never carry anything secret (they carry
+//! sort values the client has already seen). Decoding never panics on any
+//! input.
 //!
 //! It must not run queries: the backend still validates the decoded
 //! position against the sort (types, number of values).
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
+use xxhash_rust::xxh3::xxh3_64;
 
 use super::query::{FieldValue, Filter, SearchQuery, SortKey, SortPosition};
 
-const VERSION: u8 = 1;
+/// 2: HMAC-SHA256 tags (1 had an xxh3 checksum, refused now).
+const VERSION: u8 = 2;
+/// Bytes of the HMAC kept in a cursor (128 bits, as RFC 2104 allows).
+const TAG_LEN: usize = 16;
 /// Longer cursors are refused before decoding, to bound the work an
 /// arbitrary client string can cause.
 const MAX_CURSOR_CHARS: usize = 16 * 1024;
@@ -49,7 +56,7 @@ pub enum CursorError {
 /// instance, so any instance accepts any instance's cursors).
 #[derive(Clone)]
 pub struct CursorCodec {
-    secret: u64,
+    mac: Hmac<Sha256>,
 }
 
 impl std::fmt::Debug for CursorCodec {
@@ -60,8 +67,11 @@ impl std::fmt::Debug for CursorCodec {
 }
 
 impl CursorCodec {
-    pub fn new(secret: u64) -> Self {
-        CursorCodec { secret }
+    pub fn new(secret: &[u8]) -> Self {
+        // HMAC takes a key of any length.
+        let mac = Hmac::<Sha256>::new_from_slice(secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+        CursorCodec { mac }
     }
 
     /// The cursor for `position` in `query` on `index` (the name the client
@@ -79,8 +89,10 @@ impl CursorCodec {
         for value in position.values.iter().take(usize::from(count)) {
             put_value(&mut bytes, value);
         }
-        let checksum = xxh3_64_with_seed(&bytes, self.secret);
-        bytes.extend_from_slice(&checksum.to_le_bytes());
+        let mut mac = self.mac.clone();
+        mac.update(&bytes);
+        let tag = mac.finalize().into_bytes();
+        bytes.extend_from_slice(&tag[..TAG_LEN]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
 
@@ -101,11 +113,13 @@ impl CursorCodec {
         let bytes = URL_SAFE_NO_PAD
             .decode(cursor)
             .map_err(|_| malformed("not URL-safe base64"))?;
-        let Some(body_len) = bytes.len().checked_sub(8) else {
+        let Some(body_len) = bytes.len().checked_sub(TAG_LEN) else {
             return Err(malformed("too short"));
         };
-        let (body, checksum) = bytes.split_at(body_len);
-        if read_u64(checksum) != Some(xxh3_64_with_seed(body, self.secret)) {
+        let (body, tag) = bytes.split_at(body_len);
+        let mut mac = self.mac.clone();
+        mac.update(body);
+        if mac.verify_truncated_left(tag).is_err() {
             return Err(CursorError::Tampered);
         }
         let mut r = Reader { bytes: body };
@@ -328,7 +342,7 @@ mod tests {
     proptest! {
         #[test]
         fn round_trips(pos in position(), secret in any::<u64>()) {
-            let codec = CursorCodec::new(secret);
+            let codec = CursorCodec::new(&secret.to_le_bytes());
             let q = base_query();
             let cursor = codec.encode("contracts", &q, &pos);
             prop_assert!(cursor.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
@@ -337,7 +351,7 @@ mod tests {
 
         #[test]
         fn any_flipped_byte_is_rejected(pos in position(), at in any::<prop::sample::Index>(), bit in 0u8..8) {
-            let codec = CursorCodec::new(7);
+            let codec = CursorCodec::new(&7_u64.to_le_bytes());
             let q = base_query();
             let cursor = codec.encode("contracts", &q, &pos);
             let mut raw = URL_SAFE_NO_PAD.decode(&cursor).expect("our own cursor decodes");
@@ -349,7 +363,7 @@ mod tests {
 
         #[test]
         fn any_edited_character_is_rejected(pos in position(), at in any::<prop::sample::Index>(), with in "[A-Za-z0-9_=+/.-]") {
-            let codec = CursorCodec::new(7);
+            let codec = CursorCodec::new(&7_u64.to_le_bytes());
             let q = base_query();
             let cursor = codec.encode("contracts", &q, &pos);
             let i = at.index(cursor.len());
@@ -365,14 +379,14 @@ mod tests {
 
         #[test]
         fn garbage_never_panics(s in "\\PC{0,64}") {
-            let codec = CursorCodec::new(7);
+            let codec = CursorCodec::new(&7_u64.to_le_bytes());
             prop_assert!(codec.decode(&s, "contracts", &base_query()).is_err());
         }
     }
 
     #[test]
     fn cursors_for_another_query_are_foreign() {
-        let codec = CursorCodec::new(42);
+        let codec = CursorCodec::new(&42_u64.to_le_bytes());
         let q = base_query();
         let pos = SortPosition {
             values: vec![FieldValue::I64(5), FieldValue::Str("Ann".into())],
@@ -412,14 +426,14 @@ mod tests {
 
         // Another secret: not ours.
         assert_eq!(
-            CursorCodec::new(43).decode(&cursor, "contracts", &q),
+            CursorCodec::new(&43_u64.to_le_bytes()).decode(&cursor, "contracts", &q),
             Err(CursorError::Tampered)
         );
     }
 
     #[test]
     fn short_and_long_inputs_are_malformed() {
-        let codec = CursorCodec::new(1);
+        let codec = CursorCodec::new(&1_u64.to_le_bytes());
         let q = base_query();
         for input in ["", "abc", "!!!!", &"A".repeat(MAX_CURSOR_CHARS + 1)] {
             assert!(

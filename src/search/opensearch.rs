@@ -130,6 +130,15 @@ fn backend_error(index: &str, e: impl std::fmt::Display) -> SearchError {
 }
 
 /// OpenSearch's own explanation of a failed request.
+/// The `error.type` OpenSearch answers when an index being created exists.
+const ALREADY_EXISTS: &str = "resource_already_exists_exception";
+
+/// The type of the error OpenSearch answered (`error.root_cause[0].type`).
+fn error_type(body: &Value) -> Option<&str> {
+    let error = &body["error"];
+    error["root_cause"].get(0).unwrap_or(error)["type"].as_str()
+}
+
 fn reason(body: &Value) -> String {
     let error = &body["error"];
     let root = error["root_cause"].get(0).unwrap_or(error);
@@ -353,15 +362,14 @@ impl Inner {
         let body = m.create_body(self.options.shards, self.options.replicas);
         let (status, answer) = self.request(Method::PUT, &full, Some(Body::Json(body))).await?;
         if !status.is_success() {
-            let why = reason(&answer);
-            if why.contains("already_exists") {
+            if error_type(&answer) == Some(ALREADY_EXISTS) {
                 return Err(SearchError::AlreadyExists {
                     name: physical.to_owned(),
                 });
             }
             return Err(backend_error(
                 physical,
-                format!("creating the index failed: {why}"),
+                format!("creating the index failed: {}", reason(&answer)),
             ));
         }
         self.specs.write().insert(physical.to_owned(), Arc::new(m));
@@ -380,7 +388,7 @@ impl Inner {
             "mappings": {"dynamic": false, "properties": {}},
         });
         let (status, answer) = self.request(Method::PUT, &full, Some(Body::Json(body))).await?;
-        if status.is_success() || reason(&answer).contains("already_exists") {
+        if status.is_success() || error_type(&answer) == Some(ALREADY_EXISTS) {
             Ok(())
         } else {
             Err(backend_error(CHECKPOINTS, reason(&answer)))

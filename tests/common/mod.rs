@@ -196,6 +196,19 @@ impl Stack {
         format!("http://{addr}/graphql")
     }
 
+    /// Serves an HTTP application (a gateway with its options) for this
+    /// stack's services; returns its `/graphql` URL.
+    pub async fn serve_app(&mut self, app: tessera::http::App) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(tessera::serve_app(listener, app, async {
+            let _ = rx.await;
+        }));
+        self.shutdown.push(tx);
+        format!("http://{addr}/graphql")
+    }
+
     /// The syncer of a stack started with `search: true`.
     pub fn syncer(&self) -> &Arc<tessera::sync::Syncer> {
         &self
@@ -535,4 +548,52 @@ pub async fn random_write(stack: &Stack, rng: &mut Rng, step: usize, scale: usiz
 
 pub fn all_services() -> impl Iterator<Item = Service> {
     Service::ALL.into_iter()
+}
+
+/// A TCP proxy that can be cut: a server that goes away (connections
+/// refused or reset) and comes back, without touching the real one.
+pub struct Proxy {
+    pub url: String,
+    pub up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A proxy to `target` (`http://host:port[/…]`); its URL keeps the path.
+pub async fn proxy(target: &str) -> Proxy {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let rest = target.trim_start_matches("http://");
+    let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+    let host = host.to_string();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let url = if path.is_empty() {
+        format!("http://{addr}")
+    } else {
+        format!("http://{addr}/{path}")
+    };
+    let up = Arc::new(AtomicBool::new(true));
+    let flag = Arc::clone(&up);
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            if !flag.load(Ordering::Relaxed) {
+                continue; // dropped: connection reset
+            }
+            let target = host.clone();
+            let flag = Arc::clone(&flag);
+            tokio::spawn(async move {
+                if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
+                        _ = async { while flag.load(Ordering::Relaxed) { tokio::time::sleep(Duration::from_millis(20)).await } } => {}
+                    }
+                }
+            });
+        }
+    });
+    Proxy { url, up }
 }

@@ -1,0 +1,523 @@
+//! Operation limits: refuse abusive operations before anything expensive.
+//!
+//! Two passes, both linear: tokens are counted on the raw text before it is
+//! parsed (a 1 MB alias bomb is refused without building its tree), then
+//! one walk of the parsed document (fragments expanded, introspection
+//! subtrees skipped) measures depth, aliases, root fields and directives and
+//! builds the [`CostTree`], whose estimate depends on the variables and so
+//! is evaluated per request (cheaply: a few nodes per field).
+
+use std::collections::HashSet;
+
+use async_graphql::parser::types::{ExecutableDocument, OperationDefinition, Selection, SelectionSet};
+use async_graphql::Positioned;
+use async_graphql_value::{ConstValue, Value as GqlValue};
+
+use crate::config::LimitsConfig;
+use crate::exec::{ErrorCode, GraphQLError, Variables};
+use crate::schema::{is_list, named_type, Supergraph, TypeDefKind};
+
+/// Arguments that bound the size of the list a field returns (directly, or
+/// through a connection's `edges`/`nodes`).
+const SIZE_ARGUMENTS: [&str; 4] = ["first", "last", "limit", "pageSize"];
+
+/// The limits in force; `0` turns one off.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_tokens: usize,
+    pub max_depth: usize,
+    pub max_aliases: usize,
+    pub max_root_fields: usize,
+    pub max_directives: usize,
+    pub max_cost: u64,
+    pub default_list_size: u64,
+}
+
+impl From<&LimitsConfig> for Limits {
+    fn from(c: &LimitsConfig) -> Self {
+        Self {
+            max_tokens: c.max_tokens,
+            max_depth: c.max_depth,
+            max_aliases: c.max_aliases,
+            max_root_fields: c.max_root_fields,
+            max_directives: c.max_directives,
+            max_cost: c.max_cost,
+            default_list_size: c.default_list_size,
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self::from(&LimitsConfig::default())
+    }
+}
+
+fn exceeded(
+    code: ErrorCode,
+    what: &str,
+    found: impl std::fmt::Display,
+    max: impl std::fmt::Display,
+) -> Box<GraphQLError> {
+    Box::new(GraphQLError::new(
+        format!("the operation has {found} {what}; at most {max} are allowed"),
+        code,
+    ))
+}
+
+/// Refuses a query text of more than `max_tokens` lexical tokens, stopping
+/// at the first token past the limit.
+pub fn check_tokens(query: &str, limits: &Limits) -> Result<(), Box<GraphQLError>> {
+    if limits.max_tokens == 0 {
+        return Ok(());
+    }
+    match count_tokens(query, limits.max_tokens) {
+        Some(_) => Ok(()),
+        None => Err(Box::new(GraphQLError::new(
+            format!("the operation has more than {} tokens", limits.max_tokens),
+            ErrorCode::MaxTokensLimit,
+        ))),
+    }
+}
+
+/// The number of GraphQL lexical tokens in `text` (punctuators, names,
+/// numbers, strings; whitespace, commas and comments are ignored), or
+/// `None` as soon as there are more than `max`. Malformed input is counted
+/// leniently: the parser that runs next reports it.
+pub fn count_tokens(text: &str, max: usize) -> Option<usize> {
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    let mut count = 0usize;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b' ' | b'\t' | b'\n' | b'\r' | b',' => {
+                i += 1;
+                continue;
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+                continue;
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") { 4 } else { 1 };
+                }
+                i += 3;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && !matches!(bytes[i], b'"' | b'\n' | b'\r') {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+            }
+            b'.' if bytes[i..].starts_with(b"...") => i += 3,
+            b'_' | b'a'..=b'z' | b'A'..=b'Z' => {
+                while i < bytes.len() && matches!(bytes[i], b'_' | b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9') {
+                    i += 1;
+                }
+            }
+            b'-' | b'0'..=b'9' => {
+                i += 1;
+                while i < bytes.len() && matches!(bytes[i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-') {
+                    i += 1;
+                }
+            }
+            // A punctuator, or a byte the parser will refuse.
+            _ => i += 1,
+        }
+        count += 1;
+        if count > max {
+            return None;
+        }
+    }
+    Some(count)
+}
+
+/// How big a list is, as far as the operation says.
+#[derive(Debug, Clone)]
+enum Size {
+    One,
+    Fixed(u64),
+    /// `first: $n`: the variable's value, or `default` when it is absent.
+    Variable {
+        name: String,
+        default: u64,
+    },
+}
+
+/// The estimated cost of an operation, as a tree of its fields (fragments
+/// expanded). A field that returns objects costs 1 per object, times the
+/// sizes of the lists it is in; scalars cost nothing.
+#[derive(Debug, Clone, Default)]
+pub struct CostTree {
+    nodes: Vec<CostNode>,
+}
+
+#[derive(Debug, Clone)]
+struct CostNode {
+    size: Size,
+    composite: bool,
+    children: CostTree,
+}
+
+impl CostTree {
+    pub fn estimate(&self, variables: &Variables) -> u64 {
+        self.nodes.iter().fold(0u64, |total, node| {
+            let size = match &node.size {
+                Size::One => 1,
+                Size::Fixed(n) => *n,
+                Size::Variable { name, default } => match variables.get(name.as_str()) {
+                    Some(ConstValue::Number(n)) => n.as_u64().unwrap_or(0),
+                    _ => *default,
+                },
+            };
+            let inner = u64::from(node.composite).saturating_add(node.children.estimate(variables));
+            total.saturating_add(size.saturating_mul(inner))
+        })
+    }
+}
+
+/// Refuses an estimated cost above `max_cost`.
+pub fn check_cost(cost: u64, limits: &Limits) -> Result<(), Box<GraphQLError>> {
+    if limits.max_cost > 0 && cost > limits.max_cost {
+        return Err(Box::new(GraphQLError::new(
+            format!(
+                "the operation's estimated cost is {cost}; at most {} is allowed (ask for fewer items with `first`/`limit`)",
+                limits.max_cost
+            ),
+            ErrorCode::CostEstimatedTooExpensive,
+        )));
+    }
+    Ok(())
+}
+
+/// Checks depth, aliases, root fields and directives of the operation that
+/// will run, and returns its cost tree.
+pub fn check_document(
+    schema: &Supergraph,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    limits: &Limits,
+) -> Result<CostTree, Box<GraphQLError>> {
+    let directives = count_directives(doc);
+    if limits.max_directives > 0 && directives > limits.max_directives {
+        return Err(exceeded(
+            ErrorCode::MaxDirectivesLimit,
+            "directives",
+            directives,
+            limits.max_directives,
+        ));
+    }
+    // The planner reports a missing or ambiguous operation.
+    let operation = match operation_name {
+        Some(name) => doc
+            .operations
+            .iter()
+            .find(|(n, _)| n.is_some_and(|n| n.as_str() == name)),
+        None => doc.operations.iter().next(),
+    };
+    let Some((_, operation)) = operation else {
+        return Ok(CostTree::default());
+    };
+    let root_type = match operation.node.ty {
+        async_graphql::parser::types::OperationType::Mutation => schema.mutation_type().cloned(),
+        _ => Some(schema.query_type().clone()),
+    };
+    let mut walk = Walk {
+        schema,
+        doc,
+        limits,
+        aliases: 0,
+        visiting: HashSet::new(),
+    };
+    let root_fields = walk.count_fields(&operation.node.selection_set.node, &mut HashSet::new());
+    if limits.max_root_fields > 0 && root_fields > limits.max_root_fields {
+        return Err(exceeded(
+            ErrorCode::MaxRootFieldsLimit,
+            "root fields",
+            root_fields,
+            limits.max_root_fields,
+        ));
+    }
+    let (tree, depth) = walk.set(
+        &operation.node.selection_set.node,
+        root_type.as_deref(),
+        None,
+        operation,
+    );
+    if limits.max_depth > 0 && depth > limits.max_depth {
+        return Err(Box::new(GraphQLError::new(
+            format!(
+                "the operation is {depth} levels deep; at most {} are allowed",
+                limits.max_depth
+            ),
+            ErrorCode::MaxDepthLimit,
+        )));
+    }
+    if limits.max_aliases > 0 && walk.aliases > limits.max_aliases {
+        return Err(exceeded(
+            ErrorCode::MaxAliasesLimit,
+            "aliases",
+            walk.aliases,
+            limits.max_aliases,
+        ));
+    }
+    Ok(tree)
+}
+
+fn count_directives(doc: &ExecutableDocument) -> usize {
+    fn set(s: &SelectionSet) -> usize {
+        s.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(f) => f.node.directives.len() + set(&f.node.selection_set.node),
+                Selection::InlineFragment(i) => i.node.directives.len() + set(&i.node.selection_set.node),
+                Selection::FragmentSpread(s) => s.node.directives.len(),
+            })
+            .sum()
+    }
+    let operations: usize = doc
+        .operations
+        .iter()
+        .map(|(_, op)| op.node.directives.len() + set(&op.node.selection_set.node))
+        .sum();
+    let fragments: usize = doc
+        .fragments
+        .values()
+        .map(|f| f.node.directives.len() + set(&f.node.selection_set.node))
+        .sum();
+    operations + fragments
+}
+
+struct Walk<'a> {
+    schema: &'a Supergraph,
+    doc: &'a ExecutableDocument,
+    limits: &'a Limits,
+    aliases: usize,
+    /// Fragments being expanded (a cycle is a validation error, reported later).
+    visiting: HashSet<&'a str>,
+}
+
+impl<'a> Walk<'a> {
+    /// Fields of a selection set, fragments expanded, each response key once.
+    fn count_fields(&mut self, set: &'a SelectionSet, seen: &mut HashSet<&'a str>) -> usize {
+        let mut n = 0;
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    let key = f.node.alias.as_ref().unwrap_or(&f.node.name).node.as_str();
+                    if seen.insert(key) {
+                        n += 1;
+                    }
+                }
+                Selection::InlineFragment(i) => n += self.count_fields(&i.node.selection_set.node, seen),
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    if let Some(fragment) = self.doc.fragments.get(name) {
+                        if self.visiting.insert(name) {
+                            n += self.count_fields(&fragment.node.selection_set.node, seen);
+                            self.visiting.remove(name);
+                        }
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// The cost tree and depth of `set`, a selection on `parent` (None: a
+    /// type the schema does not know; validation reports it). `inherited`
+    /// is the size a connection field's argument gives its list children.
+    fn set(
+        &mut self,
+        set: &'a SelectionSet,
+        parent: Option<&str>,
+        inherited: Option<&Size>,
+        operation: &'a Positioned<OperationDefinition>,
+    ) -> (CostTree, usize) {
+        let mut tree = CostTree::default();
+        let mut depth = 0;
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) => {
+                    let field = &f.node;
+                    if field.alias.is_some() {
+                        self.aliases += 1;
+                    }
+                    let name = field.name.node.as_str();
+                    if name == "__schema" || name == "__type" {
+                        // Introspection is answered locally; its depth is
+                        // bounded by the expanded-size check.
+                        continue;
+                    }
+                    let def = parent.and_then(|p| self.schema.field(p, name));
+                    let own_size = size_argument(field, def, self.limits, operation);
+                    let ty = def.map(|d| &d.ty);
+                    let list = ty.is_some_and(is_list);
+                    let child_type = ty.map(|t| named_type(t).as_str());
+                    let composite = child_type.is_some_and(|t| {
+                        matches!(
+                            self.schema.get(t).map(|t| &t.kind),
+                            Some(TypeDefKind::Object(_) | TypeDefKind::Interface(_) | TypeDefKind::Union(_))
+                        )
+                    });
+                    let size = match (list, &own_size) {
+                        (true, Some(size)) => size.clone(),
+                        (true, None) => inherited
+                            .cloned()
+                            .unwrap_or(Size::Fixed(self.limits.default_list_size)),
+                        (false, _) => Size::One,
+                    };
+                    // A connection (a non-list field with `first`) hands its
+                    // size to the lists under it (`edges`, `nodes`).
+                    let pass_down = if list { None } else { own_size };
+                    let (children, child_depth) = self.set(
+                        &field.selection_set.node,
+                        child_type,
+                        pass_down.as_ref(),
+                        operation,
+                    );
+                    depth = depth.max(1 + child_depth);
+                    tree.nodes.push(CostNode {
+                        size,
+                        composite,
+                        children,
+                    });
+                }
+                Selection::InlineFragment(i) => {
+                    let on = i
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .map(|c| c.node.on.node.as_str())
+                        .or(parent);
+                    let (children, d) = self.set(&i.node.selection_set.node, on, inherited, operation);
+                    tree.nodes.extend(children.nodes);
+                    depth = depth.max(d);
+                }
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    let Some(fragment) = self.doc.fragments.get(name) else {
+                        continue;
+                    };
+                    if !self.visiting.insert(name) {
+                        continue;
+                    }
+                    let on = fragment.node.type_condition.node.on.node.as_str();
+                    let (children, d) =
+                        self.set(&fragment.node.selection_set.node, Some(on), inherited, operation);
+                    self.visiting.remove(name);
+                    tree.nodes.extend(children.nodes);
+                    depth = depth.max(d);
+                }
+            }
+        }
+        (tree, depth)
+    }
+}
+
+/// The size a field's `first`/`limit`/… argument gives (its value, its
+/// variable, or the argument's default in the schema).
+fn size_argument(
+    field: &async_graphql::parser::types::Field,
+    def: Option<&crate::schema::FieldDef>,
+    limits: &Limits,
+    operation: &Positioned<OperationDefinition>,
+) -> Option<Size> {
+    SIZE_ARGUMENTS.iter().find_map(|arg| {
+        let default = def
+            .and_then(|d| d.args.get(*arg))
+            .and_then(|a| a.default.as_ref())
+            .and_then(|v| match v {
+                GqlValue::Number(n) => n.as_u64(),
+                _ => None,
+            });
+        match field
+            .arguments
+            .iter()
+            .find(|(n, _)| n.node.as_str() == *arg)
+            .map(|(_, v)| &v.node)
+        {
+            Some(GqlValue::Number(n)) => Some(Size::Fixed(n.as_u64().unwrap_or(0))),
+            Some(GqlValue::Variable(var)) => Some(Size::Variable {
+                name: var.to_string(),
+                default: variable_default(operation, var.as_str())
+                    .or(default)
+                    .unwrap_or(limits.default_list_size),
+            }),
+            Some(_) => None,
+            None => default.map(Size::Fixed),
+        }
+    })
+}
+
+fn variable_default(operation: &Positioned<OperationDefinition>, name: &str) -> Option<u64> {
+    operation
+        .node
+        .variable_definitions
+        .iter()
+        .find(|v| v.node.name.node.as_str() == name)
+        .and_then(|v| v.node.default_value.as_ref())
+        .and_then(|v| match &v.node {
+            ConstValue::Number(n) => n.as_u64(),
+            _ => None,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_counted_as_the_lexer_sees_them() {
+        assert_eq!(count_tokens("{ a }", 100), Some(3));
+        // Commas, whitespace and comments are ignored; `...` is one token.
+        assert_eq!(count_tokens("{ a, b } # { c d e }\n", 100), Some(4));
+        assert_eq!(count_tokens("query Q($n: Int = -12.5e3) { ...F }", 100), Some(14));
+        // Strings are one token whatever they hold.
+        assert_eq!(count_tokens(r#"{ a(s: "{ \" } }") }"#, 100), Some(8));
+        assert_eq!(count_tokens("{ a(s: \"\"\"x \\\"\"\" { }\"\"\") }", 100), Some(8));
+        // Past the limit it stops.
+        assert_eq!(count_tokens(&"a ".repeat(1_000_000), 10), None);
+    }
+
+    #[test]
+    fn cost_multiplies_by_list_sizes_and_variables() {
+        let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
+        let limits = Limits::default();
+        let estimate = |query: &str, vars: Variables| {
+            let doc = async_graphql::parser::parse_query(query).expect("parses");
+            check_document(&schema, &doc, None, &limits)
+                .expect("within limits")
+                .estimate(&vars)
+        };
+        // 5 contracts, each with its member: 10.
+        assert_eq!(
+            estimate("{ contracts(limit: 5) { id member { name } } }", Variables::new()),
+            10
+        );
+        // An unsized list counts `default_list_size`.
+        assert_eq!(
+            estimate(
+                "{ contracts(limit: 2) { id settlements { id } } }",
+                Variables::new()
+            ),
+            2 * (1 + limits.default_list_size)
+        );
+        // A connection's `first` sizes its edges.
+        let mut vars = Variables::new();
+        vars.insert(async_graphql_value::Name::new("n"), ConstValue::from(7));
+        assert_eq!(
+            estimate(
+                "query($n: Int) { contractSearch(first: $n) { edges { node { id } } } }",
+                vars
+            ),
+            1 + 7 * 2
+        );
+    }
+}

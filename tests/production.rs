@@ -1,0 +1,398 @@
+//! Ready for production traffic: operation limits, one error model with
+//! request ids, resilience against dead and slow services, `/ready`,
+//! `/metrics`, and a playground that needs no internet.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{proxy, Stack, StackOptions};
+use serde_json::{json, Value};
+
+const SCHEMA: &str = include_str!("../schema.graphql");
+
+fn code(body: &Value) -> &str {
+    body["errors"][0]["extensions"]["code"]
+        .as_str()
+        .unwrap_or_default()
+}
+
+async fn total_requests(stack: &Stack) -> u64 {
+    stack.requests().await.values().sum()
+}
+
+#[tokio::test]
+async fn abusive_operations_are_refused_with_their_code_and_no_subgraph_request() {
+    let stack = Stack::start().await;
+    let deep = format!(
+        "{{ contracts(limit: 1) {{ member {{ {} name {} }} }} }}",
+        "contracts(limit: 1) { member { ".repeat(8),
+        "} } ".repeat(8)
+    );
+    let aliases = format!(
+        "{{ staff(id: 1) {{ {} }} }}",
+        (0..40).map(|i| format!("a{i}: id")).collect::<Vec<_>>().join(" ")
+    );
+    let roots = format!(
+        "{{ {} }}",
+        (0..25)
+            .map(|i| format!("f{i}: __typename"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let directives = format!("{{ staff(id: 1) {{ id {} }} }}", "@include(if: true) ".repeat(60));
+    // A 1 MB alias bomb: refused on its token count, before parsing.
+    let bomb = format!("{{ {} }}", "a: __typename ".repeat(80_000));
+    let costly =
+        "{ contracts(limit: 5000) { id settlements { id } member { name accounts { id } } } }".to_string();
+    let cases = [
+        (deep, "MAX_DEPTH_LIMIT"),
+        (aliases, "MAX_ALIASES_LIMIT"),
+        (roots, "MAX_ROOT_FIELDS_LIMIT"),
+        (directives, "MAX_DIRECTIVES_LIMIT"),
+        (bomb, "MAX_TOKENS_LIMIT"),
+        (costly, "COST_ESTIMATED_TOO_EXPENSIVE"),
+    ];
+    stack.reset_stats().await;
+    for (query, expected) in cases {
+        let (status, body) = stack.post(json!({ "query": query })).await;
+        assert_eq!(status, 400, "{expected}: {body}");
+        assert_eq!(code(&body), expected, "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+        assert!(body["errors"][0]["extensions"]["requestId"].is_string(), "{body}");
+    }
+    // The cost of a variable-sized list is known only with the variables.
+    let query = "query($n: Int) { contracts(limit: $n) { id settlements { id } } }";
+    let (status, body) = stack
+        .post(json!({ "query": query, "variables": { "n": 50_000 } }))
+        .await;
+    assert_eq!(
+        (status, code(&body)),
+        (400, "COST_ESTIMATED_TOO_EXPENSIVE"),
+        "{body}"
+    );
+    assert_eq!(total_requests(&stack).await, 0, "a refusal asks no service");
+
+    let (status, body) = stack
+        .post(json!({ "query": query, "variables": { "n": 2 } }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["contracts"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test]
+async fn a_body_too_large_gets_a_graphql_shaped_413() {
+    let stack = Stack::start().await;
+    let huge = json!({ "query": format!("{{ __typename }} # {}", "x".repeat(3 * 1024 * 1024)) });
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .json(&huge)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 413);
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/json",
+        "a GraphQL body, not plain text"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(code(&body), "PAYLOAD_TOO_LARGE", "{body}");
+}
+
+#[tokio::test]
+async fn the_estimated_cost_is_shown_when_asked() {
+    let stack = Stack::start().await;
+    let query = "query($n: Int) { contracts(limit: $n) { id member { name } } }";
+    let cost = |n: u64| {
+        let stack = &stack;
+        async move {
+            let (_, body) = stack
+                .post_with(
+                    json!({ "query": query, "variables": { "n": n } }),
+                    &[("tessera-include-cost", "true")],
+                )
+                .await;
+            body["extensions"]["cost"]["estimated"]
+                .as_u64()
+                .expect("estimated cost")
+        }
+    };
+    // Each contract and its member count 1: 2 per row.
+    assert_eq!(cost(10).await, 20);
+    assert_eq!(cost(100).await, 200);
+    let (_, plain) = stack
+        .post(json!({ "query": query, "variables": { "n": 1 } }))
+        .await;
+    assert!(plain.get("extensions").is_none(), "only when asked: {plain}");
+}
+
+#[tokio::test]
+async fn every_response_names_its_request() {
+    let stack = Stack::start().await;
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .header("x-request-id", "trace-me-42")
+        .json(&json!({ "query": "{ nope }" }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.headers()["x-request-id"], "trace-me-42");
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["errors"][0]["extensions"]["requestId"], "trace-me-42");
+
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .json(&json!({ "query": "{ staff(id: 1) { id } }" }))
+        .send()
+        .await
+        .expect("answer");
+    let made_up = response.headers()["x-request-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    assert_eq!(made_up.len(), 32, "a fresh id: {made_up}");
+}
+
+#[tokio::test]
+async fn identical_queries_in_flight_are_sent_once() {
+    let stack = Stack::start().await;
+    stack.faults("staff", json!({ "latency_ms": 300 })).await;
+    stack.reset_stats().await;
+    let query = json!({ "query": "{ staff(id: 3) { id name } }" });
+    let answers = futures::future::join_all((0..6).map(|_| stack.post(query.clone()))).await;
+    for (status, body) in &answers {
+        assert_eq!(*status, 200);
+        assert_eq!(body["data"]["staff"]["id"], "3", "{body}");
+    }
+    let staff = stack.stats("staff").await["requests"].as_u64().unwrap_or(0);
+    assert_eq!(staff, 1, "six identical queries in flight, one request");
+
+    // Mutations are never shared.
+    let mutation = json!({ "query": "mutation { updateStaff(id: 3, name: \"Grace\") { id } }" });
+    stack.reset_stats().await;
+    let answers = futures::future::join_all((0..2).map(|_| stack.post(mutation.clone()))).await;
+    assert!(answers.iter().all(|(s, _)| *s == 200), "{answers:?}");
+    assert_eq!(stack.stats("staff").await["requests"].as_u64(), Some(2));
+}
+
+#[tokio::test]
+async fn a_service_killed_under_load_fails_fast_and_is_served_again_within_a_second() {
+    let mut stack = Stack::start().await;
+    let staff = proxy(&stack.config.subgraphs["staff"].url).await;
+    let mut config = stack.config.clone();
+    config.subgraphs.get_mut("staff").expect("staff").url = staff.url.clone();
+    let gateway = Arc::new(tessera::build_gateway(&config, SCHEMA).expect("gateway"));
+    let url = stack.serve(gateway).await;
+    let query = json!({ "query": "{ contracts(limit: 20) { id manager { name } member { name } } }" });
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = (0..8).map(|_| {
+        let (client, url, query, stop) = (
+            stack.client.clone(),
+            url.clone(),
+            query.clone(),
+            Arc::clone(&stop),
+        );
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let started = Instant::now();
+                let response = client
+                    .post(&url)
+                    .json(&query)
+                    .send()
+                    .await
+                    .expect("gateway answers");
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.expect("json");
+                answers.push((started, status, body));
+            }
+            answers
+        })
+    });
+    let load: Vec<_> = load.collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    staff.set_up(false);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let back = Instant::now();
+    staff.set_up(true);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut served_again: Option<Duration> = None;
+    let mut failed_while_down = 0;
+    for task in load {
+        for (started, status, body) in task.await.expect("load task") {
+            assert_eq!(status, 200, "no gateway error status: {body}");
+            let rows = body["data"]["contracts"].as_array().expect("rows");
+            assert_eq!(rows.len(), 20, "{body}");
+            assert!(
+                rows.iter().all(|r| r["member"]["name"].is_string()),
+                "the other services' fields are still served: {body}"
+            );
+            let managers = rows.iter().all(|r| r["manager"]["name"].is_string());
+            if !managers {
+                failed_while_down += 1;
+                let errors = body["errors"].as_array().expect("errors");
+                assert_eq!(errors.len(), 1, "one error for the failed fetch: {body}");
+            }
+            if started > back && !managers {
+                let after = started - back;
+                assert!(
+                    after < Duration::from_secs(1),
+                    "staff still failing {after:?} after it came back"
+                );
+            }
+            if started > back && managers {
+                served_again = Some(served_again.map_or(started - back, |d| d.min(started - back)));
+            }
+        }
+    }
+    assert!(failed_while_down > 0, "the outage was seen");
+    let served_again = served_again.expect("staff served again");
+    assert!(served_again < Duration::from_secs(1), "{served_again:?}");
+}
+
+#[tokio::test]
+async fn ready_reports_dead_services_and_metrics_are_exported() {
+    let mut stack = Stack::start_with(StackOptions {
+        search: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let tessera = stack.search.as_ref().expect("search");
+    for index in tessera.syncer.index_names() {
+        tessera
+            .syncer
+            .backfill(&index, false, &|_| {})
+            .await
+            .expect("backfill");
+    }
+    let app = tessera::app(&stack.config, tessera).expect("app");
+    let url = stack.serve_app(app).await;
+    let base = url.trim_end_matches("/graphql").to_string();
+    let get = |path: &str| {
+        let (client, url) = (stack.client.clone(), format!("{base}{path}"));
+        async move {
+            let response = client.get(url).send().await.expect("answer");
+            (response.status().as_u16(), response.text().await.expect("text"))
+        }
+    };
+    let (status, body) = get("/ready").await;
+    assert_eq!(status, 200, "{body}");
+
+    stack.faults("settlements", json!({ "down": true })).await;
+    let (status, body) = get("/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("settlements"), "{body}");
+    let (status, _) = get("/health").await;
+    assert_eq!(status, 200, "alive while not ready");
+    stack.faults("settlements", json!({ "down": false })).await;
+
+    let response = stack
+        .client
+        .post(&url)
+        .json(&json!({ "query": "query Page { contracts(limit: 3) { id member { name } } }", "operationName": "Page" }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let (status, metrics) = get("/metrics").await;
+    assert_eq!(status, 200);
+    for expected in [
+        "tessera_request_duration_seconds_count{operation=\"Page\",outcome=\"ok\"}",
+        "tessera_subgraph_request_duration_seconds_count{subgraph=\"members\",outcome=\"ok\"}",
+        "tessera_subgraph_batch_size_count{subgraph=\"members\"}",
+        "tessera_plan_cache_total{result=\"miss\"}",
+        "tessera_index_documents{index=\"contracts\"}",
+    ] {
+        assert!(metrics.contains(expected), "{expected} in:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn introspection_and_the_playground_can_be_turned_off() {
+    let mut stack = Stack::start().await;
+    let mut config = stack.config.clone();
+    config.security.introspection = false;
+    config.security.playground = false;
+    let gateway = Arc::new(tessera::build_gateway(&config, SCHEMA).expect("gateway"));
+    let app = tessera::http::App {
+        options: Arc::new(tessera::http::HttpOptions::from_config(&config)),
+        ..tessera::http::App::new(gateway)
+    };
+    let url = stack.serve_app(app).await;
+    let body = stack
+        .post_to(&url, json!({ "query": "{ __schema { types { name } } }" }))
+        .await;
+    assert_eq!(code(&body), "INTROSPECTION_DISABLED", "{body}");
+    let body = stack.post_to(&url, json!({ "query": "{ __typename }" })).await;
+    assert_eq!(
+        body["data"]["__typename"], "Query",
+        "__typename is not introspection"
+    );
+    let page = stack
+        .client
+        .get(&url)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("answer");
+    assert_ne!(page.status(), 200);
+}
+
+#[tokio::test]
+async fn the_playground_loads_nothing_from_the_internet() {
+    let stack = Stack::start().await;
+    let html = stack
+        .client
+        .get(&stack.gateway)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .expect("page")
+        .text()
+        .await
+        .expect("html");
+    assert!(!html.contains("https://") && !html.contains("http://"), "{html}");
+    let base = stack.gateway.trim_end_matches("/graphql");
+    for (file, content_type, bytes) in tessera::http::ASSETS {
+        assert!(
+            html.contains(&format!("/graphiql/{file}")),
+            "{file} is loaded by the page"
+        );
+        let response = stack
+            .client
+            .get(format!("{base}/graphiql/{file}"))
+            .send()
+            .await
+            .expect("asset");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], *content_type);
+        assert_eq!(response.bytes().await.expect("bytes").len(), bytes.len());
+    }
+}
+
+#[tokio::test]
+async fn serve_refuses_the_public_development_cursor_secret() {
+    let dir = std::env::temp_dir().join(format!("tessera-secret-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--schema"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .current_dir(&dir)
+        .env_remove("TESSERA_CURSOR_SECRET")
+        .env_remove("TESSERA_CONFIG")
+        .output()
+        .await
+        .expect("tessera runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cursor_secret"), "{stderr}");
+}
