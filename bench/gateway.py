@@ -114,13 +114,13 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(body, unique, duration, connections, threads=2):
+def run_wrk(body, unique, duration, connections, threads=2, port=GATEWAY_PORT):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(LUA % ("[==[" + json.dumps(body) + "]==]", "true" if unique else "false"))
         script = f.name
     out = subprocess.run(
         ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", script,
-         f"http://127.0.0.1:{GATEWAY_PORT}/graphql"],
+         f"http://127.0.0.1:{port}/graphql"],
         check=True, capture_output=True, text=True).stdout
     os.unlink(script)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -155,22 +155,20 @@ def main():
     ap.add_argument("--connections", type=int, default=50)
     ap.add_argument("--only", choices=list(WORKLOADS), action="append")
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline", help="another tessera binary (say, a release build of the previous commit): "
+                    "both run side by side on the same services, alternating, 3 rounds each; medians and ratios")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
+    if args.baseline:
+        return compare(args)
 
     ensure_wrk()
     if not args.no_build:
         sh("cargo", "build", "--release", "--bins", cwd=ROOT)
-    env = dict(os.environ, RUST_LOG="warn", TESSERA_CURSOR_SECRET="bench-" + uuid.uuid4().hex)
-    for i, name in enumerate(SERVICES):
-        env[f"TESSERA_SUBGRAPH_{name.upper()}_URL"] = f"http://127.0.0.1:{BASE_PORT + i}/graphql"
+    env = bench_env()
     procs = []
     try:
-        subgraphs = subprocess.Popen(
-            [f"{ROOT}/target/release/subgraphs", "--service", "all", "--base-port", str(BASE_PORT),
-             "--scale", str(args.scale), "--events-latency", "0ms"], env=env, stdout=subprocess.DEVNULL)
-        procs.append(subgraphs)
-        for i in range(len(SERVICES)):
-            wait_http(f"http://127.0.0.1:{BASE_PORT + i}/health")
+        procs.append(start_subgraphs(args.scale, env))
         gateway = subprocess.Popen(
             [f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{GATEWAY_PORT}"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
@@ -204,6 +202,111 @@ def main():
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def bench_env():
+    """The gateway's environment: the bench's service ports, a cursor secret."""
+    env = dict(os.environ, RUST_LOG="warn", TESSERA_CURSOR_SECRET="bench-" + uuid.uuid4().hex)
+    for i, name in enumerate(SERVICES):
+        env[f"TESSERA_SUBGRAPH_{name.upper()}_URL"] = f"http://127.0.0.1:{BASE_PORT + i}/graphql"
+    return env
+
+
+def start_subgraphs(scale, env):
+    p = subprocess.Popen(
+        [f"{ROOT}/target/release/subgraphs", "--service", "all", "--base-port", str(BASE_PORT),
+         "--scale", str(scale), "--events-latency", "0ms"], env=env, stdout=subprocess.DEVNULL)
+    for i in range(len(SERVICES)):
+        wait_http(f"http://127.0.0.1:{BASE_PORT + i}/health")
+    return p
+
+
+def refusal_cost(gateway, n=200):
+    """A 1 MB alias bomb against this build: the wall time of its refusal on
+    loopback (upload included) and the gateway CPU it costs."""
+    pid, port = gateway
+    bomb = json.dumps({"query": "{ " + "a: __typename " * 75_000 + "}"}).encode()
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    times, codes = [], set()
+    before = cpu_ticks(pid)
+    for _ in range(n):
+        t = time.perf_counter()
+        conn.request("POST", "/graphql", bomb, {"Content-Type": "application/json"})
+        r = conn.getresponse()
+        codes.add(json.loads(r.read())["errors"][0]["extensions"]["code"])
+        times.append((time.perf_counter() - t) * 1000)
+    cpu_ms = (cpu_ticks(pid) - before) * 1000 / os.sysconf("SC_CLK_TCK") / n
+    print(f"\n1 MB alias bomb ({len(bomb):,} bytes), {n} requests: refused with {sorted(codes)}, "
+          f"wall p50 {statistics.median(times):.2f} ms, p99 {sorted(times)[int(n * 0.99) - 1]:.2f} ms, "
+          f"gateway CPU {cpu_ms:.2f} ms per request")
+
+
+def gateway_config(tmp, name):
+    """Side by side, each gateway keeps its (unused) indexes in memory: two
+    processes cannot open one tantivy directory."""
+    path = os.path.join(tmp, f"{name}.toml")
+    with open(path, "w") as f:
+        f.write("[search]\nin_memory = true\n[sync]\nenabled = false\n")
+    return path
+
+
+def compare(args):
+    """`--baseline BIN`: this build and BIN on the same services, alternating
+    run by run; per workload the median of each and the ratio."""
+    ensure_wrk()
+    if not args.no_build:
+        sh("cargo", "build", "--release", "--bins", cwd=ROOT)
+    env = bench_env()
+    tmp = tempfile.mkdtemp(prefix="tessera-bench-compare-")
+    builds = [("this build", f"{ROOT}/target/release/tessera", GATEWAY_PORT),
+              ("baseline", os.path.abspath(args.baseline), GATEWAY_PORT + 100)]
+    procs = []
+    try:
+        procs.append(start_subgraphs(args.scale, env))
+        pids = {}
+        for label, binary, port in builds:
+            p = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}",
+                                  "--config", gateway_config(tmp, port)], cwd=ROOT, env=env,
+                                 stdout=subprocess.DEVNULL)
+            procs.append(p)
+            wait_http(f"http://127.0.0.1:{port}/health")
+            pids[label] = (p.pid, port)
+        print(f"scale {args.scale}, {args.connections} connections, {args.duration}s per run, wrk -t2, "
+              f"{args.rounds} alternating rounds, unique authorization per request\n")
+        print("| workload | build | req/s (median) | p50 ms | p99 ms | gateway CPU ms / 1k req |")
+        print("|---|---|---:|---:|---:|---:|")
+        ticks_per_s = os.sysconf("SC_CLK_TCK")
+        for name in args.only or list(WORKLOADS):
+            query, variables = WORKLOADS[name]
+            body = {"query": query, "variables": variables}
+            results = {label: [] for label, _, _ in builds}
+            for label, (pid, port) in pids.items():
+                run_wrk(body, True, args.warmup, args.connections, port=port)
+            for _ in range(args.rounds):
+                for label, (pid, port) in pids.items():
+                    before = cpu_ticks(pid)
+                    rps, total, p50, p99, bad = run_wrk(body, True, args.duration, args.connections, port=port)
+                    cpu = (cpu_ticks(pid) - before) * 1000 / ticks_per_s * 1000 / max(total, 1)
+                    results[label].append((rps, p50, p99, cpu, bad))
+            med = {}
+            for label, runs in results.items():
+                m = [statistics.median(r[k] for r in runs) for k in range(4)]
+                med[label] = m
+                bad = sum(r[4] for r in runs)
+                print(f"| {name} | {label} | {m[0]:.0f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.1f} |"
+                      + (f" ({bad} non-2xx)" if bad else ""))
+            a, b = med["this build"], med["baseline"]
+            print(f"| {name} | ratio | {a[0] / b[0]:.3f} | {a[1] / b[1]:.3f} | {a[2] / b[2]:.3f} | {a[3] / b[3]:.3f} |")
+        refusal_cost(pids["this build"])
+    finally:
+        for p in procs:
+            p.send_signal(signal.SIGINT)
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

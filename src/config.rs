@@ -163,28 +163,17 @@ impl Default for TrafficConfig {
     }
 }
 
-/// Metrics, traces and logs (docs/operations.md, "Observability").
+/// Metrics (docs/operations.md, "Observability"; logs: `TESSERA_LOG_FORMAT`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TelemetryConfig {
     /// Serve Prometheus metrics on `GET /metrics`.
     pub metrics: bool,
-    /// Export traces over OTLP/HTTP to this collector (e.g.
-    /// "http://127.0.0.1:4318"); empty: no traces.
-    pub otlp_endpoint: String,
-    pub service_name: String,
-    /// Log lines as JSON objects.
-    pub json_logs: bool,
 }
 
 impl Default for TelemetryConfig {
     fn default() -> Self {
-        Self {
-            metrics: true,
-            otlp_endpoint: String::new(),
-            service_name: "tessera".into(),
-            json_logs: false,
-        }
+        Self { metrics: true }
     }
 }
 
@@ -733,15 +722,6 @@ impl Config {
             return Err(ConfigError::Invalid {
                 key: "traffic.max_concurrent_per_subgraph".into(),
                 message: "must be at least 1".into(),
-            });
-        }
-        let otlp = &self.telemetry.otlp_endpoint;
-        if !otlp.is_empty()
-            && !reqwest::Url::parse(otlp).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
-        {
-            return Err(ConfigError::Invalid {
-                key: "telemetry.otlp_endpoint".into(),
-                message: format!("\"{otlp}\" is not an http(s) URL; write e.g. \"http://127.0.0.1:4318\""),
             });
         }
         Ok(())

@@ -190,16 +190,10 @@ pub fn build_with_backend(
 fn executor(config: &Config, schema_sdl: &str) -> Result<Executor, StartError> {
     let schema = Arc::new(Supergraph::parse(schema_sdl).map_err(StartError::Schema)?);
     config.check_subgraphs(schema.subgraphs())?;
-    let t = &config.traffic;
-    let traffic = exec::Traffic {
-        retries: t.retries,
-        retry_backoff: t.retry_backoff,
-        breaker_failures: t.breaker_failures,
-        breaker_cooldown: t.breaker_cooldown,
-        max_concurrent: t.max_concurrent_per_subgraph,
-        deduplicate: t.deduplicate,
-    };
-    let fetcher: Arc<dyn exec::Fetcher> = Arc::new(HttpFetcher::with_traffic(endpoints(config), traffic)?);
+    let fetcher: Arc<dyn exec::Fetcher> = Arc::new(HttpFetcher::with_traffic(
+        endpoints(config),
+        config.traffic.clone(),
+    )?);
     Ok(Executor::new(schema, fetcher, config.execution.max_batch_size))
 }
 

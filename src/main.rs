@@ -128,13 +128,18 @@ enum DlqAction {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // One JSON object per line for log collectors; the request span's fields
+    // (request id, operation, trace id) are on every line inside it.
+    if std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
+        logs.json().with_current_span(true).init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -431,44 +436,40 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
 /// Prints backfill progress: a bar redrawn in place on a terminal, a line
 /// every 10% otherwise.
 fn progress_printer(index: &str) -> impl Fn(tessera::sync::Progress) + Send + Sync + '_ {
-    use std::io::{IsTerminal, Write};
+    use std::io::IsTerminal;
+    // indicatif draws on a terminal only (and measures rate and ETA itself,
+    // from a smoothed estimate); a log gets a line per tenth instead.
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{prefix:>10} [{bar:30}] {percent:>3}% {human_pos}/{human_len} docs  {per_sec}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("#>-"),
+    );
+    bar.set_prefix(index.to_string());
     let terminal = std::io::stderr().is_terminal();
     let last_decile = std::sync::atomic::AtomicU64::new(u64::MAX);
     move |p: tessera::sync::Progress| {
-        let secs = p.elapsed.as_secs_f64().max(0.001);
-        let rate = p.done as f64 / secs;
-        let (pct, eta) = match p.total {
-            Some(total) if total > 0 => {
-                let pct = (p.done as f64 / total as f64).min(1.0);
-                let left = total.saturating_sub(p.done) as f64 / rate.max(1.0);
-                (Some(pct), format!("ETA {left:.0}s"))
-            }
-            _ => (None, String::new()),
-        };
-        let line = match (pct, p.total) {
-            (Some(pct), Some(total)) => {
-                let filled = (pct * 30.0) as usize;
-                format!(
-                    "{index:>10} [{}{}] {:>3.0}% {}/{} docs  {:.0} docs/s  {eta}",
-                    "#".repeat(filled),
-                    "-".repeat(30 - filled),
-                    pct * 100.0,
-                    p.done,
-                    total,
-                    rate
-                )
-            }
-            _ => format!("{index:>10} {} docs  {rate:.0} docs/s", p.done),
-        };
+        if let Some(total) = p.total {
+            bar.set_length(total);
+        }
+        bar.set_position(p.done);
+        let done = p.total.is_some_and(|t| p.done >= t);
         if terminal {
-            let mut err = std::io::stderr();
-            let _ = write!(err, "\r{line}   ");
-            let _ = err.flush();
-        } else {
-            let decile = pct.map(|p| (p * 10.0) as u64).unwrap_or(0);
-            if last_decile.swap(decile, std::sync::atomic::Ordering::Relaxed) != decile {
-                eprintln!("{line}");
+            if done {
+                bar.finish();
             }
+            return;
+        }
+        let decile = match p.total {
+            Some(total) if total > 0 => p.done.saturating_mul(10) / total,
+            _ => 0,
+        };
+        if last_decile.swap(decile, std::sync::atomic::Ordering::Relaxed) != decile {
+            let rate = p.done as f64 / p.elapsed.as_secs_f64().max(0.001);
+            let total = p.total.map_or_else(|| "?".to_string(), |t| t.to_string());
+            eprintln!("{index:>10} {}/{total} docs  {rate:.0} docs/s", p.done);
         }
     }
 }

@@ -7,7 +7,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{proxy, Stack, StackOptions};
+use common::{proxy, Stack};
 use serde_json::{json, Value};
 
 const SCHEMA: &str = include_str!("../schema.graphql");
@@ -260,21 +260,7 @@ async fn a_service_killed_under_load_fails_fast_and_is_served_again_within_a_sec
 
 #[tokio::test]
 async fn ready_reports_dead_services_and_metrics_are_exported() {
-    let mut stack = Stack::start_with(StackOptions {
-        search: true,
-        ..StackOptions::default()
-    })
-    .await;
-    let tessera = stack.search.as_ref().expect("search");
-    for index in tessera.syncer.index_names() {
-        tessera
-            .syncer
-            .backfill(&index, false, &|_| {})
-            .await
-            .expect("backfill");
-    }
-    let app = tessera::app(&stack.config, tessera).expect("app");
-    let url = stack.serve_app(app).await;
+    let (stack, url) = Stack::with_app().await;
     let base = url.trim_end_matches("/graphql").to_string();
     let get = |path: &str| {
         let (client, url) = (stack.client.clone(), format!("{base}{path}"));
@@ -302,6 +288,22 @@ async fn ready_reports_dead_services_and_metrics_are_exported() {
         .await
         .expect("answer");
     assert_eq!(response.status(), 200);
+    // A search-backed field says how fresh its index is.
+    let body = stack
+        .post_to(
+            &url,
+            json!({ "query": "{ contractSearch(first: 1) { edges { node { id } } } }" }),
+        )
+        .await;
+    let contracts = &body["extensions"]["indexes"]["contracts"];
+    assert!(
+        contracts["lastApplied"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z')),
+        "{body}"
+    );
+    assert!(contracts["ageMs"].is_u64(), "{body}");
+
     let (status, metrics) = get("/metrics").await;
     assert_eq!(status, 200);
     for expected in [

@@ -79,31 +79,8 @@ pub struct Endpoint {
     pub timeout: Duration,
 }
 
-/// How the HTTP fetcher treats subgraphs under failure and load.
-#[derive(Debug, Clone)]
-pub struct Traffic {
-    /// Retries of a query whose connection failed (never of a mutation).
-    pub retries: u32,
-    pub retry_backoff: Duration,
-    /// Consecutive failures that open a circuit (0: never).
-    pub breaker_failures: u32,
-    pub breaker_cooldown: Duration,
-    pub max_concurrent: usize,
-    pub deduplicate: bool,
-}
-
-impl Default for Traffic {
-    fn default() -> Self {
-        Self {
-            retries: 2,
-            retry_backoff: Duration::from_millis(25),
-            breaker_failures: 5,
-            breaker_cooldown: Duration::from_millis(500),
-            max_concurrent: 256,
-            deduplicate: true,
-        }
-    }
-}
+/// How the HTTP fetcher treats subgraphs under failure and load (`[traffic]`).
+pub use crate::config::TrafficConfig as Traffic;
 
 /// A subgraph's circuit breaker: closed (requests flow), open (fail fast
 /// until `until`), then one probe decides (half-open).
@@ -168,7 +145,7 @@ impl HttpFetcher {
                     name: name.clone(),
                     endpoint,
                     circuit: Mutex::new(Circuit::Closed { failures: 0 }),
-                    slots: Semaphore::new(traffic.max_concurrent.max(1)),
+                    slots: Semaphore::new(traffic.max_concurrent_per_subgraph.max(1)),
                     in_flight: Mutex::new(HashMap::new()),
                 };
                 (name, Arc::new(subgraph))

@@ -21,37 +21,8 @@ use crate::schema::{is_list, named_type, Supergraph, TypeDefKind};
 /// through a connection's `edges`/`nodes`).
 const SIZE_ARGUMENTS: [&str; 4] = ["first", "last", "limit", "pageSize"];
 
-/// The limits in force; `0` turns one off.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    pub max_tokens: usize,
-    pub max_depth: usize,
-    pub max_aliases: usize,
-    pub max_root_fields: usize,
-    pub max_directives: usize,
-    pub max_cost: u64,
-    pub default_list_size: u64,
-}
-
-impl From<&LimitsConfig> for Limits {
-    fn from(c: &LimitsConfig) -> Self {
-        Self {
-            max_tokens: c.max_tokens,
-            max_depth: c.max_depth,
-            max_aliases: c.max_aliases,
-            max_root_fields: c.max_root_fields,
-            max_directives: c.max_directives,
-            max_cost: c.max_cost,
-            default_list_size: c.default_list_size,
-        }
-    }
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self::from(&LimitsConfig::default())
-    }
-}
+/// The limits in force (`[limits]`); `0` turns one off.
+pub type Limits = LimitsConfig;
 
 fn exceeded(
     code: ErrorCode,

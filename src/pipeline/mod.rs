@@ -98,12 +98,39 @@ impl GatewayOptions {
                 .iter()
                 .filter_map(|h| HeaderName::from_bytes(h.as_bytes()).ok())
                 .collect(),
-            limits: Limits::from(&config.limits),
+            limits: config.limits.clone(),
             request_timeout: config.limits.request_timeout,
             introspection: config.security.introspection,
             expose_error_details: config.security.expose_error_details,
         }
     }
+}
+
+/// For each index a search field of `plan` read: when this process last
+/// applied a change to it, and how long ago (`{"contracts": {"lastApplied":
+/// "2026-…Z", "ageMs": 3120}}`), so a frontend can say "updated 3 s ago".
+/// Indexes this process has not written since it started are left out.
+fn index_freshness(plan: &crate::plan::QueryPlan) -> Option<Value> {
+    let mut out = Map::new();
+    for fetch in &plan.fetches {
+        let crate::plan::FetchKind::Search(search) = &fetch.kind else {
+            continue;
+        };
+        let Some(at) = crate::telemetry::metrics().last_applied(&search.index) else {
+            continue;
+        };
+        let age = std::time::SystemTime::now()
+            .duration_since(at)
+            .unwrap_or_default();
+        let stamp = time::OffsetDateTime::from(at)
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        out.insert(
+            search.index.clone(),
+            serde_json::json!({ "lastApplied": stamp, "ageMs": age.as_millis() as u64 }),
+        );
+    }
+    (!out.is_empty()).then_some(Value::Object(out))
 }
 
 /// An executed operation, before its errors are finished and it is written.
@@ -310,6 +337,9 @@ impl Gateway {
                 tracing::debug!(error = %e, "read-your-writes: indexes not caught up");
                 extensions.insert("indexUpdate".into(), Value::String(e.to_string()));
             }
+        }
+        if let Some(freshness) = index_freshness(plan) {
+            extensions.insert("indexes".into(), freshness);
         }
         if options.include_plan {
             extensions.insert("queryPlan".into(), Value::String(plan.to_string()));

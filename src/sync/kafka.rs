@@ -392,6 +392,7 @@ impl Worker {
             )
             .await
             .map_err(|(e, _)| kafka_error("writing a dead letter", e))?;
+        crate::telemetry::metrics().dead_lettered();
         Ok(())
     }
 

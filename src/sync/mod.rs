@@ -541,6 +541,12 @@ impl Syncer {
             let excess = kept.len().saturating_sub(MAX_REJECTED);
             kept.drain(..excess);
         }
+        let logical = self
+            .indexes
+            .iter()
+            .find(|m| m.name == index || version_of(&m.name, index).is_some())
+            .map_or(index, |m| m.name.as_str());
+        crate::telemetry::metrics().applied(logical, (outcome.written + outcome.deleted) as u64);
         SyncReport {
             written: outcome.written,
             deleted: outcome.deleted,

@@ -209,6 +209,28 @@ impl Stack {
         format!("http://{addr}/graphql")
     }
 
+    /// A stack with search, its indexes backfilled, served as `tessera
+    /// serve` serves it (`tessera::app`: limits, `/ready`, `/metrics`);
+    /// with that gateway's `/graphql` URL.
+    pub async fn with_app() -> (Self, String) {
+        let mut stack = Self::start_with(StackOptions {
+            search: true,
+            ..StackOptions::default()
+        })
+        .await;
+        let tessera = stack.search.as_ref().expect("search");
+        for index in tessera.syncer.index_names() {
+            tessera
+                .syncer
+                .backfill(&index, false, &|_| {})
+                .await
+                .expect("backfill");
+        }
+        let app = tessera::app(&stack.config, tessera).expect("app");
+        let url = stack.serve_app(app).await;
+        (stack, url)
+    }
+
     /// The syncer of a stack started with `search: true`.
     pub fn syncer(&self) -> &Arc<tessera::sync::Syncer> {
         &self
