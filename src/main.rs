@@ -128,18 +128,13 @@ enum DlqAction {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // One JSON object per line for log collectors; the request span's fields
-    // (request id, operation, trace id) are on every line inside it.
-    if std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        logs.json().with_current_span(true).init();
-    } else {
-        logs.init();
-    }
+    let traces = match init_logs_and_traces() {
+        Ok(provider) => provider,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -147,13 +142,60 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    };
+    // Spans still in the batch go out before the process does.
+    if let Some(provider) = traces {
+        let _ = provider.shutdown();
     }
+    code
+}
+
+/// Logs to stderr (human-readable, or JSON with `TESSERA_LOG_FORMAT=json`:
+/// the request span's fields, request id and trace id, on every line inside
+/// it) and, when the OpenTelemetry variables name a collector, spans over
+/// OTLP. Returns the trace provider to flush at exit.
+fn init_logs_and_traces() -> Result<Option<opentelemetry_sdk::trace::SdkTracerProvider>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = std::env::var("TESSERA_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    let logs = if json {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_current_span(true)
+            .with_writer(std::io::stderr)
+            .boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed()
+    };
+    // RUST_LOG filters the log lines only: the request, plan and subgraph
+    // spans are exported whatever the log level.
+    let otlp = tessera::telemetry::otlp_layer()?;
+    let (otel, provider) = match otlp {
+        Some((layer, provider)) => (
+            Some(layer.with_filter(
+                tracing_subscriber::filter::Targets::new().with_target("tessera", tracing::Level::INFO),
+            )),
+            Some(provider),
+        ),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(otel)
+        .try_init()
+        .map_err(|e| format!("cannot set up logging: {e}"))?;
+    Ok(provider)
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

@@ -335,7 +335,7 @@ impl Telemetry {
     }
 
     /// The span of one request, in the caller's trace when it sent a W3C
-    /// `traceparent`.
+    /// `traceparent` (exported over OTLP when [`init_tracing`] set it up).
     pub fn request_span(
         &self,
         request_id: &str,
@@ -343,12 +343,30 @@ impl Telemetry {
         headers: &axum::http::HeaderMap,
     ) -> tracing::Span {
         let trace = TraceContext::from_headers(headers);
-        tracing::info_span!(
+        let span = tracing::info_span!(
             "request",
             request_id,
             operation = operation.unwrap_or(""),
             trace_id = %trace.trace_id_hex(),
-        )
+        );
+        if trace.parent_id != 0 {
+            use opentelemetry::trace::TraceContextExt;
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            let parent = opentelemetry::trace::SpanContext::new(
+                opentelemetry::trace::TraceId::from_bytes(trace.trace_id.to_be_bytes()),
+                opentelemetry::trace::SpanId::from_bytes(trace.parent_id.to_be_bytes()),
+                if trace.sampled {
+                    opentelemetry::trace::TraceFlags::SAMPLED
+                } else {
+                    opentelemetry::trace::TraceFlags::default()
+                },
+                true,
+                opentelemetry::trace::TraceState::default(),
+            );
+            // A no-op unless traces are exported.
+            let _ = span.set_parent(opentelemetry::Context::new().with_remote_span_context(parent));
+        }
+        span
     }
 
     pub fn record_request(&self, operation: Option<&str>, response: &GraphQLResponse, took: Duration) {
@@ -359,6 +377,67 @@ impl Telemetry {
         };
         metrics().request(operation, outcome, took);
     }
+}
+
+/// The `traceparent` for a request made inside the current span: that
+/// span's own context when traces are exported (so the callee's spans nest
+/// under it), else a child of the request's trace context.
+pub fn outgoing_traceparent(fallback: &TraceContext) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let own = span.span_context();
+    if own.is_valid() {
+        return format!(
+            "00-{}-{}-{:02x}",
+            own.trace_id(),
+            own.span_id(),
+            own.trace_flags().to_u8()
+        );
+    }
+    fallback.child_header()
+}
+
+/// The layer that turns `tracing` spans into exported OpenTelemetry spans.
+pub type OtlpLayer<S> = tracing_opentelemetry::OpenTelemetryLayer<S, opentelemetry_sdk::trace::Tracer>;
+
+/// Exports spans over OTLP/HTTP (protobuf) when the standard OpenTelemetry
+/// variables ask for it (`OTEL_EXPORTER_OTLP_ENDPOINT` or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`; `OTEL_SERVICE_NAME`, `OTEL_BSP_*`
+/// as the SDK reads them): the layer to add to the subscriber, and the
+/// provider to flush at exit. `None` when tracing export is not configured.
+pub fn otlp_layer<S>() -> Result<Option<(OtlpLayer<S>, opentelemetry_sdk::trace::SdkTracerProvider)>, String>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    use opentelemetry::trace::TracerProvider;
+    let configured = [
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    ]
+    .iter()
+    .any(|v| std::env::var(v).is_ok_and(|e| !e.is_empty()));
+    if !configured {
+        return Ok(None);
+    }
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .build()
+        .map_err(|e| format!("the OTLP trace exporter cannot be built: {e}"))?;
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name(std::env::var("OTEL_SERVICE_NAME").unwrap_or_else(|_| "tessera".into()))
+                .build(),
+        )
+        .build();
+    let tracer = provider.tracer("tessera");
+    Ok(Some((
+        tracing_opentelemetry::layer().with_tracer(tracer),
+        provider,
+    )))
 }
 
 /// W3C trace context (`traceparent`): the trace a request belongs to, passed

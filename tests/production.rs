@@ -398,3 +398,100 @@ async fn serve_refuses_the_public_development_cursor_secret() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cursor_secret"), "{stderr}");
 }
+
+/// Spans go to an OTLP/HTTP collector (here a fake one that keeps what it
+/// gets) in the caller's trace: `tessera serve` with the standard
+/// OpenTelemetry variables, in front of this stack's services.
+#[tokio::test]
+async fn spans_are_exported_over_otlp_in_the_callers_trace() {
+    use axum::{body::Bytes, routing::post, Router};
+    let stack = Stack::start().await;
+    let received: Arc<parking_lot::Mutex<Vec<(String, Bytes)>>> = Arc::default();
+    let kept = Arc::clone(&received);
+    let collector = Router::new().route(
+        "/v1/traces",
+        post(move |headers: axum::http::HeaderMap, body: Bytes| {
+            let kept = Arc::clone(&kept);
+            async move {
+                let content_type = headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                kept.lock().push((content_type, body));
+                ""
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let collector_url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, collector).await });
+
+    let dir = std::env::temp_dir().join(format!("tessera-otlp-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let config = dir.join("tessera.toml");
+    std::fs::write(&config, "[search]\nin_memory = true\n[sync]\nenabled = false\n").expect("config");
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"));
+    command
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--config"])
+        .arg(&config)
+        .arg("--schema")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .env("TESSERA_CURSOR_SECRET", "otlp-test-secret")
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector_url)
+        .env("OTEL_SERVICE_NAME", "tessera-under-test")
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    for (name, sub) in &stack.config.subgraphs {
+        command.env(format!("TESSERA_SUBGRAPH_{}_URL", name.to_uppercase()), &sub.url);
+    }
+    let mut gateway = command.spawn().expect("tessera serve");
+    let url = format!("http://127.0.0.1:{port}/graphql");
+    common::eventually(Duration::from_secs(30), "the gateway to listen", || {
+        let client = stack.client.clone();
+        let health = url.replace("/graphql", "/health");
+        async move { client.get(health).send().await.is_ok() }
+    })
+    .await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let response = stack
+        .client
+        .post(&url)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .json(&json!({ "query": "{ contracts(limit: 2) { id member { name } } }" }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).expect("hex"))
+        .collect();
+    let contains = |haystack: &[u8], needle: &[u8]| haystack.windows(needle.len()).any(|w| w == needle);
+    common::eventually(
+        Duration::from_secs(15),
+        "spans of the caller's trace at the collector",
+        || {
+            let received = Arc::clone(&received);
+            let trace_bytes = trace_bytes.clone();
+            async move {
+                let got = received.lock();
+                let all: Vec<u8> = got.iter().flat_map(|(_, b)| b.to_vec()).collect();
+                got.iter().all(|(t, _)| t == "application/x-protobuf")
+                    && contains(&all, &trace_bytes)
+                    && [&b"request"[..], b"plan", b"subgraph", b"tessera-under-test"]
+                        .iter()
+                        .all(|name| contains(&all, name))
+            }
+        },
+    )
+    .await;
+    let _ = gateway.kill().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -108,7 +108,9 @@ struct Subgraph {
     endpoint: Endpoint,
     circuit: Mutex<Circuit>,
     slots: Semaphore,
-    in_flight: Mutex<HashMap<u64, Shared>>,
+    /// With when it was sent: an entry older than the timeout (every caller
+    /// gave up on it, nobody drove it) is replaced, not joined.
+    in_flight: Mutex<HashMap<u64, (Instant, Shared)>>,
 }
 
 /// The HTTP [`Fetcher`]: one pooled client; per subgraph a timeout,
@@ -191,25 +193,29 @@ impl Fetcher for HttpFetcher {
                 breaker: self.traffic.breaker_failures,
                 cooldown: self.traffic.breaker_cooldown,
             };
+            let span = tracing::info_span!("subgraph", subgraph = %subgraph.name);
             if request.mutation || !self.traffic.deduplicate {
-                return exchange.run().await;
+                return tracing::Instrument::instrument(exchange.run(), span).await;
             }
             let key = dedup_key(&exchange.body, request.headers);
             let shared = {
                 let mut in_flight = subgraph.in_flight.lock();
-                if let Some(shared) = in_flight.get(&key) {
+                let live = in_flight
+                    .get(&key)
+                    .filter(|(sent, _)| sent.elapsed() < subgraph.endpoint.timeout);
+                if let Some((_, shared)) = live {
                     crate::telemetry::metrics().deduplicated(&subgraph.name);
                     shared.clone()
                 } else {
                     let owner = Arc::clone(subgraph);
                     let shared = async move {
-                        let result = exchange.run().await;
+                        let result = tracing::Instrument::instrument(exchange.run(), span).await;
                         owner.in_flight.lock().remove(&key);
                         result
                     }
                     .boxed()
                     .shared();
-                    in_flight.insert(key, shared.clone());
+                    in_flight.insert(key, (Instant::now(), shared.clone()));
                     shared
                 }
             };
@@ -343,10 +349,21 @@ impl Exchange {
     async fn attempt(&self) -> Result<SubgraphResponse, FetchError> {
         let subgraph = self.subgraph.name.as_str();
         let endpoint = &self.subgraph.endpoint;
+        let mut headers = self.headers.clone();
+        if let Some(caller) = headers
+            .get("traceparent")
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::telemetry::TraceContext::parse)
+        {
+            // This fetch's own span, when spans are exported.
+            if let Ok(v) = HeaderValue::from_str(&crate::telemetry::outgoing_traceparent(&caller)) {
+                headers.insert("traceparent", v);
+            }
+        }
         let send = self
             .client
             .post(&endpoint.url)
-            .headers(self.headers.clone())
+            .headers(headers)
             .body(self.body.clone())
             .send();
         let exchange = async {

@@ -315,9 +315,12 @@ impl Gateway {
         };
 
         let mut forwarded = exec::forwarded_headers(&self.options.forward_headers, headers);
-        // W3C trace context: the subgraphs' spans are children of this request.
+        // W3C trace context: the subgraphs' spans join this request's trace
+        // (the fetcher narrows it to each fetch's own span when exporting).
         let trace = crate::telemetry::TraceContext::from_headers(headers);
-        if let Ok(value) = reqwest::header::HeaderValue::from_str(&trace.child_header()) {
+        if let Ok(value) =
+            reqwest::header::HeaderValue::from_str(&crate::telemetry::outgoing_traceparent(&trace))
+        {
             forwarded.insert("traceparent", value);
         }
         let execution = self

@@ -66,7 +66,9 @@ impl PlanCache {
             }
         }
         crate::telemetry::metrics().plan_cache(false);
-        let prepared = Arc::new(prepare(schema, query, operation_name, variables, limits).await?);
+        let planning = prepare(schema, query, operation_name, variables, limits);
+        let prepared =
+            Arc::new(tracing::Instrument::instrument(planning, tracing::info_span!("plan")).await?);
         self.cache.insert(key, Arc::clone(&prepared));
         Ok(prepared)
     }
