@@ -14,13 +14,13 @@ use tessera::search::{CursorCodec, Page, SearchQuery, SortKey};
 
 fn schema() -> &'static Supergraph {
     static SCHEMA: OnceLock<Supergraph> = OnceLock::new();
-    SCHEMA.get_or_init(|| {
-        Supergraph::parse(include_str!("../../schema.graphql")).expect("the schema parses")
-    })
+    SCHEMA.get_or_init(|| Supergraph::parse(include_str!("../../schema.graphql")).expect("the schema parses"))
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     if mode % 4 == 0 {
         // A cursor body sealed with the right key: the decoder must refuse
         // garbage with an error, never panic.
@@ -29,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         let query = SearchQuery {
             filters: Vec::new(),
             sort: vec![SortKey::desc("amount")],
-            page: Page::After { first: 10, after: None },
+            page: Page::After {
+                first: 10,
+                after: None,
+            },
             count: false,
         };
         let _ = codec.decode(&cursor, "contracts", &query);
@@ -43,7 +46,9 @@ fuzz_target!(|data: &[u8]| {
             ..GraphQLRequest::default()
         },
     };
-    let Some(query) = request.query.as_deref() else { return };
+    let Some(query) = request.query.as_deref() else {
+        return;
+    };
     let variables = match request.variables {
         Some(serde_json::Value::Object(map)) => map,
         _ => serde_json::Map::new(),
