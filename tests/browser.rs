@@ -1,7 +1,7 @@
 //! The playground in a real browser: Debian's headless Chromium, driven over
 //! the DevTools protocol, opens GraphiQL from the gateway (no internet), runs
 //! the first example tab and must see data in the result pane. Leaves a
-//! screenshot in `target/playground.png` (docs/playground.png is one).
+//! screenshot in `target/tmp/playground.png` (docs/playground.png is one).
 //!
 //! Needs `/usr/bin/chromium` (or `TESSERA_CHROMIUM`); without it the test
 //! passes with a note, except with `CI=true`, where it fails.
@@ -173,7 +173,9 @@ async fn graphiql_opens_offline_and_runs_the_first_example() {
         shot["data"].as_str().expect("png"),
     )
     .expect("base64");
-    let target = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/playground.png");
+    // Cargo's scratch folder for integration tests (`target/tmp`, wherever
+    // CARGO_TARGET_DIR puts the target folder).
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground.png");
     std::fs::write(&target, png).expect("screenshot written");
     let _ = browser.kill().await;
     let _ = std::fs::remove_dir_all(&profile);
