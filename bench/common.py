@@ -1,5 +1,7 @@
 """Helpers shared by the benchmark scripts."""
 
+import signal
+import subprocess
 import time
 import urllib.request
 
@@ -17,3 +19,15 @@ def wait_http(url, timeout=300):
         except Exception:
             time.sleep(0.2)
     raise SystemExit(f"{url} did not come up")
+
+
+def stop(procs, timeout=20):
+    """SIGINT to every process (they drain and exit), then waits; kills
+    what is still running after `timeout` seconds."""
+    for p in procs:
+        p.send_signal(signal.SIGINT)
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 
-from common import SERVICES, wait_http
+from common import SERVICES, stop, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_PORT = 4301
@@ -261,13 +261,7 @@ def main():
         print(f"| without | {statistics.median(b):.2f} | {pct(b, 0.99):.2f} |")
         print(f"| added | {statistics.median(a) - statistics.median(b):.2f} | {pct(a, 0.99) - pct(b, 0.99):.2f} |")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,7 +28,7 @@ import time
 import uuid
 import urllib.request
 
-from common import SERVICES, wait_http
+from common import SERVICES, stop, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATEWAY_PORT = 4100
@@ -195,13 +194,7 @@ def main():
                       f"{overhead_c1:.3f} | {total_c1:.3f} |" + (f" ({bad} non-2xx)" if bad else ""))
         print(f"\ngateway peak RSS: {peak_rss_mib(gateway.pid):.1f} MiB")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=10)
 
 
 def bench_env():
@@ -299,13 +292,7 @@ def compare(args):
             print(f"| {name} | ratio | {a[0] / b[0]:.3f} | {a[1] / b[1]:.3f} | {a[2] / b[2]:.3f} | {a[3] / b[3]:.3f} |")
         refusal_cost(pids["this build"])
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=10)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

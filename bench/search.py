@@ -36,7 +36,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -44,7 +43,7 @@ import threading
 import time
 import urllib.request
 
-from common import SERVICES, wait_http
+from common import SERVICES, stop, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_PORT = 4201
@@ -262,13 +261,7 @@ def main():
             tessera(env, "sync", "scan", "contracts")
             print("  after the usual poll and scan, reconcile: " + tessera(env, "sync", "reconcile", "contracts").strip())
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=20)
         shutil.rmtree(tmp, ignore_errors=True)
         if opensearch_url:
             try:

@@ -17,7 +17,6 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -26,9 +25,9 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
-from gateway import (BASE_PORT, DETAIL, GATEWAY_PORT, PAGE, ROOT, bench_env, ensure_wrk,  # noqa: E402
+from gateway import (DETAIL, GATEWAY_PORT, PAGE, ROOT, bench_env, ensure_wrk,  # noqa: E402
                      start_subgraphs)
-from common import wait_http  # noqa: E402
+from common import stop, wait_http  # noqa: E402
 
 SEARCH = ('query S($m: String!) { contractSearch(filter: {managerName: {prefix: $m}}, '
           'orderBy: [{field: AMOUNT, direction: DESC}], first: 20) { totalCount edges { node { id title amount '
@@ -139,13 +138,7 @@ def main():
             last = statistics.median(r for t, r in samples if t >= samples[-1][0] - 60)
             print(f"\nRSS median, second minute {second:.1f} MiB, last minute {last:.1f} MiB: drift {last / second:.3f}×")
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGINT)
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=20)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
