@@ -292,17 +292,7 @@ async fn check_before_start(config: &Config, sdl: &str) -> anyhow::Result<()> {
 }
 
 fn kafka_options(config: &Config) -> tessera::sync::kafka::KafkaOptions {
-    let k = &config.sync.kafka;
-    tessera::sync::kafka::KafkaOptions {
-        brokers: k.brokers.clone(),
-        group: k.group.clone(),
-        topic_prefix: k.topic_prefix.clone(),
-        dead_letter_topic: k.dead_letter_topic.clone(),
-        max_attempts: k.max_attempts,
-        retry_backoff: k.retry_backoff,
-        batch_size: k.batch_size,
-        partitions: i32::try_from(k.partitions).unwrap_or(i32::MAX),
-    }
+    config.sync.kafka.clone()
 }
 
 /// The change events worker, then its background scans and reconciles.

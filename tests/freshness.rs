@@ -14,21 +14,13 @@ use common::{eventually, relay, Backend, Stack, StackOptions};
 use serde_json::{json, Value};
 
 async fn stack(scale: u64, events: bool, backend: Backend) -> Stack {
-    let stack = Stack::start_with(StackOptions {
+    let stack = Stack::start_indexed(StackOptions {
         scale,
-        search: true,
         events,
         backend,
         ..StackOptions::default()
     })
     .await;
-    for index in ["contracts", "feed"] {
-        stack
-            .syncer()
-            .backfill(index, false, &|_| {})
-            .await
-            .expect("backfill");
-    }
     stack
 }
 

@@ -16,20 +16,12 @@ use serde_json::json;
 use tessera::search::{FieldKind, FieldSpec};
 
 async fn stack(scale: u64, backend: Backend) -> Stack {
-    let stack = Stack::start_with(StackOptions {
+    let stack = Stack::start_indexed(StackOptions {
         scale,
-        search: true,
         backend,
         ..StackOptions::default()
     })
     .await;
-    for index in ["contracts", "feed"] {
-        stack
-            .syncer()
-            .backfill(index, false, &|_| {})
-            .await
-            .expect("backfill");
-    }
     stack
 }
 

@@ -33,7 +33,7 @@ fn brokers() -> Option<String> {
 }
 
 /// Topics, group and dead letters of this test alone.
-fn options(brokers: &str, partitions: i32) -> KafkaOptions {
+fn options(brokers: &str, partitions: u32) -> KafkaOptions {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let tag = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
     KafkaOptions {

@@ -22,20 +22,12 @@ use common::{random_write, Backend, Rng, Stack, StackOptions};
 use serde_json::{json, Value};
 
 async fn stack(scale: u64, backend: Backend) -> Stack {
-    let stack = Stack::start_with(StackOptions {
+    let stack = Stack::start_indexed(StackOptions {
         scale,
-        search: true,
         backend,
         ..StackOptions::default()
     })
     .await;
-    for index in ["contracts", "feed"] {
-        stack
-            .syncer()
-            .backfill(index, false, &|_| {})
-            .await
-            .expect("backfill");
-    }
     stack
 }
 
@@ -587,21 +579,13 @@ async fn the_poller_and_the_id_scan_converge_to_a_fresh_backfill(backend: Backen
 
 async fn a_mutation_through_the_gateway_is_searchable_at_once(backend: Backend) {
     // As `serve` runs it: the poller in the background, woken by the wait.
-    let stack = Stack::start_with(StackOptions {
+    let stack = Stack::start_indexed(StackOptions {
         scale: 100,
-        search: true,
         sync_loop: true,
         backend,
         ..StackOptions::default()
     })
     .await;
-    for index in ["contracts", "feed"] {
-        stack
-            .syncer()
-            .backfill(index, false, &|_| {})
-            .await
-            .expect("backfill");
-    }
     let search = "query($t: String!) { contractSearch(filter: {text: $t}) { totalCount edges { node { id title } } } }";
     let created = stack
         .data(

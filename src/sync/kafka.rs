@@ -37,41 +37,9 @@ use super::events::ServiceEvent;
 use super::{Change, Checkpoint, SyncError, Syncer};
 use crate::schema::Supergraph;
 
-/// How the worker reaches Kafka and what it does with failures (see
-/// `config::KafkaConfig`).
-#[derive(Debug, Clone)]
-pub struct KafkaOptions {
-    /// `host:port,…`
-    pub brokers: String,
-    /// The consumer group every worker of a deployment joins.
-    pub group: String,
-    /// Topic of service `s`: `<topic_prefix>s`.
-    pub topic_prefix: String,
-    pub dead_letter_topic: String,
-    /// Tries of a failing batch before its events are tried alone.
-    pub max_attempts: u32,
-    /// First retry delay; doubled for each next try.
-    pub retry_backoff: Duration,
-    /// Events applied together (one rebuild query per type and chunk).
-    pub batch_size: usize,
-    /// Partitions of the topics the worker creates.
-    pub partitions: i32,
-}
-
-impl Default for KafkaOptions {
-    fn default() -> Self {
-        Self {
-            brokers: "127.0.0.1:9092".into(),
-            group: "tessera-sync".into(),
-            topic_prefix: "tessera.changes.".into(),
-            dead_letter_topic: "tessera.dead-letters".into(),
-            max_attempts: 5,
-            retry_backoff: Duration::from_millis(200),
-            batch_size: 500,
-            partitions: 4,
-        }
-    }
-}
+/// How the worker reaches Kafka and what it does with failures: the
+/// `[sync.kafka]` section as it stands.
+pub use crate::config::KafkaConfig as KafkaOptions;
 
 /// A dead letter: the event, where it came from and why it failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -134,7 +102,13 @@ async fn ensure_topics(options: &KafkaOptions, topics: &[String]) -> Result<(), 
     all.push(&options.dead_letter_topic);
     let new: Vec<NewTopic> = all
         .iter()
-        .map(|t| NewTopic::new(t, options.partitions, TopicReplication::Fixed(1)))
+        .map(|t| {
+            NewTopic::new(
+                t,
+                i32::try_from(options.partitions).unwrap_or(i32::MAX),
+                TopicReplication::Fixed(1),
+            )
+        })
         .collect();
     let results = admin
         .create_topics(
@@ -438,20 +412,7 @@ impl Worker {
 /// are covered by the backfill that follows.
 fn pin_start_to_end(consumer: &StreamConsumer, topics: &[String]) -> Result<(), SyncError> {
     let timeout = Duration::from_secs(10);
-    let mut all = TopicPartitionList::new();
-    for topic in topics {
-        let metadata = consumer
-            .fetch_metadata(Some(topic), timeout)
-            .map_err(|e| kafka_error("metadata", e))?;
-        for t in metadata.topics() {
-            for p in t.partitions() {
-                all.add_partition(topic, p.id());
-            }
-        }
-    }
-    let committed = consumer
-        .committed_offsets(all, timeout)
-        .map_err(|e| kafka_error("committed offsets", e))?;
+    let committed = committed_offsets(consumer, topics, timeout)?;
     let mut pin = TopicPartitionList::new();
     for element in committed.elements() {
         if matches!(element.offset(), Offset::Invalid) {
@@ -470,6 +431,29 @@ fn pin_start_to_end(consumer: &StreamConsumer, topics: &[String]) -> Result<(), 
     Ok(())
 }
 
+/// Every partition of `topics`, with the group's committed offset
+/// (`Offset::Invalid` where it has none).
+fn committed_offsets(
+    consumer: &StreamConsumer,
+    topics: &[String],
+    timeout: Duration,
+) -> Result<TopicPartitionList, SyncError> {
+    let mut all = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer
+            .fetch_metadata(Some(topic), timeout)
+            .map_err(|e| kafka_error("metadata", e))?;
+        for t in metadata.topics() {
+            for p in t.partitions() {
+                all.add_partition(topic, p.id());
+            }
+        }
+    }
+    consumer
+        .committed_offsets(all, timeout)
+        .map_err(|e| kafka_error("committed offsets", e))
+}
+
 /// A consumer of the dead-letter topic in the group `<group>.replay`, whose
 /// committed offsets mark what was replayed.
 fn dead_letter_consumer(options: &KafkaOptions) -> Result<(StreamConsumer, TopicPartitionList), SyncError> {
@@ -480,19 +464,11 @@ fn dead_letter_consumer(options: &KafkaOptions) -> Result<(StreamConsumer, Topic
         .create()
         .map_err(|e| kafka_error("consumer", e))?;
     let timeout = Duration::from_secs(10);
-    let topic = &options.dead_letter_topic;
-    let metadata = consumer
-        .fetch_metadata(Some(topic), timeout)
-        .map_err(|e| kafka_error("metadata", e))?;
-    let mut partitions = TopicPartitionList::new();
-    for t in metadata.topics() {
-        for p in t.partitions() {
-            partitions.add_partition(topic, p.id());
-        }
-    }
-    let committed = consumer
-        .committed_offsets(partitions, timeout)
-        .map_err(|e| kafka_error("committed offsets", e))?;
+    let committed = committed_offsets(
+        &consumer,
+        std::slice::from_ref(&options.dead_letter_topic),
+        timeout,
+    )?;
     let mut start = TopicPartitionList::new();
     for e in committed.elements() {
         let offset = match e.offset() {

@@ -341,20 +341,24 @@ impl Syncer {
         }
     }
 
+    /// How `type_name`'s rows are listed (its `@changes`).
+    fn changes_of(&self, type_name: &str) -> Result<&crate::schema::Changes, SyncError> {
+        self.schema()
+            .object(type_name)
+            .and_then(|o| o.changes.as_deref())
+            .ok_or_else(|| SyncError::Source {
+                what: type_name.to_string(),
+                message: "the type has no @changes".into(),
+            })
+    }
+
     /// The prepared listing of `type_name`'s rows reading `selection`.
     fn listing(&self, type_name: &str, selection: &str) -> Result<Arc<PreparedListing>, SyncError> {
         let key = (type_name.to_string(), selection.to_string());
         if let Some(found) = self.listings.lock().get(&key) {
             return Ok(Arc::clone(found));
         }
-        let changes = self
-            .schema()
-            .object(type_name)
-            .and_then(|o| o.changes.as_deref())
-            .ok_or_else(|| SyncError::Source {
-                what: type_name.to_string(),
-                message: "the type has no @changes".into(),
-            })?;
+        let changes = self.changes_of(type_name)?;
         let listing = Listing::new(self.schema(), changes, selection);
         let query = self
             .executor
@@ -1059,14 +1063,7 @@ impl Syncer {
         live: &'l mut HashMap<String, HashSet<String>>,
     ) -> Result<&'l HashSet<String>, SyncError> {
         if !live.contains_key(type_name) {
-            let changes = self
-                .schema()
-                .object(type_name)
-                .and_then(|o| o.changes.as_deref())
-                .ok_or_else(|| SyncError::Source {
-                    what: type_name.to_string(),
-                    message: "the type has no @changes".into(),
-                })?;
+            let changes = self.changes_of(type_name)?;
             let rows = self.list(type_name, changes, None, "id").await?;
             let ids = rows
                 .iter()

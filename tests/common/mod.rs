@@ -209,23 +209,30 @@ impl Stack {
         format!("http://{addr}/graphql")
     }
 
-    /// A stack with search, its indexes backfilled, served as `tessera
-    /// serve` serves it (`tessera::app`: limits, `/ready`, `/metrics`);
-    /// with that gateway's `/graphql` URL.
-    pub async fn with_app() -> (Self, String) {
-        let mut stack = Self::start_with(StackOptions {
+    /// A stack with search (`options.search` is turned on), every index
+    /// backfilled.
+    pub async fn start_indexed(options: StackOptions) -> Self {
+        let stack = Self::start_with(StackOptions {
             search: true,
-            ..StackOptions::default()
+            ..options
         })
         .await;
-        let tessera = stack.search.as_ref().expect("search");
-        for index in tessera.syncer.index_names() {
-            tessera
-                .syncer
+        for index in stack.syncer().index_names() {
+            stack
+                .syncer()
                 .backfill(&index, false, &|_| {})
                 .await
                 .expect("backfill");
         }
+        stack
+    }
+
+    /// A stack with search, its indexes backfilled, served as `tessera
+    /// serve` serves it (`tessera::app`: limits, `/ready`, `/metrics`);
+    /// with that gateway's `/graphql` URL.
+    pub async fn with_app() -> (Self, String) {
+        let mut stack = Self::start_indexed(StackOptions::default()).await;
+        let tessera = stack.search.as_ref().expect("search");
         let app = tessera::app(&stack.config, tessera).expect("app");
         let url = stack.serve_app(app).await;
         (stack, url)
