@@ -327,6 +327,7 @@ async fn kill_9_of_the_worker_mid_stream_then_a_restart_loses_nothing() {
             .spawn()
             .expect("tessera sync run")
     };
+    let started = std::time::SystemTime::now();
     let mut first = spawn();
     // It backfills, then follows.
     eventually(
@@ -359,6 +360,34 @@ async fn kill_9_of_the_worker_mid_stream_then_a_restart_loses_nothing() {
     let mut second = spawn();
     writer.await.expect("writer");
     converged(&stack, Duration::from_secs(90)).await;
+
+    // The worker stamped its writes with the index, and the gateway (which
+    // applies nothing itself here) reports that freshness.
+    let backend = &stack.search.as_ref().expect("search").backend;
+    let stamped = backend
+        .last_applied("contracts")
+        .await
+        .expect("state readable")
+        .expect("the worker stamped the index");
+    assert!(stamped >= started, "{stamped:?} is from this test's worker");
+    let body = stack
+        .post_to(
+            &stack.gateway,
+            json!({ "query": "{ contractSearch(first: 1) { edges { node { id } } } }" }),
+        )
+        .await;
+    let age = body["extensions"]["indexes"]["contracts"]["ageMs"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("freshness reported: {body}"));
+    let since_stamp = std::time::SystemTime::now()
+        .duration_since(stamped)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    // (The gateway rereads the stamp at most once a second.)
+    assert!(
+        age <= since_stamp + 1500,
+        "age {age} ms, stamped {since_stamp} ms ago"
+    );
     second.start_kill().expect("stop");
     let _ = second.wait().await;
     let _ = std::fs::remove_dir_all(&dir);

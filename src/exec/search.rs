@@ -7,6 +7,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
 
 use async_graphql_value::{ConstValue, Name};
 use serde_json::{json, Map, Value};
@@ -42,7 +43,21 @@ pub struct SearchContext {
     strategies: HashMap<String, Strategy>,
     /// Where hits whose entity is gone are reported (read repair).
     repairs: Option<tokio::sync::mpsc::Sender<Change>>,
+    /// When each index last applied a change, as the backend keeps it.
+    applied: Arc<parking_lot::Mutex<HashMap<String, Applied>>>,
 }
+
+/// An index's last applied change as last read from the backend.
+struct Applied {
+    at: Option<SystemTime>,
+    read: Instant,
+    refreshing: bool,
+}
+
+/// How often the stored last applied change of an index is read again.
+const APPLIED_REFRESH: Duration = Duration::from_secs(1);
+/// How long the first read of it may hold up a response.
+const APPLIED_FIRST_READ: Duration = Duration::from_millis(250);
 
 impl SearchContext {
     /// `strategies` maps root field names to their strategy (default `Index`).
@@ -56,7 +71,59 @@ impl SearchContext {
             codec: CursorCodec::new(cursor_secret),
             strategies,
             repairs: None,
+            applied: Arc::default(),
         }
+    }
+
+    /// When `index` last applied a change: by this process (its sync), or
+    /// by any other writer whose stamp the backend keeps (`tessera sync
+    /// run` workers beside an OpenSearch cluster). The stored stamp is read
+    /// once per index on the first request, then refreshed in the background
+    /// at most once a second: a response never waits for it again.
+    pub async fn last_applied(&self, index: &str) -> Option<SystemTime> {
+        let local = crate::telemetry::metrics().last_applied(index);
+        let stored = {
+            let mut applied = self.applied.lock();
+            match applied.get_mut(index) {
+                Some(entry) => {
+                    if entry.read.elapsed() >= APPLIED_REFRESH && !entry.refreshing {
+                        entry.refreshing = true;
+                        let backend = Arc::clone(&self.backend);
+                        let applied = Arc::clone(&self.applied);
+                        let index = index.to_owned();
+                        tokio::spawn(async move {
+                            let at = read_applied(backend.as_ref(), &index, None).await;
+                            applied.lock().insert(
+                                index,
+                                Applied {
+                                    at,
+                                    read: Instant::now(),
+                                    refreshing: false,
+                                },
+                            );
+                        });
+                    }
+                    Some(entry.at)
+                }
+                None => None,
+            }
+        };
+        let stored = match stored {
+            Some(at) => at,
+            None => {
+                let at = read_applied(self.backend.as_ref(), index, Some(APPLIED_FIRST_READ)).await;
+                self.applied.lock().insert(
+                    index.to_owned(),
+                    Applied {
+                        at,
+                        read: Instant::now(),
+                        refreshing: false,
+                    },
+                );
+                at
+            }
+        };
+        local.max(stored)
     }
 
     /// Reports hits whose entity is gone to `repairs`, whose reader
@@ -83,6 +150,30 @@ impl SearchContext {
     pub fn strategy(&self, field: &str) -> Strategy {
         self.strategies.get(field).copied().unwrap_or(Strategy::Index)
     }
+}
+
+/// The backend's stamp of `index`'s last applied change; `None` when it
+/// keeps none, fails or (with `budget`) is slow: freshness is reported
+/// when known, never a reason to fail a response.
+async fn read_applied(
+    backend: &dyn SearchBackend,
+    index: &str,
+    budget: Option<Duration>,
+) -> Option<SystemTime> {
+    let read = backend.last_applied(index);
+    let result = match budget {
+        Some(budget) => match tokio::time::timeout(budget, read).await {
+            Ok(result) => result,
+            Err(_) => return None,
+        },
+        None => read.await,
+    };
+    result
+        .inspect_err(
+            |e| tracing::debug!(%index, error = %e, "could not read the index's last applied change"),
+        )
+        .ok()
+        .flatten()
 }
 
 fn bad_input(message: impl Into<String>) -> FetchError {

@@ -106,17 +106,22 @@ impl GatewayOptions {
     }
 }
 
-/// For each index a search field of `plan` read: when this process last
-/// applied a change to it, and how long ago (`{"contracts": {"lastApplied":
-/// "2026-…Z", "ageMs": 3120}}`), so a frontend can say "updated 3 s ago".
-/// Indexes this process has not written since it started are left out.
-fn index_freshness(plan: &crate::plan::QueryPlan) -> Option<Value> {
+/// For each index a search field of `plan` read: when it last applied a
+/// change, and how long ago (`{"contracts": {"lastApplied": "2026-…Z",
+/// "ageMs": 3120}}`), so a frontend can say "updated 3 s ago". Indexes with
+/// no known change (none since this process started, and none stamped in
+/// the backend) are left out.
+async fn index_freshness(executor: &Executor, plan: &crate::plan::QueryPlan) -> Option<Value> {
+    let search = executor.search()?;
     let mut out = Map::new();
     for fetch in &plan.fetches {
-        let crate::plan::FetchKind::Search(search) = &fetch.kind else {
+        let crate::plan::FetchKind::Search(fetch) = &fetch.kind else {
             continue;
         };
-        let Some(at) = crate::telemetry::metrics().last_applied(&search.index) else {
+        if out.contains_key(&fetch.index) {
+            continue;
+        }
+        let Some(at) = search.last_applied(&fetch.index).await else {
             continue;
         };
         let age = std::time::SystemTime::now()
@@ -126,7 +131,7 @@ fn index_freshness(plan: &crate::plan::QueryPlan) -> Option<Value> {
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         out.insert(
-            search.index.clone(),
+            fetch.index.clone(),
             serde_json::json!({ "lastApplied": stamp, "ageMs": age.as_millis() as u64 }),
         );
     }
@@ -341,7 +346,7 @@ impl Gateway {
                 extensions.insert("indexUpdate".into(), Value::String(e.to_string()));
             }
         }
-        if let Some(freshness) = index_freshness(plan) {
+        if let Some(freshness) = index_freshness(&self.executor, plan).await {
             extensions.insert("indexes".into(), freshness);
         }
         if options.include_plan {

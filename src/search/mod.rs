@@ -230,6 +230,19 @@ pub trait SearchBackend: Send + Sync {
     /// The checkpoint stored by the last write that set one.
     fn checkpoint<'a>(&'a self, index: &'a str) -> BoxFuture<'a, Result<Option<String>, SearchError>>;
 
+    /// When any process last wrote or deleted a document of `index`, where
+    /// the engine keeps that with the index (OpenSearch: the checkpoints
+    /// index, stamped at most once a second per writer). `None` where it
+    /// does not: the embedded index has a single writer, the gateway's own
+    /// process, which knows it already.
+    fn last_applied<'a>(
+        &'a self,
+        index: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, SearchError>> {
+        let _ = index;
+        Box::pin(async { Ok(None) })
+    }
+
     fn search<'a>(
         &'a self,
         index: &'a str,

@@ -34,7 +34,7 @@ mod mapping;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::future::BoxFuture;
 use parking_lot::RwLock;
@@ -56,6 +56,8 @@ const THROTTLE_TRIES: u32 = 5;
 const BULK_CHUNK: usize = 2_500;
 /// …and at most this many sent at once.
 const MAX_CONCURRENT_BULKS: usize = 4;
+/// A writer stamps "documents applied" on an index at most this often.
+const APPLIED_STAMP_INTERVAL: Duration = Duration::from_secs(1);
 
 /// One `_bulk` request being built: its NDJSON body, and for each action
 /// the id and whether it is an upsert (else a delete).
@@ -105,6 +107,8 @@ struct Inner {
     options: OpenSearchOptions,
     /// Specs of physical indexes (they never change once created).
     specs: RwLock<HashMap<String, Arc<Mapping>>>,
+    /// When this process last stamped each physical index's `applied_at`.
+    stamped: parking_lot::Mutex<HashMap<String, Instant>>,
 }
 
 impl std::fmt::Debug for OpenSearchBackend {
@@ -187,6 +191,7 @@ impl OpenSearchBackend {
                 base,
                 options,
                 specs: RwLock::new(HashMap::new()),
+                stamped: parking_lot::Mutex::new(HashMap::new()),
             }),
         })
     }
@@ -411,6 +416,7 @@ impl Inner {
         }
         self.ok(physical, Method::DELETE, &full, None).await?;
         self.specs.write().remove(physical);
+        self.stamped.lock().remove(physical);
         let checkpoints = self.name(CHECKPOINTS);
         let _ = self
             .request(
@@ -529,17 +535,73 @@ impl Inner {
                 ),
             ));
         }
-        if let Some(checkpoint) = checkpoint {
-            let path = format!("{}/_doc/{physical}", self.name(CHECKPOINTS));
-            self.ok(
-                &physical,
-                Method::PUT,
-                &path,
-                Some(Body::Json(json!({"checkpoint": checkpoint}))),
-            )
-            .await?;
+        // The index's state document: the checkpoint, and when documents
+        // were last applied (for the freshness other processes report).
+        let applied = outcome.written + outcome.deleted > 0 && self.stamp_due(&physical);
+        if checkpoint.is_some() || applied {
+            let mut state = serde_json::Map::new();
+            if let Some(checkpoint) = &checkpoint {
+                state.insert("checkpoint".into(), json!(checkpoint));
+            }
+            if applied {
+                let unix_ms = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis() as u64;
+                state.insert("applied_at".into(), json!(unix_ms));
+            }
+            let path = format!(
+                "{}/_update/{physical}?retry_on_conflict=5",
+                self.name(CHECKPOINTS)
+            );
+            let body = Some(Body::Json(json!({"doc": state, "doc_as_upsert": true})));
+            match self.ok(&physical, Method::POST, &path, body).await {
+                Ok(_) => {}
+                Err(e) if checkpoint.is_some() => return Err(e),
+                // Only the stamp was lost: the documents are written, and
+                // the next write stamps again.
+                Err(e) => {
+                    self.stamped.lock().remove(&physical);
+                    tracing::warn!(index = %physical, error = %e, "could not stamp the index's last applied change");
+                }
+            }
         }
         Ok(outcome)
+    }
+
+    /// Whether this write should stamp `applied_at` (at most once per
+    /// [`APPLIED_STAMP_INTERVAL`] per index and process).
+    fn stamp_due(&self, physical: &str) -> bool {
+        let now = Instant::now();
+        let mut stamped = self.stamped.lock();
+        match stamped.get(physical) {
+            Some(at) if now.duration_since(*at) < APPLIED_STAMP_INTERVAL => false,
+            _ => {
+                stamped.insert(physical.to_owned(), now);
+                true
+            }
+        }
+    }
+
+    /// The state document of `index`'s physical index (`None`: none yet).
+    async fn state(&self, index: &str) -> Result<Option<Value>, SearchError> {
+        let physical = self.resolve(index).await?;
+        let path = format!("{}/_doc/{physical}", self.name(CHECKPOINTS));
+        let (status, mut body) = self.request(Method::GET, &path, None).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if !status.is_success() {
+            return Err(backend_error(&physical, reason(&body)));
+        }
+        Ok(Some(body["_source"].take()))
+    }
+
+    async fn last_applied(&self, index: &str) -> Result<Option<SystemTime>, SearchError> {
+        let state = self.state(index).await?;
+        Ok(state
+            .and_then(|s| s["applied_at"].as_u64())
+            .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)))
     }
 
     /// Sends one `_bulk` request; what it did, and the ids to send again later.
@@ -583,16 +645,8 @@ impl Inner {
     }
 
     async fn checkpoint(&self, index: &str) -> Result<Option<String>, SearchError> {
-        let physical = self.resolve(index).await?;
-        let path = format!("{}/_doc/{physical}", self.name(CHECKPOINTS));
-        let (status, body) = self.request(Method::GET, &path, None).await?;
-        if status == StatusCode::NOT_FOUND {
-            return Ok(None);
-        }
-        if !status.is_success() {
-            return Err(backend_error(&physical, reason(&body)));
-        }
-        Ok(body["_source"]["checkpoint"].as_str().map(str::to_owned))
+        let state = self.state(index).await?;
+        Ok(state.and_then(|s| s["checkpoint"].as_str().map(str::to_owned)))
     }
 
     async fn search(&self, index: &str, query: &SearchQuery) -> Result<SearchResult, SearchError> {
@@ -867,6 +921,10 @@ impl SearchBackend for OpenSearchBackend {
 
     fn checkpoint<'a>(&'a self, index: &'a str) -> BoxFuture<'a, Result<Option<String>, SearchError>> {
         Box::pin(self.inner.checkpoint(index))
+    }
+
+    fn last_applied<'a>(&'a self, index: &'a str) -> BoxFuture<'a, Result<Option<SystemTime>, SearchError>> {
+        Box::pin(self.inner.last_applied(index))
     }
 
     fn search<'a>(
