@@ -7,6 +7,9 @@ reindex under a stream of writes.
     python3 bench/search.py                          # scale 1,000,000, both backends
     python3 bench/search.py --scale 100000 --samples 200
     python3 bench/search.py --backends tantivy       # no OpenSearch
+    python3 bench/search.py --backends tantivy --baseline /tmp/tessera-before
+                                  # that binary serves a copy of the same
+                                  # tantivy index, samples alternating
 
 Steps (release builds, everything on 127.0.0.1):
   1. `subgraphs --service all --scale N` (events latency 0); for OpenSearch,
@@ -17,8 +20,10 @@ Steps (release builds, everything on 127.0.0.1):
   3. `tessera serve` per backend, and a gateway whose `feed` uses the MERGE
      strategy; latency at concurrency 1, samples alternating between the
      backends (median and p99, client-side wall time):
-       - contractSearch, filtered and sorted, first page of 20;
-       - the same query 10,000 rows deep by cursor;
+       - contractSearch, filtered and sorted, first page of 20, with and
+         without `totalCount` (without it the index may skip documents
+         that cannot make the page);
+       - the same queries 10,000 rows deep by cursor;
        - feed first page and 1,000 items deep;
   4. OpenSearch: `tessera sync reindex contracts` while a writer sends
      --writes-per-s writes straight to the services (updates, new and
@@ -47,13 +52,14 @@ from common import SERVICES, stop, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_PORT = 4201
-PORTS = {"tantivy": 4200, "opensearch": 4198}
+PORTS = {"tantivy": 4200, "opensearch": 4198, "baseline": 4197}
 MERGE_PORT = 4199
 
 CONTRACTS = """query($a: String) { contractSearch(
   filter: {status: [ACTIVE, EXPIRED], amount: {gte: 5000000}},
   orderBy: [{field: AMOUNT, direction: DESC}], first: %d, after: $a) {
   totalCount pageInfo { endCursor } edges { node { id contractNo title amount status } } } }"""
+CONTRACTS_PAGE = CONTRACTS.replace("totalCount ", "")
 FEED = """query($a: String) { feed(first: %d, after: $a) {
   pageInfo { endCursor } edges { node { __typename id title createdAt } } } }"""
 
@@ -174,6 +180,7 @@ def main():
     ap.add_argument("--backends", default="tantivy,opensearch")
     ap.add_argument("--writes-per-s", type=float, default=50)
     ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--baseline", help="a tessera binary to serve a copy of the tantivy index beside this one")
     args = ap.parse_args()
     backends = args.backends.split(",")
     if not args.no_build:
@@ -218,6 +225,15 @@ def main():
             procs.append(subprocess.Popen(
                 [f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{PORTS[b]}"],
                 cwd=ROOT, env=envs[b], stdout=subprocess.DEVNULL))
+        if args.baseline:
+            shutil.copytree(f"{tmp}/index-tantivy", f"{tmp}/index-baseline")
+            cfg = os.path.join(tmp, "baseline.toml")
+            write_config(cfg, f"{tmp}/index-baseline", "tantivy", opensearch_url)
+            envs["baseline"] = dict(envs["tantivy"], TESSERA_CONFIG=cfg)
+            procs.append(subprocess.Popen(
+                [args.baseline, "serve", "--listen", f"127.0.0.1:{PORTS['baseline']}"],
+                cwd=ROOT, env=envs["baseline"], stdout=subprocess.DEVNULL))
+            backends = backends + ["baseline"]
         procs.append(subprocess.Popen(
             [f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{MERGE_PORT}",
              "--config", merge_cfg], cwd=ROOT, env=envs[backends[0]], stdout=subprocess.DEVNULL))
@@ -232,6 +248,8 @@ def main():
         rows = [
             ("contractSearch filtered+sorted, page 1 (20)", CONTRACTS, "contractSearch", 0),
             ("contractSearch same, 10,000 deep by cursor", CONTRACTS, "contractSearch", 10_000),
+            ("contractSearch filtered+sorted, no totalCount, page 1 (20)", CONTRACTS_PAGE, "contractSearch", 0),
+            ("contractSearch same, no totalCount, 10,000 deep", CONTRACTS_PAGE, "contractSearch", 10_000),
             ("feed page 1 (20)", FEED, "feed", 0),
             ("feed 1,000 deep by cursor", FEED, "feed", 1000),
         ]

@@ -51,6 +51,7 @@
 mod collector;
 mod filters;
 mod layout;
+mod matches;
 #[cfg(test)]
 mod tests;
 
@@ -59,6 +60,7 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ::tantivy::query::AllQuery;
 use ::tantivy::schema::{IndexRecordOption, Value as _};
 use ::tantivy::{
     DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentOrdinal,
@@ -68,8 +70,9 @@ use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
-use self::collector::{AllIds, ColumnKind, SortColumn, SortVal, TopSorted};
+use self::collector::{AllIds, ColumnKind, SortColumn, SortVal, SummaryCache, TopSorted};
 use self::layout::{Layout, Prepared};
+use self::matches::{MatchCache, Matches};
 use super::query::{coerce, Document, Filter, Hit, Page, SearchQuery, SearchResult, SortPosition};
 use super::spec::{FieldKind, IndexSpec, Scalar, ID_FIELD};
 use super::{Rejected, SearchBackend, SearchError, WriteOp, WriteOutcome};
@@ -118,6 +121,10 @@ struct Handle {
     /// Copied out of the commit payload so readers need not wait for the
     /// writer lock, which is held for whole commits.
     checkpoint: RwLock<Option<String>>,
+    /// Block bounds of sort columns, for pages that skip.
+    summaries: Arc<SummaryCache>,
+    /// Filter clauses' matches per segment.
+    matches: Arc<MatchCache>,
 }
 
 struct WriterState {
@@ -438,6 +445,8 @@ impl Handle {
                 tombstones: Tombstones::default(),
             }),
             checkpoint: RwLock::new(checkpoint),
+            summaries: Arc::default(),
+            matches: Arc::default(),
         })
     }
 
@@ -621,7 +630,11 @@ impl Handle {
     #[tracing::instrument(skip_all, level = "trace", fields(index = %self.physical))]
     fn search(&self, query: &SearchQuery) -> Result<SearchResult, SearchError> {
         query.validate(&self.spec)?;
-        let filter = self.filters(&query.filters)?;
+        let clauses = query
+            .filters
+            .iter()
+            .map(|f| Ok((f, self.filter(f)?)))
+            .collect::<Result<Vec<_>, SearchError>>()?;
         let mut keys = Vec::with_capacity(query.sort.len() + 1);
         for key in &query.sort {
             let layout = self.layout.field(&key.field)?;
@@ -644,10 +657,13 @@ impl Handle {
             Page::Offset { offset, limit } => (offset.saturating_add(*limit), *offset, None),
         };
         let after = after.map(|pos| self.position_values(query, pos)).transpose()?;
-        let collector = TopSorted { keys, after, k };
         let searcher = self.reader.searcher();
+        let matches =
+            Matches::new(&searcher, clauses, Arc::clone(&self.matches)).map_err(|e| self.fail(e))?;
+        let collector = TopSorted::new(keys, after, k, matches, Some(Arc::clone(&self.summaries)));
+        // The collector reads matches from the filters' cached bitsets.
         let (total, top) = searcher
-            .search(filter.as_ref(), &collector)
+            .search(&AllQuery, &collector)
             .and_then(|fruit| fruit)
             .map_err(|e| self.fail(e))?;
         let hits = top
@@ -669,7 +685,7 @@ impl Handle {
             })
             .collect::<Result<_, SearchError>>()?;
         Ok(SearchResult {
-            total: Some(total),
+            total: query.count.then_some(total),
             hits,
         })
     }

@@ -5,13 +5,20 @@
 //! It owns the sort-value encoding; it must not know about filters or
 //! documents.
 
+mod skip;
+
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
 
 use ::tantivy::collector::{Collector, SegmentCollector};
 use ::tantivy::columnar::{Column, StrColumn, TermOrdHit};
+use ::tantivy::query::Weight;
 use ::tantivy::{f64_to_u64, i64_to_u64, DocAddress, DocId, Score, SegmentOrdinal, SegmentReader};
 
+pub(super) use self::skip::SummaryCache;
+use super::matches::Matches;
 use super::ID_COLUMN;
 use crate::search::query::FieldValue;
 use crate::search::spec::FieldKind;
@@ -112,12 +119,74 @@ pub(super) struct Candidate {
     pub(super) addr: DocAddress,
 }
 
-/// Counts every match and keeps the `k` first in sort order that come
-/// strictly after `after`.
+/// Keeps the `k` first of `matches` in sort order that come strictly after
+/// `after`, and counts them all (a population count of the matches'
+/// bitsets). With `skip`, documents that cannot make the page are not
+/// visited (see `skip`).
 pub(super) struct TopSorted {
-    pub(super) keys: Vec<SortColumn>,
-    pub(super) after: Option<Vec<SortVal>>,
-    pub(super) k: usize,
+    keys: Vec<SortColumn>,
+    after: Option<Vec<SortVal>>,
+    k: usize,
+    matches: Matches,
+    skip: Option<Arc<SummaryCache>>,
+    /// The best `k`-th first-key code any segment has found so far
+    /// (`u64::MAX`: none yet), when that key is numeric, so its codes
+    /// compare across segments: a document whose first key is worse cannot
+    /// make the page, whichever segment it is in.
+    bound: AtomicU64,
+    /// Matches the segments' collectors looked at.
+    visited: AtomicU64,
+}
+
+impl TopSorted {
+    pub(super) fn new(
+        keys: Vec<SortColumn>,
+        after: Option<Vec<SortVal>>,
+        k: usize,
+        matches: Matches,
+        skip: Option<Arc<SummaryCache>>,
+    ) -> TopSorted {
+        TopSorted {
+            keys,
+            after,
+            k,
+            matches,
+            skip,
+            bound: AtomicU64::new(u64::MAX),
+            visited: AtomicU64::new(0),
+        }
+    }
+
+    /// How many matches were looked at (all of them, unless skipping).
+    #[cfg(test)]
+    pub(super) fn visited(&self) -> u64 {
+        self.visited.load(AtomicOrdering::Relaxed)
+    }
+
+    /// Shares this segment's `k`-th first key, then drops the hits that
+    /// another segment's (or its own) `k` hits beat on the first key alone.
+    fn share_bound(&self, top: &mut SegmentTop) {
+        if self
+            .keys
+            .first()
+            .is_none_or(|k| matches!(k.kind, ColumnKind::Str))
+            || top.k == 0
+        {
+            return;
+        }
+        if top.heap.len() >= top.k {
+            if let Some(worst) = top.heap.peek().and_then(|e| e.codes.first()) {
+                if let Ok(worst) = u64::try_from(*worst) {
+                    self.bound.fetch_min(worst, AtomicOrdering::Relaxed);
+                }
+            }
+        }
+        let bound = self.bound.load(AtomicOrdering::Relaxed);
+        if bound != u64::MAX {
+            top.heap
+                .retain(|e| e.codes.first().is_none_or(|c| *c <= u128::from(bound)));
+        }
+    }
 }
 
 /// One sort key's column in one segment (`None`: no document of the segment
@@ -252,6 +321,8 @@ pub(super) struct SegmentTop {
     columns: Vec<KeyColumn>,
     descending: Vec<bool>,
     id: Option<StrColumn>,
+    /// Which key, if any, is the id column (its value is the id).
+    id_key: Option<usize>,
     after: Option<Vec<u128>>,
     k: usize,
     /// Max-heap: the worst kept entry is on top, ready to be replaced.
@@ -287,6 +358,7 @@ impl Collector for TopSorted {
             descending: self.keys.iter().map(|k| k.descending).collect(),
             columns,
             id: reader.fast_fields().str(ID_COLUMN)?,
+            id_key: self.keys.iter().position(|k| k.column == ID_COLUMN),
             after,
             k: self.k,
             heap: BinaryHeap::new(),
@@ -298,6 +370,42 @@ impl Collector for TopSorted {
 
     fn requires_scoring(&self) -> bool {
         false
+    }
+
+    /// The `weight` is not used: documents come from `matches` (run the
+    /// collector with `AllQuery`).
+    fn collect_segment(
+        &self,
+        _weight: &dyn Weight,
+        segment: SegmentOrdinal,
+        reader: &SegmentReader,
+    ) -> ::tantivy::Result<Self::Fruit> {
+        let matches = self.matches.segment(reader)?;
+        let total = matches.count();
+        let mut top = self.for_segment(segment, reader)?;
+        let skipped = match (&self.skip, self.keys.first()) {
+            (Some(cache), Some(first)) => {
+                let bound = (!matches!(first.kind, ColumnKind::Str)).then_some(&self.bound);
+                top.collect_skipping(&matches, reader, cache, &first.column, bound)?
+            }
+            _ => false,
+        };
+        if !skipped {
+            top = self.for_segment(segment, reader)?;
+            let mut block = Vec::with_capacity(64);
+            for doc in matches.docs() {
+                block.push(doc);
+                if block.len() == block.capacity() {
+                    top.collect_block(&block);
+                    block.clear();
+                }
+            }
+            top.collect_block(&block);
+        }
+        self.visited.fetch_add(top.total, AtomicOrdering::Relaxed);
+        top.total = total;
+        self.share_bound(&mut top);
+        Ok(top.harvest())
     }
 
     fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> ::tantivy::Result<Self::Fruit> {
@@ -419,20 +527,23 @@ impl SegmentCollector for SegmentTop {
     }
 
     fn harvest(self) -> Self::Fruit {
+        let entries = self.heap.into_vec();
+        let ids = match &self.id {
+            Some(column) => ids_of(column, entries.iter().map(|e| e.doc))?,
+            None => vec![String::new(); entries.len()],
+        };
         let mut buf = String::new();
-        let mut out = Vec::with_capacity(self.heap.len());
-        for entry in self.heap.into_vec() {
+        let mut out = Vec::with_capacity(entries.len());
+        for (entry, id) in entries.into_iter().zip(ids) {
             let values = self
                 .columns
                 .iter()
-                .map(|c| c.value(entry.doc, &mut buf))
+                .enumerate()
+                .map(|(i, c)| match self.id_key {
+                    Some(key) if key == i => Ok(SortVal::Str(id.clone())),
+                    _ => c.value(entry.doc, &mut buf),
+                })
                 .collect::<::tantivy::Result<Vec<_>>>()?;
-            let mut id = String::new();
-            if let Some(column) = &self.id {
-                if let Some(ord) = column.ords().first(entry.doc) {
-                    column.ord_to_str(ord, &mut id)?;
-                }
-            }
             out.push(Candidate {
                 values,
                 id,
@@ -441,6 +552,28 @@ impl SegmentCollector for SegmentTop {
         }
         Ok((self.total, out))
     }
+}
+
+/// The ids of `docs`, in order, read from the dictionary in one ordered
+/// pass: its blocks are compressed, and decoding one per id cost more than
+/// the whole search.
+fn ids_of(column: &StrColumn, docs: impl Iterator<Item = DocId>) -> ::tantivy::Result<Vec<String>> {
+    let ords: Vec<Option<u64>> = docs.map(|doc| column.ords().first(doc)).collect();
+    let mut sorted: Vec<u64> = ords.iter().flatten().copied().collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut terms = Vec::with_capacity(sorted.len());
+    column.dictionary().sorted_ords_to_term_cb(&sorted, |bytes| {
+        terms.push(String::from_utf8_lossy(bytes).into_owned())
+    })?;
+    Ok(ords
+        .into_iter()
+        .map(|ord| {
+            ord.and_then(|o| sorted.binary_search(&o).ok())
+                .and_then(|i| terms.get(i).cloned())
+                .unwrap_or_default()
+        })
+        .collect())
 }
 
 /// Collects the id of every match (dependency rebuilds need them all).

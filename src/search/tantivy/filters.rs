@@ -17,6 +17,9 @@ use crate::search::query::{coerce, FieldValue, Filter};
 use crate::search::spec::Scalar;
 use crate::search::SearchError;
 
+/// Up to this many terms, an `in` filter is a union of term queries.
+const SMALL_TERM_SET: usize = 16;
+
 impl Handle {
     pub(super) fn filters(&self, filters: &[Filter]) -> Result<Box<dyn Query>, SearchError> {
         let mut clauses = Vec::with_capacity(filters.len());
@@ -30,7 +33,7 @@ impl Handle {
         })
     }
 
-    fn filter(&self, filter: &Filter) -> Result<Box<dyn Query>, SearchError> {
+    pub(super) fn filter(&self, filter: &Filter) -> Result<Box<dyn Query>, SearchError> {
         let spec_of = |name: &str| self.layout.field(name).map(|l| &l.spec);
         Ok(match filter {
             Filter::Term { field, value } => {
@@ -52,8 +55,17 @@ impl Handle {
                     }
                 }
                 let mut alternatives: Vec<Box<dyn Query>> = Vec::with_capacity(2);
-                if !terms.is_empty() {
-                    alternatives.push(Box::new(TermSetQuery::new(terms)));
+                match terms.len() {
+                    0 => {}
+                    // A few terms: a union of their postings, which seek
+                    // (a term set builds a bitset of every match first).
+                    1..=SMALL_TERM_SET => alternatives.push(Box::new(BooleanQuery::union(
+                        terms
+                            .into_iter()
+                            .map(|t| Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>)
+                            .collect(),
+                    ))),
+                    _ => alternatives.push(Box::new(TermSetQuery::new(terms))),
                 }
                 if with_missing {
                     alternatives.push(missing(column));

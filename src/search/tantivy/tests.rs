@@ -7,7 +7,10 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::collector::SortVal;
+use ::tantivy::query::AllQuery;
+
+use super::collector::{self, SortVal};
+use super::matches::Matches;
 use super::*;
 use crate::search::query::FieldValue;
 use crate::search::spec::{document_values, FieldKind, FieldSpec};
@@ -406,5 +409,61 @@ fn deep_pages_cost_what_the_first_costs() -> TestResult {
     let (deep, hits) = time(&query)?;
     assert_eq!(hits, expected[80_000..80_020].to_vec());
     println!("100k docs, sort amount desc + managerName: page 1 {first:?}, page 4,001 {deep:?}");
+    Ok(())
+}
+
+// --- Skipping what cannot make the page ---------------------------------
+
+/// Without the total, a page visits only documents whose first key could
+/// make it (the count a skipping collector returns is what it visited),
+/// and finds the same hits, on page 1 and after a cursor.
+#[test]
+fn pages_without_a_total_visit_few_documents_and_find_the_same_hits() -> TestResult {
+    let corpus = &*CORPUS;
+    let handle = corpus.backend.handle("contracts")?;
+    let searcher = handle.reader.searcher();
+    let key = |column: &str, kind, descending| SortColumn {
+        column: column.into(),
+        kind,
+        descending,
+    };
+    let id = key(ID_COLUMN, ColumnKind::Str, false);
+    for first in [
+        key("amount", ColumnKind::I64, true),
+        key("amount", ColumnKind::I64, false),
+        key("price", ColumnKind::F64, true),
+        key("managerName", ColumnKind::Str, false),
+    ] {
+        let (_, exact) = handle.layout.exact(&first.column)?;
+        let first = SortColumn {
+            column: exact.to_owned(),
+            ..first
+        };
+        let mut after = None;
+        let k = 5;
+        for page in 0..3 {
+            let top = |skip: Option<Arc<SummaryCache>>| -> ::tantivy::Result<(u64, u64, Vec<collector::Candidate>)> {
+                let collector = TopSorted::new(
+                    vec![first.clone(), id.clone()],
+                    after.clone(),
+                    k,
+                    Matches::new(&searcher, Vec::new(), Arc::default())?,
+                    skip,
+                );
+                let (total, hits) = searcher.search(&AllQuery, &collector).and_then(|fruit| fruit)?;
+                Ok((total, collector.visited(), hits))
+            };
+            let (total, _, all) = top(None).map_err(|e| handle.fail(e))?;
+            let (counted, visited, skipped) = top(Some(Arc::default())).map_err(|e| handle.fail(e))?;
+            assert_eq!(counted, total, "the count comes from the matches alone");
+            let hits = |c: &[collector::Candidate]| c.iter().map(|c| c.id.clone()).collect::<Vec<_>>();
+            assert_eq!(hits(&skipped), hits(&all), "{first:?}, page {page}");
+            assert!(
+                visited * 3 < total,
+                "{first:?}, page {page}: visited {visited} of {total}"
+            );
+            after = all.last().map(|c| c.values.clone());
+        }
+    }
     Ok(())
 }
