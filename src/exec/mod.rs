@@ -89,6 +89,22 @@ impl Executor {
         variables: &Map<String, Value>,
         headers: &HeaderMap,
     ) -> Result<Map<String, Value>, String> {
+        let data = self.run_bytes(query, variables, headers).await?;
+        match serde_json::from_slice(&data) {
+            Ok(Value::Object(data)) => Ok(data),
+            Ok(_) => Err("the query returned no data".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// [`run`](Self::run), answering the `data` object as the JSON bytes
+    /// the projection wrote, for a caller that reads them in one pass.
+    pub async fn run_bytes(
+        &self,
+        query: &Internal,
+        variables: &Map<String, Value>,
+        headers: &HeaderMap,
+    ) -> Result<Vec<u8>, String> {
         let variables =
             input::coerce_variables(&self.schema, &query.plan.variables, variables).map_err(|errors| {
                 errors
@@ -105,11 +121,7 @@ impl Executor {
                 execution.errors.len() - 1
             ));
         }
-        match serde_json::from_slice(&execution.data) {
-            Ok(Value::Object(data)) => Ok(data),
-            Ok(_) => Err("the query returned no data".into()),
-            Err(e) => Err(e.to_string()),
-        }
+        Ok(execution.data)
     }
 
     /// [`prepare`](Self::prepare) and [`run`](Self::run) of a query without

@@ -503,28 +503,30 @@ impl BatchLoader {
     ) -> HashMap<String, Loaded> {
         let spec = &*self.spec;
         let mut entries: HashMap<String, Entry> = HashMap::new();
-        let data = response.data.unwrap_or(Value::Null);
+        let mut data = response.data.unwrap_or(Value::Null);
         // (key, index in its group) of each item, by position in the response list.
         let mut positions: Vec<Option<(String, usize)>> = Vec::new();
-        let file = |item: &Value, fallback: Option<&String>, entries: &mut HashMap<String, Entry>| {
+        // Items move out of the response into their entries, uncopied.
+        let file = |item: Value, fallback: Option<&String>, entries: &mut HashMap<String, Entry>| {
             let key = item
                 .get(&spec.result_key_alias)
                 .and_then(|k| keys::canonical(k, spec.result_key_global_id.as_deref()))
                 .or_else(|| fallback.cloned());
             let key = key?;
-            let entry = entries.entry(key.clone()).or_default();
             if spec.is_join {
-                if !entry.value.is_array() {
-                    entry.value = Value::Array(Vec::new());
-                }
+                let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
+                    value: Value::Array(Vec::new()),
+                    errors: Vec::new(),
+                });
                 if let Value::Array(rows) = &mut entry.value {
-                    rows.push(item.clone());
+                    rows.push(item);
                     return Some((key, rows.len() - 1));
                 }
                 None
             } else {
+                let entry = entries.entry(key.clone()).or_default();
                 if !item.is_null() {
-                    entry.value = item.clone();
+                    entry.value = item;
                 }
                 Some((key, 0))
             }
@@ -532,7 +534,10 @@ impl BatchLoader {
         match spec.strategy {
             LookupStrategy::Alias => {
                 for (i, (key, _)) in sent.iter().enumerate() {
-                    let item = data.get(format!("_{i}")).unwrap_or(&Value::Null);
+                    let item = data
+                        .as_object_mut()
+                        .and_then(|d| d.remove(&format!("_{i}")))
+                        .unwrap_or(Value::Null);
                     positions.push(file(item, Some(key), &mut entries));
                 }
             }
@@ -542,8 +547,8 @@ impl BatchLoader {
                 } else {
                     spec.field.as_str()
                 };
-                if let Some(Value::Array(items)) = data.get(list_key) {
-                    for (i, item) in items.iter().enumerate() {
+                if let Some(Value::Array(items)) = data.get_mut(list_key).map(std::mem::take) {
+                    for (i, item) in items.into_iter().enumerate() {
                         // Lookups answer in request order; a null item's key is the one sent at its position.
                         let fallback = if spec.is_join {
                             None

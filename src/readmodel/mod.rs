@@ -219,6 +219,78 @@ mod tests {
     }
 
     #[test]
+    fn documents_read_from_answer_bytes_match_documents_built_from_rows() {
+        let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
+        let def = schema.index("contracts").expect("contracts index");
+        let builder = DocumentBuilder::new(&schema, def.source("Contract").expect("source"));
+        let changes = schema
+            .object("Contract")
+            .and_then(|o| o.changes.as_deref())
+            .expect("changes")
+            .clone();
+        let row = serde_json::json!({
+            "id": "7", "contractNo": "C-7", "title": "Lease \"A\"", "amount": 120,
+            "status": "ACTIVE", "extra": {"ignored": [1, 2]},
+            "member": {"id": "3", "name": "Kim", "grade": "GOLD"},
+            "manager": null,
+            "settlements": [{"id": "1", "amount": "10.10"}, {"id": "2", "amount": 5}, {"id": "1", "amount": 1}]
+        });
+        let rows = serde_json::json!([row, null, {"title": "no id"}, {"id": 8, "amount": null}]);
+        let data = serde_json::to_vec(&serde_json::json!({"rows": rows})).expect("bytes");
+        let (docs, next) =
+            documents::page_documents(&builder, &changes, &Position::Offset(40), &data, 5).expect("read");
+        let built: Vec<_> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .filter_map(|r| r.as_object().cloned())
+            .filter_map(|r| builder.build(r, 5))
+            .collect();
+        assert_eq!(docs, built);
+        assert_eq!(docs.len(), 2);
+        let first = &docs[0];
+        assert_eq!(first["id"], "Contract:00000000000000000007");
+        assert_eq!(first["memberName"], "Kim");
+        assert_eq!(first["managerName"], serde_json::Value::Null);
+        assert_eq!(first["settlementCount"], 3);
+        assert_eq!(first["settlementTotal"], 16.1);
+        assert_eq!(first["_refs_Settlement"], serde_json::json!(["1", "2"]));
+        assert_eq!(
+            first["endDate"],
+            serde_json::Value::Null,
+            "a field the row lacks is null"
+        );
+        assert!(first.get("extra").is_none());
+        // Three row objects of a 10,000-row page: the last page.
+        assert_eq!(next, None);
+
+        let members = schema
+            .object("Member")
+            .and_then(|o| o.changes.as_deref())
+            .expect("changes")
+            .clone();
+        // A Relay listing (members page by cursor), read with the same builder.
+        let page = serde_json::json!({"rows": {
+            "edges": [{"node": {"id": "9", "title": "t"}}, null, {"node": null}, {"cursor": "x"}],
+            "pageInfo": {"hasNextPage": true, "endCursor": "c1"}
+        }});
+        let data = serde_json::to_vec(&page).expect("bytes");
+        let (docs, next) =
+            documents::page_documents(&builder, &members, &Position::Cursor(None), &data, 1).expect("read");
+        assert_eq!(docs.len(), 1);
+        assert_eq!(docs[0]["title"], "t");
+        assert_eq!(next, Some(Position::Cursor(Some("c1".into()))));
+        let last =
+            serde_json::json!({"rows": {"edges": [], "pageInfo": {"hasNextPage": false, "endCursor": null}}});
+        let data = serde_json::to_vec(&last).expect("bytes");
+        let (docs, next) =
+            documents::page_documents(&builder, &members, &Position::Cursor(None), &data, 1).expect("read");
+        assert!(docs.is_empty() && next.is_none());
+        let garbage = documents::page_documents(&builder, &changes, &Position::Offset(0), b"{\"rows\":[", 1);
+        assert!(garbage.is_err());
+    }
+
+    #[test]
     fn the_contracts_index_records_the_rows_it_denormalizes() {
         let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
         let def = schema.index("contracts").expect("contracts index");

@@ -60,11 +60,12 @@ use std::fmt::Display;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ::tantivy::index::SegmentId;
 use ::tantivy::query::AllQuery;
 use ::tantivy::schema::{IndexRecordOption, Value as _};
 use ::tantivy::{
     DocAddress, DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentOrdinal,
-    TantivyDocument, Term, TERMINATED,
+    SegmentReader, TantivyDocument, Term, TERMINATED,
 };
 use futures::future::BoxFuture;
 use parking_lot::{Mutex, RwLock};
@@ -82,7 +83,7 @@ use super::{Rejected, SearchBackend, SearchError, WriteOp, WriteOutcome};
 pub const MAX_TOMBSTONES: usize = 100_000;
 /// The indexing arena of each index's single writer thread. One thread: the
 /// gateway shares its cores with request handling.
-const WRITER_MEMORY_BYTES: usize = 32_000_000;
+const WRITER_MEMORY_BYTES: usize = 128_000_000;
 const ALIASES_FILE: &str = "aliases.json";
 const SPEC_FILE: &str = "tessera-spec.json";
 const ID_COLUMN: &str = "id";
@@ -127,10 +128,17 @@ struct Handle {
     matches: Arc<MatchCache>,
 }
 
+/// The smallest and largest id of a segment (`None`: it holds no ids).
+type IdRange = Option<(Vec<u8>, Vec<u8>)>;
+
 struct WriterState {
     /// `None` once the index is dropped.
     writer: Option<IndexWriter>,
     tombstones: Tombstones,
+    /// The smallest and largest id of each segment (`None`: no ids), so a
+    /// write looks an id up only in the segments whose range holds it: a
+    /// backfill writes ids in order, past every segment's range.
+    id_ranges: HashMap<SegmentId, IdRange>,
 }
 
 /// What the commit payload holds (tantivy stores it in `meta.json`,
@@ -138,6 +146,24 @@ struct WriterState {
 #[derive(Serialize, Deserialize, Default)]
 struct CommitPayload {
     checkpoint: Option<String>,
+}
+
+/// The smallest and largest id in `segment` (deleted documents included),
+/// from its id column's sorted dictionary.
+fn id_range(segment: &SegmentReader) -> ::tantivy::Result<IdRange> {
+    let Some(column) = segment.fast_fields().str(ID_COLUMN)? else {
+        return Ok(None);
+    };
+    let dictionary = column.dictionary();
+    let Some(last) = dictionary.num_terms().checked_sub(1) else {
+        return Ok(None);
+    };
+    let (mut min, mut max) = (Vec::new(), Vec::new());
+    if !dictionary.ord_to_term(0, &mut min)? || !dictionary.ord_to_term(last as u64, &mut max)? {
+        // Unreadable bounds: every id may be there (no UTF-8 byte is 0xFF).
+        return Ok(Some((Vec::new(), vec![u8::MAX])));
+    }
+    Ok(Some((min, max)))
 }
 
 fn backend_error(index: &str, e: impl Display) -> SearchError {
@@ -443,6 +469,7 @@ impl Handle {
             writer: Mutex::new(WriterState {
                 writer: Some(writer),
                 tombstones: Tombstones::default(),
+                id_ranges: HashMap::new(),
             }),
             checkpoint: RwLock::new(checkpoint),
             summaries: Arc::default(),
@@ -474,19 +501,24 @@ impl Handle {
         }
 
         let mut state = self.writer.lock();
-        let WriterState { writer, tombstones } = &mut *state;
+        let WriterState {
+            writer,
+            tombstones,
+            id_ranges,
+        } = &mut *state;
         let writer = writer
             .as_mut()
             .ok_or_else(|| self.fail("the index was dropped"))?;
         // Every commit reloads the reader before the lock is released, so
         // this snapshot holds every committed version.
         let searcher = self.reader.searcher();
+        let ranges = self.id_ranges(&searcher, id_ranges)?;
         let mut batch: HashMap<String, Known> = HashMap::new();
         let applied = || -> Result<(), SearchError> {
             for op in prepared {
                 match op {
                     Prepared::Upsert { id, version, doc } => {
-                        let known = self.known(&searcher, tombstones, &batch, &id)?;
+                        let known = self.known(&searcher, &ranges, tombstones, &batch, &id)?;
                         let newer = match known {
                             Known::Live(v) => version >= v,
                             Known::Deleted(v) => version > v,
@@ -498,13 +530,18 @@ impl Handle {
                         }
                         // Delete-then-add in one writer: the delete's opstamp
                         // precedes the add's, so only the old copy goes.
-                        writer.delete_term(Term::from_field_text(self.layout.id, &id));
+                        // Only a live copy needs it: every write commits
+                        // under this lock, so none is pending elsewhere, and
+                        // tantivy applies each delete term to every segment.
+                        if let Known::Live(_) = known {
+                            writer.delete_term(Term::from_field_text(self.layout.id, &id));
+                        }
                         writer.add_document(doc).map_err(|e| self.fail(e))?;
                         batch.insert(id, Known::Live(version));
                         outcome.written += 1;
                     }
                     Prepared::Delete { id, version } => {
-                        match self.known(&searcher, tombstones, &batch, &id)? {
+                        match self.known(&searcher, &ranges, tombstones, &batch, &id)? {
                             Known::Live(v) if v <= version => {
                                 writer.delete_term(Term::from_field_text(self.layout.id, &id));
                                 outcome.deleted += 1;
@@ -557,9 +594,32 @@ impl Handle {
         Ok(outcome)
     }
 
+    /// Each segment's id range (by segment ordinal), from `cache` or its
+    /// id column's dictionary; `cache` keeps only the current segments.
+    fn id_ranges(
+        &self,
+        searcher: &Searcher,
+        cache: &mut HashMap<SegmentId, IdRange>,
+    ) -> Result<Vec<IdRange>, SearchError> {
+        let segments = searcher.segment_readers();
+        cache.retain(|id, _| segments.iter().any(|s| s.segment_id() == *id));
+        segments
+            .iter()
+            .map(|segment| {
+                if let Some(range) = cache.get(&segment.segment_id()) {
+                    return Ok(range.clone());
+                }
+                let range = id_range(segment).map_err(|e| self.fail(e))?;
+                cache.insert(segment.segment_id(), range.clone());
+                Ok(range)
+            })
+            .collect()
+    }
+
     fn known(
         &self,
         searcher: &Searcher,
+        ranges: &[IdRange],
         tombstones: &Tombstones,
         batch: &HashMap<String, Known>,
         id: &str,
@@ -567,7 +627,12 @@ impl Handle {
         if let Some(known) = batch.get(id) {
             return Ok(*known);
         }
-        if let Some((segment, doc)) = self.find(searcher, id)? {
+        let may_hold = |ord: usize| match ranges.get(ord) {
+            Some(Some((min, max))) => (min.as_slice()..=max.as_slice()).contains(&id.as_bytes()),
+            Some(None) => false,
+            None => true,
+        };
+        if let Some((segment, doc)) = self.find(searcher, id, may_hold)? {
             let version = searcher
                 .segment_reader(segment)
                 .fast_fields()
@@ -581,10 +646,19 @@ impl Handle {
     }
 
     /// The live document with this id, by its postings (no scoring, no
-    /// collector: this runs once per written document).
-    fn find(&self, searcher: &Searcher, id: &str) -> Result<Option<(SegmentOrdinal, DocId)>, SearchError> {
+    /// collector: this runs once per written document), in the segments
+    /// `may_hold` names by ordinal.
+    fn find(
+        &self,
+        searcher: &Searcher,
+        id: &str,
+        may_hold: impl Fn(usize) -> bool,
+    ) -> Result<Option<(SegmentOrdinal, DocId)>, SearchError> {
         let term = Term::from_field_text(self.layout.id, id);
         for (ord, segment) in searcher.segment_readers().iter().enumerate() {
+            if !may_hold(ord) {
+                continue;
+            }
             let inverted = segment.inverted_index(self.layout.id).map_err(|e| self.fail(e))?;
             let Some(mut postings) = inverted
                 .read_postings(&term, IndexRecordOption::Basic)
@@ -617,7 +691,7 @@ impl Handle {
         let searcher = self.reader.searcher();
         ids.iter()
             .map(|id| {
-                self.find(&searcher, id)?
+                self.find(&searcher, id, |_| true)?
                     .map(|(segment, doc)| self.source(&searcher, DocAddress::new(segment, doc)))
                     .transpose()
             })

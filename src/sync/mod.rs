@@ -33,6 +33,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
@@ -141,6 +142,12 @@ pub struct RejectedDocument {
 
 /// How many refused documents [`Syncer::rejected`] keeps.
 const MAX_REJECTED: usize = 1000;
+
+/// Documents a backfill writes (and commits) at once: few, large segments
+/// merge less, and a crash re-reads at most this many rows.
+const BACKFILL_BATCH: usize = 50_000;
+/// Offset pages a backfill asks a service for at once.
+const PAGES_IN_FLIGHT: usize = 2;
 
 /// Sync settings (see `config::SyncConfig`).
 #[derive(Debug, Clone)]
@@ -619,9 +626,9 @@ impl Syncer {
                 crate::schema::Paging::Offset { .. } => Position::Offset(offset),
                 crate::schema::Paging::Cursor { .. } => Position::Cursor(None),
             };
-            // Page N is written while page N + 1 is read and built: the
+            // Batch N is written while batch N + 1 is read and built: the
             // index and the services work at the same time.
-            let mut page = self.fetch_page(source, &position).await?;
+            let mut page = self.fetch_batch(source, &position).await?;
             loop {
                 let (docs, next) = page;
                 done += docs.len() as u64;
@@ -666,7 +673,7 @@ impl Syncer {
                 let write = self.write(target, ops, checkpoint);
                 let prefetch = async {
                     match &next {
-                        Some(p) if !finished => Some(self.fetch_page(source, p).await),
+                        Some(p) if !finished => Some(self.fetch_batch(source, p).await),
                         _ => None,
                     }
                 };
@@ -688,26 +695,74 @@ impl Syncer {
         Ok(done)
     }
 
-    /// One page of `source`'s rows as documents, and where the next starts.
-    async fn fetch_page(
+    /// Pages of `source`'s rows from `position` as documents, until
+    /// [`BACKFILL_BATCH`] or the end, and where the next batch starts.
+    /// Offset pages are read [`PAGES_IN_FLIGHT`] at a time (their positions
+    /// are known in advance), so the services prepare one page while the
+    /// gateway builds another; cursor pages wait for the previous cursor.
+    async fn fetch_batch(
         &self,
         source: &SourceModel,
         position: &Position,
     ) -> Result<(Vec<Document>, Option<Position>), SyncError> {
-        let read_at = now_version();
-        let (rows, next) = self
-            .page(
-                source.builder.entity(),
-                source.builder.selection(),
-                position,
-                None,
-            )
-            .await?;
-        let docs = rows
-            .iter()
-            .filter_map(|r| source.builder.build(r, read_at))
-            .collect();
+        let changes = changes_of(source)?;
+        let (mut docs, mut next) = match position {
+            Position::Offset(start) => {
+                let size = changes.page_size.max(1);
+                let pages = BACKFILL_BATCH.div_ceil(size);
+                let mut fetched = futures::stream::iter(0..pages)
+                    .map(|i| self.fetch_page(source, Position::Offset(start + i * size)))
+                    .buffered(PAGES_IN_FLIGHT);
+                let (mut docs, mut next) = (Vec::new(), None);
+                while let Some(page) = fetched.next().await {
+                    let (more, after) = page?;
+                    docs.extend(more);
+                    next = after;
+                    // Rows past the end were read by the next backfill's
+                    // watermark anyway; pages already asked for are dropped.
+                    if next.is_none() {
+                        break;
+                    }
+                }
+                (docs, next)
+            }
+            Position::Cursor(_) => self.fetch_page(source, position.clone()).await?,
+        };
+        while docs.len() < BACKFILL_BATCH {
+            let Some(position) = next.take() else { break };
+            let (more, after) = self.fetch_page(source, position).await?;
+            docs.extend(more);
+            next = after;
+        }
         Ok((docs, next))
+    }
+
+    /// One page of `source`'s rows as documents, and where the next starts:
+    /// built straight from the answer's bytes.
+    async fn fetch_page(
+        &self,
+        source: &SourceModel,
+        position: Position,
+    ) -> Result<(Vec<Document>, Option<Position>), SyncError> {
+        let read_at = now_version();
+        let entity = source.builder.entity();
+        let prepared = self.listing(entity, source.builder.selection())?;
+        let (listing, query) = &*prepared;
+        let source_error = |message| SyncError::Source {
+            what: format!("{entity} rows"),
+            message,
+        };
+        let data = self
+            .executor
+            .run_bytes(
+                query,
+                &listing.variables(&position, None),
+                &reqwest::header::HeaderMap::new(),
+            )
+            .await
+            .map_err(source_error)?;
+        documents::page_documents(&source.builder, &listing.changes, &position, &data, read_at)
+            .map_err(source_error)
     }
 
     /// Rebuilds what changed since the watermark and moves it. An index that
@@ -748,7 +803,7 @@ impl Syncer {
                 )
                 .await?;
             let ops = rows
-                .iter()
+                .into_iter()
                 .filter_map(|r| source.builder.build(r, read_at))
                 .map(WriteOp::Upsert)
                 .collect();
@@ -890,7 +945,7 @@ impl Syncer {
                 .iter()
                 .zip(rows)
                 .filter_map(|(id, row)| match row {
-                    Some(row) => source.builder.build(&row, read_at).map(WriteOp::Upsert),
+                    Some(row) => source.builder.build(row, read_at).map(WriteOp::Upsert),
                     None => Some(WriteOp::Delete {
                         id: document_id(entity, id),
                         version: read_at,
@@ -1087,7 +1142,7 @@ impl Syncer {
             let changes = changes_of(source)?;
             let mut position = Position::start(changes);
             loop {
-                let (docs, next) = self.fetch_page(source, &position).await?;
+                let (docs, next) = self.fetch_page(source, position.clone()).await?;
                 let ids: Vec<String> = docs
                     .iter()
                     .filter_map(|d| d.get(ID_FIELD).and_then(Value::as_str))

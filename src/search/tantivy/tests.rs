@@ -352,6 +352,45 @@ async fn checkpoints_and_aliases_survive_a_restart() -> TestResult {
     Ok(())
 }
 
+/// Upserts look an id up only in segments whose id range holds it, and add
+/// a delete only for a live copy: every write must still leave exactly one
+/// copy of each id, the newest, whichever segment held the old one.
+#[tokio::test]
+async fn upserts_replace_the_copy_in_whichever_segment_holds_it() -> TestResult {
+    let b = TantivyBackend::in_memory();
+    b.create_index(&spec(), "c").await?;
+    // One segment per write: [a, c], [e, g], [b, f] (ranges overlap).
+    b.upsert("c", vec![doc("a", 1, 1), doc("c", 1, 1)]).await?;
+    b.upsert("c", vec![doc("e", 1, 1), doc("g", 1, 1)]).await?;
+    b.upsert("c", vec![doc("b", 1, 1), doc("f", 1, 1)]).await?;
+    let outcome = b
+        .upsert(
+            "c",
+            vec![doc("c", 2, 20), doc("f", 2, 30), doc("d", 2, 40), doc("g", 0, 99)],
+        )
+        .await?;
+    assert_eq!(
+        (outcome.written, outcome.skipped),
+        (3, 1),
+        "g at version 0 is older"
+    );
+    // Twice in one batch: the last one stays.
+    b.upsert("c", vec![doc("a", 3, 5), doc("a", 4, 6)]).await?;
+    b.delete("c", vec!["e".to_string()], 5).await?;
+    assert_eq!(b.count("c").await?, 6);
+    let ids: Vec<String> = ["a", "b", "c", "d", "e", "f", "g"].map(String::from).to_vec();
+    let got = b.get("c", &ids).await?;
+    let amounts: Vec<Option<i64>> = got
+        .iter()
+        .map(|d| d.as_ref().and_then(|d| d.get("amount")).and_then(Value::as_i64))
+        .collect();
+    assert_eq!(
+        amounts,
+        vec![Some(6), Some(1), Some(20), Some(40), None, Some(30), Some(1)]
+    );
+    Ok(())
+}
+
 // --- Deep pages ---------------------------------------------------------
 
 #[test]
