@@ -718,8 +718,9 @@ impl Syncer {
                     let (more, after) = page?;
                     docs.extend(more);
                     next = after;
-                    // Rows past the end were read by the next backfill's
-                    // watermark anyway; pages already asked for are dropped.
+                    // The end: a page already asked for beyond it can only
+                    // hold rows added since the backfill started, which the
+                    // live watermark catches; it is dropped.
                     if next.is_none() {
                         break;
                     }
