@@ -102,3 +102,39 @@ fn feed_nodes_are_hydrated_per_type() {
              ... on Event { location } } } } }"
     ));
 }
+
+/// A search, a federation entity fetch and a legacy keyed fetch are distinct
+/// kinds: only fetches that call a subgraph carry a subgraph request.
+#[test]
+fn fetch_kinds_say_what_they_are() {
+    use tessera::plan::{FetchKind, KeyStrategy};
+    let doc = async_graphql::parser::parse_query(
+        "{ feed(first: 10) { edges { node { ... on Post { body author { name } } ... on Product { price } } } } }",
+    )
+    .expect("query parses");
+    let plan = tessera::plan::plan(&schema(), &doc, None).expect("plans");
+    let kinds: Vec<(&str, Option<&str>)> = plan
+        .fetches
+        .iter()
+        .map(|f| {
+            let kind = match &f.kind {
+                FetchKind::Root(_) => "root",
+                FetchKind::Search(_) => "search",
+                FetchKind::Entities(..) => "entities",
+                FetchKind::Lookup(_, k) if k.strategy == KeyStrategy::Alias => "lookup by alias",
+                FetchKind::Lookup(..) => "lookup by list",
+                FetchKind::Join(..) => "join",
+            };
+            (kind, f.query().map(|q| q.subgraph.as_str()))
+        })
+        .collect();
+    assert_eq!(kinds[0], ("search", None), "{kinds:?}");
+    assert!(kinds.contains(&("entities", Some("products"))), "{kinds:?}");
+    assert!(kinds.contains(&("lookup by alias", Some("posts"))), "{kinds:?}");
+    assert!(
+        kinds
+            .iter()
+            .all(|(_, subgraph)| subgraph.is_none_or(|s| !s.is_empty() && s != "search")),
+        "{kinds:?}"
+    );
+}

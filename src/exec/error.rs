@@ -144,7 +144,8 @@ pub enum FetchError {
 }
 
 impl FetchError {
-    pub fn subgraph(&self) -> &str {
+    /// The subgraph that failed; `None` for a search error.
+    pub fn subgraph(&self) -> Option<&str> {
         match self {
             FetchError::UnknownSubgraph { subgraph }
             | FetchError::Unreachable { subgraph, .. }
@@ -153,8 +154,8 @@ impl FetchError {
             | FetchError::InvalidResponse { subgraph, .. }
             | FetchError::CircuitOpen { subgraph }
             | FetchError::Downstream { subgraph, .. }
-            | FetchError::BadInput { subgraph, .. } => subgraph,
-            FetchError::Search { .. } => crate::plan::SEARCH_SUBGRAPH,
+            | FetchError::BadInput { subgraph, .. } => Some(subgraph),
+            FetchError::Search { .. } => None,
         }
     }
 
@@ -274,8 +275,8 @@ impl GraphQLError {
     pub fn from_fetch(error: &FetchError) -> Self {
         let mut out = Self::new(error.client_message(), error.code());
         out.detail = error.detail();
-        if !matches!(error, FetchError::Search { .. }) {
-            out = out.with_extension("subgraph", error.subgraph());
+        if let Some(subgraph) = error.subgraph() {
+            out = out.with_extension("subgraph", subgraph);
         }
         out
     }
@@ -292,12 +293,16 @@ pub struct SubgraphError {
 
 impl SubgraphError {
     /// The client-facing error at `base` + the relative path.
-    pub fn to_client(&self, subgraph: &str, base: &[PathSegment]) -> GraphQLError {
+    /// The error as the client sees it, at `base` + its own path, naming the
+    /// subgraph that reported it (when it came from one).
+    pub fn to_client(&self, subgraph: Option<&str>, base: &[PathSegment]) -> GraphQLError {
         let mut extensions = self.extensions.clone();
         extensions
             .entry("code")
             .or_insert_with(|| Value::String("DOWNSTREAM_SERVICE_ERROR".into()));
-        extensions.insert("subgraph".into(), Value::String(subgraph.into()));
+        if let Some(subgraph) = subgraph {
+            extensions.insert("subgraph".into(), Value::String(subgraph.into()));
+        }
         let mut path = base.to_vec();
         path.extend(self.path.iter().cloned());
         GraphQLError {

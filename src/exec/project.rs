@@ -13,7 +13,7 @@ use super::error::{ErrorCode, GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
 use super::keys;
 use super::run::{FetchResult, Run};
-use crate::plan::{FieldKind, FieldNode, MergePart, RootSource, SelectionSet, SEARCH_TYPE_KEY};
+use crate::plan::{FieldKind, FieldNode, MergePart, RootSource, SelectionSet, TypeNames, SEARCH_TYPE_KEY};
 
 /// A value that must not be null was null: its parent has to become null.
 struct Bubble;
@@ -94,7 +94,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         // client's, since root fetches use the client's response keys.
         for (id, result) in run.results.iter().enumerate() {
             if let Some(FetchResult::Root(_, errors)) = result.get() {
-                let subgraph = &run.plan.fetches[id].subgraph;
+                let subgraph = run.plan.fetches[id].query().map(|q| q.subgraph.as_str());
                 for raw in errors {
                     let error = SubgraphError {
                         message: raw.message.clone(),
@@ -349,13 +349,13 @@ impl<'a, 'r> Projector<'a, 'r> {
     fn write_object(&mut self, object: &Map<String, Value>, selection: &SelectionSet) -> Result<(), Bubble> {
         let fields = match &selection.abstract_source {
             None => selection.by_type.first().map(|(_, f)| f),
-            Some((subgraph, alias)) => {
+            Some((names, alias)) => {
                 let type_name = object.get(alias.as_str()).and_then(Value::as_str);
-                // Search hits carry the unified name already.
-                let unified = if subgraph.is_empty() {
-                    type_name.and_then(|t| self.run.schema.get(t)).map(|t| &t.name)
-                } else {
-                    type_name.and_then(|t| self.run.schema.unified_type_name(subgraph, t))
+                let unified = match names {
+                    TypeNames::Unified => type_name.and_then(|t| self.run.schema.get(t)).map(|t| &t.name),
+                    TypeNames::Subgraph(subgraph) => {
+                        type_name.and_then(|t| self.run.schema.unified_type_name(subgraph, t))
+                    }
                 };
                 unified.and_then(|u| selection.by_type.iter().find(|(t, _)| t == u).map(|(_, f)| f))
             }
@@ -450,7 +450,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         };
         match loaded {
             Some(Ok(entry)) => {
-                let subgraph = &run.plan.fetches[fetch].subgraph;
+                let subgraph = run.plan.fetches[fetch].query().map(|q| q.subgraph.as_str());
                 for e in &entry.errors {
                     let error = e.to_client(subgraph, &self.path);
                     // Several hydrated fields read the same entity: report its errors once.

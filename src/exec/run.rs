@@ -20,8 +20,10 @@ use super::client::{Fetcher, RawError, SubgraphRequest, SubgraphResponse};
 use super::error::{ErrorCode, FetchError, PathSegment, SubgraphError};
 use super::input::{checked_subgraph_variables, subgraph_variables, Variables};
 use super::keys;
-use crate::plan::{Fetch, FetchKind, KeyedFetch, OperationKind, QueryPlan};
-use crate::schema::{LookupStrategy, Supergraph};
+use crate::plan::{
+    EntityFetch, Fetch, FetchKind, KeyInput, KeyStrategy, KeyedFetch, OperationKind, QueryPlan, SubgraphQuery,
+};
+use crate::schema::Supergraph;
 
 /// What one fetch produced.
 #[derive(Debug)]
@@ -139,8 +141,15 @@ impl<'r> Run<'r> {
             } else {
                 self.fetch_started();
                 let result = match &fetch.kind {
-                    FetchKind::Root => self.fetch_root(fetch).await,
-                    FetchKind::Lookup(keyed) | FetchKind::Join(keyed) => self.fetch_keyed(fetch, keyed).await,
+                    FetchKind::Root(query) => self.fetch_root(fetch, query).await,
+                    FetchKind::Lookup(query, keyed) | FetchKind::Join(query, keyed) => {
+                        let spec = || BatchSpec::keyed(fetch, query, keyed, self);
+                        self.fetch_keyed(fetch, query, &keyed.keys, spec).await
+                    }
+                    FetchKind::Entities(query, entities) => {
+                        let spec = || BatchSpec::entities(fetch, query, entities, self);
+                        self.fetch_keyed(fetch, query, &entities.keys, spec).await
+                    }
                     FetchKind::Search(search) => self.fetch_search(fetch, search).await,
                 };
                 self.fetch_ended();
@@ -154,11 +163,11 @@ impl<'r> Run<'r> {
         })
     }
 
-    async fn fetch_root(&self, fetch: &Fetch) -> FetchResult {
+    async fn fetch_root(&self, fetch: &Fetch, query: &SubgraphQuery) -> FetchResult {
         let (variables, problems) = checked_subgraph_variables(self.schema, &fetch.arguments, self.variables);
         if let Some(problem) = problems.into_iter().next() {
             let error = FetchError::BadInput {
-                subgraph: fetch.subgraph.clone(),
+                subgraph: query.subgraph.clone(),
                 message: problem,
             };
             return FetchResult::Root(Err(error), Vec::new());
@@ -166,8 +175,8 @@ impl<'r> Run<'r> {
         let response = self
             .fetcher
             .fetch(SubgraphRequest {
-                subgraph: &fetch.subgraph,
-                query: &fetch.document,
+                subgraph: &query.subgraph,
+                query: &query.document,
                 variables,
                 headers: self.headers,
                 mutation: self.plan.kind == OperationKind::Mutation,
@@ -202,18 +211,24 @@ impl<'r> Run<'r> {
         FetchResult::Root(result, Vec::new())
     }
 
-    async fn fetch_keyed(&self, fetch: &Fetch, keyed: &KeyedFetch) -> FetchResult {
-        let keys = self.collect_keys(keyed);
+    async fn fetch_keyed(
+        &self,
+        fetch: &Fetch,
+        query: &SubgraphQuery,
+        input: &KeyInput,
+        spec: impl FnOnce() -> BatchSpec,
+    ) -> FetchResult {
+        let keys = self.collect_keys(input);
         if keys.is_empty() {
             return FetchResult::Keyed(HashMap::new());
         }
-        let loader = self.loader(fetch, keyed);
+        let loader = self.loader(fetch, query, spec);
         let loaded = loader.load_many(keys.into_iter().collect()).await;
         FetchResult::Keyed(loaded)
     }
 
     /// Every key the parent's objects hold at `key_path`/`key_alias`, deduplicated in order.
-    fn collect_keys(&self, keyed: &KeyedFetch) -> IndexSet<String> {
+    fn collect_keys(&self, keyed: &KeyInput) -> IndexSet<String> {
         let mut keys = IndexSet::new();
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
             return keys;
@@ -246,11 +261,11 @@ impl<'r> Run<'r> {
 
     /// The request's loader for this fetch's (subgraph, selection): two paths
     /// to the same entities with the same selection share one cache.
-    fn loader(&self, fetch: &Fetch, keyed: &KeyedFetch) -> KeyLoader {
+    fn loader(&self, fetch: &Fetch, query: &SubgraphQuery, spec: impl FnOnce() -> BatchSpec) -> KeyLoader {
         let cache_key = if fetch.arguments.is_empty() {
             format!(
                 "{}\u{0}{}\u{0}{}",
-                fetch.subgraph, fetch.document, fetch.selection
+                query.subgraph, query.document, query.selection
             )
         } else {
             format!("#{}", fetch.id)
@@ -261,7 +276,7 @@ impl<'r> Run<'r> {
             .or_insert_with(|| {
                 let batch = BatchLoader {
                     fetcher: Arc::clone(self.fetcher),
-                    spec: Arc::new(BatchSpec::new(fetch, keyed, self)),
+                    spec: Arc::new(spec()),
                     headers: self.headers.clone(),
                     max_batch_size: self.max_batch_size,
                 };
@@ -295,39 +310,71 @@ const MAX_JOIN_PAGES: usize = 1000;
 /// Everything a batch needs, owned, so the loader does not borrow the request.
 struct BatchSpec {
     subgraph: String,
-    strategy: LookupStrategy,
+    sends: Sends,
     is_join: bool,
     document: String,
     selection: String,
+    /// The field whose answer holds the results (`_entities` for representations).
     field: String,
     arg: String,
-    arg_type: async_graphql::parser::types::Type,
+    /// The type keys are converted to (the argument's, or the key field's).
+    key_type: async_graphql::parser::types::Type,
     send_global_id: Option<String>,
     result_key_alias: String,
     result_key_global_id: Option<String>,
-    subgraph_type: String,
-    key_source: String,
     page: Option<crate::schema::JoinPage>,
     variables: Map<String, Value>,
 }
 
+/// How a batch sends its keys.
+enum Sends {
+    /// All keys as the list `$_keys`.
+    List,
+    /// One aliased field per key, keys inline.
+    Aliases,
+    /// `_entities` representations `{__typename, <key_field>: key}` in `$_keys`.
+    Representations { type_name: String, key_field: String },
+}
+
 impl BatchSpec {
-    fn new(fetch: &Fetch, keyed: &KeyedFetch, run: &Run<'_>) -> Self {
+    fn keyed(fetch: &Fetch, query: &SubgraphQuery, keyed: &KeyedFetch, run: &Run<'_>) -> Self {
         Self {
-            subgraph: fetch.subgraph.clone(),
-            strategy: keyed.strategy,
-            is_join: matches!(fetch.kind, FetchKind::Join(_)),
-            document: fetch.document.clone(),
-            selection: fetch.selection.clone(),
+            subgraph: query.subgraph.clone(),
+            sends: match keyed.strategy {
+                KeyStrategy::Batch => Sends::List,
+                KeyStrategy::Alias => Sends::Aliases,
+            },
+            is_join: matches!(fetch.kind, FetchKind::Join(..)),
+            document: query.document.clone(),
+            selection: query.selection.clone(),
             field: keyed.field.clone(),
             arg: keyed.arg.clone(),
-            arg_type: keyed.arg_type.clone(),
+            key_type: keyed.arg_type.clone(),
             send_global_id: keyed.send_global_id.clone(),
-            result_key_alias: keyed.result_key_alias.to_string(),
-            result_key_global_id: keyed.result_key_global_id.clone(),
-            subgraph_type: keyed.subgraph_type.clone(),
-            key_source: keyed.key_source.clone(),
+            result_key_alias: keyed.keys.result_key_alias.to_string(),
+            result_key_global_id: keyed.keys.result_key_global_id.clone(),
             page: keyed.page.clone(),
+            variables: subgraph_variables(run.schema, &fetch.arguments, run.variables),
+        }
+    }
+
+    fn entities(fetch: &Fetch, query: &SubgraphQuery, entities: &EntityFetch, run: &Run<'_>) -> Self {
+        Self {
+            subgraph: query.subgraph.clone(),
+            sends: Sends::Representations {
+                type_name: entities.type_name.clone(),
+                key_field: entities.key_field.clone(),
+            },
+            is_join: false,
+            document: query.document.clone(),
+            selection: query.selection.clone(),
+            field: "_entities".into(),
+            arg: "representations".into(),
+            key_type: entities.key_type.clone(),
+            send_global_id: entities.send_global_id.clone(),
+            result_key_alias: entities.keys.result_key_alias.to_string(),
+            result_key_global_id: entities.keys.result_key_global_id.clone(),
+            page: None,
             variables: subgraph_variables(run.schema, &fetch.arguments, run.variables),
         }
     }
@@ -369,7 +416,7 @@ impl BatchLoader {
         let sendable: Vec<(&String, Value)> = chunk
             .iter()
             .filter_map(|k| {
-                keys::to_argument(k, &spec.arg_type, spec.send_global_id.as_deref()).map(|v| (k, v))
+                keys::to_argument(k, &spec.key_type, spec.send_global_id.as_deref()).map(|v| (k, v))
             })
             .collect();
         if sendable.is_empty() {
@@ -377,25 +424,25 @@ impl BatchLoader {
         }
         let mut variables = spec.variables.clone();
         let document;
-        let query = match spec.strategy {
-            LookupStrategy::Alias => {
+        let query = match &spec.sends {
+            Sends::Aliases => {
                 document = alias_document(spec, &sendable);
                 &document
             }
-            LookupStrategy::Batch => {
+            Sends::List => {
                 variables.insert(
                     "_keys".into(),
                     Value::Array(sendable.iter().map(|(_, v)| v.clone()).collect()),
                 );
                 &spec.document
             }
-            LookupStrategy::Entities => {
+            Sends::Representations { type_name, key_field } => {
                 let representations = sendable
                     .iter()
                     .map(|(_, v)| {
                         let mut r = Map::new();
-                        r.insert("__typename".into(), Value::String(spec.subgraph_type.clone()));
-                        r.insert(spec.key_source.clone(), v.clone());
+                        r.insert("__typename".into(), Value::String(type_name.clone()));
+                        r.insert(key_field.clone(), v.clone());
                         Value::Object(r)
                     })
                     .collect();
@@ -531,8 +578,8 @@ impl BatchLoader {
                 Some((key, 0))
             }
         };
-        match spec.strategy {
-            LookupStrategy::Alias => {
+        match spec.sends {
+            Sends::Aliases => {
                 for (i, (key, _)) in sent.iter().enumerate() {
                     let item = data
                         .as_object_mut()
@@ -541,13 +588,8 @@ impl BatchLoader {
                     positions.push(file(item, Some(key), &mut entries));
                 }
             }
-            LookupStrategy::Batch | LookupStrategy::Entities => {
-                let list_key = if spec.strategy == LookupStrategy::Entities {
-                    "_entities"
-                } else {
-                    spec.field.as_str()
-                };
-                if let Some(Value::Array(items)) = data.get_mut(list_key).map(std::mem::take) {
+            Sends::List | Sends::Representations { .. } => {
+                if let Some(Value::Array(items)) = data.get_mut(&spec.field).map(std::mem::take) {
                     for (i, item) in items.into_iter().enumerate() {
                         // Lookups answer in request order; a null item's key is the one sent at its position.
                         let fallback = if spec.is_join {
@@ -563,8 +605,8 @@ impl BatchLoader {
         let mut whole_failure = None;
         for error in response.errors {
             let path = error.path.clone().unwrap_or_default();
-            let (position, rest) = match (spec.strategy, path.as_slice()) {
-                (LookupStrategy::Alias, [PathSegment::Key(alias), rest @ ..]) => (
+            let (position, rest) = match (&spec.sends, path.as_slice()) {
+                (Sends::Aliases, [PathSegment::Key(alias), rest @ ..]) => (
                     alias.strip_prefix('_').and_then(|i| i.parse::<usize>().ok()),
                     rest,
                 ),

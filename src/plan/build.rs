@@ -18,8 +18,9 @@ use async_graphql::Name;
 
 use super::normalize::{CollectedField, Collector, Condition, Include};
 use super::{
-    ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyedFetch, MergePart, OperationKind,
-    PlanError, QueryPlan, RootField, RootSource, SelectionSet, VariableDef,
+    ArgBinding, EntityFetch, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyInput, KeyStrategy,
+    KeyedFetch, MergePart, OperationKind, PlanError, QueryPlan, RootField, RootSource, SelectionSet,
+    SubgraphQuery, TypeNames, VariableDef,
 };
 use crate::schema::{named_type, FieldDef, LookupStrategy, Resolver, Supergraph, TypeDefKind};
 
@@ -129,7 +130,7 @@ pub fn plan(
         let slot = match slot {
             Some(slot) => slot,
             None => {
-                let id = builder.reserve(subgraph);
+                let id = builder.reserve();
                 roots.push(id);
                 open.push((subgraph.clone(), id, FetchBuf::default()));
                 open.len() - 1
@@ -173,11 +174,12 @@ pub fn plan(
         );
         builder.fetches[id] = Fetch {
             id,
-            subgraph,
-            kind: FetchKind::Root,
+            kind: FetchKind::Root(SubgraphQuery {
+                subgraph,
+                selection: buf.text,
+                document,
+            }),
             arguments: buf.args,
-            selection: buf.text,
-            document,
             include: buf.include,
             children: std::mem::take(&mut builder.fetches[id].children),
         };
@@ -278,21 +280,33 @@ pub(super) struct Builder<'a> {
 #[derive(Clone, Copy)]
 pub(super) struct Scope<'s> {
     pub(super) fetch: FetchId,
-    pub(super) subgraph: &'s str,
+    /// The subgraph whose response holds the objects; `None` under a search
+    /// fetch, whose objects come from the index.
+    pub(super) subgraph: Option<&'s str>,
     pub(super) path: &'s [Name],
     pub(super) include: &'s Include,
 }
 
+impl Scope<'_> {
+    /// The subgraph whose request the fields in this scope are printed into.
+    fn printed_subgraph(&self) -> Result<&str, PlanError> {
+        self.subgraph.ok_or_else(|| {
+            unresolvable(
+                "a search hit's fields are read from the index or hydrated, never printed".to_string(),
+            )
+        })
+    }
+}
+
 impl<'a> Builder<'a> {
-    pub(super) fn reserve(&mut self, subgraph: &str) -> FetchId {
+    /// A fetch id, taken before the fetch's selection is printed (its children
+    /// are planned meanwhile); the placeholder is replaced once it is.
+    pub(super) fn reserve(&mut self) -> FetchId {
         let id = self.fetches.len();
         self.fetches.push(Fetch {
             id,
-            subgraph: subgraph.to_string(),
-            kind: FetchKind::Root,
+            kind: FetchKind::Root(SubgraphQuery::default()),
             arguments: Vec::new(),
-            selection: String::new(),
-            document: String::new(),
             include: Include::Always,
             children: Vec::new(),
         });
@@ -340,7 +354,7 @@ impl<'a> Builder<'a> {
             buf,
             Scope {
                 fetch,
-                subgraph,
+                subgraph: Some(subgraph),
                 path: &child_path,
                 include,
             },
@@ -406,6 +420,7 @@ impl<'a> Builder<'a> {
                 abstract_source: None,
             });
         }
+        let subgraph = scope.printed_subgraph()?;
         let alias = self.aliases.named("_typename");
         buf.text.push_str(&alias);
         buf.text.push_str(":__typename");
@@ -415,7 +430,7 @@ impl<'a> Builder<'a> {
                 continue;
             };
             let subgraph_name = match &object.owner {
-                Some(owner) if owner.subgraph == scope.subgraph => owner.type_name.clone(),
+                Some(owner) if owner.subgraph == subgraph => owner.type_name.clone(),
                 // Owned elsewhere: this subgraph cannot return it.
                 Some(_) => continue,
                 None => possible.to_string(),
@@ -429,7 +444,7 @@ impl<'a> Builder<'a> {
         }
         Ok(SelectionSet {
             by_type,
-            abstract_source: Some((scope.subgraph.to_string(), alias)),
+            abstract_source: Some((TypeNames::Subgraph(subgraph.to_string()), alias)),
         })
     }
 
@@ -474,7 +489,7 @@ impl<'a> Builder<'a> {
                 Resolver::Owned { source, global_id } => self.owned_field(
                     buf,
                     scope.fetch,
-                    scope.subgraph,
+                    scope.printed_subgraph()?,
                     fdef,
                     cf,
                     key,
@@ -756,6 +771,7 @@ impl<'a> Builder<'a> {
                     source: key_source,
                     global_id: result_key_global_id,
                 },
+            ty: key_type,
             ..
         }) = self.schema.field(target, &result_key_field)
         else {
@@ -766,7 +782,7 @@ impl<'a> Builder<'a> {
         let key_source = key_source.clone();
         let result_key_global_id = result_key_global_id.clone();
 
-        let id = self.reserve(&subgraph);
+        let id = self.reserve();
         self.fetches[parent.fetch].children.push(id);
         let result_key_alias = self.aliases.named("_key");
         let mut buf = FetchBuf {
@@ -803,7 +819,7 @@ impl<'a> Builder<'a> {
             &mut buf,
             Scope {
                 fetch: id,
-                subgraph: &subgraph,
+                subgraph: Some(&subgraph),
                 path: &[],
                 include,
             },
@@ -833,34 +849,56 @@ impl<'a> Builder<'a> {
             // The body is built per request (one aliased field per key); this is its header.
             LookupStrategy::Alias => format!("query{}", variable_definitions(None, &buf.args)),
         };
-        let keyed = KeyedFetch {
+        let keys = KeyInput {
             parent: parent.fetch,
             key_path: parent.path.to_vec(),
             key_alias: key_alias.clone(),
             parent_key_global_id,
-            strategy,
-            field,
-            arg,
-            arg_type,
-            send_global_id,
             result_key_alias,
             result_key_global_id,
-            subgraph_type: owner.type_name.clone(),
-            key_source,
-            page,
+        };
+        let query = SubgraphQuery {
+            subgraph,
+            selection: buf.text,
+            document,
+        };
+        let kind = match strategy {
+            LookupStrategy::Entities => FetchKind::Entities(
+                query,
+                EntityFetch {
+                    keys,
+                    type_name: owner.type_name.clone(),
+                    key_field: key_source,
+                    key_type: key_type.clone(),
+                    send_global_id,
+                },
+            ),
+            LookupStrategy::Batch | LookupStrategy::Alias => {
+                let keyed = KeyedFetch {
+                    keys,
+                    strategy: if strategy == LookupStrategy::Alias {
+                        KeyStrategy::Alias
+                    } else {
+                        KeyStrategy::Batch
+                    },
+                    field,
+                    arg,
+                    arg_type,
+                    send_global_id,
+                    page,
+                };
+                if join.is_some() {
+                    FetchKind::Join(query, keyed)
+                } else {
+                    FetchKind::Lookup(query, keyed)
+                }
+            }
         };
         let children = std::mem::take(&mut self.fetches[id].children);
         self.fetches[id] = Fetch {
             id,
-            subgraph,
-            kind: if join.is_some() {
-                FetchKind::Join(keyed)
-            } else {
-                FetchKind::Lookup(keyed)
-            },
+            kind,
             arguments: buf.args,
-            selection: buf.text,
-            document,
             include: include.clone(),
             children,
         };

@@ -3,8 +3,7 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
-use super::{Fetch, FetchKind, Include, OperationKind, QueryPlan};
-use crate::schema::LookupStrategy;
+use super::{Fetch, FetchKind, Include, KeyInput, KeyStrategy, OperationKind, QueryPlan};
 
 impl Display for QueryPlan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -42,9 +41,9 @@ impl QueryPlan {
             writeln!(f, "{pad}  if: {}", condition(&fetch.include))?;
         }
         let body = match &fetch.kind {
-            FetchKind::Lookup(k) if k.strategy == LookupStrategy::Alias => format!(
+            FetchKind::Lookup(q, k) if k.strategy == KeyStrategy::Alias => format!(
                 "{}{{_0:{}({}:<key0>){{{}}} …}}",
-                fetch.document, k.field, k.arg, fetch.selection
+                q.document, k.field, k.arg, q.selection
             ),
             FetchKind::Search(_) => {
                 let args: Vec<String> = fetch
@@ -54,7 +53,10 @@ impl QueryPlan {
                     .collect();
                 format!("({})", args.join(", "))
             }
-            _ => fetch.document.clone(),
+            FetchKind::Root(q)
+            | FetchKind::Lookup(q, _)
+            | FetchKind::Join(q, _)
+            | FetchKind::Entities(q, _) => q.document.clone(),
         };
         writeln!(f, "{pad}  {body}")?;
         for &child in &fetch.children {
@@ -66,30 +68,42 @@ impl QueryPlan {
 
 fn header(fetch: &Fetch) -> String {
     match &fetch.kind {
-        FetchKind::Root => format!("Fetch(service: \"{}\")", fetch.subgraph),
+        FetchKind::Root(q) => format!("Fetch(service: \"{}\")", q.subgraph),
         FetchKind::Search(s) => format!("Search(index: \"{}\", field: {})", s.index, s.field),
-        FetchKind::Lookup(k) | FetchKind::Join(k) => {
-            let what = if matches!(fetch.kind, FetchKind::Join(_)) {
+        FetchKind::Lookup(q, k) | FetchKind::Join(q, k) => {
+            let what = if matches!(fetch.kind, FetchKind::Join(..)) {
                 "Join"
             } else {
                 "Lookup"
             };
             let strategy = match k.strategy {
-                LookupStrategy::Batch => "batch",
-                LookupStrategy::Alias => "alias",
-                LookupStrategy::Entities => "entities",
+                KeyStrategy::Batch => "batch",
+                KeyStrategy::Alias => "alias",
             };
-            let mut at = String::new();
-            for p in &k.key_path {
-                let _ = write!(at, "{p}.");
-            }
-            at.push_str(&k.key_alias);
             format!(
-                "{what}(service: \"{}\", {strategy}: {}({}), keys: {at})",
-                fetch.subgraph, k.field, k.arg
+                "{what}(service: \"{}\", {strategy}: {}({}), keys: {})",
+                q.subgraph,
+                k.field,
+                k.arg,
+                key_location(&k.keys)
             )
         }
+        FetchKind::Entities(q, e) => format!(
+            "Lookup(service: \"{}\", entities: _entities(representations), keys: {})",
+            q.subgraph,
+            key_location(&e.keys)
+        ),
     }
+}
+
+/// `path.to.key` in the parent's objects.
+fn key_location(keys: &KeyInput) -> String {
+    let mut at = String::new();
+    for p in &keys.key_path {
+        let _ = write!(at, "{p}.");
+    }
+    at.push_str(&keys.key_alias);
+    at
 }
 
 fn condition(include: &Include) -> String {

@@ -15,9 +15,8 @@ use async_graphql_value::{Name, Value};
 
 pub use build::plan;
 pub use normalize::{Condition, Include};
-pub use search::SEARCH_SUBGRAPH;
 
-use crate::schema::{InputValueDef, LookupStrategy};
+use crate::schema::InputValueDef;
 
 pub type FetchId = usize;
 
@@ -49,35 +48,58 @@ pub struct VariableDef {
     pub default: Option<async_graphql_value::ConstValue>,
 }
 
-/// One request to one subgraph (or, for lookups, one per chunk of keys).
+/// One step of a plan: a request to one subgraph (for keyed fetches, one per
+/// chunk of keys) or one search.
 #[derive(Debug)]
 pub struct Fetch {
     pub id: FetchId,
-    pub subgraph: String,
     pub kind: FetchKind,
-    /// Field arguments of the selection, sent as variables `$_a0…`.
+    /// Field arguments of the selection, sent as variables `$_a0…` (for a
+    /// search, the search field's arguments by name).
     pub arguments: Vec<ArgBinding>,
-    /// The printed selection set of the fetched objects (without braces for
-    /// lookups, which wrap it per strategy).
-    pub selection: String,
-    /// The complete subgraph document for every strategy but `Alias`, whose
-    /// document depends on the number of keys.
-    pub document: String,
     /// Skip the fetch when this does not hold (it sits under `@include`/`@skip`).
     pub include: Include,
     pub children: Vec<FetchId>,
 }
 
+impl Fetch {
+    /// The subgraph request this fetch makes; `None` for a search.
+    pub fn query(&self) -> Option<&SubgraphQuery> {
+        match &self.kind {
+            FetchKind::Root(query)
+            | FetchKind::Lookup(query, _)
+            | FetchKind::Join(query, _)
+            | FetchKind::Entities(query, _) => Some(query),
+            FetchKind::Search(_) => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum FetchKind {
     /// A root field (or several, for queries) of the subgraph.
-    Root,
-    /// Entities by key, one result per key.
-    Lookup(KeyedFetch),
-    /// Rows grouped by a foreign key, a list per key.
-    Join(KeyedFetch),
+    Root(SubgraphQuery),
+    /// Entities by key through a root field of the owning service, one
+    /// result per key (`@lookup`).
+    Lookup(SubgraphQuery, KeyedFetch),
+    /// Rows grouped by a foreign key through a list field, a list per key (`@join`).
+    Join(SubgraphQuery, KeyedFetch),
+    /// Entities by key through Apollo Federation's `_entities(representations:)`.
+    Entities(SubgraphQuery, EntityFetch),
     /// A search field answered from an index (or by merging its sources).
     Search(SearchFetch),
+}
+
+/// The text of a subgraph request.
+#[derive(Debug, Default)]
+pub struct SubgraphQuery {
+    pub subgraph: String,
+    /// The printed selection set of the fetched objects (without braces for
+    /// keyed fetches, which wrap it per strategy).
+    pub selection: String,
+    /// The complete subgraph document for every fetch but an `Alias` lookup,
+    /// whose document depends on the number of keys (this is its header).
+    pub document: String,
 }
 
 /// A root field with `@search`: its arguments become a search query; the
@@ -102,9 +124,10 @@ pub fn search_key_alias(type_name: &str) -> Name {
 /// The key under which a search node holds its type name.
 pub const SEARCH_TYPE_KEY: &str = "_type";
 
-/// A fetch whose input is the set of keys found in its parent's results.
+/// Where a keyed fetch finds its keys (in its parent's results) and where its
+/// own results hold them.
 #[derive(Debug)]
-pub struct KeyedFetch {
+pub struct KeyInput {
     pub parent: FetchId,
     /// Response keys leading from each of the parent's objects to the objects
     /// that hold the key (lists are flattened on the way).
@@ -113,23 +136,49 @@ pub struct KeyedFetch {
     pub key_alias: Name,
     /// Keys read from the parent are Relay ids of this type (decoded to plain ids).
     pub parent_key_global_id: Option<String>,
-    pub strategy: LookupStrategy,
+    /// Results carry their key under this alias…
+    pub result_key_alias: Name,
+    /// …as a Relay id of this type, when set.
+    pub result_key_global_id: Option<String>,
+}
+
+/// A legacy keyed fetch: a root field of the owning service that takes keys.
+#[derive(Debug)]
+pub struct KeyedFetch {
+    pub keys: KeyInput,
+    pub strategy: KeyStrategy,
+    /// The subgraph's field (`membersByIds`, `staff`) and its key argument (`ids`, `id`).
     pub field: String,
     pub arg: String,
     pub arg_type: Type,
     /// Keys sent to the subgraph are encoded as Relay ids of this type.
     pub send_global_id: Option<String>,
-    /// Results carry their key under this alias…
-    pub result_key_alias: Name,
-    /// …as a Relay id of this type, when set.
-    pub result_key_global_id: Option<String>,
-    /// The type name in `_entities` representations and fragments.
-    pub subgraph_type: String,
-    /// The key field's name in the subgraph, for `_entities` representations.
-    pub key_source: String,
     /// Joins through a paginated list field: the document takes `$_limit`
     /// and `$_offset`, and pages are fetched until one comes back short.
     pub page: Option<crate::schema::JoinPage>,
+}
+
+/// How a legacy keyed fetch passes its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyStrategy {
+    /// All keys as one list argument (`$_keys`).
+    Batch,
+    /// One aliased root field per key (`_0: staff(id: 1)`).
+    Alias,
+}
+
+/// An Apollo Federation entity fetch: `_entities` with one representation per key.
+#[derive(Debug)]
+pub struct EntityFetch {
+    pub keys: KeyInput,
+    /// The entity's type name in the subgraph (representations' `__typename`
+    /// and the inline fragment).
+    pub type_name: String,
+    /// The key field's name in the subgraph, and its type there.
+    pub key_field: String,
+    pub key_type: Type,
+    /// Keys go into representations as Relay ids of this type.
+    pub send_global_id: Option<String>,
 }
 
 /// A subgraph variable bound to a client argument (literal, variable or default).
@@ -162,9 +211,18 @@ pub struct SelectionSet {
     /// For a concrete type a single entry; for an interface or union, one per
     /// possible type (chosen at run time by `__typename`).
     pub by_type: Vec<(Name, Vec<FieldNode>)>,
-    /// Set for abstract types: the subgraph that answers (to map its
-    /// `__typename` to a unified name) and the alias that holds it.
-    pub abstract_source: Option<(String, Name)>,
+    /// Set for abstract types: where the concrete type name comes from (the
+    /// alias that holds it, and whose names it uses).
+    pub abstract_source: Option<(TypeNames, Name)>,
+}
+
+/// Whose type names an object's `__typename` (or search `_type`) is in.
+#[derive(Debug, Clone)]
+pub enum TypeNames {
+    /// The subgraph's own names, mapped to unified names at run time.
+    Subgraph(String),
+    /// Unified names already (search hits).
+    Unified,
 }
 
 #[derive(Debug)]

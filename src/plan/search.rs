@@ -12,12 +12,9 @@ use super::build::{unresolvable, Builder, Scope};
 use super::normalize::{CollectedField, Include};
 use super::{
     search_key_alias, ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, PlanError, SearchFetch,
-    SelectionSet, SEARCH_TYPE_KEY,
+    SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
 use crate::schema::{named_type, FieldDef, IndexDef, Resolver};
-
-/// The `subgraph` of search fetches, as errors and plans name it.
-pub const SEARCH_SUBGRAPH: &str = "search";
 
 impl<'a> Builder<'a> {
     /// Plans a `@search` root field: a search fetch and the projection of its connection.
@@ -32,7 +29,7 @@ impl<'a> Builder<'a> {
         let def = schema
             .index(index)
             .ok_or_else(|| unresolvable(format!("no index named `{index}`")))?;
-        let id = self.reserve(SEARCH_SUBGRAPH);
+        let id = self.reserve();
         let mut arguments = Vec::new();
         for (name, arg) in &fdef.args {
             let value = match cf.field.node.get_argument(name) {
@@ -58,7 +55,6 @@ impl<'a> Builder<'a> {
         let children = std::mem::take(&mut self.fetches[id].children);
         self.fetches[id] = Fetch {
             id,
-            subgraph: SEARCH_SUBGRAPH.to_string(),
             kind: FetchKind::Search(SearchFetch {
                 index: index.to_string(),
                 field: fdef.name.clone(),
@@ -66,8 +62,6 @@ impl<'a> Builder<'a> {
                 counts,
             }),
             arguments,
-            selection: String::new(),
-            document: String::new(),
             include: cf.include.clone(),
             children,
         };
@@ -196,7 +190,7 @@ impl<'a> Builder<'a> {
                 let field_include = include.and(&cf.include);
                 let scope = Scope {
                     fetch,
-                    subgraph: SEARCH_SUBGRAPH,
+                    subgraph: None,
                     path,
                     include: &field_include,
                 };
@@ -304,7 +298,7 @@ impl<'a> Builder<'a> {
             if !hydrate.is_empty() {
                 let scope = Scope {
                     fetch,
-                    subgraph: SEARCH_SUBGRAPH,
+                    subgraph: None,
                     path,
                     include,
                 };
@@ -352,7 +346,7 @@ impl<'a> Builder<'a> {
             by_type,
             abstract_source: schema
                 .is_abstract(type_name)
-                .then(|| (String::new(), Name::new(SEARCH_TYPE_KEY))),
+                .then(|| (TypeNames::Unified, Name::new(SEARCH_TYPE_KEY))),
         })
     }
 }

@@ -179,9 +179,9 @@ impl Freshness {
             let Some(fetch) = plan.fetches.get(id) else {
                 continue;
             };
-            if !matches!(fetch.kind, FetchKind::Root) {
+            let FetchKind::Root(query) = &fetch.kind else {
                 continue;
-            }
+            };
             let value = data.get(root.node.response_key.as_str()).unwrap_or(&Value::Null);
             let returned = named_type(&root.node.ty).to_string();
             let returns_entity = matches!(schema.get(&returned).map(|t| &t.kind), Some(TypeDefKind::Object(o)) if o.owner.is_some());
@@ -192,7 +192,7 @@ impl Freshness {
             } else {
                 schema
                     .types()
-                    .filter(|t| matches!(&t.kind, TypeDefKind::Object(o) if o.owner.as_ref().is_some_and(|o| o.subgraph == fetch.subgraph)))
+                    .filter(|t| matches!(&t.kind, TypeDefKind::Object(o) if o.owner.as_ref().is_some_and(|o| o.subgraph == query.subgraph)))
                     .map(|t| t.name.to_string())
                     .collect()
             };
@@ -217,7 +217,7 @@ impl Freshness {
                             let owned_by_it = schema
                                 .object(&r.target)
                                 .and_then(|o| o.owner.as_ref())
-                                .is_some_and(|o| o.subgraph == fetch.subgraph);
+                                .is_some_and(|o| o.subgraph == query.subgraph);
                             if matches!(&r.kind, RelationKind::Join { on } if on == arg.def.name.as_str())
                                 && owned_by_it
                             {
