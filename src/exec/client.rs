@@ -378,7 +378,10 @@ impl Exchange {
             })?;
             if !status.is_success() {
                 // A GraphQL server may answer errors with 4xx/5xx and a GraphQL body.
-                if let Ok(parsed) = serde_json::from_slice::<SubgraphResponse>(&bytes) {
+                let parsed = std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<SubgraphResponse>(text).ok());
+                if let Some(parsed) = parsed {
                     if !parsed.errors.is_empty() {
                         return Ok(parsed);
                     }
@@ -401,11 +404,16 @@ impl Exchange {
 }
 
 fn parse_response(subgraph: &str, bytes: &[u8]) -> Result<SubgraphResponse, FetchError> {
-    let parsed: SubgraphResponse =
-        serde_json::from_slice(bytes).map_err(|e| FetchError::InvalidResponse {
-            subgraph: subgraph.to_string(),
-            reason: format!("body is not a GraphQL JSON response ({e})"),
-        })?;
+    // Validated as UTF-8 once, in bulk: read from a `&str`, serde_json skips
+    // the check on each string it reads.
+    let text = std::str::from_utf8(bytes).map_err(|e| FetchError::InvalidResponse {
+        subgraph: subgraph.to_string(),
+        reason: format!("body is not UTF-8 ({e})"),
+    })?;
+    let parsed: SubgraphResponse = serde_json::from_str(text).map_err(|e| FetchError::InvalidResponse {
+        subgraph: subgraph.to_string(),
+        reason: format!("body is not a GraphQL JSON response ({e})"),
+    })?;
     if parsed.data.is_none() && parsed.errors.is_empty() {
         return Err(FetchError::InvalidResponse {
             subgraph: subgraph.to_string(),
@@ -441,4 +449,24 @@ pub fn forwarded_headers(names: &[HeaderName], incoming: &HeaderMap) -> HeaderMa
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_bodies_are_read_or_refused_with_a_reason() {
+        let ok =
+            parse_response("s", br#"{"data":{"a":"caf\u00e9 \"q\"","b":[1,{"c":null}]}}"#).expect("parses");
+        assert_eq!(ok.data.expect("data")["a"], "café \"q\"");
+        let refused = |body: &[u8]| match parse_response("s", body) {
+            Err(FetchError::InvalidResponse { reason, .. }) => reason,
+            other => panic!("expected a refusal, got {other:?}"),
+        };
+        assert!(refused(b"{\"data\":{\"a\":\"\xff\xfe\"}}").contains("not UTF-8"));
+        assert!(refused(b"<html>busy</html>").contains("not a GraphQL JSON response"));
+        assert!(refused(b"{}").contains("neither"));
+        assert!(refused(br#"{"data":[1]}"#).contains("not an object"));
+    }
 }

@@ -17,12 +17,26 @@ use crate::schema::named_type;
 /// Canonical key of a value read from a subgraph, or `None` for null or a
 /// value that cannot be a key.
 pub fn canonical(value: &Value, global_id: Option<&str>) -> Option<String> {
+    with_canonical(value, global_id, str::to_owned)
+}
+
+/// `f` of the canonical key of `value`, without allocating it where it
+/// can be borrowed (a plain string) or formatted on the stack (an integer):
+/// for lookups, which run once per key occurrence.
+pub fn with_canonical<R>(value: &Value, global_id: Option<&str>, f: impl FnOnce(&str) -> R) -> Option<R> {
     match value {
         Value::String(s) => match global_id {
-            Some(_) => decode_global_id(s).map(|(_, id)| id.to_string()),
-            None => Some(s.clone()),
+            Some(_) => decode_global_id(s).map(|(_, id)| f(&id)),
+            None => Some(f(s)),
         },
-        Value::Number(n) => Some(n.to_string()),
+        Value::Number(n) => {
+            let mut buffer = itoa::Buffer::new();
+            Some(match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) => f(buffer.format(i)),
+                (None, Some(u)) => f(buffer.format(u)),
+                _ => f(&n.to_string()),
+            })
+        }
         _ => None,
     }
 }
@@ -86,6 +100,12 @@ mod tests {
         assert_eq!(to_argument("x", &int, None), None);
         assert_eq!(to_argument("7", &id, None), Some(Value::from("7")));
         assert_eq!(canonical(&Value::from(7), None).as_deref(), Some("7"));
+        assert_eq!(canonical(&Value::from(-7), None).as_deref(), Some("-7"));
+        assert_eq!(
+            canonical(&Value::from(u64::MAX), None).as_deref(),
+            Some("18446744073709551615")
+        );
+        assert_eq!(canonical(&Value::from(1.5), None).as_deref(), Some("1.5"));
         assert_eq!(canonical(&Value::Null, None), None);
     }
 

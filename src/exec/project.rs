@@ -440,14 +440,16 @@ impl<'a, 'r> Projector<'a, 'r> {
         key_global_id: Option<&str>,
         is_join: bool,
     ) -> &'a Value {
-        let key = object
-            .get(key_alias)
-            .and_then(|k| keys::canonical(k, key_global_id));
         let run: &'a Run<'r> = self.run;
-        let loaded = match (key.as_ref(), run.results.get(fetch).and_then(|r| r.get())) {
-            (Some(key), Some(FetchResult::Keyed(entries))) => entries.get(key),
+        let entries = match run.results.get(fetch).and_then(|r| r.get()) {
+            Some(FetchResult::Keyed(entries)) => Some(entries),
             _ => None,
         };
+        let found = object
+            .get(key_alias)
+            .and_then(|k| keys::with_canonical(k, key_global_id, |key| entries.and_then(|e| e.get(key))));
+        let has_key = found.is_some();
+        let loaded = found.flatten();
         match loaded {
             Some(Ok(entry)) => {
                 let subgraph = run.plan.fetches[fetch].query().map(|q| q.subgraph.as_str());
@@ -488,7 +490,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 &NULL
             }
             // No key, or no row has it: a join is empty, a reference is null.
-            None if is_join && key.is_some() => &EMPTY_LIST,
+            None if is_join && has_key => &EMPTY_LIST,
             None => &NULL,
         }
     }

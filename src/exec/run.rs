@@ -56,7 +56,7 @@ pub struct Run<'r> {
     pub headers: &'r HeaderMap,
     pub max_batch_size: usize,
     pub results: Vec<OnceLock<FetchResult>>,
-    loaders: Mutex<HashMap<String, KeyLoader>>,
+    loaders: Mutex<FastMap<String, KeyLoader>>,
     in_flight: Mutex<InFlight>,
 }
 
@@ -69,7 +69,10 @@ struct InFlight {
     total: Duration,
 }
 
-type KeyLoader = Loader<String, Loaded, BatchLoader>;
+/// Keys are hashed several times each on their way through a batch: a fast
+/// hash (seeded per process) where the maps are ours to choose.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+type KeyLoader = Loader<String, Loaded, BatchLoader, FastMap<String, Loaded>>;
 
 impl<'r> Run<'r> {
     pub fn new(
@@ -90,7 +93,7 @@ impl<'r> Run<'r> {
             headers,
             max_batch_size: max_batch_size.max(1),
             results: plan.fetches.iter().map(|_| OnceLock::new()).collect(),
-            loaders: Mutex::new(HashMap::new()),
+            loaders: Mutex::new(FastMap::default()),
             in_flight: Mutex::new(InFlight::default()),
         }
     }
@@ -228,18 +231,20 @@ impl<'r> Run<'r> {
     }
 
     /// Every key the parent's objects hold at `key_path`/`key_alias`, deduplicated in order.
-    fn collect_keys(&self, keyed: &KeyInput) -> IndexSet<String> {
-        let mut keys = IndexSet::new();
+    fn collect_keys(&self, keyed: &KeyInput) -> IndexSet<String, foldhash::fast::RandomState> {
+        let mut keys = IndexSet::default();
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
             return keys;
         };
         let mut visit = |object: &Value| {
             walk(object, &keyed.key_path, &mut |holder| {
-                if let Some(key) = holder
-                    .get(keyed.key_alias.as_str())
-                    .and_then(|v| keys::canonical(v, keyed.parent_key_global_id.as_deref()))
-                {
-                    keys.insert(key);
+                if let Some(v) = holder.get(keyed.key_alias.as_str()) {
+                    // Most keys repeat (twenty contracts, three managers): allocate only new ones.
+                    keys::with_canonical(v, keyed.parent_key_global_id.as_deref(), |key| {
+                        if !keys.contains(key) {
+                            keys.insert(key.to_owned());
+                        }
+                    });
                 }
             });
         };
@@ -281,7 +286,7 @@ impl<'r> Run<'r> {
                     max_batch_size: self.max_batch_size,
                 };
                 // Chunking happens inside the batch function so chunks go out concurrently.
-                Loader::new(batch).with_max_batch_size(usize::MAX)
+                Loader::with_cache(batch, FastMap::default()).with_max_batch_size(usize::MAX)
             })
             .clone()
     }
@@ -549,12 +554,12 @@ impl BatchLoader {
         response: SubgraphResponse,
     ) -> HashMap<String, Loaded> {
         let spec = &*self.spec;
-        let mut entries: HashMap<String, Entry> = HashMap::new();
+        let mut entries: FastMap<String, Entry> = FastMap::default();
         let mut data = response.data.unwrap_or(Value::Null);
         // (key, index in its group) of each item, by position in the response list.
         let mut positions: Vec<Option<(String, usize)>> = Vec::new();
         // Items move out of the response into their entries, uncopied.
-        let file = |item: Value, fallback: Option<&String>, entries: &mut HashMap<String, Entry>| {
+        let file = |item: Value, fallback: Option<&String>, entries: &mut FastMap<String, Entry>| {
             let key = item
                 .get(&spec.result_key_alias)
                 .and_then(|k| keys::canonical(k, spec.result_key_global_id.as_deref()))
