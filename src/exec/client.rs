@@ -59,7 +59,7 @@ impl<'de> Deserialize<'de> for PathSegment {
         }
         Ok(match Raw::deserialize(d)? {
             Raw::Index(i) => PathSegment::Index(i),
-            Raw::Key(k) => PathSegment::Key(k.into()),
+            Raw::Key(k) => PathSegment::Key(async_graphql::Name::new(k)),
         })
     }
 }

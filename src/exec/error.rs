@@ -8,7 +8,6 @@
 //! pipeline logs under the request id and leaves out of the response.
 
 use std::fmt;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -205,7 +204,9 @@ impl FetchError {
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
 #[serde(untagged)]
 pub enum PathSegment {
-    Key(Arc<str>),
+    /// A response key: the plan's own `Name` (an `Arc` clone per field
+    /// visited, not a copy of the string).
+    Key(async_graphql::Name),
     Index(usize),
 }
 

@@ -107,7 +107,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                             .output
                             .iter()
                             .filter(|r| matches!(r.source, RootSource::Fetch(f) if f == id))
-                            .map(|r| vec![PathSegment::Key(r.node.response_key.as_str().into())])
+                            .map(|r| vec![PathSegment::Key(r.node.response_key.clone())])
                             .collect()
                     } else {
                         vec![Vec::new()]
@@ -130,8 +130,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 continue;
             }
             self.key(&mut first, &node.response_key);
-            self.path
-                .push(PathSegment::Key(node.response_key.as_str().into()));
+            self.path.push(PathSegment::Key(node.response_key.clone()));
             let result = match root.source {
                 RootSource::Static => {
                     self.typename(node);
@@ -374,8 +373,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 continue;
             }
             self.key(&mut first, &field.response_key);
-            self.path
-                .push(PathSegment::Key(field.response_key.as_str().into()));
+            self.path.push(PathSegment::Key(field.response_key.clone()));
             let result = self.write_field(object, field);
             self.path.pop();
             result?;
