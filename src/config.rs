@@ -49,6 +49,20 @@ pub struct Config {
     pub security: SecurityConfig,
     pub traffic: TrafficConfig,
     pub telemetry: TelemetryConfig,
+    pub supergraph: SupergraphConfig,
+    /// `subgraphs` holds the nine demo services because the file names no
+    /// `[subgraphs]`: a supergraph's own URLs replace them.
+    #[serde(skip)]
+    demo_subgraphs: bool,
+}
+
+/// An Apollo Federation 2 supergraph to serve instead of schema.graphql
+/// (`tessera serve --supergraph FILE` does the same). Subgraph URLs come
+/// from its `@join__graph(url:)`; `[subgraphs.<name>]` overrides them.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupergraphConfig {
+    pub path: Option<PathBuf>,
 }
 
 /// What one operation may ask (docs/operations.md, "Limits"). Each refusal
@@ -469,6 +483,8 @@ impl Default for Config {
             security: SecurityConfig::default(),
             traffic: TrafficConfig::default(),
             telemetry: TelemetryConfig::default(),
+            supergraph: SupergraphConfig::default(),
+            demo_subgraphs: true,
         }
     }
 }
@@ -492,13 +508,15 @@ impl Config {
     }
 
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_string(),
             message: e.message().to_string()
                 + &e.span()
                     .map(|s| format!(" (at byte {})", s.start))
                     .unwrap_or_default(),
         })?;
+        config.demo_subgraphs =
+            toml::from_str::<toml::Table>(text).is_ok_and(|t| !t.contains_key("subgraphs"));
         config.finish()
     }
 
@@ -731,6 +749,38 @@ impl Config {
     /// and tests, refused by `tessera serve`.
     pub fn uses_development_secret(&self) -> bool {
         self.search.cursor_secret == DEVELOPMENT_CURSOR_SECRET
+    }
+
+    /// Adds the subgraphs a Federation supergraph declares
+    /// (`@join__graph(url:)`) that the configuration does not name itself;
+    /// `[subgraphs.<name>]` and `TESSERA_SUBGRAPH_<NAME>_URL` override them.
+    pub fn declare_subgraphs<'a>(
+        &mut self,
+        declared: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<(), ConfigError> {
+        let mut declared = declared.into_iter().peekable();
+        if declared.peek().is_some() && self.demo_subgraphs {
+            // The nine demo services' default endpoints never shadow a supergraph's own.
+            let defaults = Config::default().subgraphs;
+            self.subgraphs
+                .retain(|name, s| defaults.get(name).is_none_or(|d| d.url != s.url));
+            self.demo_subgraphs = false;
+        }
+        for (name, url) in declared {
+            if self.subgraphs.contains_key(name) {
+                continue;
+            }
+            let var = format!("TESSERA_SUBGRAPH_{}_URL", name.to_uppercase());
+            let url = std::env::var(&var).unwrap_or_else(|_| url.clone());
+            self.subgraphs.insert(
+                name.clone(),
+                SubgraphConfig {
+                    url,
+                    timeout: default_timeout(),
+                },
+            );
+        }
+        self.validate()
     }
 
     /// Checks that every subgraph the schema names has an endpoint.

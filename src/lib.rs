@@ -189,9 +189,11 @@ pub fn build_with_backend(
 
 fn executor(config: &Config, schema_sdl: &str) -> Result<Executor, StartError> {
     let schema = Arc::new(Supergraph::parse(schema_sdl).map_err(StartError::Schema)?);
+    let mut config = config.clone();
+    config.declare_subgraphs(schema.declared_urls())?;
     config.check_subgraphs(schema.subgraphs())?;
     let fetcher: Arc<dyn exec::Fetcher> = Arc::new(HttpFetcher::with_traffic(
-        endpoints(config),
+        endpoints(&config),
         config.traffic.clone(),
     )?);
     Ok(Executor::new(schema, fetcher, config.execution.max_batch_size))
@@ -208,7 +210,9 @@ pub struct CheckReport {
 /// Introspects every subgraph the schema names and compares.
 pub async fn check_subgraphs(config: &Config, schema: &Supergraph) -> Result<CheckReport, StartError> {
     use schema::check::{SubgraphSchema, INTROSPECTION_QUERY};
-    let endpoints = endpoints(config);
+    let mut config = config.clone();
+    config.declare_subgraphs(schema.declared_urls())?;
+    let endpoints = endpoints(&config);
     let fetcher = HttpFetcher::new(endpoints)?;
     let headers = reqwest::header::HeaderMap::new();
     let mut report = CheckReport::default();

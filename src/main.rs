@@ -30,6 +30,10 @@ struct Common {
     /// The unified schema.
     #[arg(long, default_value = "schema.graphql", env = "TESSERA_SCHEMA")]
     schema: PathBuf,
+    /// An Apollo Federation 2 supergraph to serve instead of the schema
+    /// (also `[supergraph] path` in the configuration).
+    #[arg(long, env = "TESSERA_SUPERGRAPH", conflicts_with = "schema")]
+    supergraph: Option<PathBuf>,
     /// Configuration file (defaults apply when the default file is absent).
     #[arg(long, default_value = "tessera.toml", env = "TESSERA_CONFIG")]
     config: PathBuf,
@@ -205,7 +209,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.server.listen = listen;
             }
-            let sdl = read_schema(&common)?;
+            let (_, sdl) = read_schema(&common, &config)?;
             serve(config, &sdl).await
         }
         Command::Demo {
@@ -217,8 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => demo(common, scale, listen, base_port, events_latency).await,
         Command::Check { common } => {
             let config = load_config(&common)?;
-            let sdl = read_schema(&common)?;
-            let file = common.schema.display().to_string();
+            let (file, sdl) = read_schema(&common, &config)?;
             let schema = parse_schema(&sdl, &file)?;
             let report = tessera::check_subgraphs(&config, &schema).await?;
             for (name, why) in &report.unreachable {
@@ -239,8 +242,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             query,
             operation_name,
         } => {
-            let sdl = read_schema(&common)?;
-            let schema = parse_schema(&sdl, &common.schema.display().to_string())?;
+            let config = load_config(&common)?;
+            let (file, sdl) = read_schema(&common, &config)?;
+            let schema = parse_schema(&sdl, &file)?;
             let doc = async_graphql::parser::parse_query(&query).context("the operation does not parse")?;
             let plan = tessera::plan::plan(&schema, &doc, operation_name.as_deref())?;
             println!("{plan}");
@@ -254,13 +258,20 @@ fn load_config(common: &Common) -> anyhow::Result<Config> {
     Ok(Config::load(&common.config, explicit)?)
 }
 
-fn read_schema(common: &Common) -> anyhow::Result<String> {
-    std::fs::read_to_string(&common.schema).with_context(|| {
-        format!(
-            "cannot read the schema {} (run from the repository root or pass --schema)",
-            common.schema.display()
-        )
-    })
+/// `(file, text)` of the schema to serve: the supergraph named by
+/// `--supergraph` or `[supergraph] path`, else schema.graphql.
+fn read_schema(common: &Common, config: &Config) -> anyhow::Result<(String, String)> {
+    let supergraph = common.supergraph.as_ref().or(config.supergraph.path.as_ref());
+    let path = supergraph.unwrap_or(&common.schema);
+    let file = path.display().to_string();
+    let sdl = std::fs::read_to_string(path).with_context(|| match supergraph {
+        Some(_) => format!("cannot read the supergraph {file}"),
+        None => format!("cannot read the schema {file} (run from the repository root or pass --schema)"),
+    })?;
+    if supergraph.is_some() && parse_schema(&sdl, &file)?.federation().is_none() {
+        bail!("{file} is not an Apollo Federation supergraph (it declares no `enum join__Graph`); pass it with --schema if it is Tessera's schema.graphql");
+    }
+    Ok((file, sdl))
 }
 
 fn parse_schema(sdl: &str, file: &str) -> anyhow::Result<tessera::schema::Supergraph> {
@@ -326,7 +337,7 @@ fn intervals(config: &Config) -> tessera::sync::Intervals {
 
 async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> {
     let config = load_config(&common)?;
-    let sdl = read_schema(&common)?;
+    let (_, sdl) = read_schema(&common, &config)?;
     let tessera = tessera::build(&config, &sdl)?;
     let syncer = &tessera.syncer;
     match action {
@@ -611,7 +622,10 @@ async fn demo(
     if base_port.checked_add(8).is_none() {
         bail!("--base-port {base_port} leaves no room for nine services; use a port below 65527");
     }
-    let sdl = read_schema(&common)?;
+    if common.supergraph.is_some() {
+        bail!("the demo serves the nine services behind schema.graphql; serve a supergraph with `tessera serve --supergraph FILE`");
+    }
+    let (_, sdl) = read_schema(&common, &Config::default())?;
     let started = Instant::now();
     // The services announce every committed write; the gateway applies
     // them at once (deletes included).

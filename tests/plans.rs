@@ -138,3 +138,31 @@ fn fetch_kinds_say_what_they_are() {
         "{kinds:?}"
     );
 }
+
+// Apollo Federation supergraph (subgraphs/federation/supergraph.graphql).
+
+fn supergraph_plan(query: &str) -> String {
+    let schema = Supergraph::parse(include_str!("../subgraphs/federation/supergraph.graphql"))
+        .expect("the supergraph loads");
+    let doc = async_graphql::parser::parse_query(query).expect("query parses");
+    tessera::plan::plan(&schema, &doc, None)
+        .expect("plans")
+        .to_string()
+}
+
+#[test]
+fn supergraph_five_levels_one_entity_fetch_per_subgraph_and_step() {
+    insta::assert_snapshot!(supergraph_plan(
+        "{ users(first: 2) { id name reviews { id body author { username } product { upc name price inStock shippingEstimate reviews { id author { id name username } } } } } }"
+    ));
+}
+
+#[test]
+fn supergraph_requires_provides_and_conditions() {
+    insta::assert_snapshot!(supergraph_plan(
+        "query($stock: Boolean!) {
+           topProducts(first: 3) { upc shippingEstimate inStock @include(if: $stock) }
+           topReviews { author { username } }
+         }"
+    ));
+}

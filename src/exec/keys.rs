@@ -8,10 +8,11 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use async_graphql::parser::types::Type;
 
+use crate::plan::{ParentKey, RepresentationField};
 use crate::schema::named_type;
 
 /// Canonical key of a value read from a subgraph, or `None` for null or a
@@ -78,6 +79,85 @@ pub fn id_output(value: &Value, global_id: bool) -> Option<String> {
     }
 }
 
+/// `f` of the key `holder` (an object of a parent fetch's answer) gives a
+/// child fetch, or `None` when it has none (a null key field, a
+/// representation missing a field).
+pub fn with_parent_key<R>(
+    key: &ParentKey,
+    holder: &Map<String, Value>,
+    f: impl FnOnce(&str) -> R,
+) -> Option<R> {
+    match key {
+        ParentKey::Field { alias, global_id } => {
+            with_canonical(holder.get(alias.as_str())?, global_id.as_deref(), f)
+        }
+        ParentKey::Representation(representation) => {
+            if let Some(alias) = &representation.typename_alias {
+                if holder.get(alias.as_str()).and_then(Value::as_str) != Some(&representation.type_name) {
+                    return None;
+                }
+            }
+            let mut text = String::with_capacity(64);
+            text.push_str("{\"__typename\":");
+            push_json_string(&mut text, &representation.type_name);
+            if !write_representation_fields(&mut text, &representation.fields, holder, true) {
+                return None;
+            }
+            text.push('}');
+            Some(f(&text))
+        }
+    }
+}
+
+/// Appends `,"name":value` for each field (the object is open); `false`
+/// when a top-level field is absent or null (the object cannot be identified).
+fn write_representation_fields(
+    text: &mut String,
+    fields: &[RepresentationField],
+    holder: &Map<String, Value>,
+    top: bool,
+) -> bool {
+    for (i, field) in fields.iter().enumerate() {
+        let value = holder.get(&field.alias).unwrap_or(&Value::Null);
+        if top && value.is_null() {
+            return false;
+        }
+        if i > 0 || top {
+            text.push(',');
+        }
+        push_json_string(text, &field.name);
+        text.push(':');
+        write_selected(text, value, &field.selection);
+    }
+    true
+}
+
+/// A value with only the `selection` of its objects (all of it for a leaf).
+fn write_selected(text: &mut String, value: &Value, selection: &[RepresentationField]) {
+    match value {
+        Value::Object(object) if !selection.is_empty() => {
+            text.push('{');
+            write_representation_fields(text, selection, object, false);
+            text.push('}');
+        }
+        Value::Array(items) if !selection.is_empty() => {
+            text.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    text.push(',');
+                }
+                write_selected(text, item, selection);
+            }
+            text.push(']');
+        }
+        other => text.push_str(&other.to_string()),
+    }
+}
+
+fn push_json_string(text: &mut String, s: &str) {
+    text.push_str(&Value::String(s.to_owned()).to_string());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +192,37 @@ mod tests {
     #[test]
     fn tampered_global_ids_are_not_keys() {
         assert_eq!(canonical(&Value::from("not base64!"), Some("MemberNode")), None);
+    }
+
+    #[test]
+    fn representations_are_built_from_the_aliased_fields_of_their_type_only() {
+        use crate::plan::{ParentKey, Representation, RepresentationField};
+        let field = |name: &str, alias: &str, selection: Vec<RepresentationField>| RepresentationField {
+            name: name.into(),
+            alias: alias.into(),
+            selection,
+        };
+        let key = ParentKey::Representation(std::sync::Arc::new(Representation {
+            type_name: "Product".into(),
+            typename_alias: Some(async_graphql::Name::new("_typename")),
+            fields: vec![
+                field("upc", "_r_upc", vec![]),
+                field("dimensions", "_r_dimensions", vec![field("size", "size", vec![])]),
+            ],
+        }));
+        let holder = |v: serde_json::Value| v.as_object().cloned().expect("object");
+        let product = holder(serde_json::json!({
+            "_typename": "Product", "_r_upc": "1", "name": "kit",
+            "_r_dimensions": [{ "size": "S", "weight": 2 }, null]
+        }));
+        assert_eq!(
+            with_parent_key(&key, &product, str::to_owned).as_deref(),
+            Some(r#"{"__typename":"Product","upc":"1","dimensions":[{"size":"S"},null]}"#)
+        );
+        // Another type at the same path, or no key: no representation.
+        let book = holder(serde_json::json!({ "_typename": "Book", "_r_upc": "1" }));
+        assert_eq!(with_parent_key(&key, &book, str::to_owned), None);
+        let keyless = holder(serde_json::json!({ "_typename": "Product", "_r_upc": null }));
+        assert_eq!(with_parent_key(&key, &keyless, str::to_owned), None);
     }
 }

@@ -13,7 +13,9 @@ use super::error::{ErrorCode, GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
 use super::keys;
 use super::run::{FetchResult, Run};
-use crate::plan::{FieldKind, FieldNode, MergePart, RootSource, SelectionSet, TypeNames, SEARCH_TYPE_KEY};
+use crate::plan::{
+    FieldKind, FieldNode, MergePart, ParentKey, RootSource, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
+};
 
 /// A value that must not be null was null: its parent has to become null.
 struct Bubble;
@@ -317,21 +319,13 @@ impl<'a, 'r> Projector<'a, 'r> {
                 continue;
             };
             let hydration = node_fields.iter().find_map(|f| match &f.kind {
-                FieldKind::Hydrated {
-                    fetch,
-                    key_alias,
-                    key_global_id,
-                    ..
-                } => Some((*fetch, key_alias, key_global_id)),
+                FieldKind::Hydrated { fetch, key, .. } => Some((*fetch, key)),
                 _ => None,
             });
-            let Some((fetch, key_alias, key_global_id)) = hydration else {
+            let Some((fetch, key)) = hydration else {
                 continue;
             };
-            let Some(key) = node
-                .get(key_alias.as_str())
-                .and_then(|k| keys::canonical(k, key_global_id.as_deref()))
-            else {
+            let Some(key) = keys::with_parent_key(key, node, str::to_owned) else {
                 continue;
             };
             if let Some(FetchResult::Keyed(entries)) = run.results.get(fetch).and_then(|r| r.get()) {
@@ -398,29 +392,13 @@ impl<'a, 'r> Projector<'a, 'r> {
                 let value = object.get(data_key.as_str()).unwrap_or(&Value::Null);
                 self.complete(ty, value, kind)
             }
-            FieldKind::Hydrated {
-                fetch,
-                key_alias,
-                key_global_id,
-                inner,
-            } => match self.keyed_value(object, *fetch, key_alias, key_global_id.as_deref(), false) {
+            FieldKind::Hydrated { fetch, key, inner } => match self.keyed_value(object, *fetch, key, false) {
                 Value::Object(entity) => self.write_kind(entity, ty, inner),
                 _ => self.complete(ty, &NULL, inner),
             },
-            FieldKind::Ref {
-                fetch,
-                key_alias,
-                key_global_id,
-                ..
-            }
-            | FieldKind::Join {
-                fetch,
-                key_alias,
-                key_global_id,
-                ..
-            } => {
+            FieldKind::Ref { fetch, key, .. } | FieldKind::Join { fetch, key, .. } => {
                 let is_join = matches!(kind, FieldKind::Join { .. });
-                let value = self.keyed_value(object, *fetch, key_alias, key_global_id.as_deref(), is_join);
+                let value = self.keyed_value(object, *fetch, key, is_join);
                 self.complete(ty, value, kind)
             }
             FieldKind::Merge { parts, descending } => self.write_merge(object, ty, kind, parts, *descending),
@@ -434,8 +412,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         &mut self,
         object: &Map<String, Value>,
         fetch: usize,
-        key_alias: &str,
-        key_global_id: Option<&str>,
+        key: &ParentKey,
         is_join: bool,
     ) -> &'a Value {
         let run: &'a Run<'r> = self.run;
@@ -443,9 +420,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             Some(FetchResult::Keyed(entries)) => Some(entries),
             _ => None,
         };
-        let found = object
-            .get(key_alias)
-            .and_then(|k| keys::with_canonical(k, key_global_id, |key| entries.and_then(|e| e.get(key))));
+        let found = keys::with_parent_key(key, object, |key| entries.and_then(|e| e.get(key)));
         let has_key = found.is_some();
         let loaded = found.flatten();
         match loaded {
@@ -505,13 +480,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         let mut items: Vec<(&'a Value, &'p MergePart)> = Vec::new();
         let mut failed = false;
         for part in parts {
-            match self.keyed_value(
-                object,
-                part.fetch,
-                &part.key_alias,
-                part.key_global_id.as_deref(),
-                part.is_join,
-            ) {
+            match self.keyed_value(object, part.fetch, &part.key, part.is_join) {
                 Value::Array(rows) => items.extend(rows.iter().map(|r| (r, part))),
                 // keyed_value marks the path of a value that failed.
                 Value::Null => failed |= self.error_paths.contains(&self.path),

@@ -21,7 +21,8 @@ use super::error::{ErrorCode, FetchError, PathSegment, SubgraphError};
 use super::input::{checked_subgraph_variables, subgraph_variables, Variables};
 use super::keys;
 use crate::plan::{
-    EntityFetch, Fetch, FetchKind, KeyInput, KeyStrategy, KeyedFetch, OperationKind, QueryPlan, SubgraphQuery,
+    EntityFetch, Fetch, FetchKind, KeyInput, KeyStrategy, KeyedFetch, OperationKind, QueryPlan,
+    Representations, SubgraphQuery,
 };
 use crate::schema::Supergraph;
 
@@ -230,7 +231,7 @@ impl<'r> Run<'r> {
         FetchResult::Keyed(loaded)
     }
 
-    /// Every key the parent's objects hold at `key_path`/`key_alias`, deduplicated in order.
+    /// Every key the parent's objects at `key_path` give, deduplicated in order.
     fn collect_keys(&self, keyed: &KeyInput) -> IndexSet<String, foldhash::fast::RandomState> {
         let mut keys = IndexSet::default();
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
@@ -238,14 +239,12 @@ impl<'r> Run<'r> {
         };
         let mut visit = |object: &Value| {
             walk(object, &keyed.key_path, &mut |holder| {
-                if let Some(v) = holder.get(keyed.key_alias.as_str()) {
-                    // Most keys repeat (twenty contracts, three managers): allocate only new ones.
-                    keys::with_canonical(v, keyed.parent_key_global_id.as_deref(), |key| {
-                        if !keys.contains(key) {
-                            keys.insert(key.to_owned());
-                        }
-                    });
-                }
+                // Most keys repeat (twenty contracts, three managers): allocate only new ones.
+                keys::with_parent_key(&keyed.key, holder, |key| {
+                    if !keys.contains(key) {
+                        keys.insert(key.to_owned());
+                    }
+                });
             });
         };
         match parent {
@@ -322,11 +321,12 @@ struct BatchSpec {
     /// The field whose answer holds the results (`_entities` for representations).
     field: String,
     arg: String,
-    /// The type keys are converted to (the argument's, or the key field's).
-    key_type: async_graphql::parser::types::Type,
+    /// The type keys are converted to (the argument's, or the key field's);
+    /// `None` for built representations, which are sent as they are.
+    key_type: Option<async_graphql::parser::types::Type>,
     send_global_id: Option<String>,
-    result_key_alias: String,
-    result_key_global_id: Option<String>,
+    /// Where results hold their key (and whose Relay id it is); `None`: by position.
+    result_key: Option<(String, Option<String>)>,
     page: Option<crate::schema::JoinPage>,
     variables: Map<String, Value>,
 }
@@ -339,6 +339,8 @@ enum Sends {
     Aliases,
     /// `_entities` representations `{__typename, <key_field>: key}` in `$_keys`.
     Representations { type_name: String, key_field: String },
+    /// `_entities` representations that are the keys themselves (JSON text).
+    BuiltRepresentations,
 }
 
 impl BatchSpec {
@@ -354,35 +356,51 @@ impl BatchSpec {
             selection: query.selection.clone(),
             field: keyed.field.clone(),
             arg: keyed.arg.clone(),
-            key_type: keyed.arg_type.clone(),
+            key_type: Some(keyed.arg_type.clone()),
             send_global_id: keyed.send_global_id.clone(),
-            result_key_alias: keyed.keys.result_key_alias.to_string(),
-            result_key_global_id: keyed.keys.result_key_global_id.clone(),
+            result_key: result_key(&keyed.keys),
             page: keyed.page.clone(),
             variables: subgraph_variables(run.schema, &fetch.arguments, run.variables),
         }
     }
 
     fn entities(fetch: &Fetch, query: &SubgraphQuery, entities: &EntityFetch, run: &Run<'_>) -> Self {
+        let (sends, key_type, send_global_id) = match &entities.representations {
+            Representations::KeyField {
+                key_field,
+                key_type,
+                send_global_id,
+            } => (
+                Sends::Representations {
+                    type_name: entities.type_name.clone(),
+                    key_field: key_field.clone(),
+                },
+                Some(key_type.clone()),
+                send_global_id.clone(),
+            ),
+            Representations::Built => (Sends::BuiltRepresentations, None, None),
+        };
         Self {
             subgraph: query.subgraph.clone(),
-            sends: Sends::Representations {
-                type_name: entities.type_name.clone(),
-                key_field: entities.key_field.clone(),
-            },
+            sends,
             is_join: false,
             document: query.document.clone(),
             selection: query.selection.clone(),
             field: "_entities".into(),
             arg: "representations".into(),
-            key_type: entities.key_type.clone(),
-            send_global_id: entities.send_global_id.clone(),
-            result_key_alias: entities.keys.result_key_alias.to_string(),
-            result_key_global_id: entities.keys.result_key_global_id.clone(),
+            key_type,
+            send_global_id,
+            result_key: result_key(&entities.keys),
             page: None,
             variables: subgraph_variables(run.schema, &fetch.arguments, run.variables),
         }
     }
+}
+
+fn result_key(keys: &KeyInput) -> Option<(String, Option<String>)> {
+    keys.result_key
+        .as_ref()
+        .map(|(alias, global_id)| (alias.to_string(), global_id.clone()))
 }
 
 pub struct BatchLoader {
@@ -418,12 +436,18 @@ impl BatchLoader {
     async fn load_chunk(&self, chunk: &[String]) -> HashMap<String, Loaded> {
         let spec = &*self.spec;
         // Keys that cannot be expressed in the argument's type match nothing.
-        let sendable: Vec<(&String, Value)> = chunk
-            .iter()
-            .filter_map(|k| {
-                keys::to_argument(k, &spec.key_type, spec.send_global_id.as_deref()).map(|v| (k, v))
-            })
-            .collect();
+        let sendable: Vec<(&String, Value)> = match &spec.key_type {
+            None => chunk
+                .iter()
+                .filter_map(|k| serde_json::from_str(k).ok().map(|v| (k, v)))
+                .collect(),
+            Some(key_type) => chunk
+                .iter()
+                .filter_map(|k| {
+                    keys::to_argument(k, key_type, spec.send_global_id.as_deref()).map(|v| (k, v))
+                })
+                .collect(),
+        };
         if sendable.is_empty() {
             return HashMap::new();
         }
@@ -451,6 +475,11 @@ impl BatchLoader {
                         Value::Object(r)
                     })
                     .collect();
+                variables.insert("_keys".into(), Value::Array(representations));
+                &spec.document
+            }
+            Sends::BuiltRepresentations => {
+                let representations = sendable.iter().map(|(_, v)| v.clone()).collect();
                 variables.insert("_keys".into(), Value::Array(representations));
                 &spec.document
             }
@@ -560,9 +589,10 @@ impl BatchLoader {
         let mut positions: Vec<Option<(String, usize)>> = Vec::new();
         // Items move out of the response into their entries, uncopied.
         let file = |item: Value, fallback: Option<&String>, entries: &mut FastMap<String, Entry>| {
-            let key = item
-                .get(&spec.result_key_alias)
-                .and_then(|k| keys::canonical(k, spec.result_key_global_id.as_deref()))
+            let key = spec
+                .result_key
+                .as_ref()
+                .and_then(|(alias, global_id)| keys::canonical(item.get(alias)?, global_id.as_deref()))
                 .or_else(|| fallback.cloned());
             let key = key?;
             if spec.is_join {
@@ -593,7 +623,7 @@ impl BatchLoader {
                     positions.push(file(item, Some(key), &mut entries));
                 }
             }
-            Sends::List | Sends::Representations { .. } => {
+            Sends::List | Sends::Representations { .. } | Sends::BuiltRepresentations => {
                 if let Some(Value::Array(items)) = data.get_mut(&spec.field).map(std::mem::take) {
                     for (i, item) in items.into_iter().enumerate() {
                         // Lookups answer in request order; a null item's key is the one sent at its position.

@@ -16,13 +16,14 @@ use async_graphql::parser::types::{
 use async_graphql::parser::Positioned;
 use async_graphql::Name;
 
+use super::federation::{merge_hops, Hop};
 use super::normalize::{CollectedField, Collector, Condition, Include};
 use super::{
     ArgBinding, EntityFetch, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyInput, KeyStrategy,
-    KeyedFetch, MergePart, OperationKind, PlanError, QueryPlan, RootField, RootSource, SelectionSet,
-    SubgraphQuery, TypeNames, VariableDef,
+    KeyedFetch, MergePart, OperationKind, ParentKey, PlanError, QueryPlan, Representations, RootField,
+    RootSource, SelectionSet, SubgraphQuery, TypeNames, VariableDef,
 };
-use crate::schema::{named_type, FieldDef, LookupStrategy, Resolver, Supergraph, TypeDefKind};
+use crate::schema::{named_type, FieldDef, FieldSetItem, LookupStrategy, Resolver, Supergraph, TypeDefKind};
 
 /// Plans the operation named `operation_name` (or the only one) of a document
 /// that async-graphql has already validated against the supergraph.
@@ -150,6 +151,7 @@ pub fn plan(
             false,
             &[],
             &cf.include,
+            &[],
         )?;
         output.push(RootField {
             source: RootSource::Fetch(fetch),
@@ -250,12 +252,12 @@ pub(super) struct FetchBuf {
 /// response key uses. The same base always gives the same alias within a
 /// plan, so identical selections print identical documents (and share a
 /// loader); two refs through the same key field share its alias.
-struct Aliases {
+pub(super) struct Aliases {
     taken: HashSet<Name>,
 }
 
 impl Aliases {
-    fn named(&mut self, base: &str) -> Name {
+    pub(super) fn named(&mut self, base: &str) -> Name {
         let mut candidate = Name::new(base);
         while self.taken.contains(&candidate) {
             candidate = Name::new(format!("{candidate}_"));
@@ -272,7 +274,7 @@ pub(super) struct Builder<'a> {
     pub(super) schema: &'a Supergraph,
     pub(super) collector: Collector<'a>,
     pub(super) fetches: Vec<Fetch>,
-    aliases: Aliases,
+    pub(super) aliases: Aliases,
 }
 
 /// Where the fields being printed sit: in which fetch, and at which path
@@ -285,11 +287,37 @@ pub(super) struct Scope<'s> {
     pub(super) subgraph: Option<&'s str>,
     pub(super) path: &'s [Name],
     pub(super) include: &'s Include,
+    /// Federation: fields of these objects a `@provides` on the way here
+    /// says the subgraph resolves although they are `@external` there.
+    pub(super) provided: &'s [FieldSetItem],
+    /// Federation: the objects are `_entities` answers whose representations
+    /// carry what the fields planned with them `@requires`.
+    pub(super) requirements_met: bool,
+    /// The alias under which the objects hold `__typename`, when they may be
+    /// of several types (a fragment of an abstract selection).
+    pub(super) typename: Option<&'s Name>,
 }
 
-impl Scope<'_> {
+impl<'s> Scope<'s> {
+    pub(super) fn new(
+        fetch: FetchId,
+        subgraph: Option<&'s str>,
+        path: &'s [Name],
+        include: &'s Include,
+    ) -> Self {
+        Scope {
+            fetch,
+            subgraph,
+            path,
+            include,
+            provided: &[],
+            requirements_met: false,
+            typename: None,
+        }
+    }
+
     /// The subgraph whose request the fields in this scope are printed into.
-    fn printed_subgraph(&self) -> Result<&str, PlanError> {
+    pub(super) fn printed_subgraph(&self) -> Result<&str, PlanError> {
         self.subgraph.ok_or_else(|| {
             unresolvable(
                 "a search hit's fields are read from the index or hydrated, never printed".to_string(),
@@ -316,7 +344,7 @@ impl<'a> Builder<'a> {
     /// A field read from the current subgraph object: prints it and, for
     /// composite types, its sub-selection.
     #[allow(clippy::too_many_arguments)]
-    fn owned_field(
+    pub(super) fn owned_field(
         &mut self,
         buf: &mut FetchBuf,
         fetch: FetchId,
@@ -328,6 +356,7 @@ impl<'a> Builder<'a> {
         global_id: bool,
         path: &[Name],
         include: &Include,
+        provided: &[FieldSetItem],
     ) -> Result<FieldKind, PlanError> {
         if !buf.text.is_empty() && !buf.text.ends_with('{') {
             buf.text.push(' ');
@@ -353,10 +382,8 @@ impl<'a> Builder<'a> {
         let selection = self.selection(
             buf,
             Scope {
-                fetch,
-                subgraph: Some(subgraph),
-                path: &child_path,
-                include,
+                provided,
+                ..Scope::new(fetch, Some(subgraph), &child_path, include)
             },
             named,
             &cf.selections,
@@ -433,11 +460,16 @@ impl<'a> Builder<'a> {
                 Some(owner) if owner.subgraph == subgraph => owner.type_name.clone(),
                 // Owned elsewhere: this subgraph cannot return it.
                 Some(_) => continue,
+                None if !self.schema.member_in(type_name, subgraph, possible) => continue,
                 None => possible.to_string(),
             };
             buf.text.push_str(" ...on ");
             buf.text.push_str(&subgraph_name);
             buf.text.push('{');
+            let scope = Scope {
+                typename: Some(&alias),
+                ..scope
+            };
             let fields = self.fields(buf, scope, possible, sets)?;
             buf.text.push('}');
             by_type.push((possible.clone(), fields));
@@ -469,15 +501,18 @@ impl<'a> Builder<'a> {
     where
         'a: 'c,
     {
-        let mut nodes = Vec::with_capacity(collected.len());
+        // A slot per field, in the client's order; fields another subgraph
+        // resolves (Federation) are filled once their entity fetches are planned.
+        let mut slots: Vec<Option<FieldNode>> = Vec::with_capacity(collected.len());
+        let mut hops: Vec<Hop<'c, 'a>> = Vec::new();
         for (key, cf) in collected {
             let field_name = cf.field.node.name.node.as_str();
             if field_name == "__typename" {
-                nodes.push(FieldNode::typename(
+                slots.push(Some(FieldNode::typename(
                     key.clone(),
                     cf.include.clone(),
                     type_name.clone(),
-                ));
+                )));
                 continue;
             }
             let fdef = self
@@ -497,42 +532,25 @@ impl<'a> Builder<'a> {
                     global_id.is_some(),
                     scope.path,
                     &include,
+                    &[],
                 )?,
                 Resolver::Ref { key: key_field } => {
-                    let (alias, key_global_id) = self.key_field(buf, type_name, key_field)?;
-                    let (fetch, selection, _) = self.keyed_fetch(
-                        scope,
-                        &alias,
-                        key_global_id.clone(),
-                        fdef,
-                        cf,
-                        &include,
-                        None,
-                        None,
-                    )?;
+                    let key = self.key_field(buf, type_name, key_field)?;
+                    let (fetch, selection, _) =
+                        self.keyed_fetch(scope, &key, fdef, cf, &include, None, None)?;
                     FieldKind::Ref {
                         fetch,
-                        key_alias: alias,
-                        key_global_id,
+                        key,
                         selection,
                     }
                 }
                 Resolver::Join(join) => {
-                    let (alias, key_global_id) = self.key_field(buf, type_name, &join.key)?;
-                    let (fetch, selection, _) = self.keyed_fetch(
-                        scope,
-                        &alias,
-                        key_global_id.clone(),
-                        fdef,
-                        cf,
-                        &include,
-                        Some(join),
-                        None,
-                    )?;
+                    let key = self.key_field(buf, type_name, &join.key)?;
+                    let (fetch, selection, _) =
+                        self.keyed_fetch(scope, &key, fdef, cf, &include, Some(join), None)?;
                     FieldKind::Join {
                         fetch,
-                        key_alias: alias,
-                        key_global_id,
+                        key,
                         selection,
                     }
                 }
@@ -555,22 +573,13 @@ impl<'a> Builder<'a> {
                                 )))
                             }
                         };
-                        let (alias, key_global_id) = self.key_field(buf, type_name, key_field)?;
+                        let part_key = self.key_field(buf, type_name, key_field)?;
                         // The client's selection on the abstract type, collected for this member type.
-                        let (fetch, selection, order_alias) = self.keyed_fetch(
-                            scope,
-                            &alias,
-                            key_global_id.clone(),
-                            pdef,
-                            cf,
-                            &include,
-                            join,
-                            order_by.as_ref(),
-                        )?;
+                        let (fetch, selection, order_alias) =
+                            self.keyed_fetch(scope, &part_key, pdef, cf, &include, join, order_by.as_ref())?;
                         merged.push(MergePart {
                             fetch,
-                            key_alias: alias,
-                            key_global_id,
+                            key: part_key,
                             is_join: join.is_some(),
                             item: Box::new(FieldKind::Object {
                                 data_key: key.clone(),
@@ -593,8 +602,39 @@ impl<'a> Builder<'a> {
                     let Resolver::Ref { key: key_field } = &rdef.resolver else {
                         return Err(unresolvable(format!("{type_name}.{relation} is not a @ref")));
                     };
-                    let (alias, key_global_id) = self.key_field(buf, type_name, key_field)?;
-                    self.path_field(scope, &alias, key_global_id, rdef, cf, selection, &include)?
+                    let key = self.key_field(buf, type_name, key_field)?;
+                    self.path_field(scope, key, rdef, cf, selection, &include)?
+                }
+                Resolver::Federated(federated) => {
+                    let here = scope.printed_subgraph()?;
+                    let local = federated
+                        .resolved_by(here)
+                        .filter(|g| g.requires.is_none() || scope.requirements_met)
+                        .map(|g| g.provides.as_deref().unwrap_or_default())
+                        .or_else(|| {
+                            let provided = scope.provided.iter().find(|p| p.name == field_name);
+                            provided.map(|p| &p.selection[..])
+                        });
+                    match local {
+                        Some(provided) => self.owned_field(
+                            buf,
+                            scope.fetch,
+                            here,
+                            fdef,
+                            cf,
+                            key,
+                            field_name,
+                            false,
+                            scope.path,
+                            &include,
+                            provided,
+                        )?,
+                        None => {
+                            self.entity_hop(scope, type_name, federated, slots.len(), key, cf, &mut hops)?;
+                            slots.push(None);
+                            continue;
+                        }
+                    }
                 }
                 Resolver::Delegate { .. } | Resolver::Search { .. } => {
                     return Err(unresolvable(format!(
@@ -602,14 +642,18 @@ impl<'a> Builder<'a> {
                     )))
                 }
             };
-            nodes.push(FieldNode {
+            slots.push(Some(FieldNode {
                 response_key: key.clone(),
                 ty: fdef.ty.clone(),
                 include: cf.include.clone(),
                 kind,
-            });
+            }));
         }
-        Ok(nodes)
+        let mut printed = Vec::new();
+        for hop in merge_hops(hops) {
+            self.entity_fetch(buf, scope, type_name, hop, &mut slots, &mut printed)?;
+        }
+        Ok(slots.into_iter().flatten().collect())
     }
 
     /// A `@from(path: "relation.leaf")` field: the relation's entity looked
@@ -618,8 +662,7 @@ impl<'a> Builder<'a> {
     pub(super) fn path_field(
         &mut self,
         scope: Scope<'_>,
-        key_alias: &Name,
-        key_global_id: Option<String>,
+        key: ParentKey,
         relation: &'a FieldDef,
         cf: &CollectedField<'a>,
         selection: &'a async_graphql::parser::types::ExecutableDocument,
@@ -636,16 +679,7 @@ impl<'a> Builder<'a> {
             selections: vec![(&op.node.selection_set.node, Include::Always)],
             include: cf.include.clone(),
         };
-        let (fetch, planned, _) = self.keyed_fetch(
-            scope,
-            key_alias,
-            key_global_id.clone(),
-            relation,
-            &leaf,
-            include,
-            None,
-            None,
-        )?;
+        let (fetch, planned, _) = self.keyed_fetch(scope, &key, relation, &leaf, include, None, None)?;
         let inner = planned
             .by_type
             .into_iter()
@@ -655,8 +689,7 @@ impl<'a> Builder<'a> {
             .ok_or_else(|| unresolvable(format!("@from through {} selects nothing", relation.name)))?;
         Ok(FieldKind::Hydrated {
             fetch,
-            key_alias: key_alias.clone(),
-            key_global_id,
+            key,
             inner: Box::new(inner),
         })
     }
@@ -667,7 +700,7 @@ impl<'a> Builder<'a> {
         buf: &mut FetchBuf,
         type_name: &Name,
         key_field: &Name,
-    ) -> Result<(Name, Option<String>), PlanError> {
+    ) -> Result<ParentKey, PlanError> {
         let Some(FieldDef {
             resolver: Resolver::Owned { source, global_id },
             ..
@@ -684,7 +717,10 @@ impl<'a> Builder<'a> {
         buf.text.push_str(&alias);
         buf.text.push(':');
         buf.text.push_str(source);
-        Ok((alias, global_id.clone()))
+        Ok(ParentKey::Field {
+            alias,
+            global_id: global_id.clone(),
+        })
     }
 
     /// A child fetch for a `@ref` (join = None) or `@join` field.
@@ -692,8 +728,7 @@ impl<'a> Builder<'a> {
     pub(super) fn keyed_fetch(
         &mut self,
         parent: Scope<'_>,
-        key_alias: &Name,
-        parent_key_global_id: Option<String>,
+        key: &ParentKey,
         fdef: &FieldDef,
         cf: &CollectedField<'a>,
         include: &Include,
@@ -705,8 +740,7 @@ impl<'a> Builder<'a> {
         let args = join.map(|j| (j, fdef, cf));
         self.keyed_fetch_with(
             parent,
-            key_alias,
-            parent_key_global_id,
+            key,
             target,
             include,
             args,
@@ -720,8 +754,7 @@ impl<'a> Builder<'a> {
     pub(super) fn keyed_fetch_with(
         &mut self,
         parent: Scope<'_>,
-        key_alias: &Name,
-        parent_key_global_id: Option<String>,
+        key: &ParentKey,
         target: &Name,
         include: &Include,
         join: Option<(&crate::schema::Join, &FieldDef, &CollectedField<'a>)>,
@@ -814,16 +847,7 @@ impl<'a> Builder<'a> {
             buf.args = arg_buf.args;
             extra_args = arg_buf.text;
         }
-        let selection = body(
-            self,
-            &mut buf,
-            Scope {
-                fetch: id,
-                subgraph: Some(&subgraph),
-                path: &[],
-                include,
-            },
-        )?;
+        let selection = body(self, &mut buf, Scope::new(id, Some(&subgraph), &[], include))?;
 
         let page = join.and_then(|j| j.page.clone());
         let mut var_defs = variable_definitions(Some(&arg_type), &buf.args);
@@ -852,10 +876,8 @@ impl<'a> Builder<'a> {
         let keys = KeyInput {
             parent: parent.fetch,
             key_path: parent.path.to_vec(),
-            key_alias: key_alias.clone(),
-            parent_key_global_id,
-            result_key_alias,
-            result_key_global_id,
+            key: key.clone(),
+            result_key: Some((result_key_alias, result_key_global_id)),
         };
         let query = SubgraphQuery {
             subgraph,
@@ -868,9 +890,11 @@ impl<'a> Builder<'a> {
                 EntityFetch {
                     keys,
                     type_name: owner.type_name.clone(),
-                    key_field: key_source,
-                    key_type: key_type.clone(),
-                    send_global_id,
+                    representations: Representations::KeyField {
+                        key_field: key_source,
+                        key_type: key_type.clone(),
+                        send_global_id,
+                    },
                 },
             ),
             LookupStrategy::Batch | LookupStrategy::Alias => {
@@ -961,7 +985,10 @@ fn conditions(buf: &mut FetchBuf, include: &Include) {
 }
 
 /// `($_keys:[Int!]!,$_a0:String)`, or nothing when there are no variables.
-fn variable_definitions(keys: Option<&async_graphql::parser::types::Type>, args: &[ArgBinding]) -> String {
+pub(super) fn variable_definitions(
+    keys: Option<&async_graphql::parser::types::Type>,
+    args: &[ArgBinding],
+) -> String {
     let mut parts: Vec<String> = Vec::new();
     if let Some(ty) = keys {
         parts.push(format!("$_keys:{ty}"));

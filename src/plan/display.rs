@@ -3,7 +3,9 @@
 
 use std::fmt::{self, Display, Formatter, Write};
 
-use super::{Fetch, FetchKind, Include, KeyInput, KeyStrategy, OperationKind, QueryPlan};
+use super::{
+    Fetch, FetchKind, Include, KeyInput, KeyStrategy, OperationKind, ParentKey, QueryPlan, Representations,
+};
 
 impl Display for QueryPlan {
     fn fmt(&self, f: &mut Formatter<'_>) -> fmt::Result {
@@ -88,11 +90,19 @@ fn header(fetch: &Fetch) -> String {
                 key_location(&k.keys)
             )
         }
-        FetchKind::Entities(q, e) => format!(
-            "Lookup(service: \"{}\", entities: _entities(representations), keys: {})",
-            q.subgraph,
-            key_location(&e.keys)
-        ),
+        FetchKind::Entities(q, e) => match e.representations {
+            Representations::KeyField { .. } => format!(
+                "Lookup(service: \"{}\", entities: _entities(representations), keys: {})",
+                q.subgraph,
+                key_location(&e.keys)
+            ),
+            Representations::Built => format!(
+                "Entities(service: \"{}\", type: {}, representations: {})",
+                q.subgraph,
+                e.type_name,
+                key_location(&e.keys)
+            ),
+        },
     }
 }
 
@@ -102,7 +112,13 @@ fn key_location(keys: &KeyInput) -> String {
     for p in &keys.key_path {
         let _ = write!(at, "{p}.");
     }
-    at.push_str(&keys.key_alias);
+    match &keys.key {
+        ParentKey::Field { alias, .. } => at.push_str(alias),
+        ParentKey::Representation(r) => {
+            let fields: Vec<&str> = r.fields.iter().map(|f| f.alias.as_str()).collect();
+            let _ = write!(at, "{{{}}}", fields.join(" "));
+        }
+    }
     at
 }
 

@@ -7,6 +7,7 @@
 
 mod build;
 mod display;
+mod federation;
 mod normalize;
 mod search;
 
@@ -132,14 +133,44 @@ pub struct KeyInput {
     /// Response keys leading from each of the parent's objects to the objects
     /// that hold the key (lists are flattened on the way).
     pub key_path: Vec<Name>,
-    /// The alias under which the parent's objects hold the key.
-    pub key_alias: Name,
-    /// Keys read from the parent are Relay ids of this type (decoded to plain ids).
-    pub parent_key_global_id: Option<String>,
-    /// Results carry their key under this alias…
-    pub result_key_alias: Name,
-    /// …as a Relay id of this type, when set.
-    pub result_key_global_id: Option<String>,
+    /// How each of those objects gives its key.
+    pub key: ParentKey,
+    /// Results carry their key under this alias (as a Relay id of the
+    /// type, when set); `None`: results answer in the order of the keys sent
+    /// (Federation `_entities`), and are matched by position.
+    pub result_key: Option<(Name, Option<String>)>,
+}
+
+/// How an object of a parent fetch gives the key of what a child fetch loads for it.
+#[derive(Debug, Clone)]
+pub enum ParentKey {
+    /// One field, printed into the parent's selection under `alias` (a Relay
+    /// id of `global_id`'s type, decoded to the plain id, when set).
+    Field { alias: Name, global_id: Option<String> },
+    /// A Federation representation built from several fields of the object
+    /// (the entity's key and the fields a `@requires` needs); its JSON text
+    /// is the key.
+    Representation(std::sync::Arc<Representation>),
+}
+
+/// `{"__typename": type_name, <fields>}` built from an object of the parent's answer.
+#[derive(Debug)]
+pub struct Representation {
+    pub type_name: String,
+    /// Objects at the parent's path may be of several types (an abstract
+    /// selection): only those whose `__typename` (under this alias) is
+    /// `type_name` have this representation.
+    pub typename_alias: Option<Name>,
+    pub fields: Vec<RepresentationField>,
+}
+
+/// One field of a representation: read from the parent object under
+/// `alias`, sent under `name`; an object value keeps only `selection`.
+#[derive(Debug)]
+pub struct RepresentationField {
+    pub name: String,
+    pub alias: String,
+    pub selection: Vec<RepresentationField>,
 }
 
 /// A legacy keyed fetch: a root field of the owning service that takes keys.
@@ -171,14 +202,24 @@ pub enum KeyStrategy {
 #[derive(Debug)]
 pub struct EntityFetch {
     pub keys: KeyInput,
-    /// The entity's type name in the subgraph (representations' `__typename`
-    /// and the inline fragment).
+    /// The entity's type name in the subgraph (the inline fragment).
     pub type_name: String,
-    /// The key field's name in the subgraph, and its type there.
-    pub key_field: String,
-    pub key_type: Type,
-    /// Keys go into representations as Relay ids of this type.
-    pub send_global_id: Option<String>,
+    pub representations: Representations,
+}
+
+/// How a key becomes a representation.
+#[derive(Debug)]
+pub enum Representations {
+    /// `@lookup(strategy: ENTITIES)` on a legacy schema: `{__typename, <key_field>: key}`,
+    /// the key converted to the key field's type (or a Relay id of `send_global_id`'s type).
+    KeyField {
+        key_field: String,
+        key_type: Type,
+        send_global_id: Option<String>,
+    },
+    /// A Federation supergraph: the key is the representation itself
+    /// ([`ParentKey::Representation`]).
+    Built,
 }
 
 /// A subgraph variable bound to a client argument (literal, variable or default).
@@ -273,23 +314,21 @@ pub enum FieldKind {
     /// Many-to-one: look the parent's key up in the fetch's results.
     Ref {
         fetch: FetchId,
-        key_alias: Name,
-        key_global_id: Option<String>,
+        key: ParentKey,
         selection: SelectionSet,
     },
     /// One-to-many: the list grouped under the parent's key.
     Join {
         fetch: FetchId,
-        key_alias: Name,
-        key_global_id: Option<String>,
+        key: ParentKey,
         selection: SelectionSet,
     },
-    /// A field of an object the parent only identifies (a search hit): read
-    /// from the entity `fetch` returned for the parent's key.
+    /// A field of an object the parent only identifies (a search hit, or a
+    /// Federation entity whose field another subgraph resolves): read from
+    /// the entity `fetch` returned for the parent's key.
     Hydrated {
         fetch: FetchId,
-        key_alias: Name,
-        key_global_id: Option<String>,
+        key: ParentKey,
         inner: Box<FieldKind>,
     },
     /// A list of an abstract type gathered from several keyed fetches (one
@@ -304,8 +343,7 @@ pub enum FieldKind {
 #[derive(Debug)]
 pub struct MergePart {
     pub fetch: FetchId,
-    pub key_alias: Name,
-    pub key_global_id: Option<String>,
+    pub key: ParentKey,
     pub is_join: bool,
     /// The concrete type's projection (a `FieldKind::Object`).
     pub item: Box<FieldKind>,

@@ -11,8 +11,8 @@ use async_graphql::Name;
 use super::build::{unresolvable, Builder, Scope};
 use super::normalize::{CollectedField, Include};
 use super::{
-    search_key_alias, ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, PlanError, SearchFetch,
-    SelectionSet, TypeNames, SEARCH_TYPE_KEY,
+    search_key_alias, ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, ParentKey, PlanError,
+    SearchFetch, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
 use crate::schema::{named_type, FieldDef, IndexDef, Resolver};
 
@@ -188,12 +188,7 @@ impl<'a> Builder<'a> {
                     .ok_or_else(|| unresolvable(format!("{entity}.{field_name} is not in the schema")))?;
                 let named = named_type(&fdef.ty);
                 let field_include = include.and(&cf.include);
-                let scope = Scope {
-                    fetch,
-                    subgraph: None,
-                    path,
-                    include: &field_include,
-                };
+                let scope = Scope::new(fetch, None, path, &field_include);
                 // A `@from` path the document denormalized the same way.
                 let denormalized = match &fdef.resolver {
                     Resolver::Path { relation, leaf, .. } => source.field(field_name).is_some_and(|f| {
@@ -227,37 +222,34 @@ impl<'a> Builder<'a> {
                         })
                     }
                     Resolver::Ref { key: ref_key } if source.holds_entity_field(ref_key) => {
+                        let key = ParentKey::Field {
+                            alias: ref_key.clone(),
+                            global_id: None,
+                        };
                         let (f, selection, _) =
-                            self.keyed_fetch(scope, ref_key, None, fdef, cf, &field_include, None, None)?;
+                            self.keyed_fetch(scope, &key, fdef, cf, &field_include, None, None)?;
                         Some(FieldKind::Ref {
                             fetch: f,
-                            key_alias: ref_key.clone(),
-                            key_global_id: None,
+                            key,
                             selection,
                         })
                     }
                     Resolver::Join(join)
                         if join.key == lookup_key || source.holds_entity_field(&join.key) =>
                     {
-                        let alias = if join.key == lookup_key {
-                            key_alias.clone()
-                        } else {
-                            join.key.clone()
+                        let key = ParentKey::Field {
+                            alias: if join.key == lookup_key {
+                                key_alias.clone()
+                            } else {
+                                join.key.clone()
+                            },
+                            global_id: None,
                         };
-                        let (f, selection, _) = self.keyed_fetch(
-                            scope,
-                            &alias,
-                            None,
-                            fdef,
-                            cf,
-                            &field_include,
-                            Some(join),
-                            None,
-                        )?;
+                        let (f, selection, _) =
+                            self.keyed_fetch(scope, &key, fdef, cf, &field_include, Some(join), None)?;
                         Some(FieldKind::Join {
                             fetch: f,
-                            key_alias: alias,
-                            key_global_id: None,
+                            key,
                             selection,
                         })
                     }
@@ -275,8 +267,10 @@ impl<'a> Builder<'a> {
                         };
                         Some(self.path_field(
                             scope,
-                            ref_key,
-                            None,
+                            ParentKey::Field {
+                                alias: ref_key.clone(),
+                                global_id: None,
+                            },
                             relation,
                             cf,
                             selection,
@@ -296,18 +290,16 @@ impl<'a> Builder<'a> {
                 }));
             }
             if !hydrate.is_empty() {
-                let scope = Scope {
-                    fetch,
-                    subgraph: None,
-                    path,
-                    include,
-                };
+                let scope = Scope::new(fetch, None, path, include);
                 let fields: Vec<(&Name, &CollectedField<'a>)> =
                     hydrate.iter().map(|(_, key, cf)| (*key, *cf)).collect();
+                let hit_key = ParentKey::Field {
+                    alias: key_alias.clone(),
+                    global_id: None,
+                };
                 let (lookup, selection, _) = self.keyed_fetch_with(
                     scope,
-                    &key_alias,
-                    None,
+                    &hit_key,
                     entity,
                     include,
                     None,
@@ -333,8 +325,7 @@ impl<'a> Builder<'a> {
                         include: node.include,
                         kind: FieldKind::Hydrated {
                             fetch: lookup,
-                            key_alias: key_alias.clone(),
-                            key_global_id: None,
+                            key: hit_key.clone(),
                             inner: Box::new(node.kind),
                         },
                     });

@@ -347,7 +347,8 @@ impl<'a> Checker<'a> {
                 | Resolver::Delegate { .. }
                 | Resolver::Merge { .. }
                 | Resolver::Path { .. }
-                | Resolver::Search { .. } => {}
+                | Resolver::Search { .. }
+                | Resolver::Federated(_) => {}
             }
         }
     }

@@ -6,7 +6,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use async_graphql::parser::types::{
-    ConstDirective, FieldDefinition, InputValueDefinition, Type, TypeKind, TypeSystemDefinition,
+    ConstDirective, FieldDefinition, InputValueDefinition, ServiceDocument, Type, TypeKind,
+    TypeSystemDefinition,
 };
 use async_graphql::parser::{parse_schema, Pos, Positioned};
 use async_graphql_value::{ConstValue, Name};
@@ -63,7 +64,14 @@ pub(super) fn load(sdl: &str) -> Result<Supergraph, Vec<SchemaError>> {
         let pos = e.positions().next().unwrap_or_default();
         vec![SchemaError::new(pos, format!("syntax error: {e}"))]
     })?;
+    if super::federation::is_supergraph(&doc) {
+        return super::federation::load(doc);
+    }
+    load_document(&doc)
+}
 
+/// A parsed schema in Tessera's dialect (or a supergraph translated to it).
+pub(super) fn load_document(doc: &ServiceDocument) -> Result<Supergraph, Vec<SchemaError>> {
     let mut loader = Loader::default();
     let mut query_type: Name = Name::new("Query");
     let mut mutation_type: Option<Name> = None;
@@ -142,7 +150,7 @@ pub(super) fn load(sdl: &str) -> Result<Supergraph, Vec<SchemaError>> {
         return Err(loader.errors);
     }
 
-    let validator = validation_schema::build(&doc, &query_type, mutation_type.as_ref())
+    let validator = validation_schema::build(doc, &query_type, mutation_type.as_ref())
         .map_err(|e| vec![SchemaError::new(Pos::default(), e)])?;
     let client_sdl = validator.sdl();
     Ok(Supergraph {
@@ -150,6 +158,7 @@ pub(super) fn load(sdl: &str) -> Result<Supergraph, Vec<SchemaError>> {
         query_type,
         mutation_type,
         subgraphs: loader.subgraphs,
+        federation: None,
         indexes: loader.indexes,
         client_sdl,
         validator,
@@ -221,6 +230,7 @@ impl Loader {
                     changes,
                     fields,
                     implements: o.implements.iter().map(|i| i.node.clone()).collect(),
+                    federated: None,
                 })
             }
             TypeKind::Interface(i) => {

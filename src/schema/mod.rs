@@ -7,6 +7,7 @@
 //! is given. `check` compares the model against the subgraphs' introspection.
 
 pub mod check;
+mod federation;
 pub mod index;
 mod load;
 mod validation_schema;
@@ -28,6 +29,8 @@ pub struct Supergraph {
     query_type: Name,
     mutation_type: Option<Name>,
     subgraphs: BTreeSet<String>,
+    /// Read from an Apollo Federation supergraph (`@join__*` directives).
+    federation: Option<Box<Federation>>,
     /// Search indexes by name (`@index` document types).
     indexes: IndexMap<String, IndexDef>,
     /// The client-facing SDL: schema.graphql without Tessera's directives.
@@ -64,6 +67,68 @@ pub struct ObjectDef {
     pub changes: Option<Box<Changes>>,
     pub fields: IndexMap<Name, FieldDef>,
     pub implements: Vec<Name>,
+    /// A type of a Federation supergraph: the subgraphs that define it and its keys.
+    pub federated: Option<Box<FederatedType>>,
+}
+
+/// What a Federation supergraph says about an object type.
+#[derive(Debug, Default)]
+pub struct FederatedType {
+    /// Subgraphs that define the type (`@join__type(graph:)`).
+    pub graphs: Vec<String>,
+    /// Keys by which a subgraph resolves the entity (`@join__type(key:)`,
+    /// `resolvable: true`), in the order the supergraph lists them.
+    pub keys: Vec<EntityKey>,
+}
+
+#[derive(Debug)]
+pub struct EntityKey {
+    pub graph: String,
+    pub fields: FieldSet,
+}
+
+/// A Federation field set (`"id organization { id }"`), parsed.
+pub type FieldSet = Vec<FieldSetItem>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldSetItem {
+    pub name: Name,
+    pub selection: FieldSet,
+}
+
+/// Federation facts about the whole supergraph.
+#[derive(Debug, Default)]
+pub struct Federation {
+    /// `@join__graph(name:, url:)`.
+    pub urls: std::collections::BTreeMap<String, String>,
+    /// `(abstract type, subgraph, member)`: the member belongs to the union
+    /// or implements the interface in that subgraph.
+    pub members: std::collections::HashSet<(Name, String, Name)>,
+}
+
+/// A field of a Federation supergraph: the subgraphs that resolve it.
+#[derive(Debug, Clone)]
+pub struct FederatedField {
+    pub graphs: Vec<FieldGraph>,
+}
+
+/// One subgraph's view of a federated field.
+#[derive(Debug, Clone)]
+pub struct FieldGraph {
+    pub graph: String,
+    /// `@external` there: resolvable only where a `@provides` says so.
+    pub external: bool,
+    /// Fields of the parent the subgraph needs in the representation (`@requires`).
+    pub requires: Option<FieldSet>,
+    /// Fields of the returned entity the subgraph resolves on this path (`@provides`).
+    pub provides: Option<FieldSet>,
+}
+
+impl FederatedField {
+    /// How `graph` resolves the field, when it does (not `@external` there).
+    pub fn resolved_by(&self, graph: &str) -> Option<&FieldGraph> {
+        self.graphs.iter().find(|g| g.graph == graph && !g.external)
+    }
 }
 
 #[derive(Debug)]
@@ -146,6 +211,8 @@ pub enum Resolver {
     /// A root field answered from a search index (or, without it, by merging
     /// the index's sources).
     Search { index: String, pos: Pos },
+    /// A field of a Federation supergraph, resolved by one or several subgraphs.
+    Federated(Box<FederatedField>),
     /// A list of an interface or union whose members live in different
     /// services: the concatenation of sibling `@ref`/`@join` fields,
     /// optionally ordered by a field every member has.
@@ -224,6 +291,28 @@ impl Supergraph {
     /// Every subgraph named by a directive.
     pub fn subgraphs(&self) -> &BTreeSet<String> {
         &self.subgraphs
+    }
+
+    /// The supergraph's Federation facts; `None` for schema.graphql.
+    pub fn federation(&self) -> Option<&Federation> {
+        self.federation.as_deref()
+    }
+
+    /// The subgraph URLs a supergraph declares (`@join__graph(url:)`).
+    pub fn declared_urls(&self) -> impl Iterator<Item = (&String, &String)> {
+        self.federation.iter().flat_map(|f| f.urls.iter())
+    }
+
+    /// Whether `subgraph` can return `member` where `abstract_type` is
+    /// expected: always in schema.graphql (ownership decides), and in a
+    /// supergraph when the subgraph declares the membership.
+    pub fn member_in(&self, abstract_type: &Name, subgraph: &str, member: &Name) -> bool {
+        match &self.federation {
+            None => true,
+            Some(f) => f
+                .members
+                .contains(&(abstract_type.clone(), subgraph.to_string(), member.clone())),
+        }
     }
 
     pub fn indexes(&self) -> impl Iterator<Item = &IndexDef> {

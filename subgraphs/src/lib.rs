@@ -26,9 +26,10 @@ pub mod store;
 
 pub use events::{ChangeEvent, ChangeOp, ChangeSink, ChannelSink, EventId, KafkaSink, NullSink, WebhookSink};
 pub use seed::Counts;
-pub use server::{prepare, serve, spawn, spawn_all, Prepared, RunningService};
+pub use server::{prepare, serve, spawn, spawn_all, spawn_set, Prepared, RunningService};
 
-/// One of the nine services.
+/// One of the nine legacy services, or one of the four Apollo Federation
+/// subgraphs (users, products, inventory, reviews) of the federation benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Service {
     Members,
@@ -40,6 +41,10 @@ pub enum Service {
     Products,
     Events,
     Reviews,
+    FedUsers,
+    FedProducts,
+    FedInventory,
+    FedReviews,
 }
 
 impl Service {
@@ -56,6 +61,14 @@ impl Service {
         Service::Reviews,
     ];
 
+    /// The four Federation subgraphs, in port order.
+    pub const FEDERATION: [Service; 4] = [
+        Service::FedUsers,
+        Service::FedProducts,
+        Service::FedInventory,
+        Service::FedReviews,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Service::Members => "members",
@@ -67,6 +80,10 @@ impl Service {
             Service::Products => "products",
             Service::Events => "events",
             Service::Reviews => "reviews",
+            Service::FedUsers => "fed-users",
+            Service::FedProducts => "fed-products",
+            Service::FedInventory => "fed-inventory",
+            Service::FedReviews => "fed-reviews",
         }
     }
 
@@ -82,6 +99,10 @@ impl Service {
             Service::Products => 4007,
             Service::Events => 4008,
             Service::Reviews => 4009,
+            Service::FedUsers => 4201,
+            Service::FedProducts => 4202,
+            Service::FedInventory => 4203,
+            Service::FedReviews => 4204,
         }
     }
 }
@@ -95,7 +116,7 @@ impl fmt::Display for Service {
 /// A service name that is not one of the nine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown service {given:?}; valid names: members, staff, contracts, accounts, settlements, posts, products, events, reviews"
+    "unknown service {given:?}; valid names: members, staff, contracts, accounts, settlements, posts, products, events, reviews, fed-users, fed-products, fed-inventory, fed-reviews"
 )]
 pub struct UnknownService {
     pub given: String,
@@ -106,6 +127,7 @@ impl FromStr for Service {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Service::ALL
             .into_iter()
+            .chain(Service::FEDERATION)
             .find(|service| service.name() == s)
             .ok_or_else(|| UnknownService { given: s.to_string() })
     }
@@ -166,7 +188,7 @@ pub enum Error {
         service: Service,
         source: tokio::task::JoinError,
     },
-    #[error("base port {base_port} leaves no room for nine consecutive ports")]
+    #[error("base port {base_port} leaves no room for the services' consecutive ports")]
     PortRange { base_port: u16 },
 }
 

@@ -12,20 +12,25 @@ use tessera_subgraphs::{
     ChangeSink, KafkaSink, NullSink, RunningService, Service, ServiceOptions, WebhookSink,
 };
 
-/// `all` or one service name.
+/// `all`, `federation` or one service name.
 #[derive(Debug, Clone, Copy)]
 enum Selection {
     All,
+    Federation,
     One(Service),
 }
 
 impl FromStr for Selection {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if s == "all" {
-            return Ok(Selection::All);
+        match s {
+            "all" => return Ok(Selection::All),
+            "federation" => return Ok(Selection::Federation),
+            _ => {}
         }
-        s.parse().map(Selection::One).map_err(|e| format!("{e} (or all)"))
+        s.parse()
+            .map(Selection::One)
+            .map_err(|e| format!("{e} (or all, federation)"))
     }
 }
 
@@ -33,8 +38,10 @@ impl FromStr for Selection {
 #[derive(Debug, Parser)]
 #[command(name = "subgraphs", version)]
 struct Cli {
-    /// `all`, or one of members, staff, contracts, accounts, settlements, posts,
-    /// products, events, reviews.
+    /// `all` (the nine legacy services), `federation` (the four Federation
+    /// subgraphs, ports 4201–4204 by default), or one service: members, staff,
+    /// contracts, accounts, settlements, posts, products, events, reviews,
+    /// fed-users, fed-products, fed-inventory, fed-reviews.
     #[arg(long, default_value = "all")]
     service: Selection,
     /// Port for a single service (default: its own, 4001–4009).
@@ -75,7 +82,7 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    if let (Selection::All, Some(_)) = (cli.service, cli.port) {
+    if let (Selection::All | Selection::Federation, Some(_)) = (cli.service, cli.port) {
         Cli::command()
             .error(
                 clap::error::ErrorKind::ArgumentConflict,
@@ -99,6 +106,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let running = match cli.service {
         Selection::All => tessera_subgraphs::spawn_all(cli.host, cli.base_port, &opts).await?,
+        Selection::Federation => {
+            // The default base port is the legacy services'; the Federation ones have their own.
+            let base_port = if cli.base_port == 4001 {
+                Service::FedUsers.default_port()
+            } else {
+                cli.base_port
+            };
+            tessera_subgraphs::spawn_set(&Service::FEDERATION, cli.host, base_port, &opts).await?
+        }
         Selection::One(service) => {
             let addr = SocketAddr::new(cli.host, cli.port.unwrap_or(service.default_port()));
             let listener = tokio::net::TcpListener::bind(addr)
@@ -119,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
 
 fn print_ready(service: &RunningService) {
     println!(
-        "{:<11} listening on {}  ({} rows, seeded in {:.2?})",
+        "{:<13} listening on {}  ({} rows, seeded in {:.2?})",
         service.service.name(),
         service.url(),
         service.rows,

@@ -157,8 +157,18 @@ pub async fn spawn_all(
     base_port: u16,
     opts: &ServiceOptions,
 ) -> Result<Vec<RunningService>, Error> {
-    let mut listeners = Vec::with_capacity(Service::ALL.len());
-    for (offset, service) in (0u16..).zip(Service::ALL) {
+    spawn_set(&Service::ALL, host, base_port, opts).await
+}
+
+/// [`spawn_all`] for any set of services (e.g. [`Service::FEDERATION`]).
+pub async fn spawn_set(
+    services: &[Service],
+    host: IpAddr,
+    base_port: u16,
+    opts: &ServiceOptions,
+) -> Result<Vec<RunningService>, Error> {
+    let mut listeners = Vec::with_capacity(services.len());
+    for (offset, &service) in (0u16..).zip(services) {
         let port = if base_port == 0 {
             0
         } else {
@@ -174,9 +184,9 @@ pub async fn spawn_all(
         })?;
         listeners.push((service, listener));
     }
-    let seeds: Vec<_> = Service::ALL
-        .into_iter()
-        .map(|service| {
+    let seeds: Vec<_> = services
+        .iter()
+        .map(|&service| {
             let opts = opts.clone();
             tokio::task::spawn_blocking(move || prepare(service, &opts))
         })

@@ -147,6 +147,7 @@ fn queries(service: Service) -> (&'static str, &'static [&'static str], &'static
             &["reviews"],
             "query($id: Int!) { one: review(id: $id) { id productId authorId rating body createdAt updatedAt } }",
         ),
+        federated => panic!("{federated} is a Federation subgraph, not one of the nine"),
     }
 }
 

@@ -18,6 +18,7 @@ use crate::{Service, ServiceOptions};
 pub(crate) mod accounts;
 pub(crate) mod contracts;
 pub(crate) mod events;
+pub(crate) mod federation;
 pub(crate) mod members;
 pub(crate) mod posts;
 pub(crate) mod products;
@@ -49,5 +50,9 @@ pub(crate) fn build(service: Service, opts: &ServiceOptions, wiring: Wiring) -> 
         Service::Products => products::build(opts, wiring),
         Service::Events => events::build(opts, wiring),
         Service::Reviews => reviews::build(opts, wiring),
+        Service::FedUsers => federation::users(wiring),
+        Service::FedProducts => federation::products(wiring),
+        Service::FedInventory => federation::inventory(wiring),
+        Service::FedReviews => federation::reviews(wiring),
     }
 }

@@ -1,0 +1,563 @@
+//! Apollo Federation 2 supergraphs → [`Supergraph`].
+//!
+//! A supergraph (as `@apollo/composition` or `@theguild/federation-composition`
+//! write it) says with `@join__*` directives which subgraph resolves each
+//! field. It is read in three steps: the Federation facts are collected from
+//! the directives; the document is stripped of them (and of `@inaccessible`
+//! elements), its root fields delegated in Tessera's own dialect, and loaded
+//! like schema.graphql; then every field of a subgraph type is marked
+//! [`Resolver::Federated`] with the subgraphs that resolve it. What the
+//! planner does not handle is refused here, with the line and why.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use async_graphql::parser::types::{
+    ConstDirective, DocumentOperations, FieldDefinition, Selection, SelectionSet, ServiceDocument, TypeKind,
+    TypeSystemDefinition,
+};
+use async_graphql::parser::{Pos, Positioned};
+use async_graphql_value::{ConstValue, Name};
+
+use super::load::{load_document, SchemaError};
+use super::{
+    EntityKey, FederatedField, FederatedType, Federation, FieldGraph, FieldSet, FieldSetItem, Resolver,
+    Supergraph, TypeDefKind,
+};
+
+/// A supergraph declares its subgraphs as the values of `enum join__Graph`.
+pub(super) fn is_supergraph(doc: &ServiceDocument) -> bool {
+    doc.definitions
+        .iter()
+        .any(|d| matches!(d, TypeSystemDefinition::Type(t) if t.node.name.node == "join__Graph"))
+}
+
+/// Specs whose directives only say how the supergraph was composed; a
+/// `@link` to any other spec `for: SECURITY` or `for: EXECUTION` asks the
+/// gateway to enforce something it does not, and is refused.
+const COMPOSITION_SPECS: &[&str] = &["link", "join", "inaccessible", "tag"];
+/// Directives the client schema keeps.
+const KEPT_DIRECTIVES: &[&str] = &["deprecated", "specifiedBy", "oneOf"];
+
+/// `@join__type`s and memberships of one type, by subgraph name.
+#[derive(Default)]
+struct TypeFacts {
+    graphs: Vec<String>,
+    /// `(graph, key field set, where)` of resolvable keys.
+    keys: Vec<(String, String, Pos)>,
+    /// `(graph, interface)` from `@join__implements`.
+    implements: Vec<(String, Name)>,
+    /// `(graph, member)` from `@join__unionMember`.
+    members: Vec<(String, Name)>,
+}
+
+/// One `@join__field`, its field sets still text.
+struct FieldFacts {
+    graph: String,
+    external: bool,
+    requires: Option<(String, Pos)>,
+    provides: Option<(String, Pos)>,
+}
+
+pub(super) fn load(mut doc: ServiceDocument) -> Result<Supergraph, Vec<SchemaError>> {
+    let mut reader = Reader::default();
+    reader.graphs(&doc);
+    let roots = reader.roots(&doc);
+    let inaccessible: HashSet<Name> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            TypeSystemDefinition::Type(t) if has(&t.node.directives, "inaccessible") => {
+                Some(t.node.name.node.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    doc.definitions.retain(|d| match d {
+        TypeSystemDefinition::Directive(_) => false,
+        TypeSystemDefinition::Schema(_) => true,
+        TypeSystemDefinition::Type(t) => {
+            let name = t.node.name.node.as_str();
+            !(name.starts_with("join__") || name.starts_with("link__") || inaccessible.contains(name))
+        }
+    });
+    for def in &mut doc.definitions {
+        match def {
+            TypeSystemDefinition::Schema(schema) => {
+                reader.links(&schema.node.directives);
+                schema.node.directives.clear();
+            }
+            TypeSystemDefinition::Type(t) => {
+                let is_root = roots.contains(&t.node.name.node);
+                reader.type_definition(&mut t.node, is_root, &inaccessible);
+            }
+            TypeSystemDefinition::Directive(_) => {}
+        }
+    }
+    if !reader.errors.is_empty() {
+        reader.errors.sort_by_key(|e| e.pos);
+        return Err(reader.errors);
+    }
+    let mut supergraph = load_document(&doc)?;
+    reader.annotate(&mut supergraph)?;
+    Ok(supergraph)
+}
+
+#[derive(Default)]
+struct Reader {
+    /// `join__Graph` enum value → subgraph name.
+    graph_names: HashMap<Name, String>,
+    urls: BTreeMap<String, String>,
+    types: HashMap<Name, TypeFacts>,
+    fields: HashMap<(Name, Name), Vec<FieldFacts>>,
+    errors: Vec<SchemaError>,
+}
+
+impl Reader {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.errors.push(SchemaError::new(pos, message));
+    }
+
+    fn graphs(&mut self, doc: &ServiceDocument) {
+        for def in &doc.definitions {
+            let TypeSystemDefinition::Type(t) = def else {
+                continue;
+            };
+            if t.node.name.node != "join__Graph" {
+                continue;
+            }
+            let TypeKind::Enum(e) = &t.node.kind else {
+                self.error(t.pos, "join__Graph must be an enum of the subgraphs");
+                continue;
+            };
+            for value in &e.values {
+                let Some(d) = find(&value.node.directives, "join__graph") else {
+                    self.error(value.pos, "a join__Graph value needs @join__graph(name:, url:)");
+                    continue;
+                };
+                let name =
+                    string_arg(&d.node, "name").unwrap_or_else(|| value.node.value.node.to_lowercase());
+                if let Some(url) = string_arg(&d.node, "url") {
+                    self.urls.insert(name.clone(), url);
+                }
+                self.graph_names.insert(value.node.value.node.clone(), name);
+            }
+        }
+    }
+
+    fn roots(&self, doc: &ServiceDocument) -> Vec<Name> {
+        let mut roots = vec![Name::new("Query"), Name::new("Mutation")];
+        for def in &doc.definitions {
+            if let TypeSystemDefinition::Schema(s) = def {
+                roots = [&s.node.query, &s.node.mutation]
+                    .into_iter()
+                    .flatten()
+                    .map(|n| n.node.clone())
+                    .collect();
+            }
+        }
+        roots
+    }
+
+    /// The subgraph a `graph:` argument names.
+    fn graph(&mut self, d: &Positioned<ConstDirective>) -> Option<String> {
+        let value = d.node.get_argument("graph")?;
+        let name = match &value.node {
+            ConstValue::Enum(n) => self.graph_names.get(n).cloned(),
+            _ => None,
+        };
+        if name.is_none() {
+            self.error(value.pos, format!("{} is not a value of join__Graph", value.node));
+        }
+        name
+    }
+
+    fn links(&mut self, directives: &[Positioned<ConstDirective>]) {
+        for d in directives.iter().filter(|d| d.node.name.node == "link") {
+            let Some(url) = string_arg(&d.node, "url") else {
+                continue;
+            };
+            let spec = url
+                .trim_end_matches('/')
+                .rsplit('/')
+                .nth(1)
+                .unwrap_or_default()
+                .to_string();
+            let purpose = d.node.get_argument("for").map(|p| p.node.to_string());
+            if !COMPOSITION_SPECS.contains(&spec.as_str()) && purpose.is_some() {
+                self.error(
+                    d.pos,
+                    format!(
+                        "@link(url: \"{url}\", for: {}) asks the gateway to enforce `{spec}`, which Tessera does not support",
+                        purpose.unwrap_or_default()
+                    ),
+                );
+            }
+            if spec == "join" && url.ends_with("/v0.1") {
+                self.error(
+                    d.pos,
+                    "a Federation 1 supergraph (join v0.1): compose it again with Federation 2",
+                );
+            }
+        }
+    }
+
+    fn type_definition(
+        &mut self,
+        t: &mut async_graphql::parser::types::TypeDefinition,
+        is_root: bool,
+        inaccessible: &HashSet<Name>,
+    ) {
+        let name = t.name.node.clone();
+        let mut facts = TypeFacts::default();
+        for d in &t.directives {
+            match d.node.name.node.as_str() {
+                "join__type" => {
+                    let Some(graph) = self.graph(d) else { continue };
+                    if bool_arg(&d.node, "isInterfaceObject") {
+                        self.error(d.pos, format!("{name}: @interfaceObject is not supported yet"));
+                    }
+                    if let Some(key) = string_arg(&d.node, "key") {
+                        if matches!(t.kind, TypeKind::Interface(_)) {
+                            self.error(
+                                d.pos,
+                                format!(
+                                    "{name}: @key on an interface (entity interfaces) is not supported yet"
+                                ),
+                            );
+                        }
+                        let resolvable = d
+                            .node
+                            .get_argument("resolvable")
+                            .is_none_or(|v| v.node != ConstValue::Boolean(false));
+                        if resolvable {
+                            facts.keys.push((graph.clone(), key, d.pos));
+                        }
+                    }
+                    if !facts.graphs.contains(&graph) {
+                        facts.graphs.push(graph);
+                    }
+                }
+                "join__implements" => {
+                    let Some(graph) = self.graph(d) else { continue };
+                    if let Some(interface) = string_arg(&d.node, "interface") {
+                        facts.implements.push((graph, Name::new(interface)));
+                    }
+                }
+                "join__unionMember" => {
+                    let Some(graph) = self.graph(d) else { continue };
+                    if let Some(member) = string_arg(&d.node, "member") {
+                        facts.members.push((graph, Name::new(member)));
+                    }
+                }
+                "join__owner" => self.error(
+                    d.pos,
+                    "@join__owner is Federation 1: compose the supergraph again with Federation 2",
+                ),
+                "join__directive" => self.error(
+                    d.pos,
+                    "@join__directive (a subgraph directive the gateway must apply) is not supported",
+                ),
+                _ => {}
+            }
+        }
+        keep_client_directives(&mut t.directives);
+        match &mut t.kind {
+            TypeKind::Object(o) => {
+                o.implements.retain(|i| !inaccessible.contains(&i.node));
+                o.fields.retain(|f| !has(&f.node.directives, "inaccessible"));
+                for f in &mut o.fields {
+                    self.field(&name, &mut f.node, &facts, is_root);
+                }
+            }
+            TypeKind::Interface(i) => {
+                i.implements.retain(|i| !inaccessible.contains(&i.node));
+                i.fields.retain(|f| !has(&f.node.directives, "inaccessible"));
+                for f in &mut i.fields {
+                    strip_field(&mut f.node);
+                }
+            }
+            TypeKind::Union(u) => u.members.retain(|m| !inaccessible.contains(&m.node)),
+            TypeKind::Enum(e) => {
+                e.values.retain(|v| !has(&v.node.directives, "inaccessible"));
+                for v in &mut e.values {
+                    keep_client_directives(&mut v.node.directives);
+                }
+            }
+            TypeKind::InputObject(i) => {
+                i.fields.retain(|f| !has(&f.node.directives, "inaccessible"));
+                for f in &mut i.fields {
+                    keep_client_directives(&mut f.node.directives);
+                }
+            }
+            TypeKind::Scalar => {}
+        }
+        self.types.insert(name, facts);
+    }
+
+    /// Records a field's `@join__field`s and leaves it in Tessera's dialect:
+    /// a root field delegated to the first subgraph that resolves it.
+    fn field(&mut self, parent: &Name, f: &mut FieldDefinition, facts: &TypeFacts, is_root: bool) {
+        let mut graphs = Vec::new();
+        for d in f.directives.iter().filter(|d| d.node.name.node == "join__field") {
+            for unsupported in ["contextArguments", "overrideLabel"] {
+                if d.node.get_argument(unsupported).is_some() {
+                    self.error(
+                        d.pos,
+                        format!(
+                            "{parent}.{}: @join__field({unsupported}:) is not supported yet",
+                            f.name.node
+                        ),
+                    );
+                }
+            }
+            // `@join__field` without a graph marks a field of an @interfaceObject.
+            if d.node.get_argument("graph").is_none() {
+                continue;
+            }
+            let Some(graph) = self.graph(d) else { continue };
+            let field_set = |arg: &str| {
+                d.node.get_argument(arg).and_then(|v| match &v.node {
+                    ConstValue::String(s) => Some((s.clone(), v.pos)),
+                    _ => None,
+                })
+            };
+            graphs.push(FieldFacts {
+                graph,
+                // A field another subgraph took over (`@override`) only serves
+                // keys and requirements where it was.
+                external: bool_arg(&d.node, "external") || bool_arg(&d.node, "usedOverridden"),
+                requires: field_set("requires"),
+                provides: field_set("provides"),
+            });
+        }
+        if graphs.is_empty() {
+            graphs = facts
+                .graphs
+                .iter()
+                .map(|graph| FieldFacts {
+                    graph: graph.clone(),
+                    external: false,
+                    requires: None,
+                    provides: None,
+                })
+                .collect();
+        }
+        strip_field(f);
+        if is_root {
+            let Some(graph) = graphs.iter().find(|g| !g.external).map(|g| g.graph.clone()) else {
+                self.error(
+                    f.name.pos,
+                    format!("{parent}.{}: no subgraph resolves it", f.name.node),
+                );
+                return;
+            };
+            let pos = f.name.pos;
+            let arg = |name: &str, value: &str| {
+                (
+                    Positioned::new(Name::new(name), pos),
+                    Positioned::new(ConstValue::String(value.to_string()), pos),
+                )
+            };
+            f.directives.push(Positioned::new(
+                ConstDirective {
+                    name: Positioned::new(Name::new("delegate"), pos),
+                    arguments: vec![arg("subgraph", &graph), arg("field", &f.name.node)],
+                },
+                pos,
+            ));
+            return;
+        }
+        self.fields.insert((parent.clone(), f.name.node.clone()), graphs);
+    }
+
+    /// Puts the Federation facts into the loaded model.
+    fn annotate(mut self, supergraph: &mut Supergraph) -> Result<(), Vec<SchemaError>> {
+        let mut members = HashSet::new();
+        for (name, facts) in &self.types {
+            let Some(def) = supergraph.types.get(name) else {
+                continue;
+            };
+            match &def.kind {
+                TypeDefKind::Object(object) => {
+                    let declared: Vec<&(String, Name)> = facts.implements.iter().collect();
+                    if declared.is_empty() {
+                        // No @join__implements: the type implements its interfaces wherever it is.
+                        for graph in &facts.graphs {
+                            for interface in &object.implements {
+                                members.insert((interface.clone(), graph.clone(), name.clone()));
+                            }
+                        }
+                    }
+                    for (graph, interface) in declared {
+                        members.insert((interface.clone(), graph.clone(), name.clone()));
+                    }
+                }
+                TypeDefKind::Union(union) => {
+                    if facts.members.is_empty() {
+                        for member in &union.members {
+                            for graph in self.types.get(member).map(|f| &f.graphs[..]).unwrap_or_default() {
+                                members.insert((name.clone(), graph.clone(), member.clone()));
+                            }
+                        }
+                    }
+                    for (graph, member) in &facts.members {
+                        members.insert((name.clone(), graph.clone(), member.clone()));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let roots: Vec<Name> = std::iter::once(supergraph.query_type.clone())
+            .chain(supergraph.mutation_type.clone())
+            .collect();
+        let mut errors = std::mem::take(&mut self.errors);
+        for (name, def) in supergraph.types.iter_mut() {
+            if roots.contains(name) {
+                continue;
+            }
+            let TypeDefKind::Object(object) = &mut def.kind else {
+                continue;
+            };
+            let Some(facts) = self.types.get(name) else {
+                continue;
+            };
+            let mut keys = Vec::new();
+            for (graph, key, pos) in &facts.keys {
+                match parse_field_set(key) {
+                    Ok(fields) => keys.push(EntityKey {
+                        graph: graph.clone(),
+                        fields,
+                    }),
+                    Err(why) => errors.push(SchemaError::new(*pos, format!("{name} key \"{key}\": {why}"))),
+                }
+            }
+            object.federated = Some(Box::new(FederatedType {
+                graphs: facts.graphs.clone(),
+                keys,
+            }));
+            for (field_name, field) in object.fields.iter_mut() {
+                let Some(graphs) = self.fields.remove(&(name.clone(), field_name.clone())) else {
+                    continue;
+                };
+                let mut parsed = Vec::with_capacity(graphs.len());
+                for g in graphs {
+                    let mut set = |which: &str, text: Option<(String, Pos)>| {
+                        let (text, pos) = text?;
+                        parse_field_set(&text)
+                            .map_err(|why| {
+                                errors.push(SchemaError::new(
+                                    pos,
+                                    format!("{name}.{field_name} @{which}(fields: \"{text}\"): {why}"),
+                                ))
+                            })
+                            .ok()
+                    };
+                    let requires = set("requires", g.requires);
+                    let provides = set("provides", g.provides);
+                    parsed.push(FieldGraph {
+                        graph: g.graph,
+                        external: g.external,
+                        requires,
+                        provides,
+                    });
+                }
+                field.resolver = Resolver::Federated(Box::new(FederatedField { graphs: parsed }));
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by_key(|e| e.pos);
+            return Err(errors);
+        }
+        supergraph.subgraphs = self.graph_names.values().cloned().collect();
+        supergraph.federation = Some(Box::new(Federation {
+            urls: self.urls,
+            members,
+        }));
+        Ok(())
+    }
+}
+
+/// `"id organization { id }"` → its fields. Field sets name fields, never
+/// aliases, arguments or fragments (what `_entities` representations carry).
+pub(super) fn parse_field_set(text: &str) -> Result<FieldSet, String> {
+    let doc = async_graphql::parser::parse_query(format!("{{{text}}}")).map_err(|e| e.to_string())?;
+    let DocumentOperations::Single(op) = &doc.operations else {
+        return Err("not a field set".into());
+    };
+    fn items(set: &SelectionSet) -> Result<FieldSet, String> {
+        set.items
+            .iter()
+            .map(|s| match &s.node {
+                Selection::Field(f) if f.node.alias.is_none() && f.node.arguments.is_empty() => {
+                    Ok(FieldSetItem {
+                        name: f.node.name.node.clone(),
+                        selection: items(&f.node.selection_set.node)?,
+                    })
+                }
+                Selection::Field(f) => Err(format!(
+                    "{}: aliases and arguments are not supported in field sets",
+                    f.node.name.node
+                )),
+                _ => Err("fragments in field sets are not supported yet".into()),
+            })
+            .collect()
+    }
+    let fields = items(&op.node.selection_set.node)?;
+    if fields.is_empty() {
+        return Err("an empty field set".into());
+    }
+    Ok(fields)
+}
+
+fn strip_field(f: &mut FieldDefinition) {
+    keep_client_directives(&mut f.directives);
+    f.arguments.retain(|a| !has(&a.node.directives, "inaccessible"));
+    for a in &mut f.arguments {
+        keep_client_directives(&mut a.node.directives);
+    }
+}
+
+fn keep_client_directives(directives: &mut Vec<Positioned<ConstDirective>>) {
+    directives.retain(|d| KEPT_DIRECTIVES.contains(&d.node.name.node.as_str()));
+}
+
+fn has(directives: &[Positioned<ConstDirective>], name: &str) -> bool {
+    find(directives, name).is_some()
+}
+
+fn find<'a>(
+    directives: &'a [Positioned<ConstDirective>],
+    name: &str,
+) -> Option<&'a Positioned<ConstDirective>> {
+    directives.iter().find(|d| d.node.name.node == name)
+}
+
+fn string_arg(d: &ConstDirective, name: &str) -> Option<String> {
+    match &d.get_argument(name)?.node {
+        ConstValue::String(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn bool_arg(d: &ConstDirective, name: &str) -> bool {
+    matches!(
+        d.get_argument(name).map(|v| &v.node),
+        Some(ConstValue::Boolean(true))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_field_set;
+
+    #[test]
+    fn field_sets_parse_nested_and_refuse_what_representations_cannot_carry() {
+        let set = parse_field_set("id organization { id }").expect("parses");
+        assert_eq!(set.len(), 2);
+        assert_eq!(set[1].name.as_str(), "organization");
+        assert_eq!(set[1].selection[0].name.as_str(), "id");
+        assert!(parse_field_set("a: id").is_err());
+        assert!(parse_field_set("... on Book { id }").is_err());
+        assert!(parse_field_set("").is_err());
+    }
+}
