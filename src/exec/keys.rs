@@ -150,12 +150,24 @@ fn write_selected(text: &mut String, value: &Value, selection: &[RepresentationF
             }
             text.push(']');
         }
+        Value::String(s) => push_json_string(text, s),
+        Value::Number(n) => {
+            use std::fmt::Write;
+            let _ = write!(text, "{n}");
+        }
         other => text.push_str(&other.to_string()),
     }
 }
 
+/// `s` as a JSON string; keys and type names rarely need escaping, so they are copied as they are.
 fn push_json_string(text: &mut String, s: &str) {
-    text.push_str(&Value::String(s.to_owned()).to_string());
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        text.push('"');
+        text.push_str(s);
+        text.push('"');
+    } else {
+        text.push_str(&Value::String(s.to_owned()).to_string());
+    }
 }
 
 #[cfg(test)]

@@ -291,11 +291,13 @@ pub(super) struct Scope<'s> {
     /// says the subgraph resolves although they are `@external` there.
     pub(super) provided: &'s [FieldSetItem],
     /// Federation: the objects are `_entities` answers whose representations
-    /// carry what the fields planned with them `@requires`.
-    pub(super) requirements_met: bool,
+    /// carry what these fields `@requires`.
+    pub(super) requirements_met: &'s [Name],
     /// The alias under which the objects hold `__typename`, when they may be
     /// of several types (a fragment of an abstract selection).
     pub(super) typename: Option<&'s Name>,
+    /// Federation: entity hops in a row that led to these objects.
+    pub(super) hops: usize,
 }
 
 impl<'s> Scope<'s> {
@@ -311,8 +313,9 @@ impl<'s> Scope<'s> {
             path,
             include,
             provided: &[],
-            requirements_met: false,
+            requirements_met: &[],
             typename: None,
+            hops: 0,
         }
     }
 
@@ -388,7 +391,7 @@ impl<'a> Builder<'a> {
             named,
             &cf.selections,
         )?;
-        buf.text.push('}');
+        close_selection(&mut buf.text);
         Ok(FieldKind::Object {
             data_key: key.clone(),
             selection,
@@ -471,7 +474,7 @@ impl<'a> Builder<'a> {
                 ..scope
             };
             let fields = self.fields(buf, scope, possible, sets)?;
-            buf.text.push('}');
+            close_selection(&mut buf.text);
             by_type.push((possible.clone(), fields));
         }
         Ok(SelectionSet {
@@ -607,14 +610,22 @@ impl<'a> Builder<'a> {
                 }
                 Resolver::Federated(federated) => {
                     let here = scope.printed_subgraph()?;
-                    let local = federated
+                    let resolved = federated
                         .resolved_by(here)
-                        .filter(|g| g.requires.is_none() || scope.requirements_met)
+                        .filter(|g| g.requires.is_none() || scope.requirements_met.contains(key_name(cf)));
+                    let local = resolved
                         .map(|g| g.provides.as_deref().unwrap_or_default())
                         .or_else(|| {
                             let provided = scope.provided.iter().find(|p| p.name == field_name);
                             provided.map(|p| &p.selection[..])
                         });
+                    // In a fragment of an abstract selection, a field the
+                    // subgraph types differently than the supergraph could
+                    // clash with the same key of a sibling type: own alias.
+                    let printed = match (scope.typename, resolved) {
+                        (Some(_), Some(g)) if g.retyped => self.aliases.named(&format!("_{type_name}_{key}")),
+                        _ => key.clone(),
+                    };
                     match local {
                         Some(provided) => self.owned_field(
                             buf,
@@ -622,7 +633,7 @@ impl<'a> Builder<'a> {
                             here,
                             fdef,
                             cf,
-                            key,
+                            &printed,
                             field_name,
                             false,
                             scope.path,
@@ -630,7 +641,7 @@ impl<'a> Builder<'a> {
                             provided,
                         )?,
                         None => {
-                            self.entity_hop(scope, type_name, federated, slots.len(), key, cf, &mut hops)?;
+                            self.entity_hop(scope, type_name, slots.len(), key, cf, &mut hops)?;
                             slots.push(None);
                             continue;
                         }
@@ -1014,6 +1025,20 @@ fn response_keys(set: &AstSelectionSet, out: &mut HashSet<Name>) {
             Selection::FragmentSpread(_) => {}
         }
     }
+}
+
+/// Closes a selection set; one the subgraph is asked nothing in (the client
+/// selected only `__typename`, answered by the plan) asks for `__typename`,
+/// as an empty selection set is not GraphQL.
+pub(super) fn close_selection(text: &mut String) {
+    if text.ends_with('{') {
+        text.push_str("__typename");
+    }
+    text.push('}');
+}
+
+fn key_name<'c>(cf: &'c CollectedField<'_>) -> &'c Name {
+    &cf.field.node.name.node
 }
 
 pub(super) fn unresolvable(message: String) -> PlanError {

@@ -24,7 +24,21 @@ use super::{
     EntityFetch, Fetch, FetchKind, FieldKind, FieldNode, KeyInput, ParentKey, PlanError, Representation,
     RepresentationField, Representations, SubgraphQuery,
 };
-use crate::schema::{FederatedField, FederatedType, FieldSetItem, Resolver};
+use crate::schema::{FederatedField, FederatedType, FieldGraph, FieldSetItem, Resolver};
+
+/// Subgraphs in a row one field may need (each giving the next what it requires).
+const MAX_CHAINED_HOPS: usize = 4;
+
+/// Where a field's entity hop goes first.
+struct Route {
+    graph: String,
+    /// Fields of the object the representation carries.
+    requires: Vec<FieldSetItem>,
+    /// Fields resolved there whose requirements `requires` carries.
+    met: Vec<Name>,
+    /// The subgraph the field goes on to from there.
+    onward: Option<String>,
+}
 
 /// Fields of one object that one subgraph resolves, planned as one entity fetch.
 pub(super) struct Hop<'c, 'a> {
@@ -33,8 +47,10 @@ pub(super) struct Hop<'c, 'a> {
     fields: Vec<(usize, &'c Name, &'c CollectedField<'a>)>,
     /// What those fields `@requires`, added to the representations.
     requires: Vec<FieldSetItem>,
-    /// Subgraphs some of the fields hop on to from here: they need fields
-    /// this subgraph resolves first (their `@requires`).
+    /// Fields resolved there whose requirements `requires` carries.
+    met: Vec<Name>,
+    /// Subgraphs some of the fields hop on to from there: they need fields
+    /// that subgraph resolves first (a key, their `@requires`).
     onward: Vec<String>,
 }
 
@@ -54,6 +70,7 @@ pub(super) fn merge_hops<'c, 'a>(mut hops: Vec<Hop<'c, 'a>>) -> Vec<Hop<'c, 'a>>
             let hop = hops.remove(i);
             if let Some(carrier) = hops.iter_mut().find(|h| h.onward.contains(&target)) {
                 carrier.fields.extend(hop.fields);
+                carrier.met.extend(hop.met);
             }
         } else {
             i += 1;
@@ -70,77 +87,117 @@ impl<'a> Builder<'a> {
         &self,
         scope: Scope<'_>,
         type_name: &Name,
-        field: &FederatedField,
         slot: usize,
         key: &'c Name,
         cf: &'c CollectedField<'a>,
         hops: &mut Vec<Hop<'c, 'a>>,
     ) -> Result<(), PlanError> {
-        let field_name = cf.field.node.name.node.as_str();
+        let field_name = &cf.field.node.name.node;
         let here = scope.printed_subgraph()?;
-        let entity = self.entity(type_name)?;
-        let has_key = |graph: &str| entity.keys.iter().any(|k| k.graph == graph);
-        let gives = |set: &[FieldSetItem]| set.iter().all(|i| self.resolvable_in(scope, type_name, &i.name));
-        let direct: Vec<(&str, &[FieldSetItem])> = field
-            .graphs
-            .iter()
-            .filter(|g| !g.external && has_key(&g.graph))
-            .filter_map(|g| match &g.requires {
-                None => Some((g.graph.as_str(), &[][..])),
-                Some(required) if gives(required) => Some((g.graph.as_str(), &required[..])),
-                Some(_) => None,
-            })
-            .collect();
-        let chosen = direct
-            .iter()
-            .find(|(graph, _)| hops.iter().any(|h| h.graph == *graph))
-            .or(direct.first())
-            .map(|(graph, required)| (graph.to_string(), required.to_vec(), None));
-        // Requirements this subgraph cannot give: go through a subgraph that can first.
-        let chosen = chosen.or_else(|| {
-            field
-                .graphs
-                .iter()
-                .filter(|g| !g.external && has_key(&g.graph))
-                .find_map(|g| {
-                    let required = g.requires.as_ref()?;
-                    entity
-                        .graphs
-                        .iter()
-                        .filter(|c| c.as_str() != here && has_key(c))
-                        .find(|c| required.iter().all(|i| self.resolves(type_name, &i.name, c)))
-                        .map(|c| (c.clone(), Vec::new(), Some(g.graph.clone())))
-                })
-        });
-        let Some((graph, requires, onward)) = chosen else {
+        if scope.hops > MAX_CHAINED_HOPS {
             return Err(unresolvable(format!(
-                "{type_name}.{field_name}: no subgraph can resolve it from \"{here}\" (none that resolves it has a key of {type_name} and the fields it requires)"
+                "{type_name}.{field_name}: more than {MAX_CHAINED_HOPS} subgraphs in a row would be needed to resolve it"
+            )));
+        }
+        let preferred: Vec<&str> = hops.iter().map(|h| h.graph.as_str()).collect();
+        let Some(route) = self.route(scope, type_name, field_name, &preferred, MAX_CHAINED_HOPS) else {
+            return Err(unresolvable(format!(
+                "{type_name}.{field_name}: no subgraph can resolve it from \"{here}\" (none that resolves it can be given a key of {type_name} and the fields it requires)"
             )));
         };
-        let hop = match hops.iter().position(|h| h.graph == graph) {
+        let hop = match hops.iter().position(|h| h.graph == route.graph) {
             Some(i) => &mut hops[i],
             None => {
                 hops.push(Hop {
-                    graph,
+                    graph: route.graph,
                     fields: Vec::new(),
                     requires: Vec::new(),
+                    met: Vec::new(),
                     onward: Vec::new(),
                 });
                 hops.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
             }
         };
         hop.fields.push((slot, key, cf));
-        if let Some(onward) = onward {
+        hop.met.extend(route.met);
+        if let Some(onward) = route.onward {
             if !hop.onward.contains(&onward) {
                 hop.onward.push(onward);
             }
         }
-        for item in requires {
+        for item in route.requires {
             if !hop.requires.contains(&item) {
                 hop.requires.push(item);
             }
         }
         Ok(())
+    }
+
+    /// The first hop toward a subgraph that resolves `field`: that subgraph,
+    /// when this one gives it a key and what the field requires there (the
+    /// requirements travel in the representation); otherwise the first hop
+    /// of the route to one of those missing inputs, from where the field is
+    /// planned again and goes on.
+    fn route(
+        &self,
+        scope: Scope<'_>,
+        type_name: &Name,
+        field: &Name,
+        preferred: &[&str],
+        depth: usize,
+    ) -> Option<Route> {
+        let federated = self.federated(type_name, field)?;
+        let entity = self.entity(type_name).ok()?;
+        let here = scope.subgraph?;
+        let gives_here = |item: &FieldSetItem| self.gives(scope, type_name, item);
+        let keyed = |graph: &str| {
+            entity
+                .keys
+                .iter()
+                .any(|k| k.graph == graph && k.fields.iter().all(gives_here))
+        };
+        let resolvers: Vec<&FieldGraph> = federated.graphs.iter().filter(|g| !g.external).collect();
+        let direct = resolvers
+            .iter()
+            .filter(|g| keyed(&g.graph) && g.requires.iter().flatten().all(gives_here));
+        if let Some(g) = direct
+            .clone()
+            .find(|g| preferred.contains(&g.graph.as_str()))
+            .or_else(|| direct.clone().next())
+        {
+            let requires = g.requires.clone().unwrap_or_default();
+            let met = if requires.is_empty() {
+                Vec::new()
+            } else {
+                vec![field.clone()]
+            };
+            return Some(Route {
+                graph: g.graph.clone(),
+                requires,
+                met,
+                onward: None,
+            });
+        }
+        if depth == 0 {
+            return None;
+        }
+        resolvers.iter().find_map(|g| {
+            let missing = if keyed(&g.graph) {
+                g.requires.iter().flatten().find(|i| !gives_here(i))?
+            } else {
+                entity
+                    .keys
+                    .iter()
+                    .filter(|k| k.graph == g.graph)
+                    .flat_map(|k| &k.fields)
+                    .find(|i| !gives_here(i))?
+            };
+            let first = self.route(scope, type_name, &missing.name, &[], depth - 1)?;
+            (first.graph != here).then(|| Route {
+                onward: Some(g.graph.clone()),
+                ..first
+            })
+        })
     }
 
     /// Plans one hop: prints the representation's fields into the parent's
@@ -160,11 +217,7 @@ impl<'a> Builder<'a> {
             .keys
             .iter()
             .filter(|k| k.graph == hop.graph)
-            .find(|k| {
-                k.fields
-                    .iter()
-                    .all(|i| self.resolvable_in(scope, type_name, &i.name))
-            })
+            .find(|k| k.fields.iter().all(|i| self.gives(scope, type_name, i)))
             .ok_or_else(|| {
                 unresolvable(format!(
                     "{type_name}: \"{here}\" cannot give any key by which \"{}\" resolves it",
@@ -179,9 +232,14 @@ impl<'a> Builder<'a> {
         }
         let mut fields = Vec::with_capacity(items.len());
         for item in &items {
-            let alias = self.aliases.named(&format!("_r_{}", item.name));
+            // In a fragment of an abstract selection, the same field of two
+            // types may have two types: aliases per type keep them apart.
+            let alias = match scope.typename {
+                Some(_) => self.aliases.named(&format!("_r_{type_name}_{}", item.name)),
+                None => self.aliases.named(&format!("_r_{}", item.name)),
+            };
             // Two hops from the same objects share what they both send.
-            let mut field = format!("{alias}:{}", item.name);
+            let mut field = format!("{alias}:{}{}", item.name, item.arguments);
             print_field_set(&mut field, &item.selection);
             if !printed.contains(&field) {
                 if !buf.text.is_empty() && !buf.text.ends_with('{') {
@@ -215,7 +273,8 @@ impl<'a> Builder<'a> {
             include: include.clone(),
         };
         let hop_scope = Scope {
-            requirements_met: true,
+            requirements_met: &hop.met,
+            hops: scope.hops + 1,
             ..Scope::new(id, Some(&hop.graph), &[], &include)
         };
         let collected: Vec<(&Name, &CollectedField<'a>)> =
@@ -229,6 +288,9 @@ impl<'a> Builder<'a> {
             })),
             nullable: false,
         };
+        if hop_buf.text.is_empty() {
+            hop_buf.text.push_str("__typename");
+        }
         let document = format!(
             "query{}{{_entities(representations:$_keys){{...on {type_name}{{{}}}}}}}",
             variable_definitions(Some(&representations), &hop_buf.args),
@@ -280,20 +342,56 @@ impl<'a> Builder<'a> {
             .ok_or_else(|| unresolvable(format!("{type_name} is not a type of the supergraph's subgraphs")))
     }
 
-    /// Whether the scope's subgraph gives `field` of its objects (resolves
-    /// it without requirements, or a `@provides` on the way says it does).
-    fn resolvable_in(&self, scope: Scope<'_>, type_name: &Name, field: &str) -> bool {
-        scope.provided.iter().any(|p| p.name == field)
-            || scope
-                .subgraph
-                .is_some_and(|here| self.resolves(type_name, field, here))
+    /// Whether the scope's subgraph gives `item` of its objects: resolves it
+    /// (without requirements, or with them carried in the representations
+    /// these objects came from), or a `@provides` on the way says it does;
+    /// and, for an object, every field of the item's selection.
+    fn gives(&self, scope: Scope<'_>, type_name: &Name, item: &FieldSetItem) -> bool {
+        if let Some(provided) = scope.provided.iter().find(|p| p.name == item.name) {
+            return item
+                .selection
+                .iter()
+                .all(|sub| provided.selection.iter().any(|p| p.name == sub.name));
+        }
+        scope.subgraph.is_some_and(|here| {
+            let resolved = self
+                .federated(type_name, &item.name)
+                .and_then(|f| f.resolved_by(here))
+                .is_some_and(|g| g.requires.is_none() || scope.requirements_met.contains(&item.name));
+            resolved && self.nested_resolves(here, type_name, item)
+        })
     }
 
-    /// Whether `graph` resolves `field` of `type_name` with no requirements.
-    fn resolves(&self, type_name: &Name, field: &str, graph: &str) -> bool {
+    /// Whether `graph` resolves `item` of `type_name` (and its selection) with no requirements.
+    fn resolves(&self, graph: &str, type_name: &Name, item: &FieldSetItem) -> bool {
+        self.federated(type_name, &item.name)
+            .and_then(|f| f.resolved_by(graph))
+            .is_some_and(|g| g.requires.is_none())
+            && self.nested_resolves(graph, type_name, item)
+    }
+
+    fn nested_resolves(&self, graph: &str, type_name: &Name, item: &FieldSetItem) -> bool {
+        if item.selection.is_empty() {
+            return true;
+        }
+        let Some(def) = self.schema.field(type_name, &item.name) else {
+            return false;
+        };
+        let nested = crate::schema::named_type(&def.ty);
+        item.selection.iter().all(
+            |sub| match self.schema.field(nested, &sub.name).map(|f| &f.resolver) {
+                Some(Resolver::Federated(_)) => self.resolves(graph, nested, sub),
+                // A value type's own fields come with it.
+                Some(_) => true,
+                None => false,
+            },
+        )
+    }
+
+    fn federated(&self, type_name: &Name, field: &str) -> Option<&'a FederatedField> {
         match self.schema.field(type_name, field).map(|f| &f.resolver) {
-            Some(Resolver::Federated(f)) => f.resolved_by(graph).is_some_and(|g| g.requires.is_none()),
-            _ => false,
+            Some(Resolver::Federated(f)) => Some(f),
+            _ => None,
         }
     }
 }
@@ -309,6 +407,7 @@ fn print_field_set(text: &mut String, set: &[FieldSetItem]) {
             text.push(' ');
         }
         text.push_str(&item.name);
+        text.push_str(&item.arguments);
         print_field_set(text, &item.selection);
     }
     text.push('}');

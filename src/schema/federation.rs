@@ -20,8 +20,8 @@ use async_graphql_value::{ConstValue, Name};
 
 use super::load::{load_document, SchemaError};
 use super::{
-    EntityKey, FederatedField, FederatedType, Federation, FieldGraph, FieldSet, FieldSetItem, Resolver,
-    Supergraph, TypeDefKind,
+    EntityKey, FederatedField, FederatedType, Federation, FieldDef, FieldGraph, FieldSet, FieldSetItem,
+    Resolver, Supergraph, TypeDefKind,
 };
 
 /// A supergraph declares its subgraphs as the values of `enum join__Graph`.
@@ -53,6 +53,8 @@ struct TypeFacts {
 /// One `@join__field`, its field sets still text.
 struct FieldFacts {
     graph: String,
+    /// `type:`, the field's type in that subgraph.
+    ty: Option<String>,
     external: bool,
     requires: Option<(String, Pos)>,
     provides: Option<(String, Pos)>,
@@ -109,6 +111,8 @@ struct Reader {
     urls: BTreeMap<String, String>,
     types: HashMap<Name, TypeFacts>,
     fields: HashMap<(Name, Name), Vec<FieldFacts>>,
+    /// `@inaccessible` fields of object types: not in the client schema.
+    hidden: Vec<(Name, Positioned<FieldDefinition>)>,
     errors: Vec<SchemaError>,
 }
 
@@ -264,7 +268,15 @@ impl Reader {
         match &mut t.kind {
             TypeKind::Object(o) => {
                 o.implements.retain(|i| !inaccessible.contains(&i.node));
-                o.fields.retain(|f| !has(&f.node.directives, "inaccessible"));
+                // Hidden from clients, but keys and requirements may name them.
+                let (hidden, shown): (Vec<_>, Vec<_>) = std::mem::take(&mut o.fields)
+                    .into_iter()
+                    .partition(|f| has(&f.node.directives, "inaccessible"));
+                o.fields = shown;
+                for mut f in hidden {
+                    self.field(&name, &mut f.node, &facts, false);
+                    self.hidden.push((name.clone(), f));
+                }
                 for f in &mut o.fields {
                     self.field(&name, &mut f.node, &facts, is_root);
                 }
@@ -323,6 +335,7 @@ impl Reader {
             };
             graphs.push(FieldFacts {
                 graph,
+                ty: string_arg(&d.node, "type"),
                 // A field another subgraph took over (`@override`) only serves
                 // keys and requirements where it was.
                 external: bool_arg(&d.node, "external") || bool_arg(&d.node, "usedOverridden"),
@@ -336,6 +349,7 @@ impl Reader {
                 .iter()
                 .map(|graph| FieldFacts {
                     graph: graph.clone(),
+                    ty: None,
                     external: false,
                     requires: None,
                     provides: None,
@@ -411,6 +425,25 @@ impl Reader {
             .chain(supergraph.mutation_type.clone())
             .collect();
         let mut errors = std::mem::take(&mut self.errors);
+        for (type_name, f) in std::mem::take(&mut self.hidden) {
+            if let Some(TypeDefKind::Object(object)) =
+                supergraph.types.get_mut(&type_name).map(|t| &mut t.kind)
+            {
+                object.fields.insert(
+                    f.node.name.node.clone(),
+                    FieldDef {
+                        name: f.node.name.node.clone(),
+                        ty: f.node.ty.node.clone(),
+                        args: Default::default(),
+                        resolver: Resolver::Owned {
+                            source: f.node.name.node.to_string(),
+                            global_id: None,
+                        },
+                        pos: f.pos,
+                    },
+                );
+            }
+        }
         for (name, def) in supergraph.types.iter_mut() {
             if roots.contains(name) {
                 continue;
@@ -454,8 +487,10 @@ impl Reader {
                     };
                     let requires = set("requires", g.requires);
                     let provides = set("provides", g.provides);
+                    let retyped = g.ty.is_some_and(|t| t != field.ty.to_string());
                     parsed.push(FieldGraph {
                         graph: g.graph,
+                        retyped,
                         external: g.external,
                         requires,
                         provides,
@@ -488,19 +523,28 @@ pub(super) fn parse_field_set(text: &str) -> Result<FieldSet, String> {
         set.items
             .iter()
             .map(|s| match &s.node {
-                Selection::Field(f) if f.node.alias.is_none() && f.node.arguments.is_empty() => {
-                    Ok(FieldSetItem {
-                        name: f.node.name.node.clone(),
-                        selection: items(&f.node.selection_set.node)?,
-                    })
-                }
+                Selection::Field(f) if f.node.alias.is_none() => Ok(FieldSetItem {
+                    name: f.node.name.node.clone(),
+                    arguments: arguments(&f.node.arguments),
+                    selection: items(&f.node.selection_set.node)?,
+                }),
                 Selection::Field(f) => Err(format!(
-                    "{}: aliases and arguments are not supported in field sets",
+                    "{}: aliases are not supported in field sets",
                     f.node.name.node
                 )),
                 _ => Err("fragments in field sets are not supported yet".into()),
             })
             .collect()
+    }
+    fn arguments(args: &[(Positioned<Name>, Positioned<async_graphql_value::Value>)]) -> String {
+        if args.is_empty() {
+            return String::new();
+        }
+        let printed: Vec<String> = args
+            .iter()
+            .map(|(n, v)| format!("{}:{}", n.node, v.node))
+            .collect();
+        format!("({})", printed.join(","))
     }
     let fields = items(&op.node.selection_set.node)?;
     if fields.is_empty() {
@@ -557,6 +601,8 @@ mod tests {
         assert_eq!(set[1].name.as_str(), "organization");
         assert_eq!(set[1].selection[0].name.as_str(), "id");
         assert!(parse_field_set("a: id").is_err());
+        let priced = parse_field_set("price(currency: \"USD\") weight").expect("arguments");
+        assert_eq!(priced[0].arguments, "(currency:\"USD\")");
         assert!(parse_field_set("... on Book { id }").is_err());
         assert!(parse_field_set("").is_err());
     }

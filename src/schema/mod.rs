@@ -93,6 +93,8 @@ pub type FieldSet = Vec<FieldSetItem>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldSetItem {
     pub name: Name,
+    /// `(currency:"USD")`, printed, or empty.
+    pub arguments: String,
     pub selection: FieldSet,
 }
 
@@ -122,6 +124,9 @@ pub struct FieldGraph {
     pub requires: Option<FieldSet>,
     /// Fields of the returned entity the subgraph resolves on this path (`@provides`).
     pub provides: Option<FieldSet>,
+    /// The subgraph declares the field with another type than the
+    /// supergraph (`@join__field(type:)`, e.g. `ID!` for `ID`).
+    pub retyped: bool,
 }
 
 impl FederatedField {

@@ -18,6 +18,32 @@ use async_graphql_value::{ConstValue, Name};
 
 pub(super) fn build(doc: &ServiceDocument, query: &Name, mutation: Option<&Name>) -> Result<Schema, String> {
     let mut builder = Schema::build(query.as_str(), mutation.map(|m| m.as_str()), None).introspection_only();
+    let interface_fields: std::collections::HashMap<&str, &[Positioned<FieldDefinition>]> = doc
+        .definitions
+        .iter()
+        .filter_map(|d| match d {
+            TypeSystemDefinition::Type(t) => match &t.node.kind {
+                TypeKind::Interface(i) => Some((t.node.name.node.as_str(), &i.fields[..])),
+                _ => None,
+            },
+            _ => None,
+        })
+        .collect();
+    // async-graphql's check wants an implementing field's type to equal the
+    // interface's; GraphQL allows a subtype (`similar: [Book]` for
+    // `similar: [Product]`), which composed supergraphs use. Such an edge is
+    // left out of this schema (the planner has its own): the type validates
+    // and introspects as not implementing that interface.
+    let covariant = |fields: &[Positioned<FieldDefinition>], interface: &str| {
+        interface_fields.get(interface).is_some_and(|declared| {
+            declared.iter().any(|d| {
+                fields
+                    .iter()
+                    .find(|f| f.node.name.node == d.node.name.node)
+                    .is_some_and(|f| f.node.ty.node != d.node.ty.node)
+            })
+        })
+    };
     for def in &doc.definitions {
         let TypeSystemDefinition::Type(t) = def else {
             continue;
@@ -75,7 +101,7 @@ pub(super) fn build(doc: &ServiceDocument, query: &Name, mutation: Option<&Name>
             }
             TypeKind::Object(o) => {
                 let mut obj = Object::new(name);
-                for i in &o.implements {
+                for i in o.implements.iter().filter(|i| !covariant(&o.fields, &i.node)) {
                     obj = obj.implement(i.node.as_str());
                 }
                 for f in &o.fields {
@@ -88,7 +114,7 @@ pub(super) fn build(doc: &ServiceDocument, query: &Name, mutation: Option<&Name>
             }
             TypeKind::Interface(i) => {
                 let mut obj = Interface::new(name);
-                for imp in &i.implements {
+                for imp in i.implements.iter().filter(|imp| !covariant(&i.fields, &imp.node)) {
                     obj = obj.implement(imp.node.as_str());
                 }
                 for f in &i.fields {
