@@ -47,6 +47,26 @@ async fn one_query_reads_members_contracts_and_posts() {
     }
 }
 
+/// A selection of only `__typename` asks the subgraph for `__typename`
+/// (the plan answers it); an empty selection set `{}` is not GraphQL.
+#[tokio::test]
+async fn a_selection_of_only_typename_is_a_valid_subgraph_request() {
+    let stack = Stack::start().await;
+    let data = stack
+        .data(
+            "{ contracts(limit: 2) { __typename } contract(id: 1) { __typename member { __typename } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        data,
+        json!({
+            "contracts": [{ "__typename": "Contract" }, { "__typename": "Contract" }],
+            "contract": { "__typename": "Contract", "member": { "__typename": "Member" } }
+        })
+    );
+}
+
 #[tokio::test]
 async fn arguments_are_renamed_and_converted() {
     let stack = Stack::start().await;

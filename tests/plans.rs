@@ -166,3 +166,56 @@ fn supergraph_requires_provides_and_conditions() {
          }"
     ));
 }
+
+/// A supergraph written for the planner's harder routes: a `@requires`
+/// chain through three subgraphs (one of the required fields
+/// `@inaccessible`), and an entity reached by a key only a third subgraph
+/// can translate (`upc` → `id`).
+const CHAINS: &str = r#"
+schema @link(url: "https://specs.apollo.dev/link/v1.0") @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) { query: Query }
+directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
+directive @join__graph(name: String!, url: String!) on ENUM_VALUE
+directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
+directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
+directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION
+scalar join__FieldSet
+scalar link__Import
+enum link__Purpose { SECURITY EXECUTION }
+enum join__Graph {
+  A @join__graph(name: "a", url: "http://127.0.0.1:1/a")
+  B @join__graph(name: "b", url: "http://127.0.0.1:1/b")
+  C @join__graph(name: "c", url: "http://127.0.0.1:1/c")
+  D @join__graph(name: "d", url: "http://127.0.0.1:1/d")
+}
+type Product @join__type(graph: A, key: "id") @join__type(graph: B, key: "id") @join__type(graph: C, key: "id") @join__type(graph: D, key: "id") {
+  id: ID!
+  price: Float! @inaccessible @join__field(graph: A) @join__field(graph: C, external: true)
+  isExpensive: Boolean! @join__field(graph: C, requires: "price") @join__field(graph: D, external: true)
+  canAfford: Boolean! @join__field(graph: D, requires: "isExpensive")
+}
+type Book @join__type(graph: A, key: "upc") @join__type(graph: B, key: "id") @join__type(graph: B, key: "upc") @join__type(graph: C, key: "id") {
+  upc: ID! @join__field(graph: A) @join__field(graph: B)
+  id: ID! @join__field(graph: B) @join__field(graph: C)
+  author: String @join__field(graph: C)
+}
+type Query @join__type(graph: A) @join__type(graph: B) @join__type(graph: C) @join__type(graph: D) {
+  product: Product @join__field(graph: B)
+  book: Book @join__field(graph: A)
+}
+"#;
+
+fn chains_plan(query: &str) -> String {
+    let schema = Supergraph::parse(CHAINS).expect("the supergraph loads");
+    let doc = async_graphql::parser::parse_query(query).expect("query parses");
+    tessera::plan::plan(&schema, &doc, None)
+        .expect("plans")
+        .to_string()
+}
+
+#[test]
+fn supergraph_requires_chains_and_key_translation() {
+    insta::assert_snapshot!(chains_plan("{ product { canAfford } book { upc author } }"));
+    // The @inaccessible field serves requirements, not clients.
+    let schema = Supergraph::parse(CHAINS).expect("the supergraph loads");
+    assert!(!schema.client_sdl().contains("price"), "{}", schema.client_sdl());
+}

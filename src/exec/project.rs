@@ -16,6 +16,7 @@ use super::run::{FetchResult, Run};
 use crate::plan::{
     FieldKind, FieldNode, MergePart, ParentKey, RootSource, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
+use crate::schema::TypeDefKind;
 
 /// A value that must not be null was null: its parent has to become null.
 struct Bubble;
@@ -259,6 +260,23 @@ impl<'a, 'r> Projector<'a, 'r> {
                     self.raw(value);
                     Ok(())
                 }
+                FieldKind::EnumLeaf { enum_type, .. } => {
+                    let known = match (self.run.schema.get(enum_type).map(|t| &t.kind), value) {
+                        (Some(TypeDefKind::Enum(values)), Value::String(v)) => {
+                            values.iter().any(|known| known.as_str() == v)
+                        }
+                        _ => false,
+                    };
+                    if !known {
+                        self.error(GraphQLError::new(
+                            format!("Enum \"{enum_type}\" cannot represent value: {value}"),
+                            ErrorCode::SubgraphInvalidResponse,
+                        ));
+                        return Err(Bubble);
+                    }
+                    self.raw(value);
+                    Ok(())
+                }
                 FieldKind::Object { selection, .. }
                 | FieldKind::SearchEdges { selection, .. }
                 | FieldKind::Ref { selection, .. }
@@ -387,6 +405,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 Ok(())
             }
             FieldKind::Leaf { data_key, .. }
+            | FieldKind::EnumLeaf { data_key, .. }
             | FieldKind::Object { data_key, .. }
             | FieldKind::SearchEdges { data_key, .. } => {
                 let value = object.get(data_key.as_str()).unwrap_or(&Value::Null);

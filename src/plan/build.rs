@@ -140,6 +140,11 @@ pub fn plan(
         let (_, fetch, buf) = &mut open[slot];
         let fetch = *fetch;
         buf.include = buf.include.or(&cf.include);
+        let provided = schema
+            .federation()
+            .and_then(|f| f.root_provides.get(&(root_type.clone(), fdef.name.clone())))
+            .map(|set| &set[..])
+            .unwrap_or_default();
         let kind = builder.owned_field(
             buf,
             fetch,
@@ -151,7 +156,7 @@ pub fn plan(
             false,
             &[],
             &cf.include,
-            &[],
+            provided,
         )?;
         output.push(RootField {
             source: RootSource::Fetch(fetch),
@@ -372,6 +377,16 @@ impl<'a> Builder<'a> {
         self.arguments(buf, fdef, cf);
         conditions(buf, &cf.include);
         let named = named_type(&fdef.ty);
+        let is_enum = matches!(
+            self.schema.get(named).map(|t| &t.kind),
+            Some(TypeDefKind::Enum(_))
+        );
+        if is_enum && matches!(fdef.resolver, Resolver::Federated(_)) {
+            return Ok(FieldKind::EnumLeaf {
+                data_key: key.clone(),
+                enum_type: named.clone(),
+            });
+        }
         if self.is_leaf(named) {
             return Ok(FieldKind::Leaf {
                 data_key: key.clone(),

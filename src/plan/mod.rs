@@ -300,6 +300,13 @@ pub enum FieldKind {
         /// The unified type is `ID`: numbers are written as strings.
         is_id: bool,
     },
+    /// A value of an enum the client schema may know fewer values of than
+    /// the subgraph (Federation: `@inaccessible` values, values only some
+    /// subgraphs define): one it does not know is null, with an error.
+    EnumLeaf {
+        data_key: Name,
+        enum_type: Name,
+    },
     Object {
         data_key: Name,
         selection: SelectionSet,

@@ -111,6 +111,7 @@ struct Reader {
     urls: BTreeMap<String, String>,
     types: HashMap<Name, TypeFacts>,
     fields: HashMap<(Name, Name), Vec<FieldFacts>>,
+    root_provides: HashMap<(Name, Name), FieldSet>,
     /// `@inaccessible` fields of object types: not in the client schema.
     hidden: Vec<(Name, Positioned<FieldDefinition>)>,
     errors: Vec<SchemaError>,
@@ -358,13 +359,23 @@ impl Reader {
         }
         strip_field(f);
         if is_root {
-            let Some(graph) = graphs.iter().find(|g| !g.external).map(|g| g.graph.clone()) else {
+            let Some(chosen) = graphs.iter().find(|g| !g.external) else {
                 self.error(
                     f.name.pos,
                     format!("{parent}.{}: no subgraph resolves it", f.name.node),
                 );
                 return;
             };
+            let graph = chosen.graph.clone();
+            // A `@provides` only saves hops: one that cannot be read is not used.
+            if let Some(set) = chosen
+                .provides
+                .as_ref()
+                .and_then(|(p, _)| parse_field_set(p).ok())
+            {
+                self.root_provides
+                    .insert((parent.clone(), f.name.node.clone()), set);
+            }
             let pos = f.name.pos;
             let arg = |name: &str, value: &str| {
                 (
@@ -486,7 +497,8 @@ impl Reader {
                             .ok()
                     };
                     let requires = set("requires", g.requires);
-                    let provides = set("provides", g.provides);
+                    // A `@provides` only saves hops: one that cannot be read is not used.
+                    let provides = g.provides.and_then(|(text, _)| parse_field_set(&text).ok());
                     let retyped = g.ty.is_some_and(|t| t != field.ty.to_string());
                     parsed.push(FieldGraph {
                         graph: g.graph,
@@ -507,6 +519,7 @@ impl Reader {
         supergraph.federation = Some(Box::new(Federation {
             urls: self.urls,
             members,
+            root_provides: self.root_provides,
         }));
         Ok(())
     }

@@ -106,6 +106,9 @@ pub struct Federation {
     /// `(abstract type, subgraph, member)`: the member belongs to the union
     /// or implements the interface in that subgraph.
     pub members: std::collections::HashSet<(Name, String, Name)>,
+    /// `@provides` of root fields, by `(root type, field)`, for the subgraph
+    /// that answers them.
+    pub root_provides: HashMap<(Name, Name), FieldSet>,
 }
 
 /// A field of a Federation supergraph: the subgraphs that resolve it.
