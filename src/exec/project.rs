@@ -52,7 +52,14 @@ pub struct Projector<'a, 'r> {
     gone: Vec<(String, String)>,
     /// Keyed fetches whose failure has been reported.
     failed_fetches: HashSet<usize>,
+    /// The entity the last hydrated field found: `(fetch, parent object,
+    /// entity)`. Several fields of one object read the same entity; its key
+    /// (a representation, for Federation) is built and looked up once.
+    last_entity: Option<LastEntity<'a>>,
 }
+
+/// `(fetch, the parent object it was found for, the entity)`.
+type LastEntity<'a> = (usize, *const Map<String, Value>, &'a Map<String, Value>);
 
 /// What the projection wrote.
 pub struct Projected {
@@ -73,6 +80,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             error_paths: HashSet::new(),
             gone: Vec::new(),
             failed_fetches: HashSet::new(),
+            last_entity: None,
         }
     }
 
@@ -411,10 +419,24 @@ impl<'a, 'r> Projector<'a, 'r> {
                 let value = object.get(data_key.as_str()).unwrap_or(&Value::Null);
                 self.complete(ty, value, kind)
             }
-            FieldKind::Hydrated { fetch, key, inner } => match self.keyed_value(object, *fetch, key, false) {
-                Value::Object(entity) => self.write_kind(entity, ty, inner),
-                _ => self.complete(ty, &NULL, inner),
-            },
+            FieldKind::Hydrated { fetch, key, inner } => {
+                let parent: *const Map<String, Value> = object;
+                let entity = match self.last_entity {
+                    Some((f, p, entity)) if f == *fetch && p == parent => Some(entity),
+                    _ => match self.keyed_value(object, *fetch, key, false) {
+                        Value::Object(entity) => {
+                            self.last_entity = Some((*fetch, parent, entity));
+                            Some(entity)
+                        }
+                        // Not kept: each field records its own failure.
+                        _ => None,
+                    },
+                };
+                match entity {
+                    Some(entity) => self.write_kind(entity, ty, inner),
+                    None => self.complete(ty, &NULL, inner),
+                }
+            }
             FieldKind::Ref { fetch, key, .. } | FieldKind::Join { fetch, key, .. } => {
                 let is_join = matches!(kind, FieldKind::Join { .. });
                 let value = self.keyed_value(object, *fetch, key, is_join);

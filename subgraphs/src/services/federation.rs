@@ -106,14 +106,29 @@ impl UsersQuery {
     }
 }
 
-pub(crate) fn users(wiring: Wiring) -> Built {
-    let schema = Schema::build(UsersQuery, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish();
+/// A Federation subgraph of `query`'s schema, behind the stats-and-faults gate.
+fn federated<Q: async_graphql::ObjectType + 'static>(
+    schema: async_graphql::SchemaBuilder<Q, EmptyMutation, EmptySubscription>,
+    wiring: Wiring,
+    rows: usize,
+) -> Built {
     Built {
-        router: graphql::endpoint(schema, wiring.stats, wiring.gate, true),
-        rows: USERS as u64,
+        router: graphql::endpoint(
+            schema.enable_federation().finish(),
+            wiring.stats,
+            wiring.gate,
+            true,
+        ),
+        rows: rows as u64,
     }
+}
+
+pub(crate) fn users(wiring: Wiring) -> Built {
+    federated(
+        Schema::build(UsersQuery, EmptyMutation, EmptySubscription),
+        wiring,
+        USERS,
+    )
 }
 
 // products ---------------------------------------------------------------
@@ -165,13 +180,11 @@ impl ProductsQuery {
 }
 
 pub(crate) fn products(wiring: Wiring) -> Built {
-    let schema = Schema::build(ProductsQuery, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish();
-    Built {
-        router: graphql::endpoint(schema, wiring.stats, wiring.gate, true),
-        rows: PRODUCTS as u64,
-    }
+    federated(
+        Schema::build(ProductsQuery, EmptyMutation, EmptySubscription),
+        wiring,
+        PRODUCTS,
+    )
 }
 
 // inventory --------------------------------------------------------------
@@ -235,13 +248,11 @@ impl InventoryQuery {
 }
 
 pub(crate) fn inventory(wiring: Wiring) -> Built {
-    let schema = Schema::build(InventoryQuery, EmptyMutation, EmptySubscription)
-        .enable_federation()
-        .finish();
-    Built {
-        router: graphql::endpoint(schema, wiring.stats, wiring.gate, true),
-        rows: PRODUCTS as u64,
-    }
+    federated(
+        Schema::build(InventoryQuery, EmptyMutation, EmptySubscription),
+        wiring,
+        PRODUCTS,
+    )
 }
 
 // reviews ----------------------------------------------------------------
@@ -354,12 +365,7 @@ impl ReviewsQuery {
 }
 
 pub(crate) fn reviews(wiring: Wiring) -> Built {
-    let schema = Schema::build(ReviewsQuery, EmptyMutation, EmptySubscription)
-        .data(Arc::new(ReviewIndex::new()))
-        .enable_federation()
-        .finish();
-    Built {
-        router: graphql::endpoint(schema, wiring.stats, wiring.gate, true),
-        rows: REVIEWS as u64,
-    }
+    let schema =
+        Schema::build(ReviewsQuery, EmptyMutation, EmptySubscription).data(Arc::new(ReviewIndex::new()));
+    federated(schema, wiring, REVIEWS)
 }
