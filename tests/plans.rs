@@ -170,7 +170,8 @@ fn supergraph_requires_provides_and_conditions() {
 /// A supergraph written for the planner's harder routes: a `@requires`
 /// chain through three subgraphs (one of the required fields
 /// `@inaccessible`), and an entity reached by a key only a third subgraph
-/// can translate (`upc` → `id`).
+/// can translate (`upc` → `id`); a union field one subgraph types as one
+/// of its members.
 const CHAINS: &str = r#"
 schema @link(url: "https://specs.apollo.dev/link/v1.0") @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) { query: Query }
 directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
@@ -198,9 +199,18 @@ type Book @join__type(graph: A, key: "upc") @join__type(graph: B, key: "id") @jo
   id: ID! @join__field(graph: B) @join__field(graph: C)
   author: String @join__field(graph: C)
 }
+type Movie @join__type(graph: A, key: "id") @join__type(graph: B, key: "id") {
+  id: ID!
+  title: String
+}
+union Media @join__type(graph: A) @join__type(graph: B) @join__unionMember(graph: A, member: "Book") @join__unionMember(graph: A, member: "Movie") @join__unionMember(graph: B, member: "Book") @join__unionMember(graph: B, member: "Movie") = Book | Movie
 type Query @join__type(graph: A) @join__type(graph: B) @join__type(graph: C) @join__type(graph: D) {
   product: Product @join__field(graph: B)
   book: Book @join__field(graph: A)
+  shelf: Shelf @join__field(graph: A)
+}
+type Shelf @join__type(graph: A) {
+  favourite: Media @join__field(graph: A, type: "Book")
 }
 "#;
 
@@ -215,6 +225,12 @@ fn chains_plan(query: &str) -> String {
 #[test]
 fn supergraph_requires_chains_and_key_translation() {
     insta::assert_snapshot!(chains_plan("{ product { canAfford } book { upc author } }"));
+    // Subgraph "a" types `favourite` as `Book`: a fragment on `Movie` there would not validate.
+    let narrowed = chains_plan("{ shelf { favourite { ... on Book { upc } ... on Movie { title } } } }");
+    assert!(
+        narrowed.contains("favourite{_typename:__typename ...on Book{upc}}"),
+        "{narrowed}"
+    );
     // The @inaccessible field serves requirements, not clients.
     let schema = Supergraph::parse(CHAINS).expect("the supergraph loads");
     assert!(!schema.client_sdl().contains("price"), "{}", schema.client_sdl());

@@ -156,7 +156,10 @@ pub fn plan(
             false,
             &[],
             &cf.include,
-            provided,
+            Returned {
+                provided,
+                narrowed: None,
+            },
         )?;
         output.push(RootField {
             source: RootSource::Fetch(fetch),
@@ -303,6 +306,18 @@ pub(super) struct Scope<'s> {
     pub(super) typename: Option<&'s Name>,
     /// Federation: entity hops in a row that led to these objects.
     pub(super) hops: usize,
+    /// Federation: the subgraph types the field that returned these objects
+    /// as this one member of its abstract type: only its fragment is printed.
+    pub(super) narrowed: Option<&'s Name>,
+}
+
+/// What Federation says about the objects a field returns, in the subgraph asked.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Returned<'x> {
+    /// Fields it resolves on this path although they are `@external` there (`@provides`).
+    pub(super) provided: &'x [FieldSetItem],
+    /// It types the field as this one object type where the supergraph has an abstract type.
+    pub(super) narrowed: Option<&'x Name>,
 }
 
 impl<'s> Scope<'s> {
@@ -321,6 +336,7 @@ impl<'s> Scope<'s> {
             requirements_met: &[],
             typename: None,
             hops: 0,
+            narrowed: None,
         }
     }
 
@@ -364,7 +380,7 @@ impl<'a> Builder<'a> {
         global_id: bool,
         path: &[Name],
         include: &Include,
-        provided: &[FieldSetItem],
+        returned: Returned<'_>,
     ) -> Result<FieldKind, PlanError> {
         if !buf.text.is_empty() && !buf.text.ends_with('{') {
             buf.text.push(' ');
@@ -400,7 +416,8 @@ impl<'a> Builder<'a> {
         let selection = self.selection(
             buf,
             Scope {
-                provided,
+                provided: returned.provided,
+                narrowed: returned.narrowed,
                 ..Scope::new(fetch, Some(subgraph), &child_path, include)
             },
             named,
@@ -471,6 +488,9 @@ impl<'a> Builder<'a> {
         buf.text.push_str(":__typename");
         let mut by_type = Vec::new();
         for possible in self.schema.possible_types(type_name) {
+            if scope.narrowed.is_some_and(|only| only != possible) {
+                continue;
+            }
             let Some(object) = self.schema.object(possible) else {
                 continue;
             };
@@ -478,7 +498,9 @@ impl<'a> Builder<'a> {
                 Some(owner) if owner.subgraph == subgraph => owner.type_name.clone(),
                 // Owned elsewhere: this subgraph cannot return it.
                 Some(_) => continue,
-                None if !self.schema.member_in(type_name, subgraph, possible) => continue,
+                None if scope.narrowed.is_none() && !self.schema.member_in(type_name, subgraph, possible) => {
+                    continue
+                }
                 None => possible.to_string(),
             };
             buf.text.push_str(" ...on ");
@@ -486,6 +508,7 @@ impl<'a> Builder<'a> {
             buf.text.push('{');
             let scope = Scope {
                 typename: Some(&alias),
+                narrowed: None,
                 ..scope
             };
             let fields = self.fields(buf, scope, possible, sets)?;
@@ -550,7 +573,7 @@ impl<'a> Builder<'a> {
                     global_id.is_some(),
                     scope.path,
                     &include,
-                    &[],
+                    Returned::default(),
                 )?,
                 Resolver::Ref { key: key_field } => {
                     let key = self.key_field(buf, type_name, key_field)?;
@@ -638,9 +661,18 @@ impl<'a> Builder<'a> {
                     // subgraph types differently than the supergraph could
                     // clash with the same key of a sibling type: own alias.
                     let printed = match (scope.typename, resolved) {
-                        (Some(_), Some(g)) if g.retyped => self.aliases.named(&format!("_{type_name}_{key}")),
+                        (Some(_), Some(g)) if g.subgraph_type.is_some() => {
+                            self.aliases.named(&format!("_{type_name}_{key}"))
+                        }
                         _ => key.clone(),
                     };
+                    // The subgraph returns one member of the supergraph's abstract type.
+                    let narrowed = resolved
+                        .and_then(|g| g.subgraph_type.as_ref())
+                        .map(named_type)
+                        .filter(|n| {
+                            self.schema.object(n).is_some() && self.schema.is_abstract(named_type(&fdef.ty))
+                        });
                     match local {
                         Some(provided) => self.owned_field(
                             buf,
@@ -653,7 +685,7 @@ impl<'a> Builder<'a> {
                             false,
                             scope.path,
                             &include,
-                            provided,
+                            Returned { provided, narrowed },
                         )?,
                         None => {
                             self.entity_hop(scope, type_name, slots.len(), key, cf, &mut hops)?;

@@ -499,10 +499,12 @@ impl Reader {
                     let requires = set("requires", g.requires);
                     // A `@provides` only saves hops: one that cannot be read is not used.
                     let provides = g.provides.and_then(|(text, _)| parse_field_set(&text).ok());
-                    let retyped = g.ty.is_some_and(|t| t != field.ty.to_string());
+                    let subgraph_type =
+                        g.ty.filter(|t| *t != field.ty.to_string())
+                            .and_then(|t| async_graphql::parser::types::Type::new(&t));
                     parsed.push(FieldGraph {
                         graph: g.graph,
-                        retyped,
+                        subgraph_type,
                         external: g.external,
                         requires,
                         provides,

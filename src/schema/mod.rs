@@ -127,9 +127,9 @@ pub struct FieldGraph {
     pub requires: Option<FieldSet>,
     /// Fields of the returned entity the subgraph resolves on this path (`@provides`).
     pub provides: Option<FieldSet>,
-    /// The subgraph declares the field with another type than the
-    /// supergraph (`@join__field(type:)`, e.g. `ID!` for `ID`).
-    pub retyped: bool,
+    /// The field's type in the subgraph, where it differs from the
+    /// supergraph's (`@join__field(type:)`: `ID!` for `ID`, `Book` for `Media`).
+    pub subgraph_type: Option<Type>,
 }
 
 impl FederatedField {
