@@ -234,7 +234,7 @@ pub async fn check_subgraphs(config: &Config, schema: &Supergraph) -> Result<Che
             let parsed = match response {
                 Err(e) => Err(e.to_string()),
                 Ok(r) => match r.data {
-                    Some(data) => SubgraphSchema::from_introspection(&data),
+                    Some(data) => SubgraphSchema::from_introspection(&data.node().to_value()),
                     None => Err(r
                         .errors
                         .first()

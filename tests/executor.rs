@@ -32,10 +32,11 @@ impl Fetcher for FakeFetcher {
             request.variables.clone(),
         ));
         Box::pin(async move {
-            serde_json::from_value(answer).map_err(|e| FetchError::InvalidResponse {
+            let body = serde_json::to_vec(&answer).map_err(|e| FetchError::InvalidResponse {
                 subgraph: "fake".into(),
                 reason: e.to_string(),
-            })
+            })?;
+            SubgraphResponse::from_body("fake", body)
         })
     }
 }

@@ -12,11 +12,11 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
-use serde::Deserialize;
 use serde_json::{Map, Value};
 use tokio::sync::Semaphore;
 
 use super::error::{FetchError, PathSegment};
+use super::tape::{Held, Node, Number, Tape};
 
 /// A GraphQL request to one subgraph.
 #[derive(Debug)]
@@ -30,36 +30,104 @@ pub struct SubgraphRequest<'a> {
     pub mutation: bool,
 }
 
-/// A subgraph's GraphQL response, as sent.
-#[derive(Debug, Clone, Default, Deserialize)]
+/// A subgraph's GraphQL response: `data` read into a shared tape (cheap to
+/// clone for deduplicated callers), `errors` as sent.
+#[derive(Debug, Clone, Default)]
 pub struct SubgraphResponse {
-    #[serde(default)]
-    pub data: Option<Value>,
-    #[serde(default)]
+    /// `None` when the body has no `data` or `"data": null`.
+    pub data: Option<Held>,
     pub errors: Vec<RawError>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone)]
 pub struct RawError {
-    #[serde(default)]
     pub message: String,
-    #[serde(default)]
     pub path: Option<Vec<PathSegment>>,
-    #[serde(default)]
     pub extensions: Option<Map<String, Value>>,
 }
 
-impl<'de> Deserialize<'de> for PathSegment {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Index(usize),
-            Key(String),
+impl SubgraphResponse {
+    /// Reads a GraphQL response body: an object with `data` (an object or
+    /// null) and/or `errors` (a list of error objects).
+    pub fn from_body(subgraph: &str, body: Vec<u8>) -> Result<SubgraphResponse, FetchError> {
+        let invalid = |reason: String| FetchError::InvalidResponse {
+            subgraph: subgraph.to_string(),
+            reason,
+        };
+        // Validated as UTF-8 once, in bulk: read from a `&str`, serde_json
+        // skips the check on each string it reads.
+        let text = String::from_utf8(body)
+            .map_err(|e| invalid(format!("body is not UTF-8 ({})", e.utf8_error())))?;
+        let tape =
+            Tape::parse(text).map_err(|e| invalid(format!("body is not a GraphQL JSON response ({e})")))?;
+        let tape = Arc::new(tape);
+        let root = tape.root();
+        if !root.is_object() {
+            return Err(invalid(
+                "body is not a GraphQL JSON response (not an object)".into(),
+            ));
         }
-        Ok(match Raw::deserialize(d)? {
-            Raw::Index(i) => PathSegment::Index(i),
-            Raw::Key(k) => PathSegment::Key(async_graphql::Name::new(k)),
+        let data = match root.get("data") {
+            None => None,
+            Some(d) if d.is_null() => None,
+            Some(d) if d.is_object() => Some(Held::of(&tape, d)),
+            Some(_) => return Err(invalid("`data` is not an object".into())),
+        };
+        let errors = match root.get("errors") {
+            None => Vec::new(),
+            Some(e) if e.is_null() => Vec::new(),
+            Some(e) if e.is_array() => e
+                .items()
+                .map(RawError::read)
+                .collect::<Result<_, _>>()
+                .map_err(|why| invalid(format!("body is not a GraphQL JSON response ({why})")))?,
+            Some(_) => return Err(invalid("`errors` is not a list".into())),
+        };
+        if data.is_none() && errors.is_empty() {
+            return Err(invalid("neither `data` nor `errors` in the body".into()));
+        }
+        Ok(SubgraphResponse { data, errors })
+    }
+}
+
+impl RawError {
+    fn read(error: Node<'_>) -> Result<RawError, &'static str> {
+        if !error.is_object() {
+            return Err("an error that is not an object");
+        }
+        let present = |name| error.get(name).filter(|v| !v.is_null());
+        let message = match present("message") {
+            None => String::new(),
+            Some(m) => m
+                .as_str()
+                .ok_or("an error message that is not a string")?
+                .to_owned(),
+        };
+        let path = match present("path") {
+            None => None,
+            Some(p) if p.is_array() => Some(
+                p.items()
+                    .map(|segment| match (segment.as_str(), segment.as_number()) {
+                        (Some(key), _) => Ok(PathSegment::Key(async_graphql::Name::new(key))),
+                        (None, Some(Number::Int(i))) if i >= 0 => Ok(PathSegment::Index(i as usize)),
+                        _ => Err("an error path segment that is neither a key nor an index"),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some(_) => return Err("an error path that is not a list"),
+        };
+        let extensions = match present("extensions") {
+            None => None,
+            Some(e) if e.is_object() => match e.to_value() {
+                Value::Object(map) => Some(map),
+                _ => None,
+            },
+            Some(_) => return Err("error extensions that are not an object"),
+        };
+        Ok(RawError {
+            message,
+            path,
+            extensions,
         })
     }
 }
@@ -400,10 +468,7 @@ impl Exchange {
             })?;
             if !status.is_success() {
                 // A GraphQL server may answer errors with 4xx/5xx and a GraphQL body.
-                let parsed = std::str::from_utf8(&bytes)
-                    .ok()
-                    .and_then(|text| serde_json::from_str::<SubgraphResponse>(text).ok());
-                if let Some(parsed) = parsed {
+                if let Ok(parsed) = SubgraphResponse::from_body(subgraph, Vec::from(bytes)) {
                     if !parsed.errors.is_empty() {
                         return Ok(parsed);
                     }
@@ -413,7 +478,7 @@ impl Exchange {
                     status: status.as_u16(),
                 });
             }
-            parse_response(subgraph, &bytes)
+            SubgraphResponse::from_body(subgraph, Vec::from(bytes))
         };
         match tokio::time::timeout(endpoint.timeout, exchange).await {
             Ok(result) => result,
@@ -423,32 +488,6 @@ impl Exchange {
             }),
         }
     }
-}
-
-fn parse_response(subgraph: &str, bytes: &[u8]) -> Result<SubgraphResponse, FetchError> {
-    // Validated as UTF-8 once, in bulk: read from a `&str`, serde_json skips
-    // the check on each string it reads.
-    let text = std::str::from_utf8(bytes).map_err(|e| FetchError::InvalidResponse {
-        subgraph: subgraph.to_string(),
-        reason: format!("body is not UTF-8 ({e})"),
-    })?;
-    let parsed: SubgraphResponse = serde_json::from_str(text).map_err(|e| FetchError::InvalidResponse {
-        subgraph: subgraph.to_string(),
-        reason: format!("body is not a GraphQL JSON response ({e})"),
-    })?;
-    if parsed.data.is_none() && parsed.errors.is_empty() {
-        return Err(FetchError::InvalidResponse {
-            subgraph: subgraph.to_string(),
-            reason: "neither `data` nor `errors` in the body".into(),
-        });
-    }
-    if matches!(parsed.data, Some(ref d) if !d.is_object() && !d.is_null()) {
-        return Err(FetchError::InvalidResponse {
-            subgraph: subgraph.to_string(),
-            reason: "`data` is not an object".into(),
-        });
-    }
-    Ok(parsed)
 }
 
 fn reqwest_reason(e: &reqwest::Error) -> String {
@@ -479,10 +518,35 @@ mod tests {
 
     #[test]
     fn response_bodies_are_read_or_refused_with_a_reason() {
-        let ok =
-            parse_response("s", br#"{"data":{"a":"caf\u00e9 \"q\"","b":[1,{"c":null}]}}"#).expect("parses");
-        assert_eq!(ok.data.expect("data")["a"], "café \"q\"");
-        let refused = |body: &[u8]| match parse_response("s", body) {
+        let parse = |body: &[u8]| SubgraphResponse::from_body("s", body.to_vec());
+        let ok = parse(br#"{"data":{"a":"caf\u00e9 \"q\"","b":[1,{"c":null}]},"errors":[{"message":"m","path":["a",0],"extensions":{"code":"X"}}]}"#)
+            .expect("parses");
+        let data = ok.data.expect("data");
+        assert_eq!(data.node().get("a").and_then(|a| a.as_str()), Some("café \"q\""));
+        assert_eq!(
+            data.node().to_json(),
+            r#"{"a":"café \"q\"","b":[1,{"c":null}]}"#.as_bytes()
+        );
+        let error = &ok.errors[0];
+        assert_eq!(error.message, "m");
+        assert_eq!(
+            error.path.as_deref(),
+            Some(
+                &[
+                    PathSegment::Key(async_graphql::Name::new("a")),
+                    PathSegment::Index(0)
+                ][..]
+            )
+        );
+        assert_eq!(
+            error.extensions.as_ref().and_then(|e| e.get("code")),
+            Some(&Value::from("X"))
+        );
+        assert!(parse(br#"{"data":null,"errors":[{"message":"down"}]}"#)
+            .expect("parses")
+            .data
+            .is_none());
+        let refused = |body: &[u8]| match parse(body) {
             Err(FetchError::InvalidResponse { reason, .. }) => reason,
             other => panic!("expected a refusal, got {other:?}"),
         };
@@ -490,6 +554,10 @@ mod tests {
         assert!(refused(b"<html>busy</html>").contains("not a GraphQL JSON response"));
         assert!(refused(b"{}").contains("neither"));
         assert!(refused(br#"{"data":[1]}"#).contains("not an object"));
+        assert!(refused(br#"[1]"#).contains("not an object"));
+        assert!(refused(br#"{"data":{},"errors":"no"}"#).contains("not a list"));
+        assert!(refused(br#"{"errors":[{"message":"m","path":[-1]}]}"#).contains("path segment"));
+        assert!(refused(br#"{"data":{"a":1}} trailing"#).contains("not a GraphQL JSON response"));
     }
 
     #[tokio::test]

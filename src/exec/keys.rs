@@ -8,38 +8,73 @@
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::tape::{Node, Number, Sink};
 
 use async_graphql::parser::types::Type;
 
 use crate::plan::{ParentKey, RepresentationField};
 use crate::schema::named_type;
 
-/// Canonical key of a value read from a subgraph, or `None` for null or a
+/// Canonical key of a value (a change event's id), or `None` for null or a
 /// value that cannot be a key.
 pub fn canonical(value: &Value, global_id: Option<&str>) -> Option<String> {
+    let scalar = match value {
+        Value::String(s) => Scalar::Str(s),
+        Value::Number(n) => Scalar::Number(match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Number::Int(i),
+            (None, Some(u)) => Number::UInt(u),
+            _ => Number::Float(n.as_f64().unwrap_or(f64::NAN)),
+        }),
+        _ => return None,
+    };
+    with_scalar(scalar, global_id, str::to_owned)
+}
+
+/// Canonical key of a value read from a subgraph.
+pub fn node_canonical(value: Node<'_>, global_id: Option<&str>) -> Option<String> {
     with_canonical(value, global_id, str::to_owned)
 }
 
 /// `f` of the canonical key of `value`, without allocating it where it
 /// can be borrowed (a plain string) or formatted on the stack (an integer):
 /// for lookups, which run once per key occurrence.
-pub fn with_canonical<R>(value: &Value, global_id: Option<&str>, f: impl FnOnce(&str) -> R) -> Option<R> {
-    match value {
-        Value::String(s) => match global_id {
+pub fn with_canonical<R>(value: Node<'_>, global_id: Option<&str>, f: impl FnOnce(&str) -> R) -> Option<R> {
+    let scalar = match (value.as_str(), value.as_number()) {
+        (Some(s), _) => Scalar::Str(s),
+        (None, Some(n)) => Scalar::Number(n),
+        _ => return None,
+    };
+    with_scalar(scalar, global_id, f)
+}
+
+enum Scalar<'a> {
+    Str(&'a str),
+    Number(Number),
+}
+
+fn with_scalar<R>(scalar: Scalar<'_>, global_id: Option<&str>, f: impl FnOnce(&str) -> R) -> Option<R> {
+    match scalar {
+        Scalar::Str(s) => match global_id {
             Some(_) => decode_global_id(s).map(|(_, id)| f(&id)),
             None => Some(f(s)),
         },
-        Value::Number(n) => {
+        Scalar::Number(n) => {
             let mut buffer = itoa::Buffer::new();
-            Some(match (n.as_i64(), n.as_u64()) {
-                (Some(i), _) => f(buffer.format(i)),
-                (None, Some(u)) => f(buffer.format(u)),
-                _ => f(&n.to_string()),
+            Some(match n {
+                Number::Int(i) => f(buffer.format(i)),
+                Number::UInt(u) => f(buffer.format(u)),
+                Number::Float(_) => f(&number_text(n)),
             })
         }
-        _ => None,
     }
+}
+
+fn number_text(n: Number) -> String {
+    let mut out = Vec::new();
+    n.write(&mut out);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// `(type, id)` of a Relay global id.
@@ -69,12 +104,14 @@ pub fn to_argument(key: &str, arg_type: &Type, global_id: Option<&str>) -> Optio
 }
 
 /// The value written to the client for a field of type `ID` (numbers become strings).
-pub fn id_output(value: &Value, global_id: bool) -> Option<String> {
-    match value {
-        Value::String(s) if global_id => {
-            Some(decode_global_id(s).map(|(_, id)| id).unwrap_or_else(|| s.clone()))
-        }
-        Value::Number(n) => Some(n.to_string()),
+pub fn id_output(value: Node<'_>, global_id: bool) -> Option<String> {
+    match (value.as_str(), value.as_number()) {
+        (Some(s), _) if global_id => Some(
+            decode_global_id(s)
+                .map(|(_, id)| id)
+                .unwrap_or_else(|| s.to_owned()),
+        ),
+        (None, Some(n)) => Some(number_text(n)),
         _ => None,
     }
 }
@@ -82,22 +119,18 @@ pub fn id_output(value: &Value, global_id: bool) -> Option<String> {
 /// `f` of the key `holder` (an object of a parent fetch's answer) gives a
 /// child fetch, or `None` when it has none (a null key field, a
 /// representation missing a field).
-pub fn with_parent_key<R>(
-    key: &ParentKey,
-    holder: &Map<String, Value>,
-    f: impl FnOnce(&str) -> R,
-) -> Option<R> {
+pub fn with_parent_key<R>(key: &ParentKey, holder: Node<'_>, f: impl FnOnce(&str) -> R) -> Option<R> {
     match key {
         ParentKey::Field { alias, global_id } => {
             with_canonical(holder.get(alias.as_str())?, global_id.as_deref(), f)
         }
         ParentKey::Representation(representation) => {
             if let Some(alias) = &representation.typename_alias {
-                if holder.get(alias.as_str()).and_then(Value::as_str) != Some(&representation.type_name) {
+                if holder.get(alias.as_str()).and_then(Node::as_str) != Some(&representation.type_name) {
                     return None;
                 }
             }
-            let mut text = String::with_capacity(64);
+            let mut text = String::with_capacity(128);
             text.push_str("{\"__typename\":");
             push_json_string(&mut text, &representation.type_name);
             if !write_representation_fields(&mut text, &representation.fields, holder, true) {
@@ -114,11 +147,11 @@ pub fn with_parent_key<R>(
 fn write_representation_fields(
     text: &mut String,
     fields: &[RepresentationField],
-    holder: &Map<String, Value>,
+    holder: Node<'_>,
     top: bool,
 ) -> bool {
     for (i, field) in fields.iter().enumerate() {
-        let value = holder.get(&field.alias).unwrap_or(&Value::Null);
+        let value = holder.get(&field.alias).unwrap_or(Node::null());
         if top && value.is_null() {
             return false;
         }
@@ -133,29 +166,24 @@ fn write_representation_fields(
 }
 
 /// A value with only the `selection` of its objects (all of it for a leaf).
-fn write_selected(text: &mut String, value: &Value, selection: &[RepresentationField]) {
-    match value {
-        Value::Object(object) if !selection.is_empty() => {
-            text.push('{');
-            write_representation_fields(text, selection, object, false);
-            text.push('}');
-        }
-        Value::Array(items) if !selection.is_empty() => {
-            text.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    text.push(',');
-                }
-                write_selected(text, item, selection);
+fn write_selected(text: &mut String, value: Node<'_>, selection: &[RepresentationField]) {
+    if selection.is_empty() {
+        value.write(text);
+    } else if value.is_object() {
+        text.push('{');
+        write_representation_fields(text, selection, value, false);
+        text.push('}');
+    } else if value.is_array() {
+        text.push('[');
+        for (i, item) in value.items().enumerate() {
+            if i > 0 {
+                text.push(',');
             }
-            text.push(']');
+            write_selected(text, item, selection);
         }
-        Value::String(s) => push_json_string(text, s),
-        Value::Number(n) => {
-            use std::fmt::Write;
-            let _ = write!(text, "{n}");
-        }
-        other => text.push_str(&other.to_string()),
+        text.push(']');
+    } else {
+        value.write(text);
     }
 }
 
@@ -166,13 +194,14 @@ fn push_json_string(text: &mut String, s: &str) {
         text.push_str(s);
         text.push('"');
     } else {
-        text.push_str(&Value::String(s.to_owned()).to_string());
+        text.escaped(s);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exec::tape::Tape;
 
     #[test]
     fn relay_ids_round_trip() {
@@ -199,6 +228,12 @@ mod tests {
         );
         assert_eq!(canonical(&Value::from(1.5), None).as_deref(), Some("1.5"));
         assert_eq!(canonical(&Value::Null, None), None);
+        // The same keys read from an answer.
+        let answer = Tape::from_value(&serde_json::json!([7, -7, u64::MAX, 1.5, null, "7"]));
+        let read: Vec<Option<String>> = answer.root().items().map(|v| node_canonical(v, None)).collect();
+        let expected = ["7", "-7", "18446744073709551615", "1.5"].map(|s| Some(s.to_owned()));
+        assert_eq!(read[..4], expected);
+        assert_eq!(read[4..], [None, Some("7".to_owned())]);
     }
 
     #[test]
@@ -222,19 +257,19 @@ mod tests {
                 field("dimensions", "_r_dimensions", vec![field("size", "size", vec![])]),
             ],
         }));
-        let holder = |v: serde_json::Value| v.as_object().cloned().expect("object");
-        let product = holder(serde_json::json!({
+        let tape = |v: serde_json::Value| Tape::from_value(&v);
+        let product = tape(serde_json::json!({
             "_typename": "Product", "_r_upc": "1", "name": "kit",
             "_r_dimensions": [{ "size": "S", "weight": 2 }, null]
         }));
         assert_eq!(
-            with_parent_key(&key, &product, str::to_owned).as_deref(),
+            with_parent_key(&key, product.root(), str::to_owned).as_deref(),
             Some(r#"{"__typename":"Product","upc":"1","dimensions":[{"size":"S"},null]}"#)
         );
         // Another type at the same path, or no key: no representation.
-        let book = holder(serde_json::json!({ "_typename": "Book", "_r_upc": "1" }));
-        assert_eq!(with_parent_key(&key, &book, str::to_owned), None);
-        let keyless = holder(serde_json::json!({ "_typename": "Product", "_r_upc": null }));
-        assert_eq!(with_parent_key(&key, &keyless, str::to_owned), None);
+        let book = tape(serde_json::json!({ "_typename": "Book", "_r_upc": "1" }));
+        assert_eq!(with_parent_key(&key, book.root(), str::to_owned), None);
+        let keyless = tape(serde_json::json!({ "_typename": "Product", "_r_upc": null }));
+        assert_eq!(with_parent_key(&key, keyless.root(), str::to_owned), None);
     }
 }

@@ -12,6 +12,7 @@ pub mod keys;
 mod project;
 mod run;
 pub mod search;
+pub mod tape;
 
 use std::sync::Arc;
 

@@ -12,7 +12,8 @@ use serde_json::{Map, Value};
 use super::error::{ErrorCode, GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
 use super::keys;
-use super::run::{FetchResult, Run};
+use super::run::{FetchResult, Found, Run};
+use super::tape::{Held, Node};
 use crate::plan::{
     FieldKind, FieldNode, MergePart, ParentKey, RootSource, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
@@ -21,22 +22,68 @@ use crate::schema::TypeDefKind;
 /// A value that must not be null was null: its parent has to become null.
 struct Bubble;
 
-static NULL: Value = Value::Null;
-static EMPTY_LIST: Value = Value::Array(Vec::new());
+/// A value to complete: a value of an answer, or the rows a join found
+/// (kept where they came, possibly in several answers).
+#[derive(Clone, Copy)]
+enum Val<'a> {
+    Node(Node<'a>),
+    Rows(&'a [Held]),
+}
+
+impl<'a> Val<'a> {
+    fn null() -> Val<'static> {
+        Val::Node(Node::null())
+    }
+
+    fn empty_list() -> Val<'static> {
+        Val::Rows(&[])
+    }
+
+    fn is_null(self) -> bool {
+        matches!(self, Val::Node(n) if n.is_null())
+    }
+
+    /// The items of a list, `None` for any other value.
+    fn items(self) -> Option<ListItems<'a>> {
+        match self {
+            Val::Node(n) if n.is_array() => Some(ListItems::Array(n.items())),
+            Val::Node(_) => None,
+            Val::Rows(rows) => Some(ListItems::Rows(rows.iter())),
+        }
+    }
+}
+
+enum ListItems<'a> {
+    Array(super::tape::Items<'a>),
+    Rows(std::slice::Iter<'a, Held>),
+}
+
+impl<'a> Iterator for ListItems<'a> {
+    type Item = Node<'a>;
+
+    fn next(&mut self) -> Option<Node<'a>> {
+        match self {
+            ListItems::Array(items) => items.next(),
+            ListItems::Rows(rows) => rows.next().map(Held::node),
+        }
+    }
+}
 
 /// Order of merged items: numbers by value, strings (RFC 3339 timestamps
-/// included) lexicographically, nulls last.
-fn compare_json(a: &Value, b: &Value) -> std::cmp::Ordering {
+/// included) lexicographically, nulls (and absent values) last.
+fn compare_json(a: Option<Node<'_>>, b: Option<Node<'_>>) -> std::cmp::Ordering {
     use std::cmp::Ordering;
+    let a = a.filter(|n| !n.is_null());
+    let b = b.filter(|n| !n.is_null());
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal)
-        }
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        (Value::Null, Value::Null) => Ordering::Equal,
-        (Value::Null, _) => Ordering::Greater,
-        (_, Value::Null) => Ordering::Less,
-        _ => Ordering::Equal,
+        (None, None) => Ordering::Equal,
+        (None, _) => Ordering::Greater,
+        (_, None) => Ordering::Less,
+        (Some(a), Some(b)) => match (a.as_number(), b.as_number(), a.as_str(), b.as_str()) {
+            (Some(x), Some(y), _, _) => x.as_f64().partial_cmp(&y.as_f64()).unwrap_or(Ordering::Equal),
+            (_, _, Some(x), Some(y)) => x.cmp(y),
+            _ => Ordering::Equal,
+        },
     }
 }
 
@@ -59,7 +106,7 @@ pub struct Projector<'a, 'r> {
 }
 
 /// `(fetch, the parent object it was found for, the entity)`.
-type LastEntity<'a> = (usize, *const Map<String, Value>, &'a Map<String, Value>);
+type LastEntity<'a> = (usize, (*const super::tape::Tape, u32), Node<'a>);
 
 /// What the projection wrote.
 pub struct Projected {
@@ -151,7 +198,8 @@ impl<'a, 'r> Projector<'a, 'r> {
                     let value = introspection
                         .and_then(|m| m.get(node.response_key.as_str()))
                         .unwrap_or(&Value::Null);
-                    self.raw(value);
+                    // Writing a serde_json::Value into a Vec cannot fail.
+                    let _ = serde_json::to_writer(&mut self.out, value);
                     Ok(())
                 }
                 RootSource::Fetch(id) => self.write_root_field(id, node),
@@ -166,14 +214,14 @@ impl<'a, 'r> Projector<'a, 'r> {
     fn write_root_field(&mut self, fetch: usize, node: &FieldNode) -> Result<(), Bubble> {
         let run = self.run;
         let value = match run.results.get(fetch).and_then(|r| r.get()) {
-            Some(FetchResult::Root(Ok(data), _)) => data.get(node.response_key.as_str()),
+            Some(FetchResult::Root(Ok(data), _)) => data.node().get(node.response_key.as_str()),
             Some(FetchResult::Root(Err(error), _)) => {
                 self.error(GraphQLError::from_fetch(error));
                 None
             }
             _ => None,
         };
-        self.complete(&node.ty, value.unwrap_or(&Value::Null), &node.kind)
+        self.complete(&node.ty, Val::Node(value.unwrap_or(Node::null())), &node.kind)
     }
 
     fn key(&mut self, first: &mut bool, key: &str) {
@@ -187,9 +235,20 @@ impl<'a, 'r> Projector<'a, 'r> {
         self.out.extend_from_slice(b"\":");
     }
 
-    fn raw(&mut self, value: &Value) {
-        // Writing a serde_json::Value into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut self.out, value);
+    fn raw(&mut self, value: Val<'_>) {
+        match value {
+            Val::Node(node) => node.write(&mut self.out),
+            Val::Rows(rows) => {
+                self.out.push(b'[');
+                for (i, row) in rows.iter().enumerate() {
+                    if i > 0 {
+                        self.out.push(b',');
+                    }
+                    row.node().write(&mut self.out);
+                }
+                self.out.push(b']');
+            }
+        }
     }
 
     fn error(&mut self, error: GraphQLError) {
@@ -200,7 +259,7 @@ impl<'a, 'r> Projector<'a, 'r> {
 
     /// Writes a value of type `ty`, or `null` if `ty` is nullable and the value
     /// cannot be completed; otherwise the parent must become null.
-    fn complete(&mut self, ty: &Type, value: &Value, kind: &FieldKind) -> Result<(), Bubble> {
+    fn complete(&mut self, ty: &Type, value: Val<'a>, kind: &FieldKind) -> Result<(), Bubble> {
         let start = self.out.len();
         match self.complete_non_null(ty, value, kind) {
             Ok(()) => Ok(()),
@@ -216,7 +275,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         }
     }
 
-    fn complete_non_null(&mut self, ty: &Type, value: &Value, kind: &FieldKind) -> Result<(), Bubble> {
+    fn complete_non_null(&mut self, ty: &Type, value: Val<'a>, kind: &FieldKind) -> Result<(), Bubble> {
         if value.is_null() {
             if !ty.nullable && !self.error_paths.contains(&self.path) {
                 let message = format!(
@@ -229,7 +288,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         }
         match &ty.base {
             BaseType::List(inner) => {
-                let Value::Array(items) = value else {
+                let Some(items) = value.items() else {
                     self.error(GraphQLError::new(
                         "a subgraph returned a non-list value for a list field",
                         ErrorCode::SubgraphInvalidResponse,
@@ -239,7 +298,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 if let FieldKind::SearchEdges { selection, .. } = kind {
                     // A hit whose entity is gone is left out (and repaired),
                     // never a reason to fail the page.
-                    let mut kept = Vec::with_capacity(items.len());
+                    let mut kept = Vec::new();
                     for edge in items {
                         match self.gone_hit(edge, selection) {
                             Some(hit) => self.gone.push(hit),
@@ -248,7 +307,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                     }
                     return self.write_list(inner, kept.into_iter(), kind);
                 }
-                self.write_list(inner, items.iter(), kind)
+                self.write_list(inner, items, kind)
             }
             BaseType::Named(_) => match kind {
                 FieldKind::Merge { .. } | FieldKind::Hydrated { .. } => {
@@ -259,8 +318,8 @@ impl<'a, 'r> Projector<'a, 'r> {
                     Err(Bubble)
                 }
                 FieldKind::Leaf { global_id, is_id, .. } => {
-                    if *is_id || *global_id {
-                        if let Some(id) = keys::id_output(value, *global_id) {
+                    if let (true, Val::Node(node)) = (*is_id || *global_id, value) {
+                        if let Some(id) = keys::id_output(node, *global_id) {
                             let _ = serde_json::to_writer(&mut self.out, &id);
                             return Ok(());
                         }
@@ -269,15 +328,23 @@ impl<'a, 'r> Projector<'a, 'r> {
                     Ok(())
                 }
                 FieldKind::EnumLeaf { enum_type, .. } => {
-                    let known = match (self.run.schema.get(enum_type).map(|t| &t.kind), value) {
-                        (Some(TypeDefKind::Enum(values)), Value::String(v)) => {
+                    let text = match value {
+                        Val::Node(node) => node.as_str(),
+                        Val::Rows(_) => None,
+                    };
+                    let known = match (self.run.schema.get(enum_type).map(|t| &t.kind), text) {
+                        (Some(TypeDefKind::Enum(values)), Some(v)) => {
                             values.iter().any(|known| known.as_str() == v)
                         }
                         _ => false,
                     };
                     if !known {
+                        let shown = match value {
+                            Val::Node(node) => format!("{node:?}"),
+                            Val::Rows(_) => "a list".to_owned(),
+                        };
                         self.error(GraphQLError::new(
-                            format!("Enum \"{enum_type}\" cannot represent value: {value}"),
+                            format!("Enum \"{enum_type}\" cannot represent value: {shown}"),
                             ErrorCode::SubgraphInvalidResponse,
                         ));
                         return Err(Bubble);
@@ -289,7 +356,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 | FieldKind::SearchEdges { selection, .. }
                 | FieldKind::Ref { selection, .. }
                 | FieldKind::Join { selection, .. } => match value {
-                    Value::Object(object) => self.write_object(object, selection),
+                    Val::Node(object) if object.is_object() => self.write_object(object, selection),
                     _ => {
                         self.error(GraphQLError::new(
                             "a subgraph returned a non-object value for an object field",
@@ -306,10 +373,10 @@ impl<'a, 'r> Projector<'a, 'r> {
         }
     }
 
-    fn write_list<'v>(
+    fn write_list(
         &mut self,
         inner: &Type,
-        items: impl Iterator<Item = &'v Value>,
+        items: impl Iterator<Item = Node<'a>>,
         kind: &FieldKind,
     ) -> Result<(), Bubble> {
         self.out.push(b'[');
@@ -318,7 +385,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 self.out.push(b',');
             }
             self.path.push(PathSegment::Index(i));
-            let r = self.complete(inner, item, kind);
+            let r = self.complete(inner, Val::Node(item), kind);
             self.path.pop();
             r?;
         }
@@ -328,17 +395,17 @@ impl<'a, 'r> Projector<'a, 'r> {
 
     /// `(type, id)` of the hit in `edge` if its hydration found no entity
     /// (and no error): the row was deleted after it was indexed.
-    fn gone_hit(&self, edge: &Value, edges: &SelectionSet) -> Option<(String, String)> {
+    fn gone_hit(&self, edge: Node<'a>, edges: &SelectionSet) -> Option<(String, String)> {
         let run = self.run;
         let fields = edges.by_type.first().map(|(_, f)| f)?;
         for field in fields {
             let FieldKind::Object { data_key, selection } = &field.kind else {
                 continue;
             };
-            let Some(node) = edge.get(data_key.as_str()).and_then(Value::as_object) else {
+            let Some(node) = edge.get(data_key.as_str()).filter(|n| n.is_object()) else {
                 continue;
             };
-            let Some(type_name) = node.get(SEARCH_TYPE_KEY).and_then(Value::as_str) else {
+            let Some(type_name) = node.get(SEARCH_TYPE_KEY).and_then(Node::as_str) else {
                 continue;
             };
             let Some((_, node_fields)) = selection.by_type.iter().find(|(t, _)| t == type_name) else {
@@ -356,7 +423,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             };
             if let Some(FetchResult::Keyed(entries)) = run.results.get(fetch).and_then(|r| r.get()) {
                 if let Some(Ok(entry)) = entries.get(&key) {
-                    if entry.value.is_null() && entry.errors.is_empty() {
+                    if matches!(entry.value, Found::Nothing) && entry.errors.is_empty() {
                         return Some((type_name.to_string(), key));
                     }
                 }
@@ -365,11 +432,11 @@ impl<'a, 'r> Projector<'a, 'r> {
         None
     }
 
-    fn write_object(&mut self, object: &Map<String, Value>, selection: &SelectionSet) -> Result<(), Bubble> {
+    fn write_object(&mut self, object: Node<'a>, selection: &SelectionSet) -> Result<(), Bubble> {
         let fields = match &selection.abstract_source {
             None => selection.by_type.first().map(|(_, f)| f),
             Some((names, alias)) => {
-                let type_name = object.get(alias.as_str()).and_then(Value::as_str);
+                let type_name = object.get(alias.as_str()).and_then(Node::as_str);
                 let unified = match names {
                     TypeNames::Unified => type_name.and_then(|t| self.run.schema.get(t)).map(|t| &t.name),
                     TypeNames::Subgraph(subgraph) => {
@@ -402,11 +469,11 @@ impl<'a, 'r> Projector<'a, 'r> {
         Ok(())
     }
 
-    fn write_field(&mut self, object: &Map<String, Value>, field: &FieldNode) -> Result<(), Bubble> {
+    fn write_field(&mut self, object: Node<'a>, field: &FieldNode) -> Result<(), Bubble> {
         self.write_kind(object, &field.ty, &field.kind)
     }
 
-    fn write_kind(&mut self, object: &Map<String, Value>, ty: &Type, kind: &FieldKind) -> Result<(), Bubble> {
+    fn write_kind(&mut self, object: Node<'a>, ty: &Type, kind: &FieldKind) -> Result<(), Bubble> {
         match kind {
             FieldKind::Typename(name) => {
                 let _ = serde_json::to_writer(&mut self.out, name.as_str());
@@ -416,15 +483,15 @@ impl<'a, 'r> Projector<'a, 'r> {
             | FieldKind::EnumLeaf { data_key, .. }
             | FieldKind::Object { data_key, .. }
             | FieldKind::SearchEdges { data_key, .. } => {
-                let value = object.get(data_key.as_str()).unwrap_or(&Value::Null);
-                self.complete(ty, value, kind)
+                let value = object.get(data_key.as_str()).unwrap_or(Node::null());
+                self.complete(ty, Val::Node(value), kind)
             }
             FieldKind::Hydrated { fetch, key, inner } => {
-                let parent: *const Map<String, Value> = object;
+                let parent = object.identity();
                 let entity = match self.last_entity {
                     Some((f, p, entity)) if f == *fetch && p == parent => Some(entity),
                     _ => match self.keyed_value(object, *fetch, key, false) {
-                        Value::Object(entity) => {
+                        Val::Node(entity) if entity.is_object() => {
                             self.last_entity = Some((*fetch, parent, entity));
                             Some(entity)
                         }
@@ -434,7 +501,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 };
                 match entity {
                     Some(entity) => self.write_kind(entity, ty, inner),
-                    None => self.complete(ty, &NULL, inner),
+                    None => self.complete(ty, Val::null(), inner),
                 }
             }
             FieldKind::Ref { fetch, key, .. } | FieldKind::Join { fetch, key, .. } => {
@@ -449,13 +516,7 @@ impl<'a, 'r> Projector<'a, 'r> {
     /// The value a `@ref` (entity or null) or `@join` (list, empty when no
     /// row has the key) resolves to for `object`, recording the errors the
     /// subgraph reported inside it or the failure of its batch.
-    fn keyed_value(
-        &mut self,
-        object: &Map<String, Value>,
-        fetch: usize,
-        key: &ParentKey,
-        is_join: bool,
-    ) -> &'a Value {
+    fn keyed_value(&mut self, object: Node<'_>, fetch: usize, key: &ParentKey, is_join: bool) -> Val<'a> {
         let run: &'a Run<'r> = self.run;
         let entries = match run.results.get(fetch).and_then(|r| r.get()) {
             Some(FetchResult::Keyed(entries)) => Some(entries),
@@ -482,10 +543,11 @@ impl<'a, 'r> Projector<'a, 'r> {
                     }
                     self.errors.push(error);
                 }
-                if is_join && entry.value.is_null() {
-                    &EMPTY_LIST
-                } else {
-                    &entry.value
+                match &entry.value {
+                    Found::Nothing if is_join => Val::empty_list(),
+                    Found::Nothing => Val::null(),
+                    Found::One(entity) => Val::Node(entity.node()),
+                    Found::Rows(rows) => Val::Rows(rows),
                 }
             }
             Some(Err(failure)) => {
@@ -501,47 +563,48 @@ impl<'a, 'r> Projector<'a, 'r> {
                     self.errors.push(error);
                 }
                 self.error_paths.insert(self.path.clone());
-                &NULL
+                Val::null()
             }
             // No key, or no row has it: a join is empty, a reference is null.
-            None if is_join && has_key => &EMPTY_LIST,
-            None => &NULL,
+            None if is_join && has_key => Val::empty_list(),
+            None => Val::null(),
         }
     }
 
     /// A list of an abstract type gathered from several keyed fetches.
     fn write_merge<'p>(
         &mut self,
-        object: &Map<String, Value>,
+        object: Node<'a>,
         ty: &Type,
         kind: &FieldKind,
         parts: &'p [MergePart],
         descending: bool,
     ) -> Result<(), Bubble> {
-        let mut items: Vec<(&'a Value, &'p MergePart)> = Vec::new();
+        let mut items: Vec<(Node<'a>, &'p MergePart)> = Vec::new();
         let mut failed = false;
         for part in parts {
-            match self.keyed_value(object, part.fetch, &part.key, part.is_join) {
-                Value::Array(rows) => items.extend(rows.iter().map(|r| (r, part))),
+            let value = self.keyed_value(object, part.fetch, &part.key, part.is_join);
+            match value.items() {
+                Some(rows) => items.extend(rows.map(|r| (r, part))),
                 // keyed_value marks the path of a value that failed.
-                Value::Null => failed |= self.error_paths.contains(&self.path),
-                entity => items.push((entity, part)),
+                None if value.is_null() => failed |= self.error_paths.contains(&self.path),
+                None => {
+                    if let Val::Node(entity) = value {
+                        items.push((entity, part));
+                    }
+                }
             }
         }
         // A part that failed makes the list incomplete: null with the error, not a silent gap.
         if failed {
-            return self.complete(ty, &NULL, kind);
+            return self.complete(ty, Val::null(), kind);
         }
         if parts.iter().any(|p| p.order_alias.is_some()) {
-            let order = |(item, part): &(&Value, &MergePart)| {
-                part.order_alias
-                    .as_ref()
-                    .and_then(|a| item.get(a.as_str()))
-                    .cloned()
-                    .unwrap_or(Value::Null)
+            let order = |(item, part): &(Node<'a>, &MergePart)| {
+                part.order_alias.as_ref().and_then(|a| item.get(a.as_str()))
             };
             items.sort_by(|a, b| {
-                let ordering = compare_json(&order(a), &order(b));
+                let ordering = compare_json(order(a), order(b));
                 if descending {
                     ordering.reverse()
                 } else {
@@ -554,7 +617,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 "@merge on a field that is not a list",
                 ErrorCode::InternalServerError,
             ));
-            return self.complete(ty, &NULL, kind);
+            return self.complete(ty, Val::null(), kind);
         };
         let start = self.out.len();
         self.out.push(b'[');
@@ -563,7 +626,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 self.out.push(b',');
             }
             self.path.push(PathSegment::Index(i));
-            let r = self.complete(inner, item, &part.item);
+            let r = self.complete(inner, Val::Node(*item), &part.item);
             self.path.pop();
             if r.is_err() {
                 self.out.truncate(start);

@@ -20,6 +20,7 @@ use super::client::{Fetcher, RawError, SubgraphRequest, SubgraphResponse};
 use super::error::{ErrorCode, FetchError, PathSegment, SubgraphError};
 use super::input::{checked_subgraph_variables, subgraph_variables, Variables};
 use super::keys;
+use super::tape::{Held, Node, Tape};
 use crate::plan::{
     EntityFetch, Fetch, FetchKind, KeyInput, KeyStrategy, KeyedFetch, OperationKind, QueryPlan,
     Representations, SubgraphQuery,
@@ -32,9 +33,9 @@ pub enum FetchResult {
     /// Its `@include`/`@skip` condition did not hold.
     Skipped,
     /// A root fetch: the subgraph's `data` and errors (paths are client paths).
-    Root(Result<Value, FetchError>, Vec<RawError>),
-    /// Keyed results by canonical key.
-    Keyed(HashMap<String, Loaded>),
+    Root(Result<Held, FetchError>, Vec<RawError>),
+    /// Keyed results by canonical key (looked up once per parent object).
+    Keyed(FastMap<String, Loaded>),
 }
 
 /// One key's result: the entity (lookup) or the array of rows (join), with the
@@ -43,8 +44,20 @@ pub type Loaded = Result<Arc<Entry>, Arc<FetchError>>;
 
 #[derive(Debug, Default)]
 pub struct Entry {
-    pub value: Value,
+    pub value: Found,
     pub errors: Vec<SubgraphError>,
+}
+
+/// What one key found, kept in the answer it came in.
+#[derive(Debug, Default)]
+pub enum Found {
+    /// Nothing (a hole, or null).
+    #[default]
+    Nothing,
+    /// The entity (lookups).
+    One(Held),
+    /// The rows that hold the key (joins), in answer order, possibly from several pages.
+    Rows(Vec<Held>),
 }
 
 /// Shared by every fetch of one request.
@@ -72,7 +85,7 @@ struct InFlight {
 
 /// Keys are hashed several times each on their way through a batch: a fast
 /// hash (seeded per process) where the maps are ours to choose.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 type KeyLoader = Loader<String, Loaded, BatchLoader, FastMap<String, Loaded>>;
 
 impl<'r> Run<'r> {
@@ -187,9 +200,7 @@ impl<'r> Run<'r> {
             })
             .await;
         match response {
-            Ok(SubgraphResponse { data, errors }) => {
-                FetchResult::Root(Ok(data.unwrap_or(Value::Null)), errors)
-            }
+            Ok(SubgraphResponse { data, errors }) => FetchResult::Root(Ok(data.unwrap_or_default()), errors),
             Err(e) => FetchResult::Root(Err(e), Vec::new()),
         }
     }
@@ -212,7 +223,8 @@ impl<'r> Run<'r> {
             self.headers,
         )
         .await;
-        FetchResult::Root(result, Vec::new())
+        let answer = result.map(|value| Held::root(Arc::new(Tape::from_value(&value))));
+        FetchResult::Root(answer, Vec::new())
     }
 
     async fn fetch_keyed(
@@ -224,11 +236,13 @@ impl<'r> Run<'r> {
     ) -> FetchResult {
         let keys = self.collect_keys(input);
         if keys.is_empty() {
-            return FetchResult::Keyed(HashMap::new());
+            return FetchResult::Keyed(FastMap::default());
         }
         let loader = self.loader(fetch, query, spec);
         let loaded = loader.load_many(keys.into_iter().collect()).await;
-        FetchResult::Keyed(loaded)
+        // The loader answers in a SipHash map; the projection looks every
+        // key up again (once per parent object): rehashed once with a fast hash.
+        FetchResult::Keyed(loaded.into_iter().collect())
     }
 
     /// Every key the parent's objects at `key_path` give, deduplicated in order.
@@ -237,7 +251,7 @@ impl<'r> Run<'r> {
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
             return keys;
         };
-        let mut visit = |object: &Value| {
+        let mut visit = |object: Node<'_>| {
             walk(object, &keyed.key_path, &mut |holder| {
                 // Most keys repeat (twenty contracts, three managers): allocate only new ones.
                 keys::with_parent_key(&keyed.key, holder, |key| {
@@ -249,13 +263,14 @@ impl<'r> Run<'r> {
         };
         match parent {
             FetchResult::Skipped => {}
-            FetchResult::Root(Ok(data), _) => visit(data),
+            FetchResult::Root(Ok(data), _) => visit(data.node()),
             FetchResult::Root(Err(_), _) => {}
             FetchResult::Keyed(entries) => {
                 for entry in entries.values().filter_map(|e| e.as_ref().ok()) {
                     match &entry.value {
-                        Value::Array(rows) => rows.iter().for_each(&mut visit),
-                        other => visit(other),
+                        Found::Nothing => {}
+                        Found::One(entity) => visit(entity.node()),
+                        Found::Rows(rows) => rows.iter().for_each(|row| visit(row.node())),
                     }
                 }
             }
@@ -293,18 +308,18 @@ impl<'r> Run<'r> {
 
 /// Calls `f` on every object reached from `value` by following `path`
 /// (arrays flattened at every step).
-pub fn walk<'v>(value: &'v Value, path: &[async_graphql::Name], f: &mut dyn FnMut(&'v Map<String, Value>)) {
-    match value {
-        Value::Array(items) => items.iter().for_each(|i| walk(i, path, f)),
-        Value::Object(map) => match path.split_first() {
-            None => f(map),
+pub fn walk<'v>(value: Node<'v>, path: &[async_graphql::Name], f: &mut dyn FnMut(Node<'v>)) {
+    if value.is_array() {
+        value.items().for_each(|i| walk(i, path, f));
+    } else if value.is_object() {
+        match path.split_first() {
+            None => f(value),
             Some((head, rest)) => {
-                if let Some(next) = map.get(head.as_str()) {
+                if let Some(next) = value.get(head.as_str()) {
                     walk(next, rest, f);
                 }
             }
-        },
-        _ => {}
+        }
     }
 }
 
@@ -425,15 +440,14 @@ impl BatchFn<String, Loaded> for BatchLoader {
         }
         // The loader panics on a missing key: every key gets an entry (a hole is null).
         for key in keys {
-            out.entry(key.clone())
-                .or_insert_with(|| Ok(Arc::new(Entry::default())));
+            out.entry(key).or_insert_with(|| Ok(Arc::new(Entry::default())));
         }
         out
     }
 }
 
 impl BatchLoader {
-    async fn load_chunk(&self, chunk: &[String]) -> HashMap<String, Loaded> {
+    async fn load_chunk(&self, chunk: &[String]) -> Vec<(String, Loaded)> {
         let spec = &*self.spec;
         // Keys that cannot be expressed in the argument's type match nothing.
         let sendable: Vec<(&String, Value)> = match &spec.key_type {
@@ -449,7 +463,7 @@ impl BatchLoader {
                 .collect(),
         };
         if sendable.is_empty() {
-            return HashMap::new();
+            return Vec::new();
         }
         let mut variables = spec.variables.clone();
         let document;
@@ -485,37 +499,61 @@ impl BatchLoader {
             }
         };
         crate::telemetry::metrics().batch_size(&spec.subgraph, chunk.len());
-        let response = match &spec.page {
+        let answer = match &spec.page {
             Some(page) => self.fetch_pages(query, variables, page).await,
-            None => {
-                self.fetcher
-                    .fetch(SubgraphRequest {
-                        subgraph: &spec.subgraph,
-                        query,
-                        variables,
-                        headers: &self.headers,
-                        mutation: false,
-                    })
-                    .await
-            }
+            None => self
+                .fetcher
+                .fetch(SubgraphRequest {
+                    subgraph: &spec.subgraph,
+                    query,
+                    variables,
+                    headers: &self.headers,
+                    mutation: false,
+                })
+                .await
+                .map(|response| {
+                    let items = self.items(response.data.as_ref(), sendable.len());
+                    (items, response.errors)
+                }),
         };
-        match response {
+        match answer {
             Err(e) => {
                 let e = Arc::new(e);
                 chunk.iter().map(|k| (k.clone(), Err(Arc::clone(&e)))).collect()
             }
-            Ok(response) => self.distribute(chunk, &sendable, response),
+            Ok((items, errors)) => self.distribute(chunk, &sendable, items, errors),
+        }
+    }
+
+    /// The items of an answer, by position: the aliased fields `_0`, `_1`…
+    /// (`sent` of them), or the list the field returned.
+    fn items(&self, data: Option<&Held>, sent: usize) -> Vec<Held> {
+        let spec = &*self.spec;
+        match (&spec.sends, data) {
+            // Every key sent gets its item, null when the field is missing.
+            (Sends::Aliases, _) => (0..sent)
+                .map(|i| {
+                    data.and_then(|d| Some(Held::of(d.tape(), d.node().get(&format!("_{i}"))?)))
+                        .unwrap_or_default()
+                })
+                .collect(),
+            (_, None) => Vec::new(),
+            (_, Some(data)) => data
+                .node()
+                .get(&spec.field)
+                .map(|list| list.items().map(|item| Held::of(data.tape(), item)).collect())
+                .unwrap_or_default(),
         }
     }
 
     /// Pages through a list field until a page comes back short, and returns
-    /// one response holding every row (error paths shifted to match).
+    /// every row (error paths shifted to match).
     async fn fetch_pages(
         &self,
         query: &str,
         variables: Map<String, Value>,
         page: &crate::schema::JoinPage,
-    ) -> Result<SubgraphResponse, FetchError> {
+    ) -> Result<(Vec<Held>, Vec<RawError>), FetchError> {
         let spec = &*self.spec;
         let mut rows = Vec::new();
         let mut errors = Vec::new();
@@ -541,13 +579,7 @@ impl BatchLoader {
                 }
                 errors.push(error);
             }
-            let page_rows = match response.data {
-                Some(Value::Object(mut data)) => match data.remove(&spec.field) {
-                    Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
-                },
-                _ => Vec::new(),
-            };
+            let page_rows = self.items(response.data.as_ref(), 0);
             let full = page_rows.len() >= page.size;
             offset += page_rows.len();
             rows.extend(page_rows);
@@ -566,12 +598,7 @@ impl BatchLoader {
                 });
             }
         }
-        let mut data = Map::new();
-        data.insert(spec.field.clone(), Value::Array(rows));
-        Ok(SubgraphResponse {
-            data: Some(Value::Object(data)),
-            errors,
-        })
+        Ok((rows, errors))
     }
 
     /// Files each returned object under its own key (never by position
@@ -580,65 +607,55 @@ impl BatchLoader {
         &self,
         chunk: &[String],
         sent: &[(&String, Value)],
-        response: SubgraphResponse,
-    ) -> HashMap<String, Loaded> {
+        items: Vec<Held>,
+        errors: Vec<RawError>,
+    ) -> Vec<(String, Loaded)> {
         let spec = &*self.spec;
         let mut entries: FastMap<String, Entry> = FastMap::default();
-        let mut data = response.data.unwrap_or(Value::Null);
         // (key, index in its group) of each item, by position in the response list.
-        let mut positions: Vec<Option<(String, usize)>> = Vec::new();
-        // Items move out of the response into their entries, uncopied.
-        let file = |item: Value, fallback: Option<&String>, entries: &mut FastMap<String, Entry>| {
+        let mut positions: Vec<Option<(String, usize)>> = Vec::with_capacity(items.len());
+        let aliased = matches!(spec.sends, Sends::Aliases);
+        for (i, item) in items.into_iter().enumerate() {
+            // Aliased fields are the keys sent at their position; lookups
+            // answer in request order, so a null item's key is the one sent there.
+            let fallback = if aliased || !spec.is_join {
+                sent.get(i).map(|(k, _)| *k)
+            } else {
+                None
+            };
             let key = spec
                 .result_key
                 .as_ref()
-                .and_then(|(alias, global_id)| keys::canonical(item.get(alias)?, global_id.as_deref()))
+                .and_then(|(alias, global_id)| {
+                    keys::node_canonical(item.node().get(alias)?, global_id.as_deref())
+                })
                 .or_else(|| fallback.cloned());
-            let key = key?;
-            if spec.is_join {
-                let entry = entries.entry(key.clone()).or_insert_with(|| Entry {
-                    value: Value::Array(Vec::new()),
-                    errors: Vec::new(),
-                });
-                if let Value::Array(rows) = &mut entry.value {
-                    rows.push(item);
-                    return Some((key, rows.len() - 1));
-                }
-                None
-            } else {
-                let entry = entries.entry(key.clone()).or_default();
-                if !item.is_null() {
-                    entry.value = item;
-                }
-                Some((key, 0))
-            }
-        };
-        match spec.sends {
-            Sends::Aliases => {
-                for (i, (key, _)) in sent.iter().enumerate() {
-                    let item = data
-                        .as_object_mut()
-                        .and_then(|d| d.remove(&format!("_{i}")))
-                        .unwrap_or(Value::Null);
-                    positions.push(file(item, Some(key), &mut entries));
-                }
-            }
-            Sends::List | Sends::Representations { .. } | Sends::BuiltRepresentations => {
-                if let Some(Value::Array(items)) = data.get_mut(&spec.field).map(std::mem::take) {
-                    for (i, item) in items.into_iter().enumerate() {
-                        // Lookups answer in request order; a null item's key is the one sent at its position.
-                        let fallback = if spec.is_join {
-                            None
-                        } else {
-                            sent.get(i).map(|(k, _)| *k)
-                        };
-                        positions.push(file(item, fallback, &mut entries));
+            let Some(key) = key else {
+                positions.push(None);
+                continue;
+            };
+            let entry = entries.entry(key.clone()).or_default();
+            let index = if spec.is_join {
+                match &mut entry.value {
+                    Found::Rows(rows) => {
+                        rows.push(item);
+                        rows.len() - 1
+                    }
+                    other => {
+                        *other = Found::Rows(vec![item]);
+                        0
                     }
                 }
-            }
+            } else {
+                if !item.node().is_null() {
+                    entry.value = Found::One(item);
+                }
+                0
+            };
+            positions.push(Some((key, index)));
         }
         let mut whole_failure = None;
-        for error in response.errors {
+        for error in errors {
             let path = error.path.clone().unwrap_or_default();
             let (position, rest) = match (&spec.sends, path.as_slice()) {
                 (Sends::Aliases, [PathSegment::Key(alias), rest @ ..]) => (
@@ -666,17 +683,16 @@ impl BatchLoader {
                 None => whole_failure = Some(error),
             }
         }
-        let mut out: HashMap<String, Loaded> = HashMap::with_capacity(chunk.len());
         if let Some(error) = whole_failure {
             if entries.is_empty() {
                 let failure = Arc::new(FetchError::Downstream {
                     subgraph: spec.subgraph.clone(),
                     message: error.message,
                 });
-                for key in chunk {
-                    out.insert(key.clone(), Err(Arc::clone(&failure)));
-                }
-                return out;
+                return chunk
+                    .iter()
+                    .map(|key| (key.clone(), Err(Arc::clone(&failure))))
+                    .collect();
             }
             // Some items came back: report the error on each of them.
             for entry in entries.values_mut() {
@@ -687,10 +703,10 @@ impl BatchLoader {
                 });
             }
         }
-        for (key, entry) in entries {
-            out.insert(key, Ok(Arc::new(entry)));
-        }
-        out
+        entries
+            .into_iter()
+            .map(|(key, entry)| (key, Ok(Arc::new(entry))))
+            .collect()
     }
 }
 
