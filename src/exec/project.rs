@@ -13,7 +13,7 @@ use super::error::{ErrorCode, GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
 use super::keys;
 use super::run::{FetchResult, Found, Run};
-use super::tape::{Held, Node};
+use super::tape::{Fields, Held, Node};
 use crate::plan::{
     FieldKind, FieldNode, MergePart, ParentKey, RootSource, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
@@ -106,7 +106,7 @@ pub struct Projector<'a, 'r> {
 }
 
 /// `(fetch, the parent object it was found for, the entity)`.
-type LastEntity<'a> = (usize, (*const super::tape::Tape, u32), Node<'a>);
+type LastEntity<'a> = (usize, (*const super::tape::Tape, u32), Fields<'a>);
 
 /// What the projection wrote.
 pub struct Projected {
@@ -455,13 +455,14 @@ impl<'a, 'r> Projector<'a, 'r> {
         };
         self.out.push(b'{');
         let mut first = true;
+        let mut values = Fields::new(object);
         for field in fields {
             if !field.include.holds(self.variables) {
                 continue;
             }
             self.key(&mut first, &field.response_key);
             self.path.push(PathSegment::Key(field.response_key.clone()));
-            let result = self.write_field(object, field);
+            let result = self.write_kind(&mut values, &field.ty, &field.kind);
             self.path.pop();
             result?;
         }
@@ -469,11 +470,8 @@ impl<'a, 'r> Projector<'a, 'r> {
         Ok(())
     }
 
-    fn write_field(&mut self, object: Node<'a>, field: &FieldNode) -> Result<(), Bubble> {
-        self.write_kind(object, &field.ty, &field.kind)
-    }
-
-    fn write_kind(&mut self, object: Node<'a>, ty: &Type, kind: &FieldKind) -> Result<(), Bubble> {
+    fn write_kind(&mut self, values: &mut Fields<'a>, ty: &Type, kind: &FieldKind) -> Result<(), Bubble> {
+        let object = values.object();
         match kind {
             FieldKind::Typename(name) => {
                 let _ = serde_json::to_writer(&mut self.out, name.as_str());
@@ -483,7 +481,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             | FieldKind::EnumLeaf { data_key, .. }
             | FieldKind::Object { data_key, .. }
             | FieldKind::SearchEdges { data_key, .. } => {
-                let value = object.get(data_key.as_str()).unwrap_or(Node::null());
+                let value = values.get(data_key.as_str()).unwrap_or(Node::null());
                 self.complete(ty, Val::Node(value), kind)
             }
             FieldKind::Hydrated { fetch, key, inner } => {
@@ -491,16 +489,18 @@ impl<'a, 'r> Projector<'a, 'r> {
                 let entity = match self.last_entity {
                     Some((f, p, entity)) if f == *fetch && p == parent => Some(entity),
                     _ => match self.keyed_value(object, *fetch, key, false) {
-                        Val::Node(entity) if entity.is_object() => {
-                            self.last_entity = Some((*fetch, parent, entity));
-                            Some(entity)
-                        }
+                        Val::Node(entity) if entity.is_object() => Some(Fields::new(entity)),
                         // Not kept: each field records its own failure.
                         _ => None,
                     },
                 };
                 match entity {
-                    Some(entity) => self.write_kind(entity, ty, inner),
+                    Some(mut entity) => {
+                        let result = self.write_kind(&mut entity, ty, inner);
+                        // The next field of this object likely reads the same entity, further on.
+                        self.last_entity = Some((*fetch, parent, entity));
+                        result
+                    }
                     None => self.complete(ty, Val::null(), inner),
                 }
             }

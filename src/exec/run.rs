@@ -70,7 +70,7 @@ pub struct Run<'r> {
     pub headers: &'r HeaderMap,
     pub max_batch_size: usize,
     pub results: Vec<OnceLock<FetchResult>>,
-    loaders: Mutex<FastMap<String, KeyLoader>>,
+    loaders: Mutex<FastMap<LoaderId<'r>, KeyLoader>>,
     in_flight: Mutex<InFlight>,
 }
 
@@ -86,7 +86,48 @@ struct InFlight {
 /// Keys are hashed several times each on their way through a batch: a fast
 /// hash (seeded per process) where the maps are ours to choose.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-type KeyLoader = Loader<String, Loaded, BatchLoader, FastMap<String, Loaded>>;
+type KeyLoader = Loader<LoaderKey, Loaded, BatchLoader, FastMap<LoaderKey, Loaded>>;
+
+/// A canonical key as the loader holds it. The loader's own maps hash with
+/// SipHash at every step, and format every key into a message it drops
+/// (`{:?}`, eagerly): the key carries its hash, computed once with a fast
+/// hash seeded per process, and prints as it is, without escaping.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LoaderKey {
+    text: String,
+    hash: u64,
+}
+
+static KEY_HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
+    std::sync::LazyLock::new(Default::default);
+
+impl LoaderKey {
+    fn new(text: String) -> Self {
+        use std::hash::BuildHasher;
+        let hash = KEY_HASHER.hash_one(text.as_str());
+        LoaderKey { text, hash }
+    }
+}
+
+impl std::hash::Hash for LoaderKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl std::fmt::Debug for LoaderKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// Which loader a keyed fetch uses: fetches with the same subgraph,
+/// document and selection (and no arguments of their own) share one.
+#[derive(PartialEq, Eq, Hash)]
+enum LoaderId<'r> {
+    Shared(&'r str, &'r str, &'r str),
+    Fetch(usize),
+}
 
 impl<'r> Run<'r> {
     pub fn new(
@@ -150,7 +191,8 @@ impl<'r> Run<'r> {
 
     fn run_fetch(&self, id: usize) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            let Some(fetch) = self.plan.fetches.get(id) else {
+            let plan: &'r QueryPlan = self.plan;
+            let Some(fetch) = plan.fetches.get(id) else {
                 return;
             };
             let result = if !fetch.include.holds(self.variables) {
@@ -229,8 +271,8 @@ impl<'r> Run<'r> {
 
     async fn fetch_keyed(
         &self,
-        fetch: &Fetch,
-        query: &SubgraphQuery,
+        fetch: &'r Fetch,
+        query: &'r SubgraphQuery,
         input: &KeyInput,
         spec: impl FnOnce() -> BatchSpec,
     ) -> FetchResult {
@@ -239,10 +281,11 @@ impl<'r> Run<'r> {
             return FetchResult::Keyed(FastMap::default());
         }
         let loader = self.loader(fetch, query, spec);
-        let loaded = loader.load_many(keys.into_iter().collect()).await;
-        // The loader answers in a SipHash map; the projection looks every
-        // key up again (once per parent object): rehashed once with a fast hash.
-        FetchResult::Keyed(loaded.into_iter().collect())
+        let loaded = loader
+            .load_many(keys.into_iter().map(LoaderKey::new).collect())
+            .await;
+        // The projection looks every key up again (once per parent object), by its text.
+        FetchResult::Keyed(loaded.into_iter().map(|(key, v)| (key.text, v)).collect())
     }
 
     /// Every key the parent's objects at `key_path` give, deduplicated in order.
@@ -280,14 +323,16 @@ impl<'r> Run<'r> {
 
     /// The request's loader for this fetch's (subgraph, selection): two paths
     /// to the same entities with the same selection share one cache.
-    fn loader(&self, fetch: &Fetch, query: &SubgraphQuery, spec: impl FnOnce() -> BatchSpec) -> KeyLoader {
+    fn loader(
+        &self,
+        fetch: &'r Fetch,
+        query: &'r SubgraphQuery,
+        spec: impl FnOnce() -> BatchSpec,
+    ) -> KeyLoader {
         let cache_key = if fetch.arguments.is_empty() {
-            format!(
-                "{}\u{0}{}\u{0}{}",
-                query.subgraph, query.document, query.selection
-            )
+            LoaderId::Shared(&query.subgraph, &query.document, &query.selection)
         } else {
-            format!("#{}", fetch.id)
+            LoaderId::Fetch(fetch.id)
         };
         let mut loaders = self.loaders.lock();
         loaders
@@ -425,12 +470,12 @@ pub struct BatchLoader {
     max_batch_size: usize,
 }
 
-impl BatchFn<String, Loaded> for BatchLoader {
-    async fn load(&mut self, keys: &[String]) -> HashMap<String, Loaded> {
+impl BatchFn<LoaderKey, Loaded> for BatchLoader {
+    async fn load(&mut self, keys: &[LoaderKey]) -> HashMap<LoaderKey, Loaded> {
         // The loader hands keys over in hash order; sorted, the same keys
         // always make the same subgraph request (stable documents and logs).
         let mut keys = keys.to_vec();
-        keys.sort_unstable();
+        keys.sort_unstable_by(|a, b| a.text.cmp(&b.text));
         let chunks = keys
             .chunks(self.max_batch_size)
             .map(|chunk| self.load_chunk(chunk));
@@ -447,18 +492,19 @@ impl BatchFn<String, Loaded> for BatchLoader {
 }
 
 impl BatchLoader {
-    async fn load_chunk(&self, chunk: &[String]) -> Vec<(String, Loaded)> {
+    async fn load_chunk(&self, chunk: &[LoaderKey]) -> Vec<(LoaderKey, Loaded)> {
         let spec = &*self.spec;
         // Keys that cannot be expressed in the argument's type match nothing.
-        let sendable: Vec<(&String, Value)> = match &spec.key_type {
+        let sendable: Vec<(&str, Value)> = match &spec.key_type {
             None => chunk
                 .iter()
-                .filter_map(|k| serde_json::from_str(k).ok().map(|v| (k, v)))
+                .filter_map(|k| serde_json::from_str(&k.text).ok().map(|v| (k.text.as_str(), v)))
                 .collect(),
             Some(key_type) => chunk
                 .iter()
                 .filter_map(|k| {
-                    keys::to_argument(k, key_type, spec.send_global_id.as_deref()).map(|v| (k, v))
+                    keys::to_argument(&k.text, key_type, spec.send_global_id.as_deref())
+                        .map(|v| (k.text.as_str(), v))
                 })
                 .collect(),
         };
@@ -605,11 +651,11 @@ impl BatchLoader {
     /// alone), and each subgraph error under the key of the item it names.
     fn distribute(
         &self,
-        chunk: &[String],
-        sent: &[(&String, Value)],
+        chunk: &[LoaderKey],
+        sent: &[(&str, Value)],
         items: Vec<Held>,
         errors: Vec<RawError>,
-    ) -> Vec<(String, Loaded)> {
+    ) -> Vec<(LoaderKey, Loaded)> {
         let spec = &*self.spec;
         let mut entries: FastMap<String, Entry> = FastMap::default();
         // (key, index in its group) of each item, by position in the response list.
@@ -629,7 +675,7 @@ impl BatchLoader {
                 .and_then(|(alias, global_id)| {
                     keys::node_canonical(item.node().get(alias)?, global_id.as_deref())
                 })
-                .or_else(|| fallback.cloned());
+                .or_else(|| fallback.map(str::to_owned));
             let Some(key) = key else {
                 positions.push(None);
                 continue;
@@ -705,7 +751,7 @@ impl BatchLoader {
         }
         entries
             .into_iter()
-            .map(|(key, entry)| (key, Ok(Arc::new(entry))))
+            .map(|(key, entry)| (LoaderKey::new(key), Ok(Arc::new(entry))))
             .collect()
     }
 }
@@ -713,7 +759,7 @@ impl BatchLoader {
 /// `query($_a0:…){_0:staff(id:7){…} _1:staff(id:9){…}}` with the keys
 /// inline, so any number of keys is one request. For this strategy the plan's
 /// `document` holds just the operation header with its variable definitions.
-fn alias_document(spec: &BatchSpec, keys: &[(&String, Value)]) -> String {
+fn alias_document(spec: &BatchSpec, keys: &[(&str, Value)]) -> String {
     use std::fmt::Write;
     let mut doc = String::with_capacity(
         spec.document.len() + 2 + keys.len() * (spec.selection.len() + spec.field.len() + 24),

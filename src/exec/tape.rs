@@ -610,6 +610,56 @@ impl<'a> Iterator for Entries<'a> {
     }
 }
 
+/// An object's fields looked up in about the order they were sent: each
+/// lookup starts after the last one found. GraphQL answers fields in the
+/// order they were selected, which is the order the projection reads them,
+/// so most lookups compare one key.
+#[derive(Clone, Copy)]
+pub struct Fields<'a> {
+    object: Node<'a>,
+    /// Entry index and slot of the key to try first.
+    entry: u32,
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(object: Node<'a>) -> Self {
+        Fields {
+            object,
+            entry: 0,
+            at: object.at as usize + 1,
+        }
+    }
+
+    pub fn object(&self) -> Node<'a> {
+        self.object
+    }
+
+    pub fn get(&mut self, key: &str) -> Option<Node<'a>> {
+        let Slot::Object { len, .. } = self.object.slot() else {
+            return None;
+        };
+        let tape = self.object.tape;
+        let (mut entry, mut at) = (self.entry, self.at);
+        for _ in 0..len {
+            if entry >= len {
+                (entry, at) = (0, self.object.at as usize + 1);
+            }
+            let value = at + 1;
+            let next = tape.skip(value);
+            if tape.key_is(at, key) {
+                (self.entry, self.at) = (entry + 1, next);
+                return Some(Node {
+                    tape,
+                    at: value as u32,
+                });
+            }
+            (entry, at) = (entry + 1, next);
+        }
+        None
+    }
+}
+
 /// A value of a shared tape, owned: what fetch results keep.
 #[derive(Clone)]
 pub struct Held {
@@ -749,6 +799,31 @@ mod tests {
             Tape::parse(deep).is_err(),
             "nesting is bounded as serde_json bounds it"
         );
+    }
+
+    #[test]
+    fn fields_are_found_in_any_order_starting_after_the_last_found() {
+        let tape = Tape::parse(r#"{"a":1,"b":{"x":[1,2]},"c":3,"d":null}"#.into()).expect("parses");
+        let mut fields = Fields::new(tape.root());
+        let mut read = |key| {
+            fields
+                .get(key)
+                .map(|v| String::from_utf8(v.to_json()).expect("UTF-8"))
+        };
+        for (key, expected) in [
+            ("a", Some("1")),
+            ("b", Some(r#"{"x":[1,2]}"#)),
+            ("d", Some("null")),
+            ("a", Some("1")),
+            ("z", None),
+            ("c", Some("3")),
+            ("c", Some("3")),
+            ("x", None),
+        ] {
+            assert_eq!(read(key).as_deref(), expected, "{key}");
+        }
+        let list = Tape::parse("[1]".into()).expect("parses");
+        assert!(Fields::new(list.root()).get("a").is_none());
     }
 
     #[test]
