@@ -106,7 +106,7 @@ pub struct Projector<'a, 'r> {
 }
 
 /// `(fetch, the parent object it was found for, the entity)`.
-type LastEntity<'a> = (usize, (*const super::tape::Tape, u32), Fields<'a>);
+type LastEntity<'a> = (usize, super::tape::Identity, Fields<'a>);
 
 /// What the projection wrote.
 pub struct Projected {
@@ -421,8 +421,8 @@ impl<'a, 'r> Projector<'a, 'r> {
             let Some(key) = keys::with_parent_key(key, node, str::to_owned) else {
                 continue;
             };
-            if let Some(FetchResult::Keyed(entries)) = run.results.get(fetch).and_then(|r| r.get()) {
-                if let Some(Ok(entry)) = entries.get(&key) {
+            if let Some(FetchResult::Keyed(keyed)) = run.results.get(fetch).and_then(|r| r.get()) {
+                if let Some(Ok(entry)) = keyed.entries.get(&key) {
                     if matches!(entry.value, Found::Nothing) && entry.errors.is_empty() {
                         return Some((type_name.to_string(), key));
                     }
@@ -518,11 +518,15 @@ impl<'a, 'r> Projector<'a, 'r> {
     /// subgraph reported inside it or the failure of its batch.
     fn keyed_value(&mut self, object: Node<'_>, fetch: usize, key: &ParentKey, is_join: bool) -> Val<'a> {
         let run: &'a Run<'r> = self.run;
-        let entries = match run.results.get(fetch).and_then(|r| r.get()) {
-            Some(FetchResult::Keyed(entries)) => Some(entries),
+        let keyed = match run.results.get(fetch).and_then(|r| r.get()) {
+            Some(FetchResult::Keyed(keyed)) => Some(keyed),
             _ => None,
         };
-        let found = keys::with_parent_key(key, object, |key| entries.and_then(|e| e.get(key)));
+        let found = match keyed.and_then(|k| k.by_parent.get(&object.identity())) {
+            // The representation this object gave, found when keys were collected.
+            Some(loaded) => Some(Some(loaded)),
+            None => keys::with_parent_key(key, object, |key| keyed.and_then(|k| k.entries.get(key))),
+        };
         let has_key = found.is_some();
         let loaded = found.flatten();
         match loaded {

@@ -20,7 +20,7 @@ use super::client::{Fetcher, RawError, SubgraphRequest, SubgraphResponse};
 use super::error::{ErrorCode, FetchError, PathSegment, SubgraphError};
 use super::input::{checked_subgraph_variables, subgraph_variables, Variables};
 use super::keys;
-use super::tape::{Held, Node, Tape};
+use super::tape::{Held, Identity, Node, Tape};
 use crate::plan::{
     EntityFetch, Fetch, FetchKind, KeyInput, KeyStrategy, KeyedFetch, OperationKind, QueryPlan,
     Representations, SubgraphQuery,
@@ -34,8 +34,19 @@ pub enum FetchResult {
     Skipped,
     /// A root fetch: the subgraph's `data` and errors (paths are client paths).
     Root(Result<Held, FetchError>, Vec<RawError>),
-    /// Keyed results by canonical key (looked up once per parent object).
-    Keyed(FastMap<String, Loaded>),
+    /// Keyed results (looked up once per parent object).
+    Keyed(Keyed),
+}
+
+/// The results of a keyed fetch.
+#[derive(Debug, Default)]
+pub struct Keyed {
+    /// By canonical key.
+    pub entries: FastMap<String, Loaded>,
+    /// By the parent object that gave the key, for keys that are built
+    /// (`_entities` representations): the projection finds them without
+    /// building the representation a second time.
+    pub by_parent: FastMap<Identity, Loaded>,
 }
 
 /// One key's result: the entity (lookup) or the array of rows (join), with the
@@ -276,30 +287,54 @@ impl<'r> Run<'r> {
         input: &KeyInput,
         spec: impl FnOnce() -> BatchSpec,
     ) -> FetchResult {
-        let keys = self.collect_keys(input);
+        let (keys, holders) = self.collect_keys(input);
         if keys.is_empty() {
-            return FetchResult::Keyed(FastMap::default());
+            return FetchResult::Keyed(Keyed::default());
         }
         let loader = self.loader(fetch, query, spec);
-        let loaded = loader
-            .load_many(keys.into_iter().map(LoaderKey::new).collect())
-            .await;
+        let keys: Vec<LoaderKey> = keys.into_iter().map(LoaderKey::new).collect();
+        let asked = if holders.is_empty() {
+            Vec::new()
+        } else {
+            keys.clone()
+        };
+        let loaded = loader.load_many(keys).await;
+        let by_parent = holders
+            .into_iter()
+            .filter_map(|(holder, i)| Some((holder, loaded.get(asked.get(i)?)?.clone())))
+            .collect();
         // The projection looks every key up again (once per parent object), by its text.
-        FetchResult::Keyed(loaded.into_iter().map(|(key, v)| (key.text, v)).collect())
+        FetchResult::Keyed(Keyed {
+            entries: loaded.into_iter().map(|(key, v)| (key.text, v)).collect(),
+            by_parent,
+        })
     }
 
-    /// Every key the parent's objects at `key_path` give, deduplicated in order.
-    fn collect_keys(&self, keyed: &KeyInput) -> IndexSet<String, foldhash::fast::RandomState> {
+    /// Every key the parent's objects at `key_path` give, deduplicated in
+    /// order; and for built keys, the index of the key each object gave.
+    fn collect_keys(
+        &self,
+        keyed: &KeyInput,
+    ) -> (
+        IndexSet<String, foldhash::fast::RandomState>,
+        Vec<(Identity, usize)>,
+    ) {
         let mut keys = IndexSet::default();
+        let mut holders = Vec::new();
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
-            return keys;
+            return (keys, holders);
         };
+        let built = matches!(keyed.key, crate::plan::ParentKey::Representation(_));
         let mut visit = |object: Node<'_>| {
             walk(object, &keyed.key_path, &mut |holder| {
                 // Most keys repeat (twenty contracts, three managers): allocate only new ones.
                 keys::with_parent_key(&keyed.key, holder, |key| {
-                    if !keys.contains(key) {
-                        keys.insert(key.to_owned());
+                    let index = match keys.get_index_of(key) {
+                        Some(index) => index,
+                        None => keys.insert_full(key.to_owned()).0,
+                    };
+                    if built {
+                        holders.push((holder.identity(), index));
                     }
                 });
             });
@@ -308,8 +343,8 @@ impl<'r> Run<'r> {
             FetchResult::Skipped => {}
             FetchResult::Root(Ok(data), _) => visit(data.node()),
             FetchResult::Root(Err(_), _) => {}
-            FetchResult::Keyed(entries) => {
-                for entry in entries.values().filter_map(|e| e.as_ref().ok()) {
+            FetchResult::Keyed(keyed) => {
+                for entry in keyed.entries.values().filter_map(|e| e.as_ref().ok()) {
                     match &entry.value {
                         Found::Nothing => {}
                         Found::One(entity) => visit(entity.node()),
@@ -318,7 +353,7 @@ impl<'r> Run<'r> {
                 }
             }
         }
-        keys
+        (keys, holders)
     }
 
     /// The request's loader for this fetch's (subgraph, selection): two paths

@@ -198,6 +198,10 @@ impl Sink for String {
     }
 }
 
+/// Where a value is: its tape's address and its slot (unique while the
+/// tape lives).
+pub type Identity = (usize, u32);
+
 /// A value of a tape.
 #[derive(Clone, Copy)]
 pub struct Node<'a> {
@@ -272,8 +276,8 @@ impl<'a> Node<'a> {
     }
 
     /// Identity of this position (for caches keyed by the object read).
-    pub fn identity(self) -> (*const Tape, u32) {
-        (self.tape as *const Tape, self.at)
+    pub fn identity(self) -> Identity {
+        (self.tape as *const Tape as usize, self.at)
     }
 
     pub fn is_null(self) -> bool {

@@ -122,77 +122,69 @@ impl<'t> Reader<'t> {
     }
 
     fn array(&mut self) -> Read {
-        self.enter()?;
-        self.at += 1;
-        let start = self.slots.len();
-        self.slots.push(Slot::Array { len: 0, end: 0 });
-        let mut len = 0u32;
-        self.whitespace();
-        if self.peek() == Some(b']') {
-            self.at += 1;
-        } else {
-            loop {
-                self.value()?;
-                len += 1;
-                self.whitespace();
-                match self.peek() {
-                    Some(b',') => self.at += 1,
-                    Some(b']') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return self.fail("expected `,` or `]`"),
-                }
-            }
-        }
+        let (len, start) = self.members(b']', "expected `,` or `]`", |reader| reader.value())?;
         self.slots[start] = Slot::Array {
             len,
             end: self.slots.len() as u32,
         };
-        self.depth -= 1;
         Ok(())
     }
 
     fn object(&mut self) -> Read {
-        self.enter()?;
-        self.at += 1;
-        let start = self.slots.len();
-        self.slots.push(Slot::Object { len: 0, end: 0 });
-        let mut len = 0u32;
-        self.whitespace();
-        if self.peek() == Some(b'}') {
-            self.at += 1;
-        } else {
-            loop {
-                self.whitespace();
-                if self.peek() != Some(b'"') {
-                    return self.fail("expected a key");
-                }
-                self.string()?;
-                self.whitespace();
-                if self.peek() != Some(b':') {
-                    return self.fail("expected `:`");
-                }
-                self.at += 1;
-                self.value()?;
-                len += 1;
-                self.whitespace();
-                match self.peek() {
-                    Some(b',') => self.at += 1,
-                    Some(b'}') => {
-                        self.at += 1;
-                        break;
-                    }
-                    _ => return self.fail("expected `,` or `}`"),
-                }
+        let (len, start) = self.members(b'}', "expected `,` or `}`", |reader| {
+            reader.whitespace();
+            if reader.peek() != Some(b'"') {
+                return reader.fail("expected a key");
             }
-        }
+            reader.string()?;
+            reader.whitespace();
+            if reader.peek() != Some(b':') {
+                return reader.fail("expected `:`");
+            }
+            reader.at += 1;
+            reader.value()
+        })?;
         self.slots[start] = Slot::Object {
             len,
             end: self.slots.len() as u32,
         };
-        self.depth -= 1;
         Ok(())
+    }
+
+    /// The members of an array or object, after its opening bracket, up to
+    /// `close`: how many, and the index of the container's slot (reserved
+    /// here, filled in by the caller).
+    fn members(
+        &mut self,
+        close: u8,
+        expected: &'static str,
+        mut member: impl FnMut(&mut Self) -> Read,
+    ) -> Read<(u32, usize)> {
+        self.enter()?;
+        self.at += 1;
+        let start = self.slots.len();
+        self.slots.push(Slot::Null);
+        let mut len = 0u32;
+        self.whitespace();
+        if self.peek() == Some(close) {
+            self.at += 1;
+        } else {
+            loop {
+                member(self)?;
+                len += 1;
+                self.whitespace();
+                match self.peek() {
+                    Some(b',') => self.at += 1,
+                    Some(c) if c == close => {
+                        self.at += 1;
+                        break;
+                    }
+                    _ => return self.fail(expected),
+                }
+            }
+        }
+        self.depth -= 1;
+        Ok((len, start))
     }
 
     /// The index of the first `"`, `\` or control character from `from`.
