@@ -72,9 +72,9 @@ impl fmt::Debug for Tape {
     }
 }
 
-/// `null` and `[]`, for fields that have no value of their own.
-static CONSTANTS: LazyLock<Arc<Tape>> =
-    LazyLock::new(|| Arc::new(Tape::parse(String::from("[null,[]]")).unwrap_or_default()));
+/// `null`, for fields that have no value of their own.
+static NULL: LazyLock<Arc<Tape>> =
+    LazyLock::new(|| Arc::new(Tape::parse(String::from("null")).unwrap_or_default()));
 
 impl Tape {
     /// Parses `text` (a complete JSON value; whitespace around it allowed).
@@ -253,18 +253,7 @@ impl Number {
 impl<'a> Node<'a> {
     /// `null`, from no tape in particular.
     pub fn null() -> Node<'static> {
-        Node {
-            tape: &CONSTANTS,
-            at: 1,
-        }
-    }
-
-    /// `[]`.
-    pub fn empty_list() -> Node<'static> {
-        Node {
-            tape: &CONSTANTS,
-            at: 2,
-        }
+        Node { tape: &NULL, at: 0 }
     }
 
     fn slot(self) -> Slot {
@@ -294,13 +283,6 @@ impl<'a> Node<'a> {
 
     pub fn as_str(self) -> Option<&'a str> {
         self.tape.str_at(self.at as usize)
-    }
-
-    pub fn as_bool(self) -> Option<bool> {
-        match self.slot() {
-            Slot::Bool(b) => Some(b),
-            _ => None,
-        }
     }
 
     pub fn as_number(self) -> Option<Number> {
@@ -560,8 +542,8 @@ impl Default for Held {
 impl Held {
     pub fn null() -> Held {
         Held {
-            tape: Arc::clone(&CONSTANTS),
-            at: 1,
+            tape: Arc::clone(&NULL),
+            at: 0,
         }
     }
 
@@ -750,7 +732,6 @@ mod tests {
     #[test]
     fn constants_and_holders() {
         assert!(Node::null().is_null());
-        assert!(Node::empty_list().is_array() && Node::empty_list().len() == 0);
         assert!(Held::default().node().is_null());
         let tape = Arc::new(Tape::parse(r#"{"x":[{"y":1}]}"#.into()).expect("parses"));
         let inner = tape.root().get("x").expect("x").items().next().expect("item");
