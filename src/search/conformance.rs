@@ -458,6 +458,34 @@ fn filter() -> impl Strategy<Value = Filter> {
                 values,
             }
         }),
+        // Numbers and dates are columns without terms in tantivy: equality
+        // and `in` read the column (with null: the missing ones too).
+        prop::sample::select(amounts.clone()).prop_map(|value| Filter::Term {
+            field: "amount".into(),
+            value,
+        }),
+        prop::sample::select(prices.clone()).prop_map(|value| Filter::Term {
+            field: "price".into(),
+            value,
+        }),
+        prop::collection::vec(
+            prop::sample::select(
+                prices
+                    .iter()
+                    .cloned()
+                    .chain([FieldValue::Null])
+                    .collect::<Vec<_>>()
+            ),
+            0..20
+        )
+        .prop_map(|values| Filter::In {
+            field: "price".into(),
+            values,
+        }),
+        prop::collection::vec(prop::sample::select(dates.clone()), 1..3).prop_map(|values| Filter::In {
+            field: "createdAt".into(),
+            values,
+        }),
         range("amount", amounts),
         range("price", prices),
         range("createdAt", dates),

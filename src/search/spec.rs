@@ -231,12 +231,44 @@ pub(crate) fn parse_datetime_millis(s: &str) -> Option<i64> {
     i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
 }
 
+/// [`Scalar`] borrowing its string from the document.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum ScalarRef<'a> {
+    Str(&'a str),
+    I64(i64),
+    F64(f64),
+    Bool(bool),
+}
+
+impl ScalarRef<'_> {
+    fn owned(self) -> Scalar {
+        match self {
+            ScalarRef::Str(s) => Scalar::Str(s.to_owned()),
+            ScalarRef::I64(i) => Scalar::I64(i),
+            ScalarRef::F64(f) => Scalar::F64(f),
+            ScalarRef::Bool(b) => Scalar::Bool(b),
+        }
+    }
+}
+
 /// Reads the values of `field` in a JSON document: none for a missing field
 /// or `null`, several for an array (only where the field is not sortable).
 /// The error says what was expected, for `SearchError::InvalidDocument`.
 pub(crate) fn document_values(field: &FieldSpec, value: Option<&Value>) -> Result<Vec<Scalar>, String> {
+    let mut out = Vec::new();
+    each_document_value(field, value, |v| out.push(v.owned()))?;
+    Ok(out)
+}
+
+/// [`document_values`] without copying strings: `each` sees every value,
+/// in order, until one is wrong (then the error, as `document_values`).
+pub(crate) fn each_document_value<'a>(
+    field: &FieldSpec,
+    value: Option<&'a Value>,
+    mut each: impl FnMut(ScalarRef<'a>),
+) -> Result<(), String> {
     match value {
-        None | Some(Value::Null) => Ok(Vec::new()),
+        None | Some(Value::Null) => Ok(()),
         Some(Value::Array(items)) => {
             if field.sortable {
                 return Err(format!(
@@ -244,17 +276,19 @@ pub(crate) fn document_values(field: &FieldSpec, value: Option<&Value>) -> Resul
                     field.name
                 ));
             }
-            items
-                .iter()
-                .filter(|v| !v.is_null())
-                .map(|v| document_scalar(field, v))
-                .collect()
+            for v in items.iter().filter(|v| !v.is_null()) {
+                each(document_scalar(field, v)?);
+            }
+            Ok(())
         }
-        Some(v) => Ok(vec![document_scalar(field, v)?]),
+        Some(v) => {
+            each(document_scalar(field, v)?);
+            Ok(())
+        }
     }
 }
 
-fn document_scalar(field: &FieldSpec, v: &Value) -> Result<Scalar, String> {
+fn document_scalar<'a>(field: &FieldSpec, v: &'a Value) -> Result<ScalarRef<'a>, String> {
     let bad = || {
         let expected = match field.kind {
             FieldKind::Text | FieldKind::Keyword => "a string",
@@ -269,13 +303,16 @@ fn document_scalar(field: &FieldSpec, v: &Value) -> Result<Scalar, String> {
         )
     };
     match field.kind {
-        FieldKind::Text | FieldKind::Keyword => v.as_str().map(|s| Scalar::Str(s.to_owned())),
-        FieldKind::I64 => v.as_i64().map(Scalar::I64),
+        FieldKind::Text | FieldKind::Keyword => v.as_str().map(ScalarRef::Str),
+        FieldKind::I64 => v.as_i64().map(ScalarRef::I64),
         // `+ 0.0` turns -0.0 into 0.0: indexes order floats by their bits,
         // so the two zeros would otherwise differ in terms, ranges and sort.
-        FieldKind::F64 => v.as_f64().filter(|f| f.is_finite()).map(|f| Scalar::F64(f + 0.0)),
-        FieldKind::DateTime => v.as_str().and_then(parse_datetime_millis).map(Scalar::I64),
-        FieldKind::Bool => v.as_bool().map(Scalar::Bool),
+        FieldKind::F64 => v
+            .as_f64()
+            .filter(|f| f.is_finite())
+            .map(|f| ScalarRef::F64(f + 0.0)),
+        FieldKind::DateTime => v.as_str().and_then(parse_datetime_millis).map(ScalarRef::I64),
+        FieldKind::Bool => v.as_bool().map(ScalarRef::Bool),
     }
     .ok_or_else(bad)
 }

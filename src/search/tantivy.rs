@@ -12,12 +12,21 @@
 //! | spec field | tantivy fields |
 //! |---|---|
 //! | `id` | `id`: STRING + FAST (the delete/lookup term and the tiebreaker) |
-//! | `_version` | `_version`: i64 INDEXED + FAST |
-//! | `Keyword` (searchable, filterable or sortable) | `f<i>`: STRING + FAST |
-//! | `Text` | `f<i>_text`: TEXT if searchable; `f<i>`: STRING + FAST twin of the whole string if filterable or sortable |
-//! | `I64`, `DateTime` (ms) | `f<i>`: i64 INDEXED + FAST if filterable or sortable |
-//! | `F64` / `Bool` | `f<i>`: f64 / bool INDEXED + FAST if filterable or sortable |
+//! | `_version` | `_version`: i64 FAST |
+//! | `Keyword` (searchable, filterable or sortable) | `f<i>`: STRING + FAST (FAST only if just sortable) |
+//! | `Text` | `f<i>_text`: TEXT if searchable; `f<i>`: the whole string, STRING + FAST if filterable, FAST if just sortable |
+//! | `I64`, `DateTime` (ms) / `F64` | `f<i>`: i64 / f64 FAST if filterable or sortable |
+//! | `Bool` | `f<i>`: bool INDEXED + FAST if filterable or sortable |
 //! | whole document | `_source`: STORED bytes, the JSON minus `stored: false` fields |
+//!
+//! Terms record documents only (no frequencies, positions or norms:
+//! nothing is scored or phrase-matched). Numbers and dates have no terms: a range reads the column (tantivy does
+//! so for every fast field), and so does an equality on them (a one-value
+//! range, or one pass of the column for `in`); their mostly unique values
+//! made a term per document that indexing hashed, sorted and wrote (a
+//! quarter of a contract backfill's indexing). Filter matches are cached
+//! per segment, so the column is read once per filter and segment. Indexes
+//! written before this layout (every exact field INDEXED) open as they are.
 //!
 //! Internal names are positional (`f3`) because spec names may hold
 //! characters tantivy reads as JSON paths (`a.b`).
@@ -72,7 +81,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 use self::collector::{AllIds, ColumnKind, SortColumn, SortVal, SummaryCache, TopSorted};
-use self::layout::{Layout, Prepared};
+use self::layout::{Layout, Prepared, Terms};
 use self::matches::{MatchCache, Matches};
 use super::query::{coerce, Document, Filter, Hit, Page, SearchQuery, SearchResult, SortPosition};
 use super::spec::{FieldKind, IndexSpec, Scalar, ID_FIELD};
@@ -298,7 +307,7 @@ impl Inner {
                 return Err(SearchError::AlreadyExists { name: physical });
             }
         }
-        let (schema, _) = Layout::build(&spec);
+        let (schema, _) = Layout::build(&spec, Terms::Needed);
         let fail = |e: &dyn Display| backend_error(&physical, e);
         let index = match &self.root {
             None => Index::create_in_ram(schema),
@@ -439,10 +448,14 @@ impl Handle {
         if threads > 1 {
             index.set_multithread_executor(threads).map_err(|e| fail(&e))?;
         }
-        let (schema, layout) = Layout::build(&spec);
-        if index.schema() != schema {
-            return Err(fail(&"the index files do not match its spec; rebuild the index"));
-        }
+        // Indexes built before column-only numbers keep their layout until
+        // a reindex; queries read whichever the files have.
+        let layout = [Terms::Needed, Terms::Every]
+            .into_iter()
+            .map(|terms| Layout::build(&spec, terms))
+            .find(|(schema, _)| index.schema() == *schema)
+            .map(|(_, layout)| layout)
+            .ok_or_else(|| fail(&"the index files do not match its spec; rebuild the index"))?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -802,7 +815,7 @@ impl Handle {
             .map_err(|e| self.fail(e))
     }
 
-    /// The distinct terms of a keyword field, from each segment's term
+    /// The distinct terms of a keyword field, from each segment's column
     /// dictionary (terms of deleted documents linger until segments merge).
     fn terms(&self, field: &str) -> Result<Vec<String>, SearchError> {
         let layout = self.layout.field(field)?;
@@ -814,12 +827,16 @@ impl Handle {
                 ),
             });
         }
-        let (exact, _) = self.layout.exact(field)?;
+        // The column's dictionary: every keyword has one, a term index
+        // only if it is filtered on.
+        let (_, column) = self.layout.exact(field)?;
         let searcher = self.reader.searcher();
         let mut out = std::collections::BTreeSet::new();
         for segment in searcher.segment_readers() {
-            let inverted = segment.inverted_index(exact).map_err(|e| self.fail(e))?;
-            let mut stream = inverted.terms().stream().map_err(|e| self.fail(e))?;
+            let Some(values) = segment.fast_fields().str(column).map_err(|e| self.fail(e))? else {
+                continue;
+            };
+            let mut stream = values.dictionary().stream().map_err(|e| self.fail(e))?;
             while stream.advance() {
                 if let Ok(term) = std::str::from_utf8(stream.key()) {
                     out.insert(term.to_owned());

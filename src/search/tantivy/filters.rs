@@ -7,10 +7,11 @@
 use std::ops::Bound;
 
 use ::tantivy::query::{
-    AllQuery, BooleanQuery, EmptyQuery, ExistsQuery, Occur, Query, RangeQuery, TermQuery, TermSetQuery,
+    AllQuery, BitSetDocSet, BooleanQuery, ConstScorer, EmptyQuery, EnableScoring, ExistsQuery, Explanation,
+    Occur, Query, RangeQuery, Scorer, TermQuery, TermSetQuery, Weight,
 };
 use ::tantivy::schema::{Field, IndexRecordOption};
-use ::tantivy::Term;
+use ::tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TantivyError, Term};
 
 use super::Handle;
 use crate::search::query::{coerce, FieldValue, Filter};
@@ -40,22 +41,39 @@ impl Handle {
                 let (f, column) = self.layout.exact(field)?;
                 match coerce(spec_of(field)?, value, "a term filter")? {
                     None => missing(column),
-                    Some(v) => Box::new(TermQuery::new(term(f, &v), IndexRecordOption::Basic)),
+                    Some(v) if self.layout.field(field)?.exact_indexed => {
+                        Box::new(TermQuery::new(term(f, &v), IndexRecordOption::Basic))
+                    }
+                    // A column-only field: a one-value range reads the column.
+                    Some(v) => Box::new(RangeQuery::new(
+                        Bound::Included(term(f, &v)),
+                        Bound::Included(term(f, &v)),
+                    )),
                 }
             }
             Filter::In { field, values } => {
                 let (f, column) = self.layout.exact(field)?;
                 let spec = spec_of(field)?;
-                let mut terms = Vec::with_capacity(values.len());
+                let mut scalars = Vec::with_capacity(values.len());
                 let mut with_missing = false;
                 for value in values {
                     match coerce(spec, value, "an in filter")? {
                         None => with_missing = true,
-                        Some(v) => terms.push(term(f, &v)),
+                        Some(v) => scalars.push(v),
                     }
                 }
                 let mut alternatives: Vec<Box<dyn Query>> = Vec::with_capacity(2);
+                let indexed = self.layout.field(field)?.exact_indexed;
+                let terms: Vec<Term> = match indexed {
+                    true => scalars.iter().map(|v| term(f, v)).collect(),
+                    false => Vec::new(),
+                };
                 match terms.len() {
+                    _ if !indexed => {
+                        if !scalars.is_empty() {
+                            alternatives.push(Box::new(ColumnIn::new(column, scalars)));
+                        }
+                    }
                     0 => {}
                     // A few terms: a union of their postings, which seek
                     // (a term set builds a bitset of every match first).
@@ -237,4 +255,126 @@ fn prefix_successor(prefix: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// An `in` filter on a column-only field (numbers, dates): one pass over
+/// the segment's column, each value looked up among the wanted ones.
+#[derive(Clone, Debug)]
+struct ColumnIn {
+    column: String,
+    /// Wanted integers (`I64`, `DateTime`), sorted.
+    ints: Vec<i64>,
+    /// Wanted floats' bits (-0.0 folded into 0.0), sorted.
+    floats: Vec<u64>,
+    /// Wanted strings, sorted (keywords that are only sorted on).
+    strings: Vec<String>,
+}
+
+impl ColumnIn {
+    fn new(column: &str, values: Vec<Scalar>) -> ColumnIn {
+        let mut wanted = ColumnIn {
+            column: column.to_owned(),
+            ints: Vec::new(),
+            floats: Vec::new(),
+            strings: Vec::new(),
+        };
+        for value in values {
+            match value {
+                Scalar::I64(i) => wanted.ints.push(i),
+                Scalar::F64(f) => wanted.floats.push(float_bits(f)),
+                Scalar::Str(s) => wanted.strings.push(s),
+                // Bools always have terms.
+                Scalar::Bool(_) => {}
+            }
+        }
+        wanted.ints.sort_unstable();
+        wanted.floats.sort_unstable();
+        wanted.strings.sort_unstable();
+        wanted
+    }
+
+    fn matches(&self, reader: &SegmentReader) -> ::tantivy::Result<BitSet> {
+        let max_doc = reader.max_doc();
+        let mut bits = BitSet::with_max_value(max_doc);
+        let columns = reader.fast_fields();
+        if !self.ints.is_empty() {
+            if let Some(column) = columns.column_opt::<i64>(&self.column)? {
+                for doc in 0..max_doc {
+                    if column
+                        .values_for_doc(doc)
+                        .any(|v| self.ints.binary_search(&v).is_ok())
+                    {
+                        bits.insert(doc);
+                    }
+                }
+            }
+        }
+        if !self.floats.is_empty() {
+            if let Some(column) = columns.column_opt::<f64>(&self.column)? {
+                for doc in 0..max_doc {
+                    if column
+                        .values_for_doc(doc)
+                        .any(|v| self.floats.binary_search(&float_bits(v)).is_ok())
+                    {
+                        bits.insert(doc);
+                    }
+                }
+            }
+        }
+        if !self.strings.is_empty() {
+            if let Some(column) = columns.str(&self.column)? {
+                // The wanted strings' ordinals in this segment's dictionary.
+                let mut ords = Vec::with_capacity(self.strings.len());
+                for s in &self.strings {
+                    if let Some(ord) = column.dictionary().term_ord(s.as_bytes())? {
+                        ords.push(ord);
+                    }
+                }
+                ords.sort_unstable();
+                if !ords.is_empty() {
+                    let ordinals = column.ords();
+                    for doc in 0..max_doc {
+                        if ordinals
+                            .values_for_doc(doc)
+                            .any(|o| ords.binary_search(&o).is_ok())
+                        {
+                            bits.insert(doc);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(bits)
+    }
+}
+
+fn float_bits(f: f64) -> u64 {
+    if f == 0.0 {
+        0.0f64.to_bits()
+    } else {
+        f.to_bits()
+    }
+}
+
+impl Query for ColumnIn {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> ::tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl Weight for ColumnIn {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> ::tantivy::Result<Box<dyn Scorer>> {
+        let docs = BitSetDocSet::from(self.matches(reader)?);
+        Ok(Box::new(ConstScorer::new(docs, boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> ::tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) != doc {
+            return Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not match"
+            )));
+        }
+        Ok(Explanation::new("ColumnIn", 1.0))
+    }
 }

@@ -506,3 +506,119 @@ fn pages_without_a_total_visit_few_documents_and_find_the_same_hits() -> TestRes
     }
     Ok(())
 }
+
+// --- Layouts ------------------------------------------------------------
+
+/// An index written before numbers lost their terms (every exact field
+/// INDEXED, text with positions and norms) still opens from disk and
+/// answers every filter as an index of the current layout does; a keyword
+/// only sorted on has no terms and still sorts, filters and lists.
+#[tokio::test]
+async fn indexes_of_the_earlier_layout_open_and_answer_as_the_current_one() -> TestResult {
+    let mut spec = spec();
+    spec.fields
+        .push(FieldSpec::new("code", FieldKind::Keyword).sortable());
+    let dir = TempDir::new("layout");
+    let old = dir.0.join("contracts_v1");
+    std::fs::create_dir_all(&old).map_err(|e| backend_error("test", e))?;
+    let spec_text = serde_json::to_vec(&spec).map_err(|e| backend_error("test", e))?;
+    std::fs::write(old.join(SPEC_FILE), spec_text).map_err(|e| backend_error("test", e))?;
+    let (schema, _) = Layout::build(&spec, Terms::Every);
+    Index::create_in_dir(&old, schema).map_err(|e| backend_error("test", e))?;
+    let earlier = TantivyBackend::open(&dir.0)?;
+    let current = TantivyBackend::in_memory();
+    current.create_index(&spec, "contracts_v1").await?;
+    let (earlier_schema, _) = Layout::build(&spec, Terms::Every);
+    assert_eq!(earlier.handle("contracts_v1")?.index.schema(), earlier_schema);
+    assert_ne!(current.handle("contracts_v1")?.index.schema(), earlier_schema);
+
+    let mut rng = Rng(11);
+    let docs: Vec<Document> = (0..400)
+        .map(|i| {
+            let mut doc = random_doc(&mut rng, &format!("c{i}"), 1);
+            doc.insert("code".into(), json!(format!("k{}", i % 37)));
+            doc
+        })
+        .collect();
+    for b in [&earlier, &current] {
+        b.upsert("contracts_v1", docs.clone()).await?;
+    }
+    let amounts = |n: i64| (-3..n).map(FieldValue::I64).collect::<Vec<_>>();
+    let filters = [
+        Filter::Term {
+            field: "amount".into(),
+            value: FieldValue::I64(4),
+        },
+        Filter::Term {
+            field: "amount".into(),
+            value: FieldValue::Null,
+        },
+        Filter::In {
+            field: "amount".into(),
+            values: amounts(2),
+        },
+        Filter::In {
+            field: "amount".into(),
+            values: amounts(40)
+                .into_iter()
+                .step_by(2)
+                .chain([FieldValue::Null])
+                .collect(),
+        },
+        Filter::Term {
+            field: "price".into(),
+            value: FieldValue::F64(-0.0),
+        },
+        Filter::In {
+            field: "price".into(),
+            values: PRICES.iter().map(|p| FieldValue::F64(*p)).collect(),
+        },
+        Filter::Term {
+            field: "createdAt".into(),
+            value: FieldValue::Str(DATES[1].into()),
+        },
+        Filter::Term {
+            field: "managerName".into(),
+            value: FieldValue::Str(MANAGERS[0].into()),
+        },
+        Filter::FullText {
+            fields: vec!["title".into(), "notes".into()],
+            text: WORDS[2].into(),
+        },
+    ];
+    let sort = vec![SortKey {
+        field: "code".into(),
+        descending: true,
+    }];
+    for filter in filters {
+        let query = SearchQuery {
+            filters: vec![filter.clone()],
+            sort: sort.clone(),
+            page: Page::After {
+                first: 500,
+                after: None,
+            },
+            count: true,
+        };
+        let found = ids(&current.search("contracts_v1", &query).await?);
+        assert!(
+            !found.is_empty() && found.len() < docs.len(),
+            "{filter:?} selects"
+        );
+        assert_eq!(
+            ids(&earlier.search("contracts_v1", &query).await?),
+            found,
+            "{filter:?}"
+        );
+        // (The oracle has no analyzer: full text is compared across layouts only.)
+        if !matches!(filter, Filter::FullText { .. }) {
+            assert_eq!(found, oracle(&spec, &docs, &query), "{filter:?}");
+        }
+    }
+    let mut codes: Vec<String> = (0..37).map(|i| format!("k{i}")).collect();
+    codes.sort();
+    for b in [&earlier, &current] {
+        assert_eq!(b.terms("contracts_v1", "code").await?, codes);
+    }
+    Ok(())
+}
