@@ -193,6 +193,8 @@ type Product @join__type(graph: A, key: "id") @join__type(graph: B, key: "id") @
   price: Float! @inaccessible @join__field(graph: A) @join__field(graph: C, external: true)
   isExpensive: Boolean! @join__field(graph: C, requires: "price") @join__field(graph: D, external: true)
   canAfford: Boolean! @join__field(graph: D, requires: "isExpensive")
+  media: Media @join__field(graph: A) @join__field(graph: D, external: true)
+  blurb: String @join__field(graph: D, requires: "media { ... on Book { upc } ... on Movie { title ... { id } } }")
 }
 type Book @join__type(graph: A, key: "upc") @join__type(graph: B, key: "id") @join__type(graph: B, key: "upc") @join__type(graph: C, key: "id") {
   upc: ID! @join__field(graph: A) @join__field(graph: B)
@@ -230,6 +232,12 @@ fn supergraph_requires_chains_and_key_translation() {
     assert!(
         narrowed.contains("favourite{_typename:__typename ...on Book{upc}}"),
         "{narrowed}"
+    );
+    // A requirement with fragments: each type's fields, and `__typename` to tell them apart.
+    let abstract_ = chains_plan("{ product { blurb } }");
+    assert!(
+        abstract_.contains("_r_media:media{...on Book{upc} ...on Movie{id title} __typename}"),
+        "{abstract_}"
     );
     // The @inaccessible field serves requirements, not clients.
     let schema = Supergraph::parse(CHAINS).expect("the supergraph loads");

@@ -150,14 +150,20 @@ fn write_representation_fields(
     holder: Node<'_>,
     top: bool,
 ) -> bool {
-    for (i, field) in fields.iter().enumerate() {
-        let value = holder.get(&field.alias).unwrap_or(Node::null());
+    let mut first = !top;
+    for field in fields {
+        let value = match holder.get(&field.alias) {
+            Some(value) => value,
+            None if field.conditional => continue,
+            None => Node::null(),
+        };
         if top && value.is_null() {
             return false;
         }
-        if i > 0 || top {
+        if !first {
             text.push(',');
         }
+        first = false;
         push_json_string(text, &field.name);
         text.push(':');
         write_selected(text, value, &field.selection);
@@ -245,6 +251,7 @@ mod tests {
     fn representations_are_built_from_the_aliased_fields_of_their_type_only() {
         use crate::plan::{ParentKey, Representation, RepresentationField};
         let field = |name: &str, alias: &str, selection: Vec<RepresentationField>| RepresentationField {
+            conditional: false,
             name: name.into(),
             alias: alias.into(),
             selection,
@@ -271,5 +278,33 @@ mod tests {
         assert_eq!(with_parent_key(&key, book.root(), str::to_owned), None);
         let keyless = tape(serde_json::json!({ "_typename": "Product", "_r_upc": null }));
         assert_eq!(with_parent_key(&key, keyless.root(), str::to_owned), None);
+        // A requirement with fragments: a fragment's field only where the
+        // object has it (objects of other types do not), a plain one always.
+        let conditional = |name: &str| RepresentationField {
+            conditional: true,
+            ..field(name, name, vec![])
+        };
+        let key = ParentKey::Representation(std::sync::Arc::new(Representation {
+            type_name: "Shelf".into(),
+            typename_alias: None,
+            fields: vec![field(
+                "media",
+                "_r_media",
+                vec![
+                    conditional("upc"),
+                    conditional("title"),
+                    field("__typename", "__typename", vec![]),
+                ],
+            )],
+        }));
+        let shelf = tape(serde_json::json!({
+            "_r_media": [{ "upc": "1", "__typename": "Book" }, { "title": "T", "__typename": "Movie" }]
+        }));
+        assert_eq!(
+            with_parent_key(&key, shelf.root(), str::to_owned).as_deref(),
+            Some(
+                r#"{"__typename":"Shelf","media":[{"upc":"1","__typename":"Book"},{"title":"T","__typename":"Movie"}]}"#
+            )
+        );
     }
 }

@@ -226,9 +226,7 @@ impl<'a> Builder<'a> {
             })?;
         let mut items: Vec<FieldSetItem> = key.fields.clone();
         for item in hop.requires {
-            if !items.iter().any(|i| i.name == item.name) {
-                items.push(item);
-            }
+            merge_item(&mut items, item);
         }
         let mut fields = Vec::with_capacity(items.len());
         for item in &items {
@@ -240,7 +238,7 @@ impl<'a> Builder<'a> {
             };
             // Two hops from the same objects share what they both send.
             let mut field = format!("{alias}:{}{}", item.name, item.arguments);
-            print_field_set(&mut field, &item.selection);
+            print_field_set(&mut field, &item.selection, &item.fragments);
             if !printed.contains(&field) {
                 if !buf.text.is_empty() && !buf.text.ends_with('{') {
                     buf.text.push(' ');
@@ -251,7 +249,8 @@ impl<'a> Builder<'a> {
             fields.push(RepresentationField {
                 name: item.name.to_string(),
                 alias: alias.to_string(),
-                selection: representation_fields(&item.selection),
+                selection: representation_fields(&item.selection, &item.fragments),
+                conditional: false,
             });
         }
         let parent_key = ParentKey::Representation(Arc::new(Representation {
@@ -371,21 +370,29 @@ impl<'a> Builder<'a> {
     }
 
     fn nested_resolves(&self, graph: &str, type_name: &Name, item: &FieldSetItem) -> bool {
-        if item.selection.is_empty() {
+        if item.selection.is_empty() && item.fragments.is_empty() {
             return true;
         }
         let Some(def) = self.schema.field(type_name, &item.name) else {
             return false;
         };
         let nested = crate::schema::named_type(&def.ty);
-        item.selection.iter().all(
-            |sub| match self.schema.field(nested, &sub.name).map(|f| &f.resolver) {
-                Some(Resolver::Federated(_)) => self.resolves(graph, nested, sub),
-                // A value type's own fields come with it.
-                Some(_) => true,
-                None => false,
-            },
-        )
+        let of = |type_name: &Name, sub: &FieldSetItem| match self
+            .schema
+            .field(type_name, &sub.name)
+            .map(|f| &f.resolver)
+        {
+            Some(Resolver::Federated(_)) => self.resolves(graph, type_name, sub),
+            // A value type's own fields come with it.
+            Some(_) => true,
+            None => false,
+        };
+        item.selection.iter().all(|sub| of(nested, sub))
+            && item.fragments.iter().all(|(on, subs)| {
+                // An `@inaccessible` type is not in the schema: its objects
+                // are the parent subgraph's own values, which it answers.
+                self.schema.get(on).is_none() || subs.iter().all(|sub| of(on, sub))
+            })
     }
 
     fn federated(&self, type_name: &Name, field: &str) -> Option<&'a FederatedField> {
@@ -396,9 +403,10 @@ impl<'a> Builder<'a> {
     }
 }
 
-/// ` {a b{c}}` of a nested field set (nothing for a leaf).
-fn print_field_set(text: &mut String, set: &[FieldSetItem]) {
-    if set.is_empty() {
+/// ` {a b{c}}` of a nested field set (nothing for a leaf); with fragments,
+/// ` {a ...on B{b} __typename}`.
+fn print_field_set(text: &mut String, set: &[FieldSetItem], fragments: &[(Name, Vec<FieldSetItem>)]) {
+    if set.is_empty() && fragments.is_empty() {
         return;
     }
     text.push('{');
@@ -408,17 +416,74 @@ fn print_field_set(text: &mut String, set: &[FieldSetItem]) {
         }
         text.push_str(&item.name);
         text.push_str(&item.arguments);
-        print_field_set(text, &item.selection);
+        print_field_set(text, &item.selection, &item.fragments);
+    }
+    for (on, fields) in fragments {
+        if text.len() > 1 && !text.ends_with('{') {
+            text.push(' ');
+        }
+        text.push_str("...on ");
+        text.push_str(on);
+        print_field_set(text, fields, &[]);
+    }
+    if !fragments.is_empty() {
+        text.push_str(" __typename");
     }
     text.push('}');
 }
 
-fn representation_fields(set: &[FieldSetItem]) -> Vec<RepresentationField> {
-    set.iter()
+/// What a representation carries of a nested field set: its fields, the
+/// fields of its fragments where the object has them (only objects of the
+/// fragment's type do), and `__typename` when there are fragments.
+fn representation_fields(
+    set: &[FieldSetItem],
+    fragments: &[(Name, Vec<FieldSetItem>)],
+) -> Vec<RepresentationField> {
+    let mut fields: Vec<RepresentationField> = set
+        .iter()
         .map(|item| RepresentationField {
             name: item.name.to_string(),
             alias: item.name.to_string(),
-            selection: representation_fields(&item.selection),
+            selection: representation_fields(&item.selection, &item.fragments),
+            conditional: false,
         })
-        .collect()
+        .collect();
+    for item in fragments.iter().flat_map(|(_, items)| items) {
+        if !fields.iter().any(|f| f.name == item.name.as_str()) {
+            fields.push(RepresentationField {
+                name: item.name.to_string(),
+                alias: item.name.to_string(),
+                selection: representation_fields(&item.selection, &item.fragments),
+                conditional: true,
+            });
+        }
+    }
+    if !fragments.is_empty() {
+        fields.push(RepresentationField {
+            name: "__typename".into(),
+            alias: "__typename".into(),
+            selection: Vec::new(),
+            conditional: false,
+        });
+    }
+    fields
+}
+
+/// Adds `item` to `set`; a field already there (by name) takes the union of
+/// both selections and fragments (two requirements of one field, or a key
+/// and a requirement, travel as one).
+fn merge_item(set: &mut Vec<FieldSetItem>, item: FieldSetItem) {
+    let Some(there) = set.iter_mut().find(|i| i.name == item.name) else {
+        set.push(item);
+        return;
+    };
+    for sub in item.selection {
+        merge_item(&mut there.selection, sub);
+    }
+    for (on, fields) in item.fragments {
+        match there.fragments.iter_mut().find(|(o, _)| *o == on) {
+            Some((_, own)) => fields.into_iter().for_each(|f| merge_item(own, f)),
+            None => there.fragments.push((on, fields)),
+        }
+    }
 }

@@ -171,6 +171,9 @@ pub struct RepresentationField {
     pub name: String,
     pub alias: String,
     pub selection: Vec<RepresentationField>,
+    /// A field of a fragment (`... on Bar { bar }`): objects of other types
+    /// do not have it, and their representation leaves it out.
+    pub conditional: bool,
 }
 
 /// A legacy keyed fetch: a root field of the owning service that takes keys.

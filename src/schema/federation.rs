@@ -528,28 +528,60 @@ impl Reader {
 }
 
 /// `"id organization { id }"` → its fields. Field sets name fields, never
-/// aliases, arguments or fragments (what `_entities` representations carry).
+/// aliases; a fragment (`... on Bar { bar }`) is kept for the field whose
+/// selection holds it (what `@requires` of an abstract field needs).
 pub(super) fn parse_field_set(text: &str) -> Result<FieldSet, String> {
     let doc = async_graphql::parser::parse_query(format!("{{{text}}}")).map_err(|e| e.to_string())?;
     let DocumentOperations::Single(op) = &doc.operations else {
         return Err("not a field set".into());
     };
-    fn items(set: &SelectionSet) -> Result<FieldSet, String> {
-        set.items
-            .iter()
-            .map(|s| match &s.node {
-                Selection::Field(f) if f.node.alias.is_none() => Ok(FieldSetItem {
-                    name: f.node.name.node.clone(),
-                    arguments: arguments(&f.node.arguments),
-                    selection: items(&f.node.selection_set.node)?,
-                }),
-                Selection::Field(f) => Err(format!(
-                    "{}: aliases are not supported in field sets",
-                    f.node.name.node
-                )),
-                _ => Err("fragments in field sets are not supported yet".into()),
-            })
-            .collect()
+    /// The fields of `set`, and its fragments (flattened) into `fragments`.
+    fn items(
+        set: &SelectionSet,
+        fragments: &mut Vec<(Name, FieldSet)>,
+        on: Option<&Name>,
+    ) -> Result<FieldSet, String> {
+        let mut fields = Vec::new();
+        for s in &set.items {
+            match &s.node {
+                Selection::Field(f) if f.node.alias.is_none() => {
+                    let mut inner = Vec::new();
+                    let selection = items(&f.node.selection_set.node, &mut inner, None)?;
+                    fields.push(FieldSetItem {
+                        name: f.node.name.node.clone(),
+                        arguments: arguments(&f.node.arguments),
+                        selection,
+                        fragments: inner,
+                    });
+                }
+                Selection::Field(f) => {
+                    return Err(format!(
+                        "{}: aliases are not supported in field sets",
+                        f.node.name.node
+                    ))
+                }
+                Selection::InlineFragment(fragment) => {
+                    let fragment = &fragment.node;
+                    let condition = fragment.type_condition.as_ref().map(|c| &c.node.on.node);
+                    match condition.or(on) {
+                        // `... { a }`: the same objects.
+                        None => fields.extend(items(&fragment.selection_set.node, fragments, None)?),
+                        Some(type_name) => {
+                            let own = items(&fragment.selection_set.node, fragments, Some(type_name))?;
+                            match fragments.iter_mut().find(|(on, _)| on == type_name) {
+                                Some((_, fields)) => fields.extend(own),
+                                None if own.is_empty() => {}
+                                None => fragments.push((type_name.clone(), own)),
+                            }
+                        }
+                    }
+                }
+                Selection::FragmentSpread(_) => {
+                    return Err("named fragments are not supported in field sets".into())
+                }
+            }
+        }
+        Ok(fields)
     }
     fn arguments(args: &[(Positioned<Name>, Positioned<async_graphql_value::Value>)]) -> String {
         if args.is_empty() {
@@ -561,7 +593,11 @@ pub(super) fn parse_field_set(text: &str) -> Result<FieldSet, String> {
             .collect();
         format!("({})", printed.join(","))
     }
-    let fields = items(&op.node.selection_set.node)?;
+    let mut top_fragments = Vec::new();
+    let fields = items(&op.node.selection_set.node, &mut top_fragments, None)?;
+    if !top_fragments.is_empty() {
+        return Err("fragments at the top of a field set are not supported".into());
+    }
     if fields.is_empty() {
         return Err("an empty field set".into());
     }
@@ -619,6 +655,23 @@ mod tests {
         let priced = parse_field_set("price(currency: \"USD\") weight").expect("arguments");
         assert_eq!(priced[0].arguments, "(currency:\"USD\")");
         assert!(parse_field_set("... on Book { id }").is_err());
+        let abstract_ = parse_field_set("data { foo ... on Bar { bar ... on Baz { baz } } ... { foo2 } }")
+            .expect("fragments");
+        let data = &abstract_[0];
+        let names = |set: &[super::FieldSetItem]| set.iter().map(|i| i.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(&data.selection), ["foo", "foo2"]);
+        let fragments: Vec<(String, Vec<String>)> = data
+            .fragments
+            .iter()
+            .map(|(on, set)| (on.to_string(), names(set)))
+            .collect();
+        assert_eq!(
+            fragments,
+            [
+                ("Baz".to_string(), vec!["baz".to_string()]),
+                ("Bar".to_string(), vec!["bar".to_string()])
+            ]
+        );
         assert!(parse_field_set("").is_err());
     }
 }

@@ -96,6 +96,10 @@ pub struct FieldSetItem {
     /// `(currency:"USD")`, printed, or empty.
     pub arguments: String,
     pub selection: FieldSet,
+    /// `... on Type { … }` in the selection: fields asked only of the
+    /// objects of that type (nested fragments flattened to the innermost
+    /// type, as they select the same objects).
+    pub fragments: Vec<(Name, FieldSet)>,
 }
 
 /// Federation facts about the whole supergraph.
