@@ -439,32 +439,21 @@ fn representation_fields(
     set: &[FieldSetItem],
     fragments: &[(Name, Vec<FieldSetItem>)],
 ) -> Vec<RepresentationField> {
-    let mut fields: Vec<RepresentationField> = set
-        .iter()
-        .map(|item| RepresentationField {
-            name: item.name.to_string(),
-            alias: item.name.to_string(),
-            selection: representation_fields(&item.selection, &item.fragments),
-            conditional: false,
-        })
-        .collect();
+    let field = |name: &str, selection, conditional| RepresentationField {
+        name: name.to_string(),
+        alias: name.to_string(),
+        selection,
+        conditional,
+    };
+    let nested = |item: &FieldSetItem| representation_fields(&item.selection, &item.fragments);
+    let mut fields: Vec<RepresentationField> = set.iter().map(|i| field(&i.name, nested(i), false)).collect();
     for item in fragments.iter().flat_map(|(_, items)| items) {
         if !fields.iter().any(|f| f.name == item.name.as_str()) {
-            fields.push(RepresentationField {
-                name: item.name.to_string(),
-                alias: item.name.to_string(),
-                selection: representation_fields(&item.selection, &item.fragments),
-                conditional: true,
-            });
+            fields.push(field(&item.name, nested(item), true));
         }
     }
     if !fragments.is_empty() {
-        fields.push(RepresentationField {
-            name: "__typename".into(),
-            alias: "__typename".into(),
-            selection: Vec::new(),
-            conditional: false,
-        });
+        fields.push(field("__typename", Vec::new(), false));
     }
     fields
 }

@@ -6,6 +6,7 @@
 
 use std::ops::Bound;
 
+use ::tantivy::columnar::Column;
 use ::tantivy::query::{
     AllQuery, BitSetDocSet, BooleanQuery, ConstScorer, EmptyQuery, EnableScoring, ExistsQuery, Explanation,
     Occur, Query, RangeQuery, Scorer, TermQuery, TermSetQuery, Weight,
@@ -63,27 +64,24 @@ impl Handle {
                     }
                 }
                 let mut alternatives: Vec<Box<dyn Query>> = Vec::with_capacity(2);
-                let indexed = self.layout.field(field)?.exact_indexed;
-                let terms: Vec<Term> = match indexed {
-                    true => scalars.iter().map(|v| term(f, v)).collect(),
-                    false => Vec::new(),
-                };
-                match terms.len() {
-                    _ if !indexed => {
-                        if !scalars.is_empty() {
-                            alternatives.push(Box::new(ColumnIn::new(column, scalars)));
-                        }
-                    }
-                    0 => {}
+                if scalars.is_empty() {
+                    // Only null: the missing ones alone.
+                } else if !self.layout.field(field)?.exact_indexed {
+                    alternatives.push(Box::new(ColumnIn::new(column, scalars)));
+                } else if scalars.len() <= SMALL_TERM_SET {
                     // A few terms: a union of their postings, which seek
                     // (a term set builds a bitset of every match first).
-                    1..=SMALL_TERM_SET => alternatives.push(Box::new(BooleanQuery::union(
-                        terms
-                            .into_iter()
-                            .map(|t| Box::new(TermQuery::new(t, IndexRecordOption::Basic)) as Box<dyn Query>)
+                    alternatives.push(Box::new(BooleanQuery::union(
+                        scalars
+                            .iter()
+                            .map(|v| {
+                                Box::new(TermQuery::new(term(f, v), IndexRecordOption::Basic))
+                                    as Box<dyn Query>
+                            })
                             .collect(),
-                    ))),
-                    _ => alternatives.push(Box::new(TermSetQuery::new(terms))),
+                    )));
+                } else {
+                    alternatives.push(Box::new(TermSetQuery::new(scalars.iter().map(|v| term(f, v)))));
                 }
                 if with_missing {
                     alternatives.push(missing(column));
@@ -257,103 +255,86 @@ fn prefix_successor(prefix: &str) -> Option<String> {
     None
 }
 
-/// An `in` filter on a column-only field (numbers, dates): one pass over
-/// the segment's column, each value looked up among the wanted ones.
+/// An `in` filter on a column-only field (numbers and dates; strings that
+/// are only sorted on cannot be filtered): one pass over the segment's
+/// column, each value looked up among the wanted ones.
 #[derive(Clone, Debug)]
 struct ColumnIn {
     column: String,
-    /// Wanted integers (`I64`, `DateTime`), sorted.
-    ints: Vec<i64>,
-    /// Wanted floats' bits (-0.0 folded into 0.0), sorted.
-    floats: Vec<u64>,
-    /// Wanted strings, sorted (keywords that are only sorted on).
-    strings: Vec<String>,
+    wanted: Wanted,
+}
+
+/// The values an `in` filter wants, sorted, as its column stores them.
+#[derive(Clone, Debug)]
+enum Wanted {
+    /// `I64` and `DateTime` (milliseconds).
+    Ints(Vec<i64>),
+    /// `F64`, by bits (-0.0 folded into 0.0, as documents and filters are).
+    Floats(Vec<u64>),
 }
 
 impl ColumnIn {
     fn new(column: &str, values: Vec<Scalar>) -> ColumnIn {
-        let mut wanted = ColumnIn {
-            column: column.to_owned(),
-            ints: Vec::new(),
-            floats: Vec::new(),
-            strings: Vec::new(),
-        };
-        for value in values {
-            match value {
-                Scalar::I64(i) => wanted.ints.push(i),
-                Scalar::F64(f) => wanted.floats.push(float_bits(f)),
-                Scalar::Str(s) => wanted.strings.push(s),
-                // Bools always have terms.
-                Scalar::Bool(_) => {}
+        let wanted = match values.first() {
+            Some(Scalar::F64(_)) => {
+                let mut floats: Vec<u64> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Scalar::F64(f) => Some(float_bits(*f)),
+                        _ => None,
+                    })
+                    .collect();
+                floats.sort_unstable();
+                Wanted::Floats(floats)
             }
+            _ => {
+                let mut ints: Vec<i64> = values
+                    .iter()
+                    .filter_map(|v| match v {
+                        Scalar::I64(i) => Some(*i),
+                        _ => None,
+                    })
+                    .collect();
+                ints.sort_unstable();
+                Wanted::Ints(ints)
+            }
+        };
+        ColumnIn {
+            column: column.to_owned(),
+            wanted,
         }
-        wanted.ints.sort_unstable();
-        wanted.floats.sort_unstable();
-        wanted.strings.sort_unstable();
-        wanted
     }
 
     fn matches(&self, reader: &SegmentReader) -> ::tantivy::Result<BitSet> {
-        let max_doc = reader.max_doc();
-        let mut bits = BitSet::with_max_value(max_doc);
-        let columns = reader.fast_fields();
-        if !self.ints.is_empty() {
-            if let Some(column) = columns.column_opt::<i64>(&self.column)? {
+        fn scan<T: PartialOrd + Copy + Send + Sync + std::fmt::Debug + 'static>(
+            column: Option<Column<T>>,
+            max_doc: DocId,
+            hit: impl Fn(T) -> bool,
+        ) -> BitSet {
+            let mut bits = BitSet::with_max_value(max_doc);
+            if let Some(column) = column {
                 for doc in 0..max_doc {
-                    if column
-                        .values_for_doc(doc)
-                        .any(|v| self.ints.binary_search(&v).is_ok())
-                    {
+                    if column.values_for_doc(doc).any(&hit) {
                         bits.insert(doc);
                     }
                 }
             }
+            bits
         }
-        if !self.floats.is_empty() {
-            if let Some(column) = columns.column_opt::<f64>(&self.column)? {
-                for doc in 0..max_doc {
-                    if column
-                        .values_for_doc(doc)
-                        .any(|v| self.floats.binary_search(&float_bits(v)).is_ok())
-                    {
-                        bits.insert(doc);
-                    }
-                }
-            }
-        }
-        if !self.strings.is_empty() {
-            if let Some(column) = columns.str(&self.column)? {
-                // The wanted strings' ordinals in this segment's dictionary.
-                let mut ords = Vec::with_capacity(self.strings.len());
-                for s in &self.strings {
-                    if let Some(ord) = column.dictionary().term_ord(s.as_bytes())? {
-                        ords.push(ord);
-                    }
-                }
-                ords.sort_unstable();
-                if !ords.is_empty() {
-                    let ordinals = column.ords();
-                    for doc in 0..max_doc {
-                        if ordinals
-                            .values_for_doc(doc)
-                            .any(|o| ords.binary_search(&o).is_ok())
-                        {
-                            bits.insert(doc);
-                        }
-                    }
-                }
-            }
-        }
-        Ok(bits)
+        let (columns, max_doc) = (reader.fast_fields(), reader.max_doc());
+        Ok(match &self.wanted {
+            Wanted::Ints(ints) => scan(columns.column_opt::<i64>(&self.column)?, max_doc, |v| {
+                ints.binary_search(&v).is_ok()
+            }),
+            Wanted::Floats(floats) => scan(columns.column_opt::<f64>(&self.column)?, max_doc, |v| {
+                floats.binary_search(&float_bits(v)).is_ok()
+            }),
+        })
     }
 }
 
 fn float_bits(f: f64) -> u64 {
-    if f == 0.0 {
-        0.0f64.to_bits()
-    } else {
-        f.to_bits()
-    }
+    (f + 0.0).to_bits()
 }
 
 impl Query for ColumnIn {
