@@ -31,6 +31,16 @@ fn scalar(value: Scalar) -> Value {
     }
 }
 
+/// A value to compare whole with a field's: a date as its ISO instant, which
+/// the mapping's `strict_date_optional_time` reads; as `epoch_millis`, an
+/// instant before 1970 (negative) is misread and matches nothing.
+fn exact(kind: FieldKind, value: Scalar) -> Value {
+    match (kind, value) {
+        (FieldKind::DateTime, Scalar::I64(ms)) => Value::String(iso_millis(ms)),
+        (_, v) => scalar(v),
+    }
+}
+
 fn exists(field: &str) -> Value {
     json!({"exists": {"field": field}})
 }
@@ -46,7 +56,7 @@ fn filter(mapping: &Mapping, f: &Filter) -> Result<Value, SearchError> {
             let name = exact_field(spec);
             match coerce(spec, value, "a term filter")? {
                 None => missing(&name),
-                Some(v) => json!({"term": {name: scalar(v)}}),
+                Some(v) => json!({"term": {name: exact(spec.kind, v)}}),
             }
         }
         Filter::In { field, values } => {
@@ -57,7 +67,7 @@ fn filter(mapping: &Mapping, f: &Filter) -> Result<Value, SearchError> {
             for value in values {
                 match coerce(spec, value, "an in filter")? {
                     None => with_missing = true,
-                    Some(v) => terms.push(scalar(v)),
+                    Some(v) => terms.push(exact(spec.kind, v)),
                 }
             }
             let mut should = Vec::new();
