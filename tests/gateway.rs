@@ -331,6 +331,20 @@ async fn bad_requests_get_spec_shaped_errors() {
             "BAD_REQUEST",
         ),
     ];
+    // A batch and a bare value say what the body is.
+    for (request, said) in [
+        (
+            json!([{ "query": "{ staff(id: 1) { id } }" }]),
+            "batched requests",
+        ),
+        (json!(5), "must be a JSON object"),
+    ] {
+        let (status, body) = stack.post(request.clone()).await;
+        assert_eq!(status, 400, "{request} → {body}");
+        assert_eq!(code(&body), "BAD_REQUEST", "{request} → {body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(said), "{request} → {body}");
+    }
     for (request, expected) in cases {
         let (status, body) = stack.post(request.clone()).await;
         assert_eq!(status, 400, "{request} → {body}");

@@ -242,6 +242,21 @@ async fn graphql_post(State(app): State<App>, request: Request) -> Response {
         Ok(body) => body,
         Err(error) => return refuse(error),
     };
+    // serde would read an array as the request's fields in order and name
+    // the wrong thing; say what the body is instead.
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => {}
+        Some(b'[') => return refuse(GraphQLError::new(
+            "batched requests (a JSON array of operations) are not supported: send one operation per request",
+            ErrorCode::BadRequest,
+        )),
+        _ => {
+            return refuse(GraphQLError::new(
+                "the request body must be a JSON object with a `query`",
+                ErrorCode::BadRequest,
+            ))
+        }
+    }
     let request: GraphQLRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
