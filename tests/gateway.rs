@@ -331,6 +331,14 @@ async fn bad_requests_get_spec_shaped_errors() {
             "BAD_REQUEST",
         ),
     ];
+    // An operation type the schema lacks: one error, once.
+    let (status, body) = stack
+        .post(json!({ "query": "subscription { __typename }" }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+    assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{body}");
+
     // A batch and a bare value say what the body is.
     for (request, said) in [
         (

@@ -175,7 +175,7 @@ async fn prepare(
     request.set_parsed_query(doc.clone());
     let response = schema.validator().execute(request).await;
     if !response.errors.is_empty() {
-        return Err(response.errors.into_iter().map(validation_error).collect());
+        return Err(validation_errors(response.errors));
     }
 
     let plan = plan::plan(schema, &doc, operation_name).map_err(|e| vec![plan_error(&e)])?;
@@ -201,12 +201,27 @@ pub async fn introspect(
     }
     let response = schema.validator().execute(request).await;
     if !response.errors.is_empty() {
-        return Err(response.errors.into_iter().map(validation_error).collect());
+        return Err(validation_errors(response.errors));
     }
     match response.data.into_json() {
         Ok(Value::Object(map)) => Ok(map),
         _ => Ok(Map::new()),
     }
+}
+
+/// The validator's errors, each once: two of its rules can report the same
+/// fault at the same place (an operation type the schema lacks, twice).
+fn validation_errors(errors: Vec<ServerError>) -> Vec<GraphQLError> {
+    let mut out: Vec<GraphQLError> = Vec::with_capacity(errors.len());
+    for error in errors.into_iter().map(validation_error) {
+        if !out
+            .iter()
+            .any(|e| e.message == error.message && e.locations == error.locations)
+        {
+            out.push(error);
+        }
+    }
+    out
 }
 
 fn validation_error(e: ServerError) -> GraphQLError {
