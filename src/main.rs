@@ -130,6 +130,20 @@ enum DlqAction {
     Replay,
 }
 
+/// An error and its causes, each said once: most of the crate's errors
+/// already name their cause in their own message.
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = e.to_string();
+    for cause in e.chain().skip(1) {
+        let cause = cause.to_string();
+        if !out.contains(&cause) {
+            out.push_str(": ");
+            out.push_str(&cause);
+        }
+    }
+    out
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let traces = match init_logs_and_traces() {
@@ -149,7 +163,7 @@ fn main() -> std::process::ExitCode {
     let code = match runtime.block_on(run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", describe(&e));
             std::process::ExitCode::FAILURE
         }
     };

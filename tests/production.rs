@@ -399,6 +399,38 @@ async fn serve_refuses_the_public_development_cursor_secret() {
     assert!(stderr.contains("cursor_secret"), "{stderr}");
 }
 
+#[tokio::test]
+async fn a_start_up_failure_names_its_cause_once() {
+    // The index directory's place is taken by a file.
+    let dir = std::env::temp_dir().join(format!("tessera-start-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    std::fs::write(dir.join("index"), b"not a directory").expect("file");
+    std::fs::write(
+        dir.join("tessera.toml"),
+        "[search]\ndata_dir = \"index\"\ncursor_secret = \"a-long-test-secret-for-this-one-start\"\n",
+    )
+    .expect("config");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--schema"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .current_dir(&dir)
+        .env_remove("TESSERA_CURSOR_SECRET")
+        .env_remove("TESSERA_CONFIG")
+        .env_remove("TESSERA_SEARCH_BACKEND")
+        .output()
+        .await
+        .expect("tessera runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("no error line: {stderr}"));
+    assert!(line.contains("cannot open the search index"), "{line}");
+    assert_eq!(line.matches("search backend failure").count(), 1, "{line}");
+}
+
 /// Spans go to an OTLP/HTTP collector (here a fake one that keeps what it
 /// gets) in the caller's trace: `tessera serve` with the standard
 /// OpenTelemetry variables, in front of this stack's services.

@@ -116,11 +116,11 @@ impl Executor {
             })?;
         let execution = self.execute(&query.plan, &variables, headers, None).await;
         if let Some(first) = execution.errors.first() {
-            return Err(format!(
-                "{} (and {} more errors)",
-                first.message,
-                execution.errors.len() - 1
-            ));
+            return Err(match execution.errors.len() - 1 {
+                0 => first.message.clone(),
+                1 => format!("{} (and 1 more error)", first.message),
+                more => format!("{} (and {more} more errors)", first.message),
+            });
         }
         Ok(execution.data)
     }
