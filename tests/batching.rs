@@ -279,3 +279,61 @@ async fn headers_named_in_config_are_forwarded() {
     );
     assert!(!seen.iter().any(|(k, _)| k == "x-secret"), "{seen:?}");
 }
+
+#[tokio::test]
+async fn a_leaf_of_the_wrong_kind_is_an_error_not_passed_on() {
+    use axum::{routing::post, Json, Router};
+
+    // A stand-in members service whose values do not fit their types.
+    let app = Router::new().route(
+        "/graphql",
+        post(|| async {
+            Json(json!({ "data": { "member": {
+                "name": "Kim", "phone": 5, "email": ["kim@example.com"], "joinedAt": { "any": "thing" }
+            } } }))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = tessera::config::Config::default();
+    config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
+    let gateway = tessera::build_gateway(&config, include_str!("../schema.graphql")).expect("gateway");
+    let run = |query: &'static str| {
+        let gateway = &gateway;
+        async move {
+            let response = gateway
+                .handle(
+                    tessera::pipeline::GraphQLRequest {
+                        query: Some(query.into()),
+                        ..Default::default()
+                    },
+                    tessera::pipeline::Method::Post,
+                    &Default::default(),
+                    Default::default(),
+                )
+                .await;
+            serde_json::from_slice::<Value>(&response.body).expect("json")
+        }
+    };
+
+    // A nullable String given a number: null, and why. A custom scalar
+    // (DateTime) is the service's to shape: passed on as it came.
+    let body = run("{ member(id: 1) { name phone joinedAt } }").await;
+    assert_eq!(
+        body["data"],
+        json!({ "member": { "name": "Kim", "phone": null, "joinedAt": { "any": "thing" } } }),
+        "{body}"
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["path"], json!(["member", "phone"]));
+    assert_eq!(errors[0]["extensions"]["code"], "SUBGRAPH_INVALID_RESPONSE");
+    assert_eq!(errors[0]["message"], "String cannot represent value: 5");
+
+    // A non-null String given a list: its object becomes null.
+    let body = run("{ member(id: 1) { name email } }").await;
+    assert_eq!(body["data"], json!({ "member": null }), "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["member", "email"]), "{body}");
+    assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{body}");
+}

@@ -218,7 +218,7 @@ async fn alias_lookups_send_one_request_with_one_alias_per_key() {
 async fn garbage_from_a_subgraph_is_an_error_not_a_panic() {
     let handler: Box<Handler> = Box::new(|subgraph, _, _| match subgraph {
         "contracts" => {
-            json!({ "data": { "contracts": [ { "id": 1, "title": { "not": "a string" }, "_k_member_id": "x" } ] } })
+            json!({ "data": { "contracts": [ { "id": 1, "title": "One", "_k_member_id": "x" } ] } })
         }
         "members" => json!({ "data": { "membersByIds": "nope" } }),
         other => panic!("unexpected {other}"),
@@ -227,4 +227,22 @@ async fn garbage_from_a_subgraph_is_an_error_not_a_panic() {
     // A non-numeric key for an Int argument matches nothing; the rest is served.
     assert_eq!(body["data"]["contracts"][0]["id"], "1");
     assert_eq!(body["data"]["contracts"][0]["member"], Value::Null);
+
+    // An object for a `String!`: an error at the field, and the null goes
+    // up to the nearest nullable place (the list: its items are `Contract!`).
+    let handler: Box<Handler> = Box::new(|subgraph, _, _| match subgraph {
+        "contracts" => json!({ "data": { "contracts": [ { "id": 1, "title": { "not": "a string" } } ] } }),
+        other => panic!("unexpected {other}"),
+    });
+    let (body, _) = run("{ contracts { id title } }", 500, handler).await;
+    assert_eq!(body["data"], json!({ "contracts": null }), "{body}");
+    assert_eq!(
+        body["errors"][0]["path"],
+        json!(["contracts", 0, "title"]),
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "SUBGRAPH_INVALID_RESPONSE",
+        "{body}"
+    );
 }

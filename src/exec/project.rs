@@ -13,9 +13,9 @@ use super::error::{ErrorCode, GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
 use super::keys;
 use super::run::{FetchResult, Found, Run};
-use super::tape::{Fields, Held, Node};
+use super::tape::{Fields, Held, Node, Number};
 use crate::plan::{
-    FieldKind, FieldNode, MergePart, ParentKey, RootSource, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
+    FieldKind, FieldNode, MergePart, ParentKey, RootSource, Scalar, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
 use crate::schema::TypeDefKind;
 
@@ -317,14 +317,24 @@ impl<'a, 'r> Projector<'a, 'r> {
                     ));
                     Err(Bubble)
                 }
-                FieldKind::Leaf { global_id, is_id, .. } => {
-                    if let (true, Val::Node(node)) = (*is_id || *global_id, value) {
+                FieldKind::Leaf {
+                    global_id, scalar, ..
+                } => {
+                    let Val::Node(node) = value else {
+                        self.raw(value);
+                        return Ok(());
+                    };
+                    if *scalar == Scalar::Id || *global_id {
                         if let Some(id) = keys::id_output(node, *global_id) {
                             let _ = serde_json::to_writer(&mut self.out, &id);
                             return Ok(());
                         }
                     }
-                    self.raw(value);
+                    if let Some(refusal) = scalar_refusal(*scalar, node) {
+                        self.error(GraphQLError::new(refusal, ErrorCode::SubgraphInvalidResponse));
+                        return Err(Bubble);
+                    }
+                    node.write(&mut self.out);
                     Ok(())
                 }
                 FieldKind::EnumLeaf { enum_type, .. } => {
@@ -655,4 +665,37 @@ impl<'a, 'r> Projector<'a, 'r> {
 
 fn display_path(path: &[PathSegment]) -> String {
     path.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
+}
+
+/// Why `value` cannot be a `scalar` (graphql-js's wording), if it cannot: a
+/// built-in scalar's value must be of its kind (an `Int` a whole number in
+/// 32 bits); a custom scalar takes any value.
+fn scalar_refusal(scalar: Scalar, value: Node<'_>) -> Option<String> {
+    let fits = match scalar {
+        Scalar::Custom => return None,
+        Scalar::String => value.as_str().is_some(),
+        Scalar::Id => {
+            value.as_str().is_some() || matches!(value.as_number(), Some(Number::Int(_) | Number::UInt(_)))
+        }
+        Scalar::Boolean => value.as_bool().is_some(),
+        Scalar::Float => value.as_number().is_some(),
+        Scalar::Int => match value.as_number() {
+            Some(Number::Int(i)) => i32::try_from(i).is_ok(),
+            Some(Number::UInt(u)) => i32::try_from(u).is_ok(),
+            Some(Number::Float(f)) => {
+                f.fract() == 0.0 && f >= f64::from(i32::MIN) && f <= f64::from(i32::MAX)
+            }
+            None => false,
+        },
+    };
+    (!fits).then(|| {
+        let what = match scalar {
+            Scalar::String => "String cannot represent value",
+            Scalar::Id => "ID cannot represent value",
+            Scalar::Boolean => "Boolean cannot represent a non boolean value",
+            Scalar::Float => "Float cannot represent non numeric value",
+            _ => "Int cannot represent non 32-bit signed integer value",
+        };
+        format!("{what}: {value:?}")
+    })
 }

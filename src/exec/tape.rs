@@ -285,6 +285,13 @@ impl<'a> Node<'a> {
         self.tape.str_at(self.at as usize)
     }
 
+    pub fn as_bool(self) -> Option<bool> {
+        match self.slot() {
+            Slot::Bool(b) => Some(b),
+            _ => None,
+        }
+    }
+
     pub fn as_number(self) -> Option<Number> {
         match self.slot() {
             Slot::Int(i) => Some(Number::Int(i)),

@@ -21,7 +21,7 @@ use super::normalize::{CollectedField, Collector, Condition, Include};
 use super::{
     ArgBinding, EntityFetch, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyInput, KeyStrategy,
     KeyedFetch, MergePart, OperationKind, ParentKey, PlanError, QueryPlan, Representations, RootField,
-    RootSource, SelectionSet, SubgraphQuery, TypeNames, VariableDef,
+    RootSource, Scalar, SelectionSet, SubgraphQuery, TypeNames, VariableDef,
 };
 use crate::schema::{named_type, FieldDef, FieldSetItem, LookupStrategy, Resolver, Supergraph, TypeDefKind};
 
@@ -407,7 +407,7 @@ impl<'a> Builder<'a> {
             return Ok(FieldKind::Leaf {
                 data_key: key.clone(),
                 global_id,
-                is_id: named.as_str() == "ID",
+                scalar: Scalar::of(named),
             });
         }
         let mut child_path = path.to_vec();

@@ -292,6 +292,32 @@ impl FieldNode {
     }
 }
 
+/// The type of a leaf, as far as the gateway checks what a subgraph sent
+/// for it: a built-in scalar must be a value of its kind (GraphQL's result
+/// coercion); a custom scalar is passed on as it came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scalar {
+    Id,
+    String,
+    Int,
+    Float,
+    Boolean,
+    Custom,
+}
+
+impl Scalar {
+    pub fn of(type_name: &str) -> Scalar {
+        match type_name {
+            "ID" => Scalar::Id,
+            "String" => Scalar::String,
+            "Int" => Scalar::Int,
+            "Float" => Scalar::Float,
+            "Boolean" => Scalar::Boolean,
+            _ => Scalar::Custom,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum FieldKind {
     /// The object's concrete type name.
@@ -300,8 +326,8 @@ pub enum FieldKind {
         data_key: Name,
         /// The subgraph value is a Relay id: decode to the plain id.
         global_id: bool,
-        /// The unified type is `ID`: numbers are written as strings.
-        is_id: bool,
+        /// What the value must be; an `ID`'s numbers are written as strings.
+        scalar: Scalar,
     },
     /// A value of an enum the client schema may know fewer values of than
     /// the subgraph (Federation: `@inaccessible` values, values only some

@@ -12,7 +12,7 @@ use super::build::{unresolvable, Builder, Scope};
 use super::normalize::{CollectedField, Include};
 use super::{
     search_key_alias, ArgBinding, Fetch, FetchId, FetchKind, FieldKind, FieldNode, ParentKey, PlanError,
-    SearchFetch, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
+    Scalar, SearchFetch, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
 use crate::schema::{named_type, FieldDef, IndexDef, Resolver};
 
@@ -108,7 +108,7 @@ impl<'a> Builder<'a> {
                 FieldKind::Leaf {
                     data_key: field_name.clone(),
                     global_id: false,
-                    is_id: named == "ID",
+                    scalar: Scalar::of(named),
                 }
             } else if schema.is_abstract(named) || def.source(named).is_some() {
                 FieldKind::Object {
@@ -203,13 +203,13 @@ impl<'a> Builder<'a> {
                     _ if denormalized => Some(FieldKind::Leaf {
                         data_key: field_name.clone(),
                         global_id: false,
-                        is_id: named == "ID",
+                        scalar: Scalar::of(named),
                     }),
                     Resolver::Owned { .. } if self.is_leaf(named) && field_name == lookup_key => {
                         Some(FieldKind::Leaf {
                             data_key: key_alias.clone(),
                             global_id: false,
-                            is_id: true,
+                            scalar: Scalar::Id,
                         })
                     }
                     Resolver::Owned { .. }
@@ -218,7 +218,7 @@ impl<'a> Builder<'a> {
                         Some(FieldKind::Leaf {
                             data_key: field_name.clone(),
                             global_id: false,
-                            is_id: named == "ID",
+                            scalar: Scalar::of(named),
                         })
                     }
                     Resolver::Ref { key: ref_key } if source.holds_entity_field(ref_key) => {
