@@ -220,6 +220,16 @@ async fn a_service_that_is_down_or_answers_garbage_fails_partially() {
     }
 }
 
+/// A gateway whose members service is `app` (a stand-in), the others as configured.
+async fn with_members(app: axum::Router) -> tessera::pipeline::Gateway {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = tessera::config::Config::default();
+    config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
+    tessera::build_gateway(&config, include_str!("../schema.graphql")).expect("gateway")
+}
+
 #[tokio::test]
 async fn headers_named_in_config_are_forwarded() {
     use axum::{routing::post, Json, Router};
@@ -241,13 +251,7 @@ async fn headers_named_in_config_are_forwarded() {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-
-    let mut config = tessera::config::Config::default();
-    config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
-    let gateway = tessera::build_gateway(&config, include_str!("../schema.graphql")).expect("gateway");
+    let gateway = with_members(app).await;
     let headers: axum::http::HeaderMap = [
         ("authorization", "Bearer t0ken"),
         ("accept-language", "ko-KR"),
@@ -293,12 +297,7 @@ async fn a_leaf_of_the_wrong_kind_is_an_error_not_passed_on() {
             } } }))
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let mut config = tessera::config::Config::default();
-    config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
-    let gateway = tessera::build_gateway(&config, include_str!("../schema.graphql")).expect("gateway");
+    let gateway = with_members(app).await;
     let run = |query: &'static str| {
         let gateway = &gateway;
         async move {

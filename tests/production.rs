@@ -380,20 +380,28 @@ async fn the_playground_loads_nothing_from_the_internet() {
     }
 }
 
+/// `tessera serve` started in `dir` (its `tessera.toml`, if any, and none of
+/// this environment's Tessera variables) until it exits; `dir` is removed.
+async fn serve_in(dir: &std::path::Path) -> std::process::Output {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--schema"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .current_dir(dir)
+        .env_remove("TESSERA_CURSOR_SECRET")
+        .env_remove("TESSERA_CONFIG")
+        .env_remove("TESSERA_SEARCH_BACKEND")
+        .output()
+        .await
+        .expect("tessera runs");
+    let _ = std::fs::remove_dir_all(dir);
+    output
+}
+
 #[tokio::test]
 async fn serve_refuses_the_public_development_cursor_secret() {
     let dir = std::env::temp_dir().join(format!("tessera-secret-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--schema"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-        .current_dir(&dir)
-        .env_remove("TESSERA_CURSOR_SECRET")
-        .env_remove("TESSERA_CONFIG")
-        .output()
-        .await
-        .expect("tessera runs");
-    let _ = std::fs::remove_dir_all(&dir);
+    let output = serve_in(&dir).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cursor_secret"), "{stderr}");
@@ -410,17 +418,7 @@ async fn a_start_up_failure_names_its_cause_once() {
         "[search]\ndata_dir = \"index\"\ncursor_secret = \"a-long-test-secret-for-this-one-start\"\n",
     )
     .expect("config");
-    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--schema"])
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-        .current_dir(&dir)
-        .env_remove("TESSERA_CURSOR_SECRET")
-        .env_remove("TESSERA_CONFIG")
-        .env_remove("TESSERA_SEARCH_BACKEND")
-        .output()
-        .await
-        .expect("tessera runs");
-    let _ = std::fs::remove_dir_all(&dir);
+    let output = serve_in(&dir).await;
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let line = stderr
