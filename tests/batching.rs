@@ -293,7 +293,8 @@ async fn a_leaf_of_the_wrong_kind_is_an_error_not_passed_on() {
         "/graphql",
         post(|| async {
             Json(json!({ "data": { "member": {
-                "name": "Kim", "phone": 5, "email": ["kim@example.com"], "joinedAt": { "any": "thing" }
+                "name": "Kim", "phone": 5, "email": ["kim@example.com"], "joinedAt": { "any": "thing" },
+                "grade": "PLATINUM"
             } } }))
         }),
     );
@@ -335,4 +336,13 @@ async fn a_leaf_of_the_wrong_kind_is_an_error_not_passed_on() {
     assert_eq!(body["data"], json!({ "member": null }), "{body}");
     assert_eq!(body["errors"][0]["path"], json!(["member", "email"]), "{body}");
     assert_eq!(body["errors"].as_array().map(Vec::len), Some(1), "{body}");
+
+    // An enum value the schema does not list (the service gained one).
+    let body = run("{ member(id: 1) { name grade } }").await;
+    assert_eq!(body["data"], json!({ "member": null }), "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["member", "grade"]), "{body}");
+    assert_eq!(
+        body["errors"][0]["message"], "Enum \"MemberGrade\" cannot represent value: \"PLATINUM\"",
+        "{body}"
+    );
 }

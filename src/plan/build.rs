@@ -397,7 +397,7 @@ impl<'a> Builder<'a> {
             self.schema.get(named).map(|t| &t.kind),
             Some(TypeDefKind::Enum(_))
         );
-        if is_enum && matches!(fdef.resolver, Resolver::Federated(_)) {
+        if is_enum {
             return Ok(FieldKind::EnumLeaf {
                 data_key: key.clone(),
                 enum_type: named.clone(),

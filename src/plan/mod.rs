@@ -329,9 +329,10 @@ pub enum FieldKind {
         /// What the value must be; an `ID`'s numbers are written as strings.
         scalar: Scalar,
     },
-    /// A value of an enum the client schema may know fewer values of than
-    /// the subgraph (Federation: `@inaccessible` values, values only some
-    /// subgraphs define): one it does not know is null, with an error.
+    /// A value of an enum: the subgraph may know more values than the client
+    /// schema (a legacy service that gained one; Federation: `@inaccessible`
+    /// values, values only some subgraphs define): one the client schema does
+    /// not know is null, with an error.
     EnumLeaf {
         data_key: Name,
         enum_type: Name,
