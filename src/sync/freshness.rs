@@ -163,7 +163,8 @@ impl Freshness {
         }
     }
 
-    /// The rows a mutation changed: `(type, id, whether it still exists)`.
+    /// The rows a mutation changed: `(type, id, whether its document must
+    /// exist)`; one that need not is rebuilt if present, or absent.
     fn changed_rows(
         &self,
         plan: &QueryPlan,
@@ -221,7 +222,11 @@ impl Freshness {
                             if matches!(&r.kind, RelationKind::Join { on } if on == arg.def.name.as_str())
                                 && owned_by_it
                             {
-                                rows.push((source.entity.to_string(), given.clone(), true));
+                                // Its document is rebuilt if it has one; a
+                                // child does not make a parent that was not
+                                // there (`createSettlement` for a contract
+                                // the service does not have): nothing to wait for.
+                                rows.push((source.entity.to_string(), given.clone(), false));
                             }
                         }
                     }
