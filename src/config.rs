@@ -417,6 +417,9 @@ pub struct ExecutionConfig {
     pub max_batch_size: usize,
     /// Prepared operations kept in memory.
     pub plan_cache_size: u64,
+    /// Operation texts kept for automatic persisted queries (Apollo's
+    /// protocol); 0 turns them off.
+    pub apq_cache_size: u64,
     /// Client request headers passed on to every subgraph request.
     pub forward_headers: Vec<String>,
 }
@@ -453,6 +456,7 @@ impl Default for ExecutionConfig {
         Self {
             max_batch_size: 500,
             plan_cache_size: 1000,
+            apq_cache_size: 1000,
             forward_headers: vec!["authorization".into(), "accept-language".into()],
         }
     }

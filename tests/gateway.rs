@@ -251,6 +251,54 @@ fn code(body: &Value) -> &str {
         .unwrap_or("<none>")
 }
 
+/// Apollo Client's persisted-queries link, step by step: the hash alone,
+/// then the text with it once, then the hash alone again (POST and GET).
+#[tokio::test]
+async fn automatic_persisted_queries_follow_apollos_protocol() {
+    use sha2::{Digest, Sha256};
+    let stack = Stack::start().await;
+    let query = "{ staff(id: 1) { id name } }";
+    let hash: String = Sha256::digest(query.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": hash } });
+
+    let (status, body) = stack.post(json!({ "extensions": extensions })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+
+    // A text that is not the hash's is refused, and not kept.
+    let (status, body) = stack
+        .post(json!({ "query": "{ staff(id: 2) { id } }", "extensions": extensions }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "PERSISTED_QUERY_HASH_MISMATCH", "{body}");
+
+    let (status, registered) = stack
+        .post(json!({ "query": query, "extensions": extensions }))
+        .await;
+    assert_eq!(status, 200, "{registered}");
+    assert_eq!(registered["data"]["staff"]["id"], "1", "{registered}");
+
+    let (status, body) = stack.post(json!({ "extensions": extensions })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"], registered["data"], "{body}");
+
+    let response = stack
+        .client
+        .get(&stack.gateway)
+        .query(&[("extensions", extensions.to_string())])
+        .header("apollo-require-preflight", "true")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["data"], registered["data"], "{body}");
+}
+
 #[tokio::test]
 async fn bad_requests_get_spec_shaped_errors() {
     let stack = Stack::start().await;

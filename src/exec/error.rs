@@ -47,6 +47,13 @@ pub enum ErrorCode {
     SearchUnavailable,
     SearchBackendError,
     InternalServerError,
+    /// An automatic persisted query's hash this gateway does not hold yet:
+    /// the client sends the text with it (Apollo's protocol).
+    PersistedQueryNotFound,
+    /// Automatic persisted queries are turned off: the client sends texts.
+    PersistedQueryNotSupported,
+    /// The text sent with a hash is not the text of that hash.
+    PersistedQueryHashMismatch,
 }
 
 impl ErrorCode {
@@ -77,6 +84,9 @@ impl ErrorCode {
             ErrorCode::SearchUnavailable => "SEARCH_UNAVAILABLE",
             ErrorCode::SearchBackendError => "SEARCH_BACKEND_ERROR",
             ErrorCode::InternalServerError => "INTERNAL_SERVER_ERROR",
+            ErrorCode::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            ErrorCode::PersistedQueryNotSupported => "PERSISTED_QUERY_NOT_SUPPORTED",
+            ErrorCode::PersistedQueryHashMismatch => "PERSISTED_QUERY_HASH_MISMATCH",
         }
     }
 
@@ -88,6 +98,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::GatewayTimeout => 504,
+            // The normal first step of the protocol, as Apollo Router answers it.
+            ErrorCode::PersistedQueryNotFound => 200,
             ErrorCode::SubgraphRequestFailed
             | ErrorCode::SubgraphTimeout
             | ErrorCode::SubgraphInvalidResponse

@@ -7,6 +7,7 @@
 //!         → introspection (only if selected) → execute → response
 //! ```
 
+mod apq;
 mod limits;
 mod prepare;
 
@@ -71,6 +72,8 @@ pub struct RequestOptions {
 #[derive(Debug, Clone)]
 pub struct GatewayOptions {
     pub plan_cache_size: u64,
+    /// Operation texts kept for automatic persisted queries (0: off).
+    pub apq_cache_size: u64,
     /// Client request headers passed on to the subgraphs.
     pub forward_headers: Vec<HeaderName>,
     pub limits: Limits,
@@ -92,6 +95,7 @@ impl GatewayOptions {
     pub fn from_config(config: &crate::config::Config) -> Self {
         Self {
             plan_cache_size: config.execution.plan_cache_size,
+            apq_cache_size: config.execution.apq_cache_size,
             forward_headers: config
                 .execution
                 .forward_headers
@@ -150,6 +154,7 @@ pub struct Gateway {
     schema: Arc<Supergraph>,
     executor: Arc<Executor>,
     plans: PlanCache,
+    persisted: apq::PersistedQueries,
     options: GatewayOptions,
     /// Read-your-writes: a mutation's response waits for the indexes.
     freshness: Option<Arc<crate::sync::Freshness>>,
@@ -161,6 +166,7 @@ impl Gateway {
             schema: Arc::clone(executor.schema()),
             executor,
             plans: PlanCache::new(options.plan_cache_size),
+            persisted: apq::PersistedQueries::new(options.apq_cache_size),
             options,
             freshness: None,
         }
@@ -265,11 +271,19 @@ impl Gateway {
         headers: &HeaderMap,
         options: &RequestOptions,
     ) -> Result<Executed, Vec<GraphQLError>> {
-        let Some(query) = request.query.as_deref().filter(|q| !q.trim().is_empty()) else {
-            return Err(vec![GraphQLError::new(
-                "the request has no `query`",
-                ErrorCode::BadRequest,
-            )]);
+        let text = self
+            .persisted
+            .text(request.query.as_deref(), request.extensions.as_ref())
+            .map_err(|e| vec![*e])?;
+        let query: &str = match &text {
+            Some(apq::Text::Given(query)) => query,
+            Some(apq::Text::Kept(query)) => query,
+            None => {
+                return Err(vec![GraphQLError::new(
+                    "the request has no `query`",
+                    ErrorCode::BadRequest,
+                )])
+            }
         };
         let variables = match request.variables {
             None | Some(Value::Null) => Map::new(),
