@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts."""
 
+import os
 import signal
 import subprocess
 import time
@@ -31,3 +32,17 @@ def stop(procs, timeout=20):
             p.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             p.kill()
+
+
+def cores(no_pin):
+    """(the gateway's cores, everything else's) for `taskset -c`: core 0 for
+    the gateway and the rest for the services and the load generator, as
+    the issues' figures are taken; (None, None) with --no-pin or one core."""
+    if no_pin or (os.cpu_count() or 1) < 2:
+        return None, None
+    return "0", f"1-{os.cpu_count() - 1}"
+
+
+def pinned(cmd, cpus):
+    """`cmd` under `taskset -c cpus`, or as it is when `cpus` is None."""
+    return ["taskset", "-c", cpus] + cmd if cpus else cmd

@@ -9,11 +9,16 @@ binary is given), alternating in one run, driven by wrk (closed loop).
 
 The workload is one nested query of about 90 KB (users → reviews → product →
 reviews → author, five levels, with @requires and @provides on the way), a
-unique `authorization` header per request. Before any load, every gateway's
-response body must equal Tessera's byte for byte (JSON key order included)
-and cost the same subgraph requests. Per gateway it prints the medians over
-the rounds of: requests/s, p50/p99 latency, gateway CPU ms per request (from
-/proc/PID/stat), peak RSS, and subgraph requests per operation.
+unique `authorization` header per request that every gateway is configured to
+forward to the subgraphs, as a deployment would: no gateway can then answer
+two clients with one subgraph request (a router that does not forward it
+deduplicates identical in-flight subgraph requests across clients and does
+less work than a real deployment would let it). Before any load, every
+gateway's response body must equal Tessera's byte for byte (JSON key order
+included) and cost the same subgraph requests. Per gateway it prints the
+medians over the rounds of: requests/s, p50/p99 latency, gateway CPU ms per
+request and the subgraphs' CPU ms per request (from /proc/PID/stat), peak
+RSS, and subgraph requests per operation (for one request, and under load).
 
 With --pin (default on machines with 2+ cores), the gateway runs on core 0
 and the subgraphs and wrk on the others, as the issue's figures are taken.
@@ -32,7 +37,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import stop, wait_http  # noqa: E402
+from common import cores, pinned, stop, wait_http  # noqa: E402
 from gateway import cpu_ticks, ensure_wrk, peak_rss_mib, run_wrk  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -72,10 +77,6 @@ def reset_stats():
         urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/stats/reset", method="POST"))
 
 
-def pinned(cmd, cores):
-    return ["taskset", "-c", cores] + cmd if cores else cmd
-
-
 def start_tessera(binary, tmp, cores):
     config = os.path.join(tmp, "tessera.toml")
     with open(config, "w") as f:
@@ -93,7 +94,8 @@ def start_hive(binary, tmp, cores):
     with open(config, "w") as f:
         f.write(f"supergraph:\n  source: file\n  path: {SUPERGRAPH}\n"
                 f"http:\n  host: 127.0.0.1\n  port: {PORTS['hive-router']}\n"
-                "log:\n  level: warn\n")
+                "log:\n  level: warn\n"
+                "headers:\n  all:\n    request:\n      - propagate:\n          named: authorization\n")
     env = dict(os.environ, ROUTER_CONFIG_FILE_PATH=config)
     return subprocess.Popen(pinned([binary], cores), cwd=tmp, env=env, stdout=subprocess.DEVNULL)
 
@@ -103,7 +105,8 @@ def start_apollo(binary, tmp, cores):
     with open(config, "w") as f:
         f.write(f"supergraph:\n  listen: 127.0.0.1:{PORTS['apollo-router']}\n"
                 "telemetry:\n  instrumentation:\n    spans:\n      mode: spec_compliant\n"
-                "homepage:\n  enabled: false\n")
+                "homepage:\n  enabled: false\n"
+                "headers:\n  all:\n    request:\n      - propagate:\n          named: authorization\n")
     env = dict(os.environ, APOLLO_TELEMETRY_DISABLED="true")
     return subprocess.Popen(pinned([binary, "--supergraph", SUPERGRAPH, "--config", config, "--log", "warn"], cores),
                             cwd=tmp, env=env, stdout=subprocess.DEVNULL)
@@ -136,9 +139,8 @@ def main():
     ensure_wrk()
     if not args.no_build:
         subprocess.run(["cargo", "build", "--release", "--bin", "tessera", "--bin", "subgraphs"], cwd=ROOT, check=True)
-    pin = not args.no_pin and (os.cpu_count() or 1) >= 2
-    gateway_cores = "0" if pin else None
-    other_cores = f"1-{(os.cpu_count() or 2) - 1}" if pin else None
+    gateway_cores, other_cores = cores(args.no_pin)
+    pin = gateway_cores is not None
 
     tmp = tempfile.mkdtemp(prefix="tessera-federation-")
     subgraphs = subprocess.Popen(
@@ -178,24 +180,28 @@ def main():
         results = {name: [] for name in gateways}
         for _ in range(args.rounds):
             for name, proc in gateways.items():
-                before = cpu_ticks(proc.pid)
+                before, before_subgraphs = cpu_ticks(proc.pid), cpu_ticks(subgraphs.pid)
+                reset_stats()
                 rps, total, p50, p99, errors = run_wrk(BODY, True, args.duration, args.connections,
-                                                       port=PORTS[name])
-                ticks = cpu_ticks(proc.pid) - before
-                cpu_ms = ticks * 1000 / os.sysconf("SC_CLK_TCK") / max(total, 1)
-                results[name].append((rps, p50, p99, cpu_ms, errors))
+                                                       port=PORTS[name], cpus=other_cores)
+                per_request = 1000 / os.sysconf("SC_CLK_TCK") / max(total, 1)
+                cpu_ms = (cpu_ticks(proc.pid) - before) * per_request
+                subgraph_ms = (cpu_ticks(subgraphs.pid) - before_subgraphs) * per_request
+                fetches = subgraph_requests() / max(total, 1)
+                results[name].append((rps, p50, p99, cpu_ms, subgraph_ms, fetches, errors))
         print()
         print(f"Federated query, {len(expected)} bytes, {args.connections} connections, unique authorization "
               f"headers, {args.rounds} alternating rounds of {args.duration} s, medians"
               + (", gateway pinned to core 0" if pin else ""))
         print()
-        print("| gateway | req/s | p50 ms | p99 ms | CPU ms/request | peak RSS MiB | subgraph requests/op | non-2xx |")
-        print("|---|---|---|---|---|---|---|---|")
+        print("| gateway | req/s | p50 ms | p99 ms | CPU ms/request | subgraphs' CPU ms/request | peak RSS MiB "
+              "| subgraph requests/op (one request; under load) | non-2xx |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for name, rows in results.items():
-            med = [statistics.median(r[i] for r in rows) for i in range(4)]
-            errors = sum(r[4] for r in rows)
-            print(f"| {name} | {med[0]:.0f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.3f} | "
-                  f"{peak_rss_mib(gateways[name].pid):.0f} | {costs[name]} | {errors} |")
+            med = [statistics.median(r[i] for r in rows) for i in range(6)]
+            errors = sum(r[6] for r in rows)
+            print(f"| {name} | {med[0]:.0f} | {med[1]:.2f} | {med[2]:.2f} | {med[3]:.3f} | {med[4]:.3f} | "
+                  f"{peak_rss_mib(gateways[name].pid):.0f} | {costs[name]}; {med[5]:.2f} | {errors} |")
     finally:
         stop(procs)
 

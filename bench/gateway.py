@@ -12,6 +12,10 @@ workload runs twice: identical requests, and a unique `authorization` header
 per request (nothing can be deduplicated). It also samples the gateway's own
 overhead at concurrency 1 from the `Server-Timing` header (total minus time
 waiting on subgraphs). Paste the table into docs/benchmarks.md.
+
+On machines with two cores or more the gateway runs on core 0 and the
+services and wrk on the others (`taskset`), as the issues' figures are
+taken; `--no-pin` lets them share every core.
 """
 
 import argparse
@@ -28,7 +32,7 @@ import time
 import uuid
 import urllib.request
 
-from common import SERVICES, stop, wait_http
+from common import SERVICES, cores, pinned, stop, wait_http
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATEWAY_PORT = 4100
@@ -59,10 +63,18 @@ wrk.body = %s
 wrk.headers["Content-Type"] = "application/json"
 local unique = %s
 local counter = 0
+-- Each wrk thread runs its own copy of this script: without a thread number
+-- the threads' headers would repeat one another (same counter, same random
+-- sequence) and a gateway could merge their requests.
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("thread_number", threads)
+end
 request = function()
   if unique then
     counter = counter + 1
-    wrk.headers["authorization"] = "Bearer " .. counter .. "-" .. math.random(1, 1000000000)
+    wrk.headers["authorization"] = "Bearer " .. thread_number .. "-" .. counter
   end
   return wrk.format()
 end
@@ -113,13 +125,13 @@ def to_ms(text):
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def run_wrk(body, unique, duration, connections, threads=2, port=GATEWAY_PORT):
+def run_wrk(body, unique, duration, connections, threads=2, port=GATEWAY_PORT, cpus=None):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(LUA % ("[==[" + json.dumps(body) + "]==]", "true" if unique else "false"))
         script = f.name
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", script,
-         f"http://127.0.0.1:{port}/graphql"],
+        pinned(["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", script,
+                f"http://127.0.0.1:{port}/graphql"], cpus),
         check=True, capture_output=True, text=True).stdout
     os.unlink(script)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -157,9 +169,12 @@ def main():
     ap.add_argument("--baseline", help="another tessera binary (say, a release build of the previous commit): "
                     "both run side by side on the same services, alternating, 3 rounds each; medians and ratios")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin the gateway to core 0 (and the services and wrk to the other cores)")
     args = ap.parse_args()
     if args.baseline:
         return compare(args)
+    mine, others = cores(args.no_pin)
 
     ensure_wrk()
     if not args.no_build:
@@ -167,26 +182,27 @@ def main():
     env = bench_env()
     procs = []
     try:
-        procs.append(start_subgraphs(args.scale, env))
+        procs.append(start_subgraphs(args.scale, env, others))
         gateway = subprocess.Popen(
-            [f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{GATEWAY_PORT}"],
+            pinned([f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{GATEWAY_PORT}"], mine),
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         procs.append(gateway)
         wait_http(f"http://127.0.0.1:{GATEWAY_PORT}/health")
 
-        print(f"scale {args.scale}, {args.connections} connections, {args.duration}s per run, wrk -t2\n")
+        print(f"scale {args.scale}, {args.connections} connections, {args.duration}s per run, wrk -t2"
+              + (", gateway pinned to core 0\n" if mine else "\n"))
         print("| workload | headers | req/s | p50 ms | p99 ms | gateway CPU ms / 1k req | subgraph req / op | overhead p50 ms (c=1) | total p50 ms (c=1) |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
         ticks_per_s = os.sysconf("SC_CLK_TCK")
         for name in args.only or list(WORKLOADS):
             query, variables = WORKLOADS[name]
             body = {"query": query, "variables": variables}
-            run_wrk(body, False, args.warmup, args.connections)  # warm-up
+            run_wrk(body, False, args.warmup, args.connections, cpus=others)  # warm-up
             total_c1, overhead_c1 = overhead_samples(body)
             for unique in (False, True):
                 reset_stats()
                 before = cpu_ticks(gateway.pid)
-                rps, total, p50, p99, bad = run_wrk(body, unique, args.duration, args.connections)
+                rps, total, p50, p99, bad = run_wrk(body, unique, args.duration, args.connections, cpus=others)
                 cpu_ms = (cpu_ticks(gateway.pid) - before) * 1000 / ticks_per_s
                 sub = sum(stats_requests().values())
                 print(f"| {name} | {'unique' if unique else 'same'} | {rps:.0f} | {p50:.2f} | {p99:.2f} | "
@@ -205,10 +221,10 @@ def bench_env():
     return env
 
 
-def start_subgraphs(scale, env):
+def start_subgraphs(scale, env, cpus=None):
     p = subprocess.Popen(
-        [f"{ROOT}/target/release/subgraphs", "--service", "all", "--base-port", str(BASE_PORT),
-         "--scale", str(scale), "--events-latency", "0ms"], env=env, stdout=subprocess.DEVNULL)
+        pinned([f"{ROOT}/target/release/subgraphs", "--service", "all", "--base-port", str(BASE_PORT),
+                "--scale", str(scale), "--events-latency", "0ms"], cpus), env=env, stdout=subprocess.DEVNULL)
     for i in range(len(SERVICES)):
         wait_http(f"http://127.0.0.1:{BASE_PORT + i}/health")
     return p
@@ -249,23 +265,25 @@ def compare(args):
     ensure_wrk()
     if not args.no_build:
         sh("cargo", "build", "--release", "--bins", cwd=ROOT)
+    mine, others = cores(args.no_pin)
     env = bench_env()
     tmp = tempfile.mkdtemp(prefix="tessera-bench-compare-")
     builds = [("this build", f"{ROOT}/target/release/tessera", GATEWAY_PORT),
               ("baseline", os.path.abspath(args.baseline), GATEWAY_PORT + 100)]
     procs = []
     try:
-        procs.append(start_subgraphs(args.scale, env))
+        procs.append(start_subgraphs(args.scale, env, others))
         pids = {}
         for label, binary, port in builds:
-            p = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{port}",
-                                  "--config", gateway_config(tmp, port)], cwd=ROOT, env=env,
+            p = subprocess.Popen(pinned([binary, "serve", "--listen", f"127.0.0.1:{port}",
+                                         "--config", gateway_config(tmp, port)], mine), cwd=ROOT, env=env,
                                  stdout=subprocess.DEVNULL)
             procs.append(p)
             wait_http(f"http://127.0.0.1:{port}/health")
             pids[label] = (p.pid, port)
         print(f"scale {args.scale}, {args.connections} connections, {args.duration}s per run, wrk -t2, "
-              f"{args.rounds} alternating rounds, unique authorization per request\n")
+              f"{args.rounds} alternating rounds, unique authorization per request"
+              + (", gateways pinned to core 0\n" if mine else "\n"))
         print("| workload | build | req/s (median) | p50 ms | p99 ms | gateway CPU ms / 1k req |")
         print("|---|---|---:|---:|---:|---:|")
         ticks_per_s = os.sysconf("SC_CLK_TCK")
@@ -274,11 +292,12 @@ def compare(args):
             body = {"query": query, "variables": variables}
             results = {label: [] for label, _, _ in builds}
             for label, (pid, port) in pids.items():
-                run_wrk(body, True, args.warmup, args.connections, port=port)
+                run_wrk(body, True, args.warmup, args.connections, port=port, cpus=others)
             for _ in range(args.rounds):
                 for label, (pid, port) in pids.items():
                     before = cpu_ticks(pid)
-                    rps, total, p50, p99, bad = run_wrk(body, True, args.duration, args.connections, port=port)
+                    rps, total, p50, p99, bad = run_wrk(body, True, args.duration, args.connections, port=port,
+                                                        cpus=others)
                     cpu = (cpu_ticks(pid) - before) * 1000 / ticks_per_s * 1000 / max(total, 1)
                     results[label].append((rps, p50, p99, cpu, bad))
             med = {}
