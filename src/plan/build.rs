@@ -546,6 +546,7 @@ impl<'a> Builder<'a> {
         // resolves (Federation) are filled once their entity fetches are planned.
         let mut slots: Vec<Option<FieldNode>> = Vec::with_capacity(collected.len());
         let mut hops: Vec<Hop<'c, 'a>> = Vec::new();
+        let mut plain: Vec<Name> = Vec::new();
         for (key, cf) in collected {
             let field_name = cf.field.node.name.node.as_str();
             if field_name == "__typename" {
@@ -700,6 +701,16 @@ impl<'a> Builder<'a> {
                     )))
                 }
             };
+            // A leaf printed bare (`upc`, no alias, arguments or condition)
+            // is also what a representation of these objects may read.
+            let bare = matches!(kind, FieldKind::Leaf { .. } | FieldKind::EnumLeaf { .. })
+                && key.as_str() == field_name
+                && fdef.args.is_empty()
+                && cf.include == Include::Always
+                && matches!(&fdef.resolver, Resolver::Federated(_));
+            if bare {
+                plain.push(key.clone());
+            }
             slots.push(Some(FieldNode {
                 response_key: key.clone(),
                 ty: fdef.ty.clone(),
@@ -709,7 +720,7 @@ impl<'a> Builder<'a> {
         }
         let mut printed = Vec::new();
         for hop in merge_hops(hops) {
-            self.entity_fetch(buf, scope, type_name, hop, &mut slots, &mut printed)?;
+            self.entity_fetch(buf, scope, type_name, hop, &mut slots, &mut printed, &plain)?;
         }
         Ok(slots.into_iter().flatten().collect())
     }

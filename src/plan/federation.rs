@@ -210,6 +210,7 @@ impl<'a> Builder<'a> {
         hop: Hop<'_, 'a>,
         slots: &mut [Option<FieldNode>],
         printed: &mut Vec<String>,
+        plain: &[Name],
     ) -> Result<(), PlanError> {
         let here = scope.printed_subgraph()?.to_string();
         let entity = self.entity(type_name)?;
@@ -230,6 +231,23 @@ impl<'a> Builder<'a> {
         }
         let mut fields = Vec::with_capacity(items.len());
         for item in &items {
+            // A scalar the client's selection already asks of these objects,
+            // under its own name, is read from there: the subgraph is not
+            // asked for it twice.
+            let shared = scope.typename.is_none()
+                && item.arguments.is_empty()
+                && item.selection.is_empty()
+                && item.fragments.is_empty()
+                && plain.contains(&item.name);
+            if shared {
+                fields.push(RepresentationField {
+                    name: item.name.to_string(),
+                    alias: item.name.to_string(),
+                    selection: Vec::new(),
+                    conditional: false,
+                });
+                continue;
+            }
             // In a fragment of an abstract selection, the same field of two
             // types may have two types: aliases per type keep them apart.
             let alias = match scope.typename {
