@@ -42,7 +42,11 @@ impl Fetcher for FakeFetcher {
 }
 
 async fn run(query: &str, max_batch: usize, handler: Box<Handler>) -> (Value, Log) {
-    let schema = Arc::new(Supergraph::parse(include_str!("../schema.graphql")).expect("schema"));
+    run_on(include_str!("../schema.graphql"), query, max_batch, handler).await
+}
+
+async fn run_on(schema: &str, query: &str, max_batch: usize, handler: Box<Handler>) -> (Value, Log) {
+    let schema = Arc::new(Supergraph::parse(schema).expect("schema"));
     let fetcher = Arc::new(FakeFetcher {
         handler,
         log: Mutex::new(Vec::new()),
@@ -245,4 +249,115 @@ async fn garbage_from_a_subgraph_is_an_error_not_a_panic() {
         body["errors"][0]["extensions"]["code"], "SUBGRAPH_INVALID_RESPONSE",
         "{body}"
     );
+}
+
+const INTERFACE_OBJECTS: &str = include_str!("supergraphs/interface-objects.graphql");
+
+/// The three subgraphs of `supergraphs/interface-objects.graphql`: account 1
+/// is an Admin, account 2 a Customer; "billing" and "security" only know
+/// them as `Account`. Each answer carries the fields under every name a plan
+/// may ask them by (what a plan does not ask is not read).
+fn accounts_subgraphs() -> Box<Handler> {
+    Box::new(|subgraph, query, vars| {
+        let keys = || vars["_keys"].as_array().expect("representations").clone();
+        let id_of = |rep: &Value| rep["id"].as_str().expect("an id").to_string();
+        let account = |id: &str| json!({ "id": id, "_r_id": id, "_r_Account_id": id });
+        match subgraph {
+            "billing" if query.contains("topAccounts") => json!({ "data": { "topAccounts": [
+                { "plan": "gold", "id": "1", "_r_id": "1", "_r_Account_id": "1" },
+                { "plan": "free", "id": "2", "_r_id": "2", "_r_Account_id": "2" }
+            ] } }),
+            "billing" => {
+                let entities: Vec<Value> = keys()
+                    .iter()
+                    .map(|rep| {
+                        assert_eq!(
+                            rep["__typename"], "Account",
+                            "billing knows no implementations: {rep}"
+                        );
+                        json!({ "plan": if id_of(rep) == "1" { "gold" } else { "free" } })
+                    })
+                    .collect();
+                json!({ "data": { "_entities": entities } })
+            }
+            "accounts" if query.contains("admins") => {
+                json!({ "data": { "admins": [ account("1") ] } })
+            }
+            "accounts" => {
+                let entities: Vec<Value> = keys()
+                    .iter()
+                    .map(|rep| {
+                        assert_eq!(rep["__typename"], "Account", "{rep}");
+                        let id = id_of(rep);
+                        let kind = if id == "1" { "Admin" } else { "Customer" };
+                        json!({ "_typename": kind, "__typename": kind, "email": format!("{id}@example.com"), "level": 3 })
+                    })
+                    .collect();
+                json!({ "data": { "_entities": entities } })
+            }
+            other => panic!("unexpected subgraph {other}: {query}"),
+        }
+    })
+}
+
+#[tokio::test]
+async fn interface_objects_learn_their_implementation_from_the_interfaces_subgraph() {
+    let query = "{ topAccounts { id plan email __typename ... on Admin { level } } }";
+    let (body, log) = run_on(INTERFACE_OBJECTS, query, 500, accounts_subgraphs()).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "topAccounts": [
+            { "id": "1", "plan": "gold", "email": "1@example.com", "__typename": "Admin", "level": 3 },
+            { "id": "2", "plan": "free", "email": "2@example.com", "__typename": "Customer" }
+        ] } })
+    );
+    // One request to each: the implementations' fields and the interface's
+    // `email` travel in the same `_entities` request.
+    let asked: Vec<&str> = log.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(asked, ["billing", "accounts"], "{log:?}");
+
+    // Fields on the interface that the interface object resolves need no one else.
+    let (body, log) = run_on(
+        INTERFACE_OBJECTS,
+        "{ topAccounts { id plan } }",
+        500,
+        accounts_subgraphs(),
+    )
+    .await;
+    assert_eq!(
+        body["data"]["topAccounts"][1],
+        json!({ "id": "2", "plan": "free" })
+    );
+    assert_eq!(log.len(), 1, "{log:?}");
+}
+
+#[tokio::test]
+async fn an_implementation_reaches_interface_object_fields_as_its_interface() {
+    let (body, log) = run_on(
+        INTERFACE_OBJECTS,
+        "{ admins { id plan } }",
+        500,
+        accounts_subgraphs(),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({ "data": { "admins": [ { "id": "1", "plan": "gold" } ] } })
+    );
+    let (subgraph, document, variables) = &log[1];
+    assert_eq!(subgraph, "billing");
+    assert!(document.contains("...on Account{plan}"), "{document}");
+    assert_eq!(
+        variables["_keys"],
+        json!([{ "__typename": "Account", "id": "1" }])
+    );
+}
+
+#[test]
+fn an_interface_object_field_out_of_reach_is_refused_when_planned() {
+    // "security" has `lastLogin` but cannot resolve an account by its key.
+    let schema = Supergraph::parse(INTERFACE_OBJECTS).expect("schema");
+    let doc = async_graphql::parser::parse_query("{ admins { lastLogin } }").expect("parses");
+    let error = tessera::plan::plan(&schema, &doc, None).expect_err("no route to security");
+    assert!(error.to_string().contains("lastLogin"), "{error}");
 }

@@ -243,3 +243,21 @@ fn supergraph_requires_chains_and_key_translation() {
     let schema = Supergraph::parse(CHAINS).expect("the supergraph loads");
     assert!(!schema.client_sdl().contains("price"), "{}", schema.client_sdl());
 }
+
+/// An interface two subgraphs know only as an object type (`@interfaceObject`).
+fn interface_objects_plan(query: &str) -> String {
+    let schema = Supergraph::parse(include_str!("supergraphs/interface-objects.graphql")).expect("loads");
+    let doc = async_graphql::parser::parse_query(query).expect("query parses");
+    tessera::plan::plan(&schema, &doc, None)
+        .expect("plans")
+        .to_string()
+}
+
+#[test]
+fn interface_objects_are_keyed_as_their_interface() {
+    insta::assert_snapshot!(interface_objects_plan(
+        "{ admins { id plan }
+           topAccounts { id plan email __typename ... on Admin { level } }
+           recentLogins { lastLogin plan } }"
+    ));
+}

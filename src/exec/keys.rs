@@ -132,7 +132,11 @@ pub fn with_parent_key<R>(key: &ParentKey, holder: Node<'_>, f: impl FnOnce(&str
             }
             let mut text = String::with_capacity(128);
             text.push_str("{\"__typename\":");
-            push_json_string(&mut text, &representation.type_name);
+            let sent = representation
+                .sent_as
+                .as_ref()
+                .map_or(&representation.type_name[..], |n| n.as_str());
+            push_json_string(&mut text, sent);
             if !write_representation_fields(&mut text, &representation.fields, holder, true) {
                 return None;
             }
@@ -259,6 +263,7 @@ mod tests {
         let key = ParentKey::Representation(std::sync::Arc::new(Representation {
             type_name: "Product".into(),
             typename_alias: Some(async_graphql::Name::new("_typename")),
+            sent_as: None,
             fields: vec![
                 field("upc", "_r_upc", vec![]),
                 field("dimensions", "_r_dimensions", vec![field("size", "size", vec![])]),
@@ -287,6 +292,7 @@ mod tests {
         let key = ParentKey::Representation(std::sync::Arc::new(Representation {
             type_name: "Shelf".into(),
             typename_alias: None,
+            sent_as: None,
             fields: vec![field(
                 "media",
                 "_r_media",

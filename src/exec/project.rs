@@ -446,11 +446,34 @@ impl<'a, 'r> Projector<'a, 'r> {
         let fields = match &selection.abstract_source {
             None => selection.by_type.first().map(|(_, f)| f),
             Some((names, alias)) => {
-                let type_name = object.get(alias.as_str()).and_then(Node::as_str);
                 let unified = match names {
-                    TypeNames::Unified => type_name.and_then(|t| self.run.schema.get(t)).map(|t| &t.name),
-                    TypeNames::Subgraph(subgraph) => {
-                        type_name.and_then(|t| self.run.schema.unified_type_name(subgraph, t))
+                    TypeNames::Unified => object
+                        .get(alias.as_str())
+                        .and_then(Node::as_str)
+                        .and_then(|t| self.run.schema.get(t))
+                        .map(|t| &t.name),
+                    TypeNames::Subgraph(subgraph) => object
+                        .get(alias.as_str())
+                        .and_then(Node::as_str)
+                        .and_then(|t| self.run.schema.unified_type_name(subgraph, t)),
+                    TypeNames::Entity { fetch, key, subgraph } => {
+                        let recorded = self.errors.len();
+                        let entity = match self.keyed_value(object, *fetch, key, false) {
+                            Val::Node(entity) if entity.is_object() => entity,
+                            _ => {
+                                if self.errors.len() == recorded {
+                                    self.error(GraphQLError::new(
+                                        format!("\"{subgraph}\" did not resolve this object of an interface"),
+                                        ErrorCode::SubgraphInvalidResponse,
+                                    ));
+                                }
+                                return Err(Bubble);
+                            }
+                        };
+                        entity
+                            .get(alias.as_str())
+                            .and_then(Node::as_str)
+                            .and_then(|t| self.run.schema.unified_type_name(subgraph, t))
                     }
                 };
                 unified.and_then(|u| selection.by_type.iter().find(|(t, _)| t == u).map(|(_, f)| f))

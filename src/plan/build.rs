@@ -16,7 +16,7 @@ use async_graphql::parser::types::{
 use async_graphql::parser::Positioned;
 use async_graphql::Name;
 
-use super::federation::{merge_hops, Hop};
+use super::federation::{merge_hops, Hop, ParentSelection};
 use super::normalize::{CollectedField, Collector, Condition, Include};
 use super::{
     ArgBinding, EntityFetch, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyInput, KeyStrategy,
@@ -468,7 +468,7 @@ impl<'a> Builder<'a> {
 
     /// Prints the fields of a selection set on `type_name` (no braces) and
     /// returns its projection.
-    fn selection(
+    pub(super) fn selection(
         &mut self,
         buf: &mut FetchBuf,
         scope: Scope<'_>,
@@ -482,6 +482,25 @@ impl<'a> Builder<'a> {
                 abstract_source: None,
             });
         }
+        let subgraph = scope.printed_subgraph()?;
+        if let Some(object) = self.schema.interface_object(type_name, subgraph) {
+            return self.interface_object_selection(buf, scope, type_name, sets, object);
+        }
+        self.interface_fields_resolvable(scope, type_name, sets)?;
+        self.abstract_selection(buf, scope, type_name, sets, &[])
+    }
+
+    /// The selection on an abstract type: `__typename` and a fragment per
+    /// member the subgraph has, each with the fields collected for that
+    /// member but those under the response keys in `skip`.
+    pub(super) fn abstract_selection(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        sets: &[(&'a AstSelectionSet, Include)],
+        skip: &[Name],
+    ) -> Result<SelectionSet, PlanError> {
         let subgraph = scope.printed_subgraph()?;
         let alias = self.aliases.named("_typename");
         buf.text.push_str(&alias);
@@ -511,7 +530,9 @@ impl<'a> Builder<'a> {
                 narrowed: None,
                 ..scope
             };
-            let fields = self.fields(buf, scope, possible, sets)?;
+            let collected = self.collector.collect(possible, sets);
+            let kept: Vec<_> = collected.iter().filter(|(key, _)| !skip.contains(key)).collect();
+            let fields = self.fields_from(buf, scope, possible, kept.into_iter())?;
             close_selection(&mut buf.text);
             by_type.push((possible.clone(), fields));
         }
@@ -718,9 +739,12 @@ impl<'a> Builder<'a> {
                 kind,
             }));
         }
-        let mut printed = Vec::new();
+        let mut parent = ParentSelection {
+            printed: Vec::new(),
+            plain,
+        };
         for hop in merge_hops(hops) {
-            self.entity_fetch(buf, scope, type_name, hop, &mut slots, &mut printed, &plain)?;
+            self.entity_fetch(buf, scope, type_name, hop, &mut slots, &mut parent)?;
         }
         Ok(slots.into_iter().flatten().collect())
     }

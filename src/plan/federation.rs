@@ -15,16 +15,18 @@
 
 use std::sync::Arc;
 
-use async_graphql::parser::types::{BaseType, Type};
+use indexmap::IndexMap;
+
+use async_graphql::parser::types::{BaseType, SelectionSet as AstSelectionSet, Type};
 use async_graphql::Name;
 
 use super::build::{unresolvable, variable_definitions, Builder, FetchBuf, Scope};
 use super::normalize::{CollectedField, Include};
 use super::{
     EntityFetch, Fetch, FetchKind, FieldKind, FieldNode, KeyInput, ParentKey, PlanError, Representation,
-    RepresentationField, Representations, SubgraphQuery,
+    RepresentationField, Representations, SelectionSet, SubgraphQuery, TypeNames,
 };
-use crate::schema::{FederatedField, FederatedType, FieldGraph, FieldSetItem, Resolver};
+use crate::schema::{FederatedField, FederatedType, FieldGraph, FieldSetItem, InterfaceObject, Resolver};
 
 /// Subgraphs in a row one field may need (each giving the next what it requires).
 const MAX_CHAINED_HOPS: usize = 4;
@@ -77,6 +79,17 @@ pub(super) fn merge_hops<'c, 'a>(mut hops: Vec<Hop<'c, 'a>>) -> Vec<Hop<'c, 'a>>
         }
     }
     hops
+}
+
+/// What the selection of the objects a hop starts from already holds.
+#[derive(Default)]
+pub(super) struct ParentSelection {
+    /// Representation fields printed for earlier hops (two hops from the
+    /// same objects share what they both send).
+    pub(super) printed: Vec<String>,
+    /// Leaves the client asked for, printed bare (`upc`): a representation
+    /// reads them from there.
+    pub(super) plain: Vec<Name>,
 }
 
 impl<'a> Builder<'a> {
@@ -209,8 +222,7 @@ impl<'a> Builder<'a> {
         type_name: &Name,
         hop: Hop<'_, 'a>,
         slots: &mut [Option<FieldNode>],
-        printed: &mut Vec<String>,
-        plain: &[Name],
+        parent: &mut ParentSelection,
     ) -> Result<(), PlanError> {
         let here = scope.printed_subgraph()?.to_string();
         let entity = self.entity(type_name)?;
@@ -238,7 +250,7 @@ impl<'a> Builder<'a> {
                 && item.arguments.is_empty()
                 && item.selection.is_empty()
                 && item.fragments.is_empty()
-                && plain.contains(&item.name);
+                && parent.plain.contains(&item.name);
             if shared {
                 fields.push(RepresentationField {
                     name: item.name.to_string(),
@@ -257,12 +269,12 @@ impl<'a> Builder<'a> {
             // Two hops from the same objects share what they both send.
             let mut field = format!("{alias}:{}{}", item.name, item.arguments);
             print_field_set(&mut field, &item.selection, &item.fragments);
-            if !printed.contains(&field) {
+            if !parent.printed.contains(&field) {
                 if !buf.text.is_empty() && !buf.text.ends_with('{') {
                     buf.text.push(' ');
                 }
                 buf.text.push_str(&field);
-                printed.push(field);
+                parent.printed.push(field);
             }
             fields.push(RepresentationField {
                 name: item.name.to_string(),
@@ -274,8 +286,11 @@ impl<'a> Builder<'a> {
         let parent_key = ParentKey::Representation(Arc::new(Representation {
             type_name: type_name.to_string(),
             typename_alias: scope.typename.cloned(),
+            sent_as: key.sent_as.clone(),
             fields,
         }));
+        // The type the subgraph knows these objects as.
+        let entity_type = key.sent_as.as_ref().unwrap_or(type_name);
 
         let id = self.reserve();
         self.fetches[scope.fetch].children.push(id);
@@ -309,7 +324,7 @@ impl<'a> Builder<'a> {
             hop_buf.text.push_str("__typename");
         }
         let document = format!(
-            "query{}{{_entities(representations:$_keys){{...on {type_name}{{{}}}}}}}",
+            "query{}{{_entities(representations:$_keys){{...on {entity_type}{{{}}}}}}}",
             variable_definitions(Some(&representations), &hop_buf.args),
             hop_buf.text
         );
@@ -329,7 +344,7 @@ impl<'a> Builder<'a> {
                         key: parent_key.clone(),
                         result_key: None,
                     },
-                    type_name: type_name.to_string(),
+                    type_name: entity_type.to_string(),
                     representations: Representations::Built,
                 },
             ),
@@ -352,10 +367,223 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// Objects of an interface that their subgraph knows as an
+    /// `@interfaceObject`: it cannot tell which implementation each is. The
+    /// fields selected on the interface itself are resolved on it (here, or
+    /// by a hop keyed by the interface); what depends on the implementation
+    /// (`__typename`, fragments on it) is asked, by the interface's key, of
+    /// a subgraph that has the interface and its implementations, whose
+    /// `_entities` answer names each object's type.
+    pub(super) fn interface_object_selection(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        interface: &Name,
+        sets: &[(&'a AstSelectionSet, Include)],
+        object: &'a InterfaceObject,
+    ) -> Result<SelectionSet, PlanError> {
+        let here = scope.printed_subgraph()?.to_string();
+        let is_typename = |cf: &CollectedField<'_>| cf.field.node.name.node == "__typename";
+        let on_interface = self.collector.collect(interface, sets);
+        let mut common: Vec<(&Name, &CollectedField<'a>)> =
+            on_interface.iter().filter(|(_, cf)| !is_typename(cf)).collect();
+        let members: Vec<(&Name, IndexMap<Name, CollectedField<'a>>)> = self
+            .schema
+            .possible_types(interface)
+            .into_iter()
+            .map(|member| (member, self.collector.collect(member, sets)))
+            .collect();
+        let by_implementation = members.iter().any(|(_, fields)| {
+            fields
+                .iter()
+                .any(|(key, cf)| is_typename(cf) || !common.iter().any(|(k, _)| *k == key))
+        });
+        if !by_implementation {
+            let nodes = self.fields_from(buf, scope, interface, common.into_iter())?;
+            return Ok(SelectionSet {
+                by_type: vec![(interface.clone(), nodes)],
+                abstract_source: None,
+            });
+        }
+        let key = object.keys.first().ok_or_else(|| {
+            unresolvable(format!(
+                "{interface}: \"{here}\" has it as an @interfaceObject and no subgraph that has the interface resolves it by a key"
+            ))
+        })?;
+        // What the subgraph asked for the implementations resolves (and
+        // this one does not) is asked with them: one request, not two.
+        let resolves = |graph: &str, cf: &CollectedField<'_>| {
+            matches!(
+                self.schema.field(interface, &cf.field.node.name.node).map(|f| &f.resolver),
+                Some(Resolver::Federated(f)) if f.resolved_by(graph).is_some()
+            )
+        };
+        common.retain(|(_, cf)| resolves(&here, cf) || !resolves(&key.graph, cf));
+        let common_keys: Vec<Name> = common.iter().map(|(key, _)| (*key).clone()).collect();
+        let common_nodes = self.fields_from(buf, scope, interface, common.into_iter())?;
+        let mut fields = Vec::with_capacity(key.fields.len());
+        for item in &key.fields {
+            let alias = self.aliases.named(&format!("_r_{interface}_{}", item.name));
+            if !buf.text.is_empty() && !buf.text.ends_with('{') {
+                buf.text.push(' ');
+            }
+            buf.text
+                .push_str(&format!("{alias}:{}{}", item.name, item.arguments));
+            print_field_set(&mut buf.text, &item.selection, &item.fragments);
+            fields.push(RepresentationField {
+                name: item.name.to_string(),
+                alias: alias.to_string(),
+                selection: representation_fields(&item.selection, &item.fragments),
+                conditional: false,
+            });
+        }
+        let parent_key = ParentKey::Representation(Arc::new(Representation {
+            type_name: interface.to_string(),
+            typename_alias: None,
+            sent_as: None,
+            fields,
+        }));
+        let id = self.reserve();
+        self.fetches[scope.fetch].children.push(id);
+        let mut hop_buf = FetchBuf {
+            text: String::new(),
+            args: Vec::new(),
+            include: scope.include.clone(),
+        };
+        let hop_scope = Scope {
+            hops: scope.hops + 1,
+            ..Scope::new(id, Some(&key.graph), &[], scope.include)
+        };
+        let by_owner = self.abstract_selection(&mut hop_buf, hop_scope, interface, sets, &common_keys)?;
+        let representations = Type {
+            base: BaseType::List(Box::new(Type {
+                base: BaseType::Named(Name::new("_Any")),
+                nullable: false,
+            })),
+            nullable: false,
+        };
+        let document = format!(
+            "query{}{{_entities(representations:$_keys){{{}}}}}",
+            variable_definitions(Some(&representations), &hop_buf.args),
+            hop_buf.text
+        );
+        let children = std::mem::take(&mut self.fetches[id].children);
+        self.fetches[id] = Fetch {
+            id,
+            kind: FetchKind::Entities(
+                SubgraphQuery {
+                    subgraph: key.graph.clone(),
+                    selection: hop_buf.text,
+                    document,
+                },
+                EntityFetch {
+                    keys: KeyInput {
+                        parent: scope.fetch,
+                        key_path: scope.path.to_vec(),
+                        key: parent_key.clone(),
+                        result_key: None,
+                    },
+                    type_name: interface.to_string(),
+                    representations: Representations::Built,
+                },
+            ),
+            arguments: hop_buf.args,
+            include: scope.include.clone(),
+            children,
+        };
+        let Some((TypeNames::Subgraph(owner), alias)) = by_owner.abstract_source else {
+            return Err(unresolvable(format!(
+                "{interface}: \"{}\" does not have it as an interface",
+                key.graph
+            )));
+        };
+        // Per implementation, its fields in the client's order: those on the
+        // interface from above, the others from the owner's answer.
+        let mut by_type = Vec::with_capacity(by_owner.by_type.len());
+        for (member, nodes) in by_owner.by_type {
+            let mut owned = nodes.into_iter().map(|node| match node.kind {
+                FieldKind::Typename(_) => node,
+                kind => FieldNode {
+                    kind: FieldKind::Hydrated {
+                        fetch: id,
+                        key: parent_key.clone(),
+                        inner: Box::new(kind),
+                    },
+                    ..node
+                },
+            });
+            let order = members
+                .iter()
+                .find(|(m, _)| **m == member)
+                .map(|(_, fields)| fields);
+            let mut merged = Vec::new();
+            for key in order.into_iter().flat_map(|fields| fields.keys()) {
+                match common_keys.iter().position(|k| k == key) {
+                    Some(i) => merged.push(common_nodes[i].clone()),
+                    None => merged.extend(owned.next()),
+                }
+            }
+            by_type.push((member, merged));
+        }
+        Ok(SelectionSet {
+            by_type,
+            abstract_source: Some((
+                TypeNames::Entity {
+                    fetch: id,
+                    key: parent_key,
+                    subgraph: owner,
+                },
+                alias,
+            )),
+        })
+    }
+
+    /// A field selected on an interface that some subgraph knows as an
+    /// `@interfaceObject` is planned per implementation; one that no
+    /// subgraph can resolve from here is refused as a whole even when no
+    /// implementation would reach it (as the Federation routers do).
+    pub(super) fn interface_fields_resolvable(
+        &self,
+        scope: Scope<'_>,
+        interface: &Name,
+        sets: &[(&'a AstSelectionSet, Include)],
+    ) -> Result<(), PlanError> {
+        let Some(federation) = self.schema.federation() else {
+            return Ok(());
+        };
+        if !federation.interface_objects.contains_key(interface) {
+            return Ok(());
+        }
+        let here = scope.printed_subgraph()?;
+        for (_, cf) in self.collector.collect(interface, sets) {
+            let name = &cf.field.node.name.node;
+            let Some(Resolver::Federated(federated)) =
+                self.schema.field(interface, name).map(|f| &f.resolver)
+            else {
+                continue;
+            };
+            if federated.resolved_by(here).is_none()
+                && self
+                    .route(scope, interface, name, &[], MAX_CHAINED_HOPS)
+                    .is_none()
+            {
+                return Err(unresolvable(format!(
+                    "{interface}.{name}: no subgraph can resolve it from \"{here}\""
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn entity(&self, type_name: &Name) -> Result<&'a FederatedType, PlanError> {
+        let interface = || {
+            let objects = &self.schema.federation()?.interface_objects;
+            objects.get(type_name).map(|o| &o.entity)
+        };
         self.schema
             .object(type_name)
             .and_then(|o| o.federated.as_deref())
+            .or_else(interface)
             .ok_or_else(|| unresolvable(format!("{type_name} is not a type of the supergraph's subgraphs")))
     }
 

@@ -161,6 +161,9 @@ pub struct Representation {
     /// selection): only those whose `__typename` (under this alias) is
     /// `type_name` have this representation.
     pub typename_alias: Option<Name>,
+    /// The `__typename` sent, when not `type_name`: the interface a subgraph
+    /// knows as an `@interfaceObject`.
+    pub sent_as: Option<Name>,
     pub fields: Vec<RepresentationField>,
 }
 
@@ -250,7 +253,7 @@ pub enum RootSource {
 }
 
 /// The projection of one selection set, per concrete runtime type.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct SelectionSet {
     /// For a concrete type a single entry; for an interface or union, one per
     /// possible type (chosen at run time by `__typename`).
@@ -267,9 +270,18 @@ pub enum TypeNames {
     Subgraph(String),
     /// Unified names already (search hits).
     Unified,
+    /// The objects are of an interface their subgraph knows as an
+    /// `@interfaceObject`, which cannot tell implementations apart: the
+    /// names are those of the entity `fetch` found for each object (by
+    /// `key`), in `subgraph`, a subgraph that has the interface itself.
+    Entity {
+        fetch: FetchId,
+        key: ParentKey,
+        subgraph: String,
+    },
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FieldNode {
     pub response_key: Name,
     pub ty: Type,
@@ -318,7 +330,7 @@ impl Scalar {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum FieldKind {
     /// The object's concrete type name.
     Typename(Name),
@@ -377,7 +389,7 @@ pub enum FieldKind {
 }
 
 /// One source of a [`FieldKind::Merge`]: a `@ref` or `@join` to one concrete type.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct MergePart {
     pub fetch: FetchId,
     pub key: ParentKey,

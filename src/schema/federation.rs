@@ -21,7 +21,7 @@ use async_graphql_value::{ConstValue, Name};
 use super::load::{load_document, SchemaError};
 use super::{
     EntityKey, FederatedField, FederatedType, Federation, FieldDef, FieldGraph, FieldSet, FieldSetItem,
-    Resolver, Supergraph, TypeDefKind,
+    InterfaceObject, Resolver, Supergraph, TypeDefKind,
 };
 
 /// A supergraph declares its subgraphs as the values of `enum join__Graph`.
@@ -48,9 +48,12 @@ struct TypeFacts {
     implements: Vec<(String, Name)>,
     /// `(graph, member)` from `@join__unionMember`.
     members: Vec<(String, Name)>,
+    /// Subgraphs that have this interface as an object type (`@interfaceObject`).
+    interface_objects: Vec<String>,
 }
 
 /// One `@join__field`, its field sets still text.
+#[derive(Clone)]
 struct FieldFacts {
     graph: String,
     /// `type:`, the field's type in that subgraph.
@@ -114,6 +117,13 @@ struct Reader {
     root_provides: HashMap<(Name, Name), FieldSet>,
     /// `@inaccessible` fields of object types: not in the client schema.
     hidden: Vec<(Name, Positioned<FieldDefinition>)>,
+    /// `@join__field`s of interface fields: which subgraphs resolve them
+    /// (for an `@interfaceObject`, on every implementation).
+    interface_fields: HashMap<(Name, Name), Vec<FieldFacts>>,
+    /// Fields of object types marked with a bare `@join__field`: no subgraph
+    /// resolves them on the object; an `@interfaceObject` of one of its
+    /// interfaces does.
+    via_interface: HashMap<(Name, Name), Pos>,
     errors: Vec<SchemaError>,
 }
 
@@ -219,17 +229,17 @@ impl Reader {
                 "join__type" => {
                     let Some(graph) = self.graph(d) else { continue };
                     if bool_arg(&d.node, "isInterfaceObject") {
-                        self.error(d.pos, format!("{name}: @interfaceObject is not supported yet"));
-                    }
-                    if let Some(key) = string_arg(&d.node, "key") {
-                        if matches!(t.kind, TypeKind::Interface(_)) {
+                        if !matches!(t.kind, TypeKind::Interface(_)) {
                             self.error(
                                 d.pos,
                                 format!(
-                                    "{name}: @key on an interface (entity interfaces) is not supported yet"
+                                    "{name}: isInterfaceObject on a type that is not an interface (a subgraph's @interfaceObject stands for an interface of the supergraph)"
                                 ),
                             );
                         }
+                        facts.interface_objects.push(graph.clone());
+                    }
+                    if let Some(key) = string_arg(&d.node, "key") {
                         let resolvable = d
                             .node
                             .get_argument("resolvable")
@@ -286,6 +296,9 @@ impl Reader {
                 i.implements.retain(|i| !inaccessible.contains(&i.node));
                 i.fields.retain(|f| !has(&f.node.directives, "inaccessible"));
                 for f in &mut i.fields {
+                    let graphs = self.join_fields(&name, &f.node);
+                    self.interface_fields
+                        .insert((name.clone(), f.node.name.node.clone()), graphs);
                     strip_field(&mut f.node);
                 }
             }
@@ -307,9 +320,8 @@ impl Reader {
         self.types.insert(name, facts);
     }
 
-    /// Records a field's `@join__field`s and leaves it in Tessera's dialect:
-    /// a root field delegated to the first subgraph that resolves it.
-    fn field(&mut self, parent: &Name, f: &mut FieldDefinition, facts: &TypeFacts, is_root: bool) {
+    /// The `@join__field(graph:)`s of a field, its field sets still text.
+    fn join_fields(&mut self, parent: &Name, f: &FieldDefinition) -> Vec<FieldFacts> {
         let mut graphs = Vec::new();
         for d in f.directives.iter().filter(|d| d.node.name.node == "join__field") {
             for unsupported in ["contextArguments", "overrideLabel"] {
@@ -323,7 +335,7 @@ impl Reader {
                     );
                 }
             }
-            // `@join__field` without a graph marks a field of an @interfaceObject.
+            // A bare `@join__field` marks a field an @interfaceObject resolves.
             if d.node.get_argument("graph").is_none() {
                 continue;
             }
@@ -344,7 +356,21 @@ impl Reader {
                 provides: field_set("provides"),
             });
         }
-        if graphs.is_empty() {
+        graphs
+    }
+
+    /// Records a field's `@join__field`s and leaves it in Tessera's dialect:
+    /// a root field delegated to the first subgraph that resolves it.
+    fn field(&mut self, parent: &Name, f: &mut FieldDefinition, facts: &TypeFacts, is_root: bool) {
+        let mut graphs = self.join_fields(parent, f);
+        let bare = f
+            .directives
+            .iter()
+            .find(|d| d.node.name.node == "join__field" && d.node.arguments.is_empty());
+        if let (true, Some(d)) = (graphs.is_empty(), bare) {
+            self.via_interface
+                .insert((parent.clone(), f.name.node.clone()), d.pos);
+        } else if graphs.is_empty() {
             graphs = facts
                 .graphs
                 .iter()
@@ -465,24 +491,55 @@ impl Reader {
             let Some(facts) = self.types.get(name) else {
                 continue;
             };
-            let mut keys = Vec::new();
-            for (graph, key, pos) in &facts.keys {
-                match parse_field_set(key) {
-                    Ok(fields) => keys.push(EntityKey {
-                        graph: graph.clone(),
-                        fields,
-                    }),
-                    Err(why) => errors.push(SchemaError::new(*pos, format!("{name} key \"{key}\": {why}"))),
-                }
+            let mut keys = entity_keys(name, &facts.keys, None, &mut errors);
+            // A subgraph that knows one of its interfaces as an object type
+            // resolves it by that interface's key, named as the interface.
+            for interface in &object.implements {
+                let Some(of) = self.types.get(interface) else {
+                    continue;
+                };
+                let by_object: Vec<_> = of
+                    .keys
+                    .iter()
+                    .filter(|(graph, _, _)| of.interface_objects.contains(graph))
+                    .cloned()
+                    .collect();
+                keys.extend(entity_keys(interface, &by_object, Some(interface), &mut errors));
             }
             object.federated = Some(Box::new(FederatedType {
                 graphs: facts.graphs.clone(),
                 keys,
             }));
             for (field_name, field) in object.fields.iter_mut() {
-                let Some(graphs) = self.fields.remove(&(name.clone(), field_name.clone())) else {
+                let field_key = (name.clone(), field_name.clone());
+                let Some(mut graphs) = self.fields.remove(&field_key) else {
                     continue;
                 };
+                if let Some(pos) = self.via_interface.get(&field_key) {
+                    for interface in &object.implements {
+                        let Some(of) = self.types.get(interface) else {
+                            continue;
+                        };
+                        let on_interface = self
+                            .interface_fields
+                            .get(&(interface.clone(), field_name.clone()));
+                        graphs.extend(
+                            on_interface
+                                .into_iter()
+                                .flatten()
+                                .filter(|g| of.interface_objects.contains(&g.graph))
+                                .cloned(),
+                        );
+                    }
+                    if graphs.is_empty() {
+                        errors.push(SchemaError::new(
+                            *pos,
+                            format!(
+                                "{name}.{field_name}: no subgraph resolves it, on it or on its interfaces"
+                            ),
+                        ));
+                    }
+                }
                 let mut parsed = Vec::with_capacity(graphs.len());
                 for g in graphs {
                     let mut set = |which: &str, text: Option<(String, Pos)>| {
@@ -513,6 +570,69 @@ impl Reader {
                 field.resolver = Resolver::Federated(Box::new(FederatedField { graphs: parsed }));
             }
         }
+        let interface_objects = self
+            .types
+            .iter()
+            .filter(|(_, facts)| !facts.interface_objects.is_empty())
+            .map(|(name, facts)| {
+                let by_owners: Vec<_> = facts
+                    .keys
+                    .iter()
+                    .filter(|(graph, _, _)| !facts.interface_objects.contains(graph))
+                    .cloned()
+                    .collect();
+                let object = InterfaceObject {
+                    graphs: facts.interface_objects.clone(),
+                    keys: entity_keys(name, &by_owners, None, &mut errors),
+                    entity: FederatedType {
+                        graphs: facts.graphs.clone(),
+                        keys: entity_keys(name, &facts.keys, None, &mut errors),
+                    },
+                };
+                (name.clone(), object)
+            })
+            .collect::<HashMap<_, _>>();
+        // Fields of such an interface are resolved on the interface itself
+        // (by the subgraphs that know it as an object type, or that have it
+        // with a key) when its objects' implementations are not known.
+        for (name, object) in &interface_objects {
+            let Some(TypeDefKind::Interface(interface)) = supergraph.types.get_mut(name).map(|t| &mut t.kind)
+            else {
+                continue;
+            };
+            for (field_name, field) in interface.fields.iter_mut() {
+                let facts = self
+                    .interface_fields
+                    .remove(&(name.clone(), field_name.clone()))
+                    .unwrap_or_default();
+                let graphs = if facts.is_empty() {
+                    object
+                        .entity
+                        .graphs
+                        .iter()
+                        .map(|graph| FieldGraph {
+                            graph: graph.clone(),
+                            external: false,
+                            requires: None,
+                            provides: None,
+                            subgraph_type: None,
+                        })
+                        .collect()
+                } else {
+                    facts
+                        .into_iter()
+                        .map(|g| FieldGraph {
+                            graph: g.graph,
+                            external: g.external,
+                            requires: g.requires.and_then(|(text, _)| parse_field_set(&text).ok()),
+                            provides: g.provides.and_then(|(text, _)| parse_field_set(&text).ok()),
+                            subgraph_type: None,
+                        })
+                        .collect()
+                };
+                field.resolver = Resolver::Federated(Box::new(FederatedField { graphs }));
+            }
+        }
         if !errors.is_empty() {
             errors.sort_by_key(|e| e.pos);
             return Err(errors);
@@ -522,9 +642,35 @@ impl Reader {
             urls: self.urls,
             members,
             root_provides: self.root_provides,
+            interface_objects,
         }));
         Ok(())
     }
+}
+
+/// Parsed `(graph, key, where)`s of `type_name`; their representations name
+/// `sent_as` when given.
+fn entity_keys(
+    type_name: &Name,
+    keys: &[(String, String, Pos)],
+    sent_as: Option<&Name>,
+    errors: &mut Vec<SchemaError>,
+) -> Vec<EntityKey> {
+    let mut parsed = Vec::with_capacity(keys.len());
+    for (graph, key, pos) in keys {
+        match parse_field_set(key) {
+            Ok(fields) => parsed.push(EntityKey {
+                graph: graph.clone(),
+                fields,
+                sent_as: sent_as.cloned(),
+            }),
+            Err(why) => errors.push(SchemaError::new(
+                *pos,
+                format!("{type_name} key \"{key}\": {why}"),
+            )),
+        }
+    }
+    parsed
 }
 
 /// `"id organization { id }"` → its fields. Field sets name fields, never

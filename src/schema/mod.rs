@@ -85,6 +85,10 @@ pub struct FederatedType {
 pub struct EntityKey {
     pub graph: String,
     pub fields: FieldSet,
+    /// The `__typename` its representations carry when it is not the
+    /// object's own: the interface a subgraph knows as an `@interfaceObject`
+    /// (it has no idea which implementation an object is).
+    pub sent_as: Option<Name>,
 }
 
 /// A Federation field set (`"id organization { id }"`), parsed.
@@ -113,6 +117,25 @@ pub struct Federation {
     /// `@provides` of root fields, by `(root type, field)`, for the subgraph
     /// that answers them.
     pub root_provides: HashMap<(Name, Name), FieldSet>,
+    /// Interfaces some subgraph knows as an `@interfaceObject`, by name.
+    pub interface_objects: HashMap<Name, InterfaceObject>,
+}
+
+/// An interface that some subgraphs define as an object type
+/// (`@interfaceObject`): their objects do not say which implementation they
+/// are; a subgraph that has the interface with a `@key` does.
+#[derive(Debug, Default)]
+pub struct InterfaceObject {
+    /// The subgraphs that have it as an object type.
+    pub graphs: Vec<String>,
+    /// Keys by which the subgraphs that have the interface itself (and its
+    /// implementations) resolve an object of it: their `_entities` answers
+    /// `__typename` with the implementation.
+    pub keys: Vec<EntityKey>,
+    /// The interface as an entity: every subgraph that resolves it by a key,
+    /// as an interface or as an object type (its fields are
+    /// [`Resolver::Federated`] with the subgraphs that resolve each).
+    pub entity: FederatedType,
 }
 
 /// A field of a Federation supergraph: the subgraphs that resolve it.
@@ -306,6 +329,13 @@ impl Supergraph {
     }
 
     /// The supergraph's Federation facts; `None` for schema.graphql.
+    /// The `@interfaceObject` facts of `interface`, when `subgraph` has it
+    /// as an object type.
+    pub fn interface_object(&self, interface: &str, subgraph: &str) -> Option<&InterfaceObject> {
+        let object = self.federation.as_ref()?.interface_objects.get(interface)?;
+        object.graphs.iter().any(|g| g == subgraph).then_some(object)
+    }
+
     pub fn federation(&self) -> Option<&Federation> {
         self.federation.as_deref()
     }
