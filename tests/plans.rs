@@ -261,3 +261,60 @@ fn interface_objects_are_keyed_as_their_interface() {
            recentLogins { lastLogin plan } }"
     ));
 }
+
+/// A root field two subgraphs resolve (`node`), where one of them cannot
+/// reach a member's fields (`Chat.id` is external there, `text` lives in
+/// the other): each alias goes to a subgraph from which its selection plans.
+const SHARED_NODE: &str = r#"
+schema @link(url: "https://specs.apollo.dev/link/v1.0") @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) { query: Query }
+directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
+directive @join__graph(name: String!, url: String!) on ENUM_VALUE
+directive @join__implements(graph: join__Graph!, interface: String!) repeatable on OBJECT | INTERFACE
+directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
+directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
+scalar join__FieldSet
+scalar link__Import
+enum link__Purpose { SECURITY EXECUTION }
+enum join__Graph {
+  A @join__graph(name: "a", url: "http://127.0.0.1:1/a")
+  B @join__graph(name: "b", url: "http://127.0.0.1:1/b")
+}
+interface Node @join__type(graph: A) @join__type(graph: B) { id: ID! }
+type Account implements Node @join__implements(graph: A, interface: "Node") @join__type(graph: A, key: "id") {
+  id: ID!
+  username: String!
+}
+type Chat implements Node @join__implements(graph: A, interface: "Node") @join__implements(graph: B, interface: "Node")
+  @join__type(graph: A, key: "id") @join__type(graph: B, key: "id") {
+  id: ID! @join__field(graph: A, external: true) @join__field(graph: B)
+  text: String! @join__field(graph: B)
+}
+type Query @join__type(graph: A) @join__type(graph: B) { node(id: ID!): Node }
+"#;
+
+#[test]
+fn a_shared_root_field_goes_where_its_selection_can_be_planned() {
+    let schema = Supergraph::parse(SHARED_NODE).expect("the supergraph loads");
+    let doc = async_graphql::parser::parse_query(
+        r#"{ account: node(id: "1") { ... on Account { username } } chat: node(id: "2") { ... on Chat { text } } }"#,
+    )
+    .expect("query parses");
+    let plan = tessera::plan::plan(&schema, &doc, None)
+        .expect("plans")
+        .to_string();
+    assert!(
+        plan.contains(r#"Fetch(service: "a")"#) && plan.contains("account:node(id:"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains(r#"Fetch(service: "b")"#) && plan.contains("chat:node(id:"),
+        "{plan}"
+    );
+    // From "a" alone (the first that resolves `node`) the chat's text is out of reach.
+    let a_only = SHARED_NODE.replace(
+        "type Query @join__type(graph: A) @join__type(graph: B)",
+        "type Query @join__type(graph: A)",
+    );
+    let schema = Supergraph::parse(&a_only).expect("loads");
+    assert!(tessera::plan::plan(&schema, &doc, None).is_err());
+}

@@ -7,7 +7,7 @@
 //! planner adds those key fields to the parent's selection under internal
 //! aliases that cannot collide with the client's response keys.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
@@ -31,6 +31,46 @@ pub fn plan(
     schema: &Supergraph,
     doc: &ExecutableDocument,
     operation_name: Option<&str>,
+) -> Result<QueryPlan, PlanError> {
+    let mut shared = Vec::new();
+    let first = plan_choosing(schema, doc, operation_name, &HashMap::new(), &mut shared);
+    if !matches!(first, Err(PlanError::Unresolvable { .. })) || shared.is_empty() {
+        return first;
+    }
+    // Root fields that several subgraphs resolve: from another of them the
+    // rest of the selection may be reachable (a `@provides` there, say).
+    // Each combination of choices in turn, the first that plans wins.
+    let total: usize = shared.iter().map(|(_, n)| *n).product();
+    for combination in 1..total.min(MAX_ROOT_CHOICES) {
+        let mut rest = combination;
+        let choices: HashMap<Name, usize> = shared
+            .iter()
+            .map(|(field, n)| {
+                let choice = rest % n;
+                rest /= n;
+                (field.clone(), choice)
+            })
+            .collect();
+        if let Ok(plan) = plan_choosing(schema, doc, operation_name, &choices, &mut Vec::new()) {
+            return Ok(plan);
+        }
+    }
+    first
+}
+
+/// How many combinations of subgraphs for shared root fields are tried.
+const MAX_ROOT_CHOICES: usize = 64;
+
+/// [`plan`] with the subgraph chosen for some root fields, by response key
+/// (an index into their [`RootGraph`](crate::schema::RootGraph)s; the first
+/// otherwise); the root fields several subgraphs resolve are added to
+/// `shared`, with how many do.
+fn plan_choosing(
+    schema: &Supergraph,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    choices: &HashMap<Name, usize>,
+    shared: &mut Vec<(Name, usize)>,
 ) -> Result<QueryPlan, PlanError> {
     let (name, op) = select_operation(doc, operation_name)?;
     let kind = match op.node.ty {
@@ -124,6 +164,18 @@ pub fn plan(
         let Resolver::Delegate { subgraph, field } = &fdef.resolver else {
             return Err(unresolvable(format!("{root_type}.{field_name} has no @delegate")));
         };
+        let root_field = (root_type.clone(), fdef.name.clone());
+        let alternatives = schema
+            .federation()
+            .and_then(|f| f.root_graphs.get(&root_field))
+            .map(|a| &a[..])
+            .unwrap_or_default();
+        if alternatives.len() > 1 {
+            shared.push((key.clone(), alternatives.len()));
+        }
+        let chosen = alternatives.get(choices.get(key).copied().unwrap_or(0));
+        let subgraph = chosen.map_or(subgraph, |g| &g.graph);
+        let provided = chosen.map(|g| &g.provides[..]).unwrap_or_default();
         let slot = match kind {
             OperationKind::Query => open.iter().position(|(s, _, _)| s == subgraph),
             OperationKind::Mutation => None,
@@ -140,11 +192,6 @@ pub fn plan(
         let (_, fetch, buf) = &mut open[slot];
         let fetch = *fetch;
         buf.include = buf.include.or(&cf.include);
-        let provided = schema
-            .federation()
-            .and_then(|f| f.root_provides.get(&(root_type.clone(), fdef.name.clone())))
-            .map(|set| &set[..])
-            .unwrap_or_default();
         let kind = builder.owned_field(
             buf,
             fetch,

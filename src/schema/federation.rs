@@ -21,7 +21,7 @@ use async_graphql_value::{ConstValue, Name};
 use super::load::{load_document, SchemaError};
 use super::{
     EntityKey, FederatedField, FederatedType, Federation, FieldDef, FieldGraph, FieldSet, FieldSetItem,
-    InterfaceObject, Resolver, Supergraph, TypeDefKind,
+    InterfaceObject, Resolver, RootGraph, Supergraph, TypeDefKind,
 };
 
 /// A supergraph declares its subgraphs as the values of `enum join__Graph`.
@@ -114,7 +114,7 @@ struct Reader {
     urls: BTreeMap<String, String>,
     types: HashMap<Name, TypeFacts>,
     fields: HashMap<(Name, Name), Vec<FieldFacts>>,
-    root_provides: HashMap<(Name, Name), FieldSet>,
+    root_graphs: HashMap<(Name, Name), Vec<RootGraph>>,
     /// `@inaccessible` fields of object types: not in the client schema.
     hidden: Vec<(Name, Positioned<FieldDefinition>)>,
     /// `@join__field`s of interface fields: which subgraphs resolve them
@@ -394,14 +394,20 @@ impl Reader {
             };
             let graph = chosen.graph.clone();
             // A `@provides` only saves hops: one that cannot be read is not used.
-            if let Some(set) = chosen
-                .provides
-                .as_ref()
-                .and_then(|(p, _)| parse_field_set(p).ok())
-            {
-                self.root_provides
-                    .insert((parent.clone(), f.name.node.clone()), set);
-            }
+            let alternatives = graphs
+                .iter()
+                .filter(|g| !g.external)
+                .map(|g| RootGraph {
+                    graph: g.graph.clone(),
+                    provides: g
+                        .provides
+                        .as_ref()
+                        .and_then(|(p, _)| parse_field_set(p).ok())
+                        .unwrap_or_default(),
+                })
+                .collect();
+            self.root_graphs
+                .insert((parent.clone(), f.name.node.clone()), alternatives);
             let pos = f.name.pos;
             let arg = |name: &str, value: &str| {
                 (
@@ -641,7 +647,7 @@ impl Reader {
         supergraph.federation = Some(Box::new(Federation {
             urls: self.urls,
             members,
-            root_provides: self.root_provides,
+            root_graphs: self.root_graphs,
             interface_objects,
         }));
         Ok(())

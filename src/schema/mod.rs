@@ -114,11 +114,20 @@ pub struct Federation {
     /// `(abstract type, subgraph, member)`: the member belongs to the union
     /// or implements the interface in that subgraph.
     pub members: std::collections::HashSet<(Name, String, Name)>,
-    /// `@provides` of root fields, by `(root type, field)`, for the subgraph
-    /// that answers them.
-    pub root_provides: HashMap<(Name, Name), FieldSet>,
+    /// The subgraphs that resolve each root field, by `(root type, field)`,
+    /// in the supergraph's order (the first is the one `@delegate` names),
+    /// each with the `@provides` it has there.
+    pub root_graphs: HashMap<(Name, Name), Vec<RootGraph>>,
     /// Interfaces some subgraph knows as an `@interfaceObject`, by name.
     pub interface_objects: HashMap<Name, InterfaceObject>,
+}
+
+/// A subgraph that resolves a root field.
+#[derive(Debug)]
+pub struct RootGraph {
+    pub graph: String,
+    /// Fields of the returned objects it resolves on this path (`@provides`).
+    pub provides: FieldSet,
 }
 
 /// An interface that some subgraphs define as an object type
