@@ -361,3 +361,52 @@ fn an_interface_object_field_out_of_reach_is_refused_when_planned() {
     let error = tessera::plan::plan(&schema, &doc, None).expect_err("no route to security");
     assert!(error.to_string().contains("lastLogin"), "{error}");
 }
+
+/// `products` is answered by two subgraphs, each for the fields it has;
+/// `Product` has no key, so nothing joins the halves but their place.
+const SPLIT_ROOT: &str = r#"
+schema @link(url: "https://specs.apollo.dev/link/v1.0") @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) { query: Query }
+directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
+directive @join__graph(name: String!, url: String!) on ENUM_VALUE
+directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
+directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
+scalar join__FieldSet
+scalar link__Import
+enum link__Purpose { SECURITY EXECUTION }
+enum join__Graph {
+  CATALOG @join__graph(name: "catalog", url: "http://127.0.0.1:1/catalog")
+  PRICING @join__graph(name: "pricing", url: "http://127.0.0.1:1/pricing")
+}
+type Product @join__type(graph: CATALOG) @join__type(graph: PRICING) {
+  id: ID!
+  name: String @join__field(graph: CATALOG)
+  price: Int @join__field(graph: PRICING)
+}
+type Query @join__type(graph: CATALOG) @join__type(graph: PRICING) {
+  products: [Product!]!
+}
+"#;
+
+#[tokio::test]
+async fn a_root_field_two_subgraphs_share_is_answered_by_both_at_the_same_places() {
+    let handler: Box<Handler> = Box::new(|subgraph, query, _| match subgraph {
+        "catalog" => {
+            assert!(!query.contains("price"), "{query}");
+            json!({ "data": { "products": [ { "id": "1", "name": "kettle" }, { "id": "2", "name": "toaster" } ] } })
+        }
+        "pricing" => {
+            assert!(!query.contains("name"), "{query}");
+            json!({ "data": { "products": [ { "price": 30 }, { "price": 45 } ] } })
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, log) = run_on(SPLIT_ROOT, "{ products { price id name } }", 500, handler).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "products": [
+            { "price": 30, "id": "1", "name": "kettle" },
+            { "price": 45, "id": "2", "name": "toaster" }
+        ] } })
+    );
+    assert_eq!(log.len(), 2, "{log:?}");
+}

@@ -310,7 +310,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 self.write_list(inner, items, kind)
             }
             BaseType::Named(_) => match kind {
-                FieldKind::Merge { .. } | FieldKind::Hydrated { .. } => {
+                FieldKind::Merge { .. } | FieldKind::Hydrated { .. } | FieldKind::Sibling { .. } => {
                     self.error(GraphQLError::new(
                         "a merged or hydrated field in a nested position",
                         ErrorCode::InternalServerError,
@@ -537,6 +537,10 @@ impl<'a, 'r> Projector<'a, 'r> {
                     None => self.complete(ty, Val::null(), inner),
                 }
             }
+            FieldKind::Sibling { fetch, inner } => match self.sibling_parent(*fetch) {
+                Some(parent) => self.write_kind(&mut Fields::new(parent), ty, inner),
+                None => self.complete(ty, Val::null(), inner),
+            },
             FieldKind::Ref { fetch, key, .. } | FieldKind::Join { fetch, key, .. } => {
                 let is_join = matches!(kind, FieldKind::Join { .. });
                 let value = self.keyed_value(object, *fetch, key, is_join);
@@ -544,6 +548,24 @@ impl<'a, 'r> Projector<'a, 'r> {
             }
             FieldKind::Merge { parts, descending } => self.write_merge(object, ty, kind, parts, *descending),
         }
+    }
+
+    /// The object at the current path (less its last key) in the answer of
+    /// root fetch `fetch`: where a sibling field of a split root field is.
+    fn sibling_parent(&self, fetch: usize) -> Option<Node<'a>> {
+        let run: &'a Run<'r> = self.run;
+        let Some(FetchResult::Root(Ok(data), _)) = run.results.get(fetch).and_then(|r| r.get()) else {
+            return None;
+        };
+        let (_, to_parent) = self.path.split_last()?;
+        let mut node = data.node();
+        for segment in to_parent {
+            node = match segment {
+                PathSegment::Key(key) => node.get(key.as_str())?,
+                PathSegment::Index(i) => node.items().nth(*i)?,
+            };
+        }
+        node.is_object().then_some(node)
     }
 
     /// The value a `@ref` (entity or null) or `@join` (list, empty when no

@@ -23,7 +23,9 @@ use super::{
     KeyedFetch, MergePart, OperationKind, ParentKey, PlanError, QueryPlan, Representations, RootField,
     RootSource, Scalar, SelectionSet, SubgraphQuery, TypeNames, VariableDef,
 };
-use crate::schema::{named_type, FieldDef, FieldSetItem, LookupStrategy, Resolver, Supergraph, TypeDefKind};
+use crate::schema::{
+    named_type, FieldDef, FieldSetItem, LookupStrategy, Resolver, RootGraph, Supergraph, TypeDefKind,
+};
 
 /// Plans the operation named `operation_name` (or the only one) of a document
 /// that async-graphql has already validated against the supergraph.
@@ -33,7 +35,7 @@ pub fn plan(
     operation_name: Option<&str>,
 ) -> Result<QueryPlan, PlanError> {
     let mut shared = Vec::new();
-    let first = plan_choosing(schema, doc, operation_name, &HashMap::new(), &mut shared);
+    let first = plan_choosing(schema, doc, operation_name, &RootChoices::default(), &mut shared);
     if !matches!(first, Err(PlanError::Unresolvable { .. })) || shared.is_empty() {
         return first;
     }
@@ -43,7 +45,7 @@ pub fn plan(
     let total: usize = shared.iter().map(|(_, n)| *n).product();
     for combination in 1..total.min(MAX_ROOT_CHOICES) {
         let mut rest = combination;
-        let choices: HashMap<Name, usize> = shared
+        let by_key = shared
             .iter()
             .map(|(field, n)| {
                 let choice = rest % n;
@@ -51,25 +53,42 @@ pub fn plan(
                 (field.clone(), choice)
             })
             .collect();
+        let choices = RootChoices { by_key, split: false };
         if let Ok(plan) = plan_choosing(schema, doc, operation_name, &choices, &mut Vec::new()) {
             return Ok(plan);
         }
     }
-    first
+    // None answers the whole selection: each field of the root field's
+    // object asked of a subgraph that resolves it, the answers put together.
+    let split = RootChoices {
+        by_key: HashMap::new(),
+        split: true,
+    };
+    plan_choosing(schema, doc, operation_name, &split, &mut Vec::new()).or(first)
+}
+
+/// Which subgraph answers the root fields several subgraphs resolve.
+#[derive(Default)]
+struct RootChoices {
+    /// By response key, an index into the field's
+    /// [`RootGraph`](crate::schema::RootGraph)s (the first otherwise).
+    by_key: HashMap<Name, usize>,
+    /// Split the selection of such a root field (of an object type) between
+    /// the subgraphs, each asked for the fields it resolves.
+    split: bool,
 }
 
 /// How many combinations of subgraphs for shared root fields are tried.
 const MAX_ROOT_CHOICES: usize = 64;
 
-/// [`plan`] with the subgraph chosen for some root fields, by response key
-/// (an index into their [`RootGraph`](crate::schema::RootGraph)s; the first
-/// otherwise); the root fields several subgraphs resolve are added to
-/// `shared`, with how many do.
+/// [`plan`] with the subgraphs of shared root fields as `choices` says; the
+/// root fields several subgraphs resolve are added to `shared`, with how
+/// many do.
 fn plan_choosing(
     schema: &Supergraph,
     doc: &ExecutableDocument,
     operation_name: Option<&str>,
-    choices: &HashMap<Name, usize>,
+    choices: &RootChoices,
     shared: &mut Vec<(Name, usize)>,
 ) -> Result<QueryPlan, PlanError> {
     let (name, op) = select_operation(doc, operation_name)?;
@@ -173,7 +192,18 @@ fn plan_choosing(
         if alternatives.len() > 1 {
             shared.push((key.clone(), alternatives.len()));
         }
-        let chosen = alternatives.get(choices.get(key).copied().unwrap_or(0));
+        if choices.split && alternatives.len() > 1 && kind == OperationKind::Query {
+            if let Some((fetch, node)) =
+                builder.split_root_field(&mut open, &mut roots, fdef, cf, key, alternatives)?
+            {
+                output.push(RootField {
+                    source: RootSource::Fetch(fetch),
+                    node,
+                });
+                continue;
+            }
+        }
+        let chosen = alternatives.get(choices.by_key.get(key).copied().unwrap_or(0));
         let subgraph = chosen.map_or(subgraph, |g| &g.graph);
         let provided = chosen.map(|g| &g.provides[..]).unwrap_or_default();
         let slot = match kind {
@@ -410,6 +440,119 @@ impl<'a> Builder<'a> {
             children: Vec::new(),
         });
         id
+    }
+
+    /// A root field of an object type that several subgraphs resolve, none
+    /// all of its selection: each field of the object asked of the first of
+    /// them that resolves it, in that subgraph's root fetch; the answers are
+    /// read together at the same path. `None` for an abstract type or a leaf.
+    #[allow(clippy::type_complexity)]
+    fn split_root_field(
+        &mut self,
+        open: &mut Vec<(String, FetchId, FetchBuf)>,
+        roots: &mut Vec<FetchId>,
+        fdef: &'a FieldDef,
+        cf: &CollectedField<'a>,
+        key: &Name,
+        alternatives: &'a [crate::schema::RootGraph],
+    ) -> Result<Option<(FetchId, FieldNode)>, PlanError> {
+        let named = named_type(&fdef.ty);
+        if self.schema.object(named).is_none() {
+            return Ok(None);
+        }
+        let collected = self.collector.collect(named, &cf.selections);
+        let resolves = |field: &str, graph: &str| match self.schema.field(named, field).map(|f| &f.resolver) {
+            Some(Resolver::Federated(f)) => f.resolved_by(graph).is_some(),
+            _ => true,
+        };
+        let mut parts: Vec<(usize, Vec<(&Name, &CollectedField<'a>)>)> = Vec::new();
+        for (field_key, field) in &collected {
+            let name = field.field.node.name.node.as_str();
+            let graph = match name {
+                "__typename" => 0,
+                _ => alternatives
+                    .iter()
+                    .position(|g| resolves(name, &g.graph))
+                    .unwrap_or(0),
+            };
+            match parts.iter_mut().find(|(g, _)| *g == graph) {
+                Some((_, fields)) => fields.push((field_key, field)),
+                None => parts.push((graph, vec![(field_key, field)])),
+            }
+        }
+        let path = vec![key.clone()];
+        let mut answered: Vec<(Name, FieldNode)> = Vec::new();
+        let mut primary = None;
+        for (graph, fields) in parts {
+            let RootGraph { graph, provides } = &alternatives[graph];
+            let slot = match open.iter().position(|(s, _, _)| s == graph) {
+                Some(slot) => slot,
+                None => {
+                    let id = self.reserve();
+                    roots.push(id);
+                    open.push((graph.clone(), id, FetchBuf::default()));
+                    open.len() - 1
+                }
+            };
+            let (_, fetch, buf) = &mut open[slot];
+            let fetch = *fetch;
+            buf.include = buf.include.or(&cf.include);
+            if !buf.text.is_empty() && !buf.text.ends_with('{') {
+                buf.text.push(' ');
+            }
+            if *key != fdef.name {
+                buf.text.push_str(key);
+                buf.text.push(':');
+            }
+            buf.text.push_str(&fdef.name);
+            self.arguments(buf, fdef, cf);
+            conditions(buf, &cf.include);
+            buf.text.push('{');
+            let scope = Scope {
+                provided: provides,
+                ..Scope::new(fetch, Some(graph), &path, &cf.include)
+            };
+            let keys: Vec<Name> = fields.iter().map(|(k, _)| (*k).clone()).collect();
+            let nodes = self.fields_from(buf, scope, named, fields.into_iter())?;
+            close_selection(&mut buf.text);
+            let first = *primary.get_or_insert(fetch);
+            for (field_key, node) in keys.into_iter().zip(nodes) {
+                let node = match first == fetch {
+                    true => node,
+                    false => FieldNode {
+                        kind: FieldKind::Sibling {
+                            fetch,
+                            inner: Box::new(node.kind),
+                        },
+                        ..node
+                    },
+                };
+                answered.push((field_key, node));
+            }
+        }
+        let Some(primary) = primary else {
+            return Ok(None);
+        };
+        // The client's order.
+        let mut fields = Vec::with_capacity(answered.len());
+        for field_key in collected.keys() {
+            if let Some(i) = answered.iter().position(|(k, _)| k == field_key) {
+                fields.push(answered.swap_remove(i).1);
+            }
+        }
+        let node = FieldNode {
+            response_key: key.clone(),
+            ty: fdef.ty.clone(),
+            include: cf.include.clone(),
+            kind: FieldKind::Object {
+                data_key: key.clone(),
+                selection: SelectionSet {
+                    by_type: vec![(named.clone(), fields)],
+                    abstract_source: None,
+                },
+            },
+        };
+        Ok(Some((primary, node)))
     }
 
     /// A field read from the current subgraph object: prints it and, for

@@ -380,6 +380,13 @@ pub enum FieldKind {
         key: ParentKey,
         inner: Box<FieldKind>,
     },
+    /// A field of a root field's object that another subgraph answers (a
+    /// root field several subgraphs resolve, its selection split between
+    /// them): read from root fetch `fetch` at the same path.
+    Sibling {
+        fetch: FetchId,
+        inner: Box<FieldKind>,
+    },
     /// A list of an abstract type gathered from several keyed fetches (one
     /// per member type, each in its own service), optionally ordered.
     Merge {
