@@ -251,7 +251,10 @@ async fn garbage_from_a_subgraph_is_an_error_not_a_panic() {
     );
 }
 
-const INTERFACE_OBJECTS: &str = include_str!("supergraphs/interface-objects.graphql");
+const INTERFACE_OBJECTS: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    include_str!("supergraphs/interface-objects.graphql")
+);
 
 /// The three subgraphs of `supergraphs/interface-objects.graphql`: account 1
 /// is an Admin, account 2 a Customer; "billing" and "security" only know
@@ -364,15 +367,9 @@ fn an_interface_object_field_out_of_reach_is_refused_when_planned() {
 
 /// `products` is answered by two subgraphs, each for the fields it has;
 /// `Product` has no key, so nothing joins the halves but their place.
-const SPLIT_ROOT: &str = r#"
-schema @link(url: "https://specs.apollo.dev/link/v1.0") @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) { query: Query }
-directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
-directive @join__graph(name: String!, url: String!) on ENUM_VALUE
-directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
-directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
-scalar join__FieldSet
-scalar link__Import
-enum link__Purpose { SECURITY EXECUTION }
+const SPLIT_ROOT: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
 enum join__Graph {
   CATALOG @join__graph(name: "catalog", url: "http://127.0.0.1:1/catalog")
   PRICING @join__graph(name: "pricing", url: "http://127.0.0.1:1/pricing")
@@ -385,7 +382,8 @@ type Product @join__type(graph: CATALOG) @join__type(graph: PRICING) {
 type Query @join__type(graph: CATALOG) @join__type(graph: PRICING) {
   products: [Product!]!
 }
-"#;
+"#
+);
 
 #[tokio::test]
 async fn a_root_field_two_subgraphs_share_is_answered_by_both_at_the_same_places() {

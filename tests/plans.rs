@@ -142,8 +142,12 @@ fn fetch_kinds_say_what_they_are() {
 // Apollo Federation supergraph (subgraphs/federation/supergraph.graphql).
 
 fn supergraph_plan(query: &str) -> String {
-    let schema = Supergraph::parse(include_str!("../subgraphs/federation/supergraph.graphql"))
-        .expect("the supergraph loads");
+    plan_on(include_str!("../subgraphs/federation/supergraph.graphql"), query)
+}
+
+/// The plan of `query` on the supergraph `sdl`, printed.
+fn plan_on(sdl: &str, query: &str) -> String {
+    let schema = Supergraph::parse(sdl).expect("the supergraph loads");
     let doc = async_graphql::parser::parse_query(query).expect("query parses");
     tessera::plan::plan(&schema, &doc, None)
         .expect("plans")
@@ -172,16 +176,9 @@ fn supergraph_requires_provides_and_conditions() {
 /// `@inaccessible`), and an entity reached by a key only a third subgraph
 /// can translate (`upc` → `id`); a union field one subgraph types as one
 /// of its members.
-const CHAINS: &str = r#"
-schema @link(url: "https://specs.apollo.dev/link/v1.0") @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) { query: Query }
-directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
-directive @join__graph(name: String!, url: String!) on ENUM_VALUE
-directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
-directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
-directive @inaccessible on FIELD_DEFINITION | OBJECT | INTERFACE | UNION | ARGUMENT_DEFINITION | SCALAR | ENUM | ENUM_VALUE | INPUT_OBJECT | INPUT_FIELD_DEFINITION
-scalar join__FieldSet
-scalar link__Import
-enum link__Purpose { SECURITY EXECUTION }
+const CHAINS: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
 enum join__Graph {
   A @join__graph(name: "a", url: "http://127.0.0.1:1/a")
   B @join__graph(name: "b", url: "http://127.0.0.1:1/b")
@@ -214,14 +211,11 @@ type Query @join__type(graph: A) @join__type(graph: B) @join__type(graph: C) @jo
 type Shelf @join__type(graph: A) {
   favourite: Media @join__field(graph: A, type: "Book")
 }
-"#;
+"#
+);
 
 fn chains_plan(query: &str) -> String {
-    let schema = Supergraph::parse(CHAINS).expect("the supergraph loads");
-    let doc = async_graphql::parser::parse_query(query).expect("query parses");
-    tessera::plan::plan(&schema, &doc, None)
-        .expect("plans")
-        .to_string()
+    plan_on(CHAINS, query)
 }
 
 #[test]
@@ -246,11 +240,13 @@ fn supergraph_requires_chains_and_key_translation() {
 
 /// An interface two subgraphs know only as an object type (`@interfaceObject`).
 fn interface_objects_plan(query: &str) -> String {
-    let schema = Supergraph::parse(include_str!("supergraphs/interface-objects.graphql")).expect("loads");
-    let doc = async_graphql::parser::parse_query(query).expect("query parses");
-    tessera::plan::plan(&schema, &doc, None)
-        .expect("plans")
-        .to_string()
+    plan_on(
+        concat!(
+            include_str!("supergraphs/preamble.graphql"),
+            include_str!("supergraphs/interface-objects.graphql")
+        ),
+        query,
+    )
 }
 
 #[test]
@@ -265,16 +261,9 @@ fn interface_objects_are_keyed_as_their_interface() {
 /// A root field two subgraphs resolve (`node`), where one of them cannot
 /// reach a member's fields (`Chat.id` is external there, `text` lives in
 /// the other): each alias goes to a subgraph from which its selection plans.
-const SHARED_NODE: &str = r#"
-schema @link(url: "https://specs.apollo.dev/link/v1.0") @link(url: "https://specs.apollo.dev/join/v0.3", for: EXECUTION) { query: Query }
-directive @join__field(graph: join__Graph, requires: join__FieldSet, provides: join__FieldSet, type: String, external: Boolean, override: String, usedOverridden: Boolean) repeatable on FIELD_DEFINITION | INPUT_FIELD_DEFINITION
-directive @join__graph(name: String!, url: String!) on ENUM_VALUE
-directive @join__implements(graph: join__Graph!, interface: String!) repeatable on OBJECT | INTERFACE
-directive @join__type(graph: join__Graph!, key: join__FieldSet, extension: Boolean! = false, resolvable: Boolean! = true, isInterfaceObject: Boolean! = false) repeatable on OBJECT | INTERFACE | UNION | ENUM | INPUT_OBJECT | SCALAR
-directive @link(url: String, as: String, for: link__Purpose, import: [link__Import]) repeatable on SCHEMA
-scalar join__FieldSet
-scalar link__Import
-enum link__Purpose { SECURITY EXECUTION }
+const SHARED_NODE: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
 enum join__Graph {
   A @join__graph(name: "a", url: "http://127.0.0.1:1/a")
   B @join__graph(name: "b", url: "http://127.0.0.1:1/b")
@@ -290,7 +279,8 @@ type Chat implements Node @join__implements(graph: A, interface: "Node") @join__
   text: String! @join__field(graph: B)
 }
 type Query @join__type(graph: A) @join__type(graph: B) { node(id: ID!): Node }
-"#;
+"#
+);
 
 #[test]
 fn a_shared_root_field_goes_where_its_selection_can_be_planned() {

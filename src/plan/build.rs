@@ -206,21 +206,8 @@ fn plan_choosing(
         let chosen = alternatives.get(choices.by_key.get(key).copied().unwrap_or(0));
         let subgraph = chosen.map_or(subgraph, |g| &g.graph);
         let provided = chosen.map(|g| &g.provides[..]).unwrap_or_default();
-        let slot = match kind {
-            OperationKind::Query => open.iter().position(|(s, _, _)| s == subgraph),
-            OperationKind::Mutation => None,
-        };
-        let slot = match slot {
-            Some(slot) => slot,
-            None => {
-                let id = builder.reserve();
-                roots.push(id);
-                open.push((subgraph.clone(), id, FetchBuf::default()));
-                open.len() - 1
-            }
-        };
-        let (_, fetch, buf) = &mut open[slot];
-        let fetch = *fetch;
+        let shared = kind == OperationKind::Query;
+        let (fetch, buf) = builder.root_fetch(&mut open, &mut roots, subgraph, shared);
         buf.include = buf.include.or(&cf.include);
         let kind = builder.owned_field(
             buf,
@@ -442,6 +429,29 @@ impl<'a> Builder<'a> {
         id
     }
 
+    /// The root fetch of `subgraph` that fields are printed into: the one
+    /// already open when `shared` (a query's root fields share one fetch per
+    /// subgraph), a new one otherwise.
+    fn root_fetch<'o>(
+        &mut self,
+        open: &'o mut Vec<(String, FetchId, FetchBuf)>,
+        roots: &mut Vec<FetchId>,
+        subgraph: &str,
+        shared: bool,
+    ) -> (FetchId, &'o mut FetchBuf) {
+        let slot = match open.iter().position(|(s, _, _)| shared && s == subgraph) {
+            Some(slot) => slot,
+            None => {
+                let id = self.reserve();
+                roots.push(id);
+                open.push((subgraph.to_string(), id, FetchBuf::default()));
+                open.len() - 1
+            }
+        };
+        let (_, fetch, buf) = &mut open[slot];
+        (*fetch, buf)
+    }
+
     /// A root field of an object type that several subgraphs resolve, none
     /// all of its selection: each field of the object asked of the first of
     /// them that resolves it, in that subgraph's root fetch; the answers are
@@ -485,17 +495,7 @@ impl<'a> Builder<'a> {
         let mut primary = None;
         for (graph, fields) in parts {
             let RootGraph { graph, provides } = &alternatives[graph];
-            let slot = match open.iter().position(|(s, _, _)| s == graph) {
-                Some(slot) => slot,
-                None => {
-                    let id = self.reserve();
-                    roots.push(id);
-                    open.push((graph.clone(), id, FetchBuf::default()));
-                    open.len() - 1
-                }
-            };
-            let (_, fetch, buf) = &mut open[slot];
-            let fetch = *fetch;
+            let (fetch, buf) = self.root_fetch(open, roots, graph, true);
             buf.include = buf.include.or(&cf.include);
             if !buf.text.is_empty() && !buf.text.ends_with('{') {
                 buf.text.push(' ');

@@ -23,8 +23,8 @@ use async_graphql::Name;
 use super::build::{unresolvable, variable_definitions, Builder, FetchBuf, Scope};
 use super::normalize::{CollectedField, Include};
 use super::{
-    EntityFetch, Fetch, FetchKind, FieldKind, FieldNode, KeyInput, ParentKey, PlanError, Representation,
-    RepresentationField, Representations, SelectionSet, SubgraphQuery, TypeNames,
+    EntityFetch, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyInput, ParentKey, PlanError,
+    Representation, RepresentationField, Representations, SelectionSet, SubgraphQuery, TypeNames,
 };
 use crate::schema::{FederatedField, FederatedType, FieldGraph, FieldSetItem, InterfaceObject, Resolver};
 
@@ -267,21 +267,7 @@ impl<'a> Builder<'a> {
                 None => self.aliases.named(&format!("_r_{}", item.name)),
             };
             // Two hops from the same objects share what they both send.
-            let mut field = format!("{alias}:{}{}", item.name, item.arguments);
-            print_field_set(&mut field, &item.selection, &item.fragments);
-            if !parent.printed.contains(&field) {
-                if !buf.text.is_empty() && !buf.text.ends_with('{') {
-                    buf.text.push(' ');
-                }
-                buf.text.push_str(&field);
-                parent.printed.push(field);
-            }
-            fields.push(RepresentationField {
-                name: item.name.to_string(),
-                alias: alias.to_string(),
-                selection: representation_fields(&item.selection, &item.fragments),
-                conditional: false,
-            });
+            fields.push(representation_field(buf, &alias, item, &mut parent.printed));
         }
         let parent_key = ParentKey::Representation(Arc::new(Representation {
             type_name: type_name.to_string(),
@@ -313,45 +299,25 @@ impl<'a> Builder<'a> {
             hop.fields.iter().map(|(_, key, cf)| (*key, *cf)).collect();
         let nodes = self.fields_from(&mut hop_buf, hop_scope, type_name, collected.into_iter())?;
 
-        let representations = Type {
-            base: BaseType::List(Box::new(Type {
-                base: BaseType::Named(Name::new("_Any")),
-                nullable: false,
-            })),
-            nullable: false,
-        };
         if hop_buf.text.is_empty() {
             hop_buf.text.push_str("__typename");
         }
-        let document = format!(
-            "query{}{{_entities(representations:$_keys){{...on {entity_type}{{{}}}}}}}",
-            variable_definitions(Some(&representations), &hop_buf.args),
-            hop_buf.text
-        );
-        let children = std::mem::take(&mut self.fetches[id].children);
-        self.fetches[id] = Fetch {
-            id,
-            kind: FetchKind::Entities(
-                SubgraphQuery {
-                    subgraph: hop.graph,
-                    selection: hop_buf.text,
-                    document,
-                },
-                EntityFetch {
-                    keys: KeyInput {
-                        parent: scope.fetch,
-                        key_path: scope.path.to_vec(),
-                        key: parent_key.clone(),
-                        result_key: None,
-                    },
-                    type_name: entity_type.to_string(),
-                    representations: Representations::Built,
-                },
-            ),
-            arguments: hop_buf.args,
-            include,
-            children,
+        let selection = format!("...on {entity_type}{{{}}}", hop_buf.text);
+        let keys = KeyInput {
+            parent: scope.fetch,
+            key_path: scope.path.to_vec(),
+            key: parent_key.clone(),
+            result_key: None,
         };
+        self.store_entities(
+            id,
+            hop.graph,
+            entity_type.to_string(),
+            hop_buf,
+            &selection,
+            keys,
+            include,
+        );
         for ((slot, _, _), node) in hop.fields.iter().zip(nodes) {
             slots[*slot] = Some(FieldNode {
                 response_key: node.response_key,
@@ -424,18 +390,7 @@ impl<'a> Builder<'a> {
         let mut fields = Vec::with_capacity(key.fields.len());
         for item in &key.fields {
             let alias = self.aliases.named(&format!("_r_{interface}_{}", item.name));
-            if !buf.text.is_empty() && !buf.text.ends_with('{') {
-                buf.text.push(' ');
-            }
-            buf.text
-                .push_str(&format!("{alias}:{}{}", item.name, item.arguments));
-            print_field_set(&mut buf.text, &item.selection, &item.fragments);
-            fields.push(RepresentationField {
-                name: item.name.to_string(),
-                alias: alias.to_string(),
-                selection: representation_fields(&item.selection, &item.fragments),
-                conditional: false,
-            });
+            fields.push(representation_field(buf, &alias, item, &mut Vec::new()));
         }
         let parent_key = ParentKey::Representation(Arc::new(Representation {
             type_name: interface.to_string(),
@@ -455,42 +410,23 @@ impl<'a> Builder<'a> {
             ..Scope::new(id, Some(&key.graph), &[], scope.include)
         };
         let by_owner = self.abstract_selection(&mut hop_buf, hop_scope, interface, sets, &common_keys)?;
-        let representations = Type {
-            base: BaseType::List(Box::new(Type {
-                base: BaseType::Named(Name::new("_Any")),
-                nullable: false,
-            })),
-            nullable: false,
+        let selection = hop_buf.text.clone();
+        let keys = KeyInput {
+            parent: scope.fetch,
+            key_path: scope.path.to_vec(),
+            key: parent_key.clone(),
+            result_key: None,
         };
-        let document = format!(
-            "query{}{{_entities(representations:$_keys){{{}}}}}",
-            variable_definitions(Some(&representations), &hop_buf.args),
-            hop_buf.text
-        );
-        let children = std::mem::take(&mut self.fetches[id].children);
-        self.fetches[id] = Fetch {
+        let graph = key.graph.clone();
+        self.store_entities(
             id,
-            kind: FetchKind::Entities(
-                SubgraphQuery {
-                    subgraph: key.graph.clone(),
-                    selection: hop_buf.text,
-                    document,
-                },
-                EntityFetch {
-                    keys: KeyInput {
-                        parent: scope.fetch,
-                        key_path: scope.path.to_vec(),
-                        key: parent_key.clone(),
-                        result_key: None,
-                    },
-                    type_name: interface.to_string(),
-                    representations: Representations::Built,
-                },
-            ),
-            arguments: hop_buf.args,
-            include: scope.include.clone(),
-            children,
-        };
+            graph,
+            interface.to_string(),
+            hop_buf,
+            &selection,
+            keys,
+            scope.include.clone(),
+        );
         let Some((TypeNames::Subgraph(owner), alias)) = by_owner.abstract_source else {
             return Err(unresolvable(format!(
                 "{interface}: \"{}\" does not have it as an interface",
@@ -536,6 +472,51 @@ impl<'a> Builder<'a> {
                 alias,
             )),
         })
+    }
+
+    /// Puts the `_entities` fetch `id` in place of its placeholder: the
+    /// representations sent to `graph` as `$_keys`, `selection` inside.
+    #[allow(clippy::too_many_arguments)]
+    fn store_entities(
+        &mut self,
+        id: FetchId,
+        graph: String,
+        type_name: String,
+        buf: FetchBuf,
+        selection: &str,
+        keys: KeyInput,
+        include: Include,
+    ) {
+        let representations = Type {
+            base: BaseType::List(Box::new(Type {
+                base: BaseType::Named(Name::new("_Any")),
+                nullable: false,
+            })),
+            nullable: false,
+        };
+        let document = format!(
+            "query{}{{_entities(representations:$_keys){{{selection}}}}}",
+            variable_definitions(Some(&representations), &buf.args),
+        );
+        let children = std::mem::take(&mut self.fetches[id].children);
+        self.fetches[id] = Fetch {
+            id,
+            kind: FetchKind::Entities(
+                SubgraphQuery {
+                    subgraph: graph,
+                    selection: buf.text,
+                    document,
+                },
+                EntityFetch {
+                    keys,
+                    type_name,
+                    representations: Representations::Built,
+                },
+            ),
+            arguments: buf.args,
+            include,
+            children,
+        };
     }
 
     /// A field selected on an interface that some subgraph knows as an
@@ -681,6 +662,32 @@ fn print_field_set(text: &mut String, set: &[FieldSetItem], fragments: &[(Name, 
 /// What a representation carries of a nested field set: its fields, the
 /// fields of its fragments where the object has them (only objects of the
 /// fragment's type do), and `__typename` when there are fragments.
+/// Prints `alias:item` into the parent's selection (once: `printed` holds
+/// what hops from the same objects printed before) and returns the
+/// representation field that reads it back.
+fn representation_field(
+    buf: &mut FetchBuf,
+    alias: &Name,
+    item: &FieldSetItem,
+    printed: &mut Vec<String>,
+) -> RepresentationField {
+    let mut field = format!("{alias}:{}{}", item.name, item.arguments);
+    print_field_set(&mut field, &item.selection, &item.fragments);
+    if !printed.contains(&field) {
+        if !buf.text.is_empty() && !buf.text.ends_with('{') {
+            buf.text.push(' ');
+        }
+        buf.text.push_str(&field);
+        printed.push(field);
+    }
+    RepresentationField {
+        name: item.name.to_string(),
+        alias: alias.to_string(),
+        selection: representation_fields(&item.selection, &item.fragments),
+        conditional: false,
+    }
+}
+
 fn representation_fields(
     set: &[FieldSetItem],
     fragments: &[(Name, Vec<FieldSetItem>)],
