@@ -308,3 +308,33 @@ fn a_shared_root_field_goes_where_its_selection_can_be_planned() {
     let schema = Supergraph::parse(&a_only).expect("loads");
     assert!(tessera::plan::plan(&schema, &doc, None).is_err());
 }
+
+/// Two fields of one subgraph that require the same field with different
+/// arguments.
+const CURRENCIES: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
+enum join__Graph {
+  A @join__graph(name: "a", url: "http://127.0.0.1:1/a")
+  B @join__graph(name: "b", url: "http://127.0.0.1:1/b")
+}
+type Product @join__type(graph: A, key: "upc") @join__type(graph: B, key: "upc") {
+  upc: String!
+  price(currency: String!): Int @join__field(graph: A, external: true) @join__field(graph: B)
+  inDollars: Int @join__field(graph: A, requires: "price(currency: \"USD\")")
+  inEuros: Int @join__field(graph: A, requires: "price(currency: \"EUR\")")
+}
+type Query @join__type(graph: A) @join__type(graph: B) { products: [Product] @join__field(graph: B) }
+"#
+);
+
+#[test]
+fn requirements_with_different_arguments_travel_in_separate_representations() {
+    let plan = plan_on(CURRENCIES, "{ products { inDollars inEuros } }");
+    assert!(
+        plan.contains(r#"_r_price:price(currency:"USD")"#)
+            && plan.contains(r#"_r_price_:price(currency:"EUR")"#),
+        "{plan}"
+    );
+    assert_eq!(plan.matches(r#"Entities(service: "a""#).count(), 2, "{plan}");
+}

@@ -118,7 +118,17 @@ impl<'a> Builder<'a> {
                 "{type_name}.{field_name}: no subgraph can resolve it from \"{here}\" (none that resolves it can be given a key of {type_name} and the fields it requires)"
             )));
         };
-        let hop = match hops.iter().position(|h| h.graph == route.graph) {
+        // One representation cannot carry a field with two sets of arguments
+        // (`price(currency: "USD")` and `price(currency: "EUR")`): a
+        // requirement that conflicts with a hop's goes in a hop of its own.
+        let conflicts = |hop: &Hop<'_, '_>| {
+            route.requires.iter().any(|r| {
+                hop.requires
+                    .iter()
+                    .any(|h| h.name == r.name && (h.arguments != r.arguments || h.selection != r.selection))
+            })
+        };
+        let hop = match hops.iter().position(|h| h.graph == route.graph && !conflicts(h)) {
             Some(i) => &mut hops[i],
             None => {
                 hops.push(Hop {
@@ -671,8 +681,21 @@ fn representation_field(
     item: &FieldSetItem,
     printed: &mut Vec<String>,
 ) -> RepresentationField {
-    let mut field = format!("{alias}:{}{}", item.name, item.arguments);
-    print_field_set(&mut field, &item.selection, &item.fragments);
+    let mut alias = alias.clone();
+    let field = loop {
+        let mut field = format!("{alias}:{}{}", item.name, item.arguments);
+        print_field_set(&mut field, &item.selection, &item.fragments);
+        // The same field with other arguments, for another hop: its own alias.
+        let taken = printed.iter().any(|p| {
+            p.strip_prefix(alias.as_str())
+                .is_some_and(|rest| rest.starts_with(':'))
+                && *p != field
+        });
+        if !taken {
+            break field;
+        }
+        alias = Name::new(format!("{alias}_"));
+    };
     if !printed.contains(&field) {
         if !buf.text.is_empty() && !buf.text.ends_with('{') {
             buf.text.push(' ');
