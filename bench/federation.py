@@ -103,10 +103,11 @@ def start_hive(binary, tmp, cores):
 def start_apollo(binary, tmp, cores):
     config = os.path.join(tmp, "router.yaml")
     with open(config, "w") as f:
-        f.write(f"supergraph:\n  listen: 127.0.0.1:{PORTS['apollo-router']}\n"
+        f.write(f"supergraph:\n  listen: 127.0.0.1:{PORTS['apollo-router']}\n  path: /graphql\n"
                 "telemetry:\n  instrumentation:\n    spans:\n      mode: spec_compliant\n"
                 "homepage:\n  enabled: false\n"
-                "headers:\n  all:\n    request:\n      - propagate:\n          named: authorization\n")
+                "headers:\n  all:\n    request:\n      operations:\n"
+                "        - propagate:\n            named: authorization\n")
     env = dict(os.environ, APOLLO_TELEMETRY_DISABLED="true")
     return subprocess.Popen(pinned([binary, "--supergraph", SUPERGRAPH, "--config", config, "--log", "warn"], cores),
                             cwd=tmp, env=env, stdout=subprocess.DEVNULL)
@@ -135,6 +136,8 @@ def main():
     ap.add_argument("--connections", type=int, default=20)
     ap.add_argument("--no-pin", action="store_true")
     args = ap.parse_args()
+    # Error backtraces cost when captured; no gateway runs with them here.
+    os.environ["RUST_BACKTRACE"] = "0"
 
     ensure_wrk()
     if not args.no_build:

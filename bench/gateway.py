@@ -172,6 +172,8 @@ def main():
     ap.add_argument("--no-pin", action="store_true",
                     help="do not pin the gateway to core 0 (and the services and wrk to the other cores)")
     args = ap.parse_args()
+    # Error backtraces cost when captured; no gateway runs with them here.
+    os.environ["RUST_BACKTRACE"] = "0"
     if args.baseline:
         return compare(args)
     mine, others = cores(args.no_pin)

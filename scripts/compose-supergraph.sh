@@ -38,7 +38,15 @@ const graphs = [["users", 4201], ["products", 4202], ["inventory", 4203], ["revi
       body: JSON.stringify({ query: "{ _service { sdl } }" }),
     });
     const sdl = (await res.json()).data._service.sdl;
-    services.push({ name, url, typeDefs: parse(sdl) });
+    // async-graphql's SDL restates GraphQL's built-in directives; carried into
+    // the supergraph they make Apollo Router refuse it ("@skip has already
+    // been pre-inserted").
+    const builtIn = new Set(["include", "skip", "deprecated", "specifiedBy", "oneOf"]);
+    const typeDefs = parse(sdl);
+    typeDefs.definitions = typeDefs.definitions.filter(
+      (d) => !(d.kind === "DirectiveDefinition" && builtIn.has(d.name.value)),
+    );
+    services.push({ name, url, typeDefs });
   }
   const result = composeServices(services);
   if (result.errors && result.errors.length) {
