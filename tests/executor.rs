@@ -408,3 +408,33 @@ async fn a_root_field_two_subgraphs_share_is_answered_by_both_at_the_same_places
     );
     assert_eq!(log.len(), 2, "{log:?}");
 }
+
+#[tokio::test]
+async fn an_interface_object_whose_implementation_cannot_be_learnt_is_an_error_not_a_guess() {
+    // "accounts" fails: the objects' types are unknown, so the items are null
+    // (the list's items are non-null: the list goes), with one error.
+    let failing: Box<Handler> = Box::new(|subgraph, query, vars| match subgraph {
+        "accounts" => json!({ "errors": [ { "message": "accounts is down" } ] }),
+        _ => accounts_subgraphs()(subgraph, query, vars),
+    });
+    let query = "{ topAccounts { id __typename ... on Admin { level } } }";
+    let (body, _) = run_on(INTERFACE_OBJECTS, query, 500, failing).await;
+    assert_eq!(body["data"], Value::Null, "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    assert!(
+        errors.iter().any(|e| e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("accounts is down")),
+        "{body}"
+    );
+
+    // "accounts" answers a type the supergraph does not have.
+    let garbage: Box<Handler> = Box::new(|subgraph, query, vars| match subgraph {
+        "accounts" => json!({ "data": { "_entities": [ { "_typename": "Robot" }, null ] } }),
+        _ => accounts_subgraphs()(subgraph, query, vars),
+    });
+    let (body, _) = run_on(INTERFACE_OBJECTS, query, 500, garbage).await;
+    assert_eq!(body["data"], Value::Null, "{body}");
+    assert!(body["errors"].as_array().is_some_and(|e| !e.is_empty()), "{body}");
+}
