@@ -31,12 +31,20 @@ impl Fetcher for FakeFetcher {
             request.query.to_string(),
             request.variables.clone(),
         ));
+        let subgraph = request.subgraph.to_string();
         Box::pin(async move {
+            // `null` stands for a subgraph that cannot be reached.
+            if answer.is_null() {
+                return Err(FetchError::Unreachable {
+                    subgraph,
+                    reason: "connection refused".into(),
+                });
+            }
             let body = serde_json::to_vec(&answer).map_err(|e| FetchError::InvalidResponse {
-                subgraph: "fake".into(),
+                subgraph: subgraph.clone(),
                 reason: e.to_string(),
             })?;
-            SubgraphResponse::from_body("fake", body)
+            SubgraphResponse::from_body(&subgraph, body)
         })
     }
 }
@@ -437,4 +445,33 @@ async fn an_interface_object_whose_implementation_cannot_be_learnt_is_an_error_n
     let (body, _) = run_on(INTERFACE_OBJECTS, query, 500, garbage).await;
     assert_eq!(body["data"], Value::Null, "{body}");
     assert!(body["errors"].as_array().is_some_and(|e| !e.is_empty()), "{body}");
+}
+
+#[tokio::test]
+async fn a_split_root_field_with_one_subgraph_down_says_so() {
+    let handler: Box<Handler> = Box::new(|subgraph, _, _| match subgraph {
+        "catalog" => json!({ "data": { "products": [ { "id": "1", "name": "kettle" } ] } }),
+        "pricing" => json!({ "errors": [ { "message": "pricing is down" } ] }),
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run_on(SPLIT_ROOT, "{ products { id name price } }", 500, handler).await;
+    assert_eq!(body["data"]["products"][0]["name"], "kettle", "{body}");
+    assert_eq!(body["data"]["products"][0]["price"], Value::Null, "{body}");
+    let errors = body["errors"].as_array().expect("an error for the missing half");
+    assert!(errors.iter().any(|e| e["message"] == "pricing is down"), "{body}");
+
+    // An answer that is not GraphQL, or none at all: one error for the
+    // fetch, at the field it fed.
+    for broken in [json!("garbage"), Value::Null] {
+        let handler: Box<Handler> = Box::new(move |subgraph, _, _| match subgraph {
+            "catalog" => json!({ "data": { "products": [ { "id": "1", "name": "kettle" } ] } }),
+            _ => broken.clone(),
+        });
+        let (body, _) = run_on(SPLIT_ROOT, "{ products { id name price } }", 500, handler).await;
+        assert_eq!(body["data"]["products"][0]["name"], "kettle", "{body}");
+        let errors = body["errors"].as_array().expect("an error for the missing half");
+        assert_eq!(errors.len(), 1, "{body}");
+        assert_eq!(errors[0]["path"], json!(["products"]), "{body}");
+        assert_eq!(errors[0]["extensions"]["subgraph"], "pricing", "{body}");
+    }
 }

@@ -164,7 +164,10 @@ impl<'a, 'r> Projector<'a, 'r> {
                         run.plan
                             .output
                             .iter()
-                            .filter(|r| matches!(r.source, RootSource::Fetch(f) if f == id))
+                            .filter(|r| {
+                                matches!(r.source, RootSource::Fetch(f) if f == id)
+                                    || has_sibling(&r.node, id)
+                            })
                             .map(|r| vec![PathSegment::Key(r.node.response_key.clone())])
                             .collect()
                     } else {
@@ -552,10 +555,21 @@ impl<'a, 'r> Projector<'a, 'r> {
 
     /// The object at the current path (less its last key) in the answer of
     /// root fetch `fetch`: where a sibling field of a split root field is.
-    fn sibling_parent(&self, fetch: usize) -> Option<Node<'a>> {
+    fn sibling_parent(&mut self, fetch: usize) -> Option<Node<'a>> {
         let run: &'a Run<'r> = self.run;
-        let Some(FetchResult::Root(Ok(data), _)) = run.results.get(fetch).and_then(|r| r.get()) else {
-            return None;
+        let data = match run.results.get(fetch).and_then(|r| r.get()) {
+            Some(FetchResult::Root(Ok(data), _)) => data,
+            Some(FetchResult::Root(Err(failure), _)) => {
+                // One error per failed fetch, at the root field it fed.
+                if self.failed_fetches.insert(fetch) {
+                    let root = self.path.first().cloned().into_iter().collect();
+                    self.errors
+                        .push(GraphQLError::from_fetch(failure).with_path(root));
+                }
+                self.error_paths.insert(self.path.clone());
+                return None;
+            }
+            _ => return None,
         };
         let (_, to_parent) = self.path.split_last()?;
         let mut node = data.node();
@@ -743,4 +757,17 @@ fn scalar_refusal(scalar: Scalar, value: Node<'_>) -> Option<String> {
         };
         format!("{what}: {value:?}")
     })
+}
+
+/// Whether root field `node`'s object has fields another root fetch answers
+/// (a split root field): that fetch's errors are about it.
+fn has_sibling(node: &FieldNode, fetch: usize) -> bool {
+    let FieldKind::Object { selection, .. } = &node.kind else {
+        return false;
+    };
+    selection
+        .by_type
+        .iter()
+        .flat_map(|(_, fields)| fields)
+        .any(|f| matches!(f.kind, FieldKind::Sibling { fetch: f2, .. } if f2 == fetch))
 }
