@@ -195,7 +195,7 @@ fn executor(config: &Config, schema_sdl: &str) -> Result<Executor, StartError> {
     let fetcher: Arc<dyn exec::Fetcher> = Arc::new(HttpFetcher::with_traffic(
         endpoints(&config),
         config.traffic.clone(),
-    )?);
+    ));
     Ok(Executor::new(schema, fetcher, config.execution.max_batch_size))
 }
 
@@ -213,7 +213,7 @@ pub async fn check_subgraphs(config: &Config, schema: &Supergraph) -> Result<Che
     let mut config = config.clone();
     config.declare_subgraphs(schema.declared_urls())?;
     let endpoints = endpoints(&config);
-    let fetcher = HttpFetcher::new(endpoints)?;
+    let fetcher = HttpFetcher::new(endpoints);
     let headers = reqwest::header::HeaderMap::new();
     let mut report = CheckReport::default();
     let requests = schema.subgraphs().iter().map(|name| {
@@ -307,7 +307,7 @@ pub fn app(config: &Config, tessera: &Tessera) -> Result<http::App, StartError> 
         ..exec::Traffic::default()
     };
     let readiness = Readiness {
-        fetcher: HttpFetcher::with_traffic(endpoints(config), probe)?,
+        fetcher: HttpFetcher::with_traffic(endpoints(config), probe),
         subgraphs: config.subgraphs.keys().cloned().collect(),
         backend: Some(Arc::clone(&tessera.backend)),
         indexes: tessera.syncer.index_names(),

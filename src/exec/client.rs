@@ -1,5 +1,5 @@
 //! Talking to subgraphs: the [`Fetcher`] trait the executor depends on, and
-//! its HTTP implementation (one pooled reqwest client, a timeout per
+//! its HTTP implementation (one pooled hyper client, a timeout per
 //! subgraph, configured request headers forwarded, and the resilience of
 //! [`Traffic`]: retries, circuit breakers, concurrency bounds,
 //! deduplication).
@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use parking_lot::Mutex;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE};
 use serde_json::{Map, Value};
@@ -175,8 +178,9 @@ struct Subgraph {
     name: String,
     endpoint: Endpoint,
     /// `endpoint.url` parsed once (parsing it per request cost ~4% of a
-    /// page's CPU); a URL that does not parse fails each fetch with why.
-    url: Result<reqwest::Url, String>,
+    /// page's CPU); a URL that does not parse, or that this client cannot
+    /// reach (not `http://`), fails each fetch with why.
+    uri: Result<http::Uri, String>,
     circuit: Mutex<Circuit>,
     slots: Semaphore,
     /// With when it was sent: an entry older than the timeout (every caller
@@ -188,8 +192,13 @@ struct Subgraph {
 /// retries of queries on connection errors with jittered backoff, a circuit
 /// breaker, a bound on concurrent requests, and deduplication of identical
 /// queries in flight.
+///
+/// The client is hyper-util's, as Hive Router's: reqwest (kept for
+/// OpenSearch) parses each request's URL twice more for its redirect
+/// handling and wraps every response, about 11% of a 20-row page's
+/// instructions (docs/benchmarks.md), and subgraphs are not redirected.
 pub struct HttpFetcher {
-    client: reqwest::Client,
+    client: Client,
     subgraphs: HashMap<String, Arc<Subgraph>>,
     traffic: Traffic,
 }
@@ -199,26 +208,23 @@ pub struct HttpFetcher {
 const PER_REQUEST_HEADERS: [&str; 1] = ["traceparent"];
 
 impl HttpFetcher {
-    pub fn new(endpoints: HashMap<String, Endpoint>) -> Result<Self, reqwest::Error> {
+    pub fn new(endpoints: HashMap<String, Endpoint>) -> Self {
         Self::with_traffic(endpoints, Traffic::default())
     }
 
-    pub fn with_traffic(
-        endpoints: HashMap<String, Endpoint>,
-        traffic: Traffic,
-    ) -> Result<Self, reqwest::Error> {
-        let client = reqwest::Client::builder()
+    pub fn with_traffic(endpoints: HashMap<String, Endpoint>, traffic: Traffic) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(256)
-            .tcp_nodelay(true)
-            .build()?;
+            .pool_timer(TokioTimer::new())
+            .build(connector);
         let subgraphs = endpoints
             .into_iter()
             .map(|(name, endpoint)| {
-                let url = reqwest::Url::parse(&endpoint.url)
-                    .map_err(|e| format!("\"{}\" is not a URL ({e})", endpoint.url));
                 let subgraph = Subgraph {
                     name: name.clone(),
-                    url,
+                    uri: subgraph_uri(&endpoint.url),
                     endpoint,
                     circuit: Mutex::new(Circuit::Closed { failures: 0 }),
                     slots: Semaphore::new(traffic.max_concurrent_per_subgraph.max(1)),
@@ -227,11 +233,11 @@ impl HttpFetcher {
                 (name, Arc::new(subgraph))
             })
             .collect();
-        Ok(Self {
+        Self {
             client,
             subgraphs,
             traffic,
-        })
+        }
     }
 }
 
@@ -298,6 +304,22 @@ impl Fetcher for HttpFetcher {
     }
 }
 
+type Client = hyper_util::client::legacy::Client<HttpConnector, Full<bytes::Bytes>>;
+
+/// A subgraph's URL as the client sends it, or why it cannot.
+fn subgraph_uri(url: &str) -> Result<http::Uri, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| format!("\"{url}\" is not a URL ({e})"))?;
+    if parsed.scheme() != "http" {
+        return Err(format!(
+            "\"{url}\": subgraphs are reached over plain HTTP (put a TLS-terminating proxy beside the gateway for an https service)"
+        ));
+    }
+    parsed
+        .as_str()
+        .parse()
+        .map_err(|e| format!("\"{url}\" is not a URL ({e})"))
+}
+
 /// The JSON body of a subgraph request, written straight from the plan's
 /// document and the variables (no intermediate `Value`).
 #[derive(serde::Serialize)]
@@ -324,7 +346,7 @@ fn dedup_key(body: &[u8], headers: &HeaderMap) -> u64 {
 /// One request to a subgraph with its retries, owning what it needs (it
 /// may be shared by deduplicated callers).
 struct Exchange {
-    client: reqwest::Client,
+    client: Client,
     subgraph: Arc<Subgraph>,
     headers: HeaderMap,
     body: bytes::Bytes,
@@ -442,30 +464,31 @@ impl Exchange {
                 headers.insert("traceparent", v);
             }
         }
-        let url = self
+        let uri = self
             .subgraph
-            .url
+            .uri
             .clone()
             .map_err(|reason| FetchError::Unreachable {
                 subgraph: subgraph.to_string(),
                 reason,
             })?;
-        let send = self
-            .client
-            .post(url)
-            .headers(headers)
-            .body(self.body.clone())
-            .send();
+        let mut request = http::Request::new(Full::new(self.body.clone()));
+        *request.method_mut() = http::Method::POST;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
+        let unreachable = |e: &dyn std::error::Error| FetchError::Unreachable {
+            subgraph: subgraph.to_string(),
+            reason: error_chain(e),
+        };
         let exchange = async {
-            let response = send.await.map_err(|e| FetchError::Unreachable {
-                subgraph: subgraph.to_string(),
-                reason: reqwest_reason(&e),
-            })?;
+            let response = self.client.request(request).await.map_err(|e| unreachable(&e))?;
             let status = response.status();
-            let bytes = response.bytes().await.map_err(|e| FetchError::Unreachable {
-                subgraph: subgraph.to_string(),
-                reason: reqwest_reason(&e),
-            })?;
+            let bytes = response
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| unreachable(&e))?
+                .to_bytes();
             if !status.is_success() {
                 // A GraphQL server may answer errors with 4xx/5xx and a GraphQL body.
                 if let Ok(parsed) = SubgraphResponse::from_body(subgraph, Vec::from(bytes)) {
@@ -490,10 +513,10 @@ impl Exchange {
     }
 }
 
-fn reqwest_reason(e: &reqwest::Error) -> String {
-    // reqwest's Display hides the cause ("error sending request"); the source says why.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    // The client's Display hides the cause ("client error (Connect)"); the sources say why.
     let mut reason = e.to_string();
-    let mut source = std::error::Error::source(e);
+    let mut source = e.source();
     while let Some(s) = source {
         reason = format!("{reason}: {s}");
         source = s.source();
@@ -566,7 +589,7 @@ mod tests {
             url: "http//missing-colon".into(),
             timeout: Duration::from_secs(1),
         };
-        let fetcher = HttpFetcher::new(HashMap::from([("a".to_string(), endpoint)])).expect("client");
+        let fetcher = HttpFetcher::new(HashMap::from([("a".to_string(), endpoint)]));
         let headers = HeaderMap::new();
         let result = fetcher
             .fetch(SubgraphRequest {
