@@ -380,7 +380,13 @@ impl<'r> Run<'r> {
                     max_batch_size: self.max_batch_size,
                 };
                 // Chunking happens inside the batch function so chunks go out concurrently.
-                Loader::with_cache(batch, FastMap::default()).with_max_batch_size(usize::MAX)
+                // One yield before dispatching (the crate's default is ten): every
+                // key of a fetch arrives in one `load_many`, and sibling fetches
+                // sharing this loader add theirs in the same poll of the plan's
+                // `join_all`; each further yield re-polled the whole request.
+                Loader::with_cache(batch, FastMap::default())
+                    .with_max_batch_size(usize::MAX)
+                    .with_yield_count(1)
             })
             .clone()
     }
