@@ -243,7 +243,52 @@ async fn introspection_and_typename_are_answered() {
         !names.contains(&"owner") && !names.contains(&"delegate"),
         "{names:?}"
     );
+
+    // What GraphiQL and code generators send (graphql-js's
+    // getIntrospectionQuery) is answered.
+    let data = stack.data(STANDARD_INTROSPECTION, json!({})).await;
+    assert!(
+        data["__schema"]["types"].as_array().is_some_and(|t| t.len() > 20),
+        "{data}"
+    );
+    // Introspection lists nested three deep multiply the answer (11 levels
+    // of this answered 10 MB from 700 bytes): refused, as graphql-js does.
+    let (status, body) = stack
+        .post(json!({ "query": "{ __type(name: \"Post\") { interfaces { possibleTypes { interfaces { name } } } } }" }))
+        .await;
+    assert_eq!((status, code(&body)), (400, "MAX_DEPTH_LIMIT"), "{body}");
+    let data = stack
+        .data(
+            "{ __type(name: \"Post\") { interfaces { possibleTypes { name } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(data["__type"]["interfaces"].is_array(), "{data}");
 }
+
+const STANDARD_INTROSPECTION: &str = "query IntrospectionQuery {
+  __schema {
+    queryType { name } mutationType { name } subscriptionType { name }
+    types { ...FullType }
+    directives { name description locations args { ...InputValue } }
+  }
+}
+fragment FullType on __Type {
+  kind name description
+  fields(includeDeprecated: true) {
+    name description args { ...InputValue } type { ...TypeRef } isDeprecated deprecationReason
+  }
+  inputFields { ...InputValue }
+  interfaces { ...TypeRef }
+  enumValues(includeDeprecated: true) { name description isDeprecated deprecationReason }
+  possibleTypes { ...TypeRef }
+}
+fragment InputValue on __InputValue { name description type { ...TypeRef } defaultValue }
+fragment TypeRef on __Type {
+  kind name
+  ofType { kind name ofType { kind name ofType { kind name ofType { kind name
+    ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } } } } } }
+}";
 
 fn code(body: &Value) -> &str {
     body["errors"][0]["extensions"]["code"]

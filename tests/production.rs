@@ -46,6 +46,13 @@ async fn abusive_operations_are_refused_with_their_code_and_no_subgraph_request(
     let bomb = format!("{{ {} }}", "a: __typename ".repeat(80_000));
     let costly =
         "{ contracts(limit: 5000) { id settlements { id } member { name accounts { id } } } }".to_string();
+    // 6 KB of nested list literal, within the token limit: it overflowed the
+    // parser's stack and aborted the whole process.
+    let nested_values = format!(
+        "{{ staff(id: {}1{}) {{ id }} }}",
+        "[".repeat(3000),
+        "]".repeat(3000)
+    );
     let cases = [
         (deep, "MAX_DEPTH_LIMIT"),
         (aliases, "MAX_ALIASES_LIMIT"),
@@ -53,6 +60,7 @@ async fn abusive_operations_are_refused_with_their_code_and_no_subgraph_request(
         (directives, "MAX_DIRECTIVES_LIMIT"),
         (bomb, "MAX_TOKENS_LIMIT"),
         (costly, "COST_ESTIMATED_TOO_EXPENSIVE"),
+        (nested_values, "MAX_DEPTH_LIMIT"),
     ];
     stack.reset_stats().await;
     for (query, expected) in cases {

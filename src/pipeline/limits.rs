@@ -36,29 +36,60 @@ fn exceeded(
     ))
 }
 
-/// Refuses a query text of more than `max_tokens` lexical tokens, stopping
-/// at the first token past the limit.
+/// How deeply braces, brackets and parentheses may nest in a query text,
+/// whatever the configuration: the parser and the drop of its tree recurse
+/// once per level, and a few kilobytes of `[[[[…` overflowed a worker's
+/// stack and aborted the process. Selections nest at most 64 deep in the
+/// parser already; values and arguments had no bound.
+pub const MAX_NESTING: usize = 100;
+
+/// Refuses, before parsing, a query text of more than `max_tokens` lexical
+/// tokens (stopping at the first token past the limit) or nesting more
+/// than [`MAX_NESTING`] levels.
 pub fn check_tokens(query: &str, limits: &Limits) -> Result<(), Box<GraphQLError>> {
-    if limits.max_tokens == 0 {
-        return Ok(());
-    }
-    match count_tokens(query, limits.max_tokens) {
-        Some(_) => Ok(()),
-        None => Err(Box::new(GraphQLError::new(
+    let max = if limits.max_tokens == 0 {
+        usize::MAX
+    } else {
+        limits.max_tokens
+    };
+    match scan(query, max) {
+        Scan::Tokens(_) => Ok(()),
+        Scan::TooMany => Err(Box::new(GraphQLError::new(
             format!("the operation has more than {} tokens", limits.max_tokens),
             ErrorCode::MaxTokensLimit,
+        ))),
+        Scan::TooDeep => Err(Box::new(GraphQLError::new(
+            format!(
+                "the operation nests braces, brackets or parentheses more than {MAX_NESTING} levels deep"
+            ),
+            ErrorCode::MaxDepthLimit,
         ))),
     }
 }
 
 /// The number of GraphQL lexical tokens in `text` (punctuators, names,
 /// numbers, strings; whitespace, commas and comments are ignored), or
-/// `None` as soon as there are more than `max`. Malformed input is counted
-/// leniently: the parser that runs next reports it.
+/// `None` as soon as there are more than `max` or they nest too deep.
+/// Malformed input is counted leniently: the parser that runs next reports
+/// it.
 pub fn count_tokens(text: &str, max: usize) -> Option<usize> {
+    match scan(text, max) {
+        Scan::Tokens(count) => Some(count),
+        Scan::TooMany | Scan::TooDeep => None,
+    }
+}
+
+enum Scan {
+    Tokens(usize),
+    TooMany,
+    TooDeep,
+}
+
+fn scan(text: &str, max: usize) -> Scan {
     let bytes = text.as_bytes();
     let mut i = 0;
     let mut count = 0usize;
+    let mut depth = 0usize;
     while i < bytes.len() {
         let b = bytes[i];
         match b {
@@ -98,15 +129,26 @@ pub fn count_tokens(text: &str, max: usize) -> Option<usize> {
                     i += 1;
                 }
             }
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Scan::TooDeep;
+                }
+                i += 1;
+            }
+            b'}' | b']' | b')' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
             // A punctuator, or a byte the parser will refuse.
             _ => i += 1,
         }
         count += 1;
         if count > max {
-            return None;
+            return Scan::TooMany;
         }
     }
-    Some(count)
+    Scan::Tokens(count)
 }
 
 /// How big a list is, as far as the operation says.
@@ -205,6 +247,7 @@ pub fn check_document(
         limits,
         aliases: 0,
         visiting: HashSet::new(),
+        introspection_too_deep: false,
     };
     let root_fields = walk.count_fields(&operation.node.selection_set.node, &mut HashSet::new());
     if limits.max_root_fields > 0 && root_fields > limits.max_root_fields {
@@ -221,6 +264,15 @@ pub fn check_document(
         None,
         operation,
     );
+    if walk.introspection_too_deep {
+        return Err(Box::new(GraphQLError::new(
+            format!(
+                "maximum introspection depth exceeded: `fields`, `interfaces`, `possibleTypes` and `inputFields` nest at most {} deep",
+                MAX_INTROSPECTION_LISTS - 1
+            ),
+            ErrorCode::MaxDepthLimit,
+        )));
+    }
     if limits.max_depth > 0 && depth > limits.max_depth {
         return Err(Box::new(GraphQLError::new(
             format!(
@@ -272,9 +324,49 @@ struct Walk<'a> {
     aliases: usize,
     /// Fragments being expanded (a cycle is a validation error, reported later).
     visiting: HashSet<&'a str>,
+    /// An introspection subtree nests its list fields too deep.
+    introspection_too_deep: bool,
 }
 
+/// Introspection's list fields that multiply its answer; nested this deep,
+/// the operation is refused (graphql-js's `MaxIntrospectionDepthRule`, which
+/// Apollo Router applies too): `interfaces { possibleTypes { interfaces … } }`
+/// eleven levels down answered 10 MB from a 700-byte query.
+const INTROSPECTION_LISTS: [&str; 4] = ["fields", "interfaces", "possibleTypes", "inputFields"];
+const MAX_INTROSPECTION_LISTS: usize = 3;
+
 impl<'a> Walk<'a> {
+    /// Counts the aliases under an introspection field, and whether its
+    /// list fields nest [`MAX_INTROSPECTION_LISTS`] deep (`lists`: how many
+    /// are around `set`).
+    fn introspection(&mut self, set: &'a SelectionSet, lists: usize) -> bool {
+        let mut too_deep = false;
+        for item in &set.items {
+            too_deep |= match &item.node {
+                Selection::Field(f) => {
+                    if f.node.alias.is_some() {
+                        self.aliases += 1;
+                    }
+                    let lists = lists + usize::from(INTROSPECTION_LISTS.contains(&f.node.name.node.as_str()));
+                    lists >= MAX_INTROSPECTION_LISTS || self.introspection(&f.node.selection_set.node, lists)
+                }
+                Selection::InlineFragment(i) => self.introspection(&i.node.selection_set.node, lists),
+                Selection::FragmentSpread(s) => {
+                    let name = s.node.fragment_name.node.as_str();
+                    match self.doc.fragments.get(name) {
+                        Some(fragment) if self.visiting.insert(name) => {
+                            let deep = self.introspection(&fragment.node.selection_set.node, lists);
+                            self.visiting.remove(name);
+                            deep
+                        }
+                        _ => false,
+                    }
+                }
+            };
+        }
+        too_deep
+    }
+
     /// Fields of a selection set, fragments expanded, each response key once.
     fn count_fields(&mut self, set: &'a SelectionSet, seen: &mut HashSet<&'a str>) -> usize {
         let mut n = 0;
@@ -322,8 +414,14 @@ impl<'a> Walk<'a> {
                     }
                     let name = field.name.node.as_str();
                     if name == "__schema" || name == "__type" {
-                        // Introspection is answered locally; its depth is
-                        // bounded by the expanded-size check.
+                        // Introspection is answered locally and costs no
+                        // subgraph: its aliases count, and its list fields
+                        // may nest only so deep (the depth limit leaves it
+                        // alone: standard introspection queries nest `ofType`
+                        // deeper than most limits).
+                        if self.introspection(&field.selection_set.node, 0) {
+                            self.introspection_too_deep = true;
+                        }
                         continue;
                     }
                     let def = parent.and_then(|p| self.schema.field(p, name));
@@ -455,6 +553,24 @@ mod tests {
         assert_eq!(count_tokens("{ a(s: \"\"\"x \\\"\"\" { }\"\"\") }", 100), Some(8));
         // Past the limit it stops.
         assert_eq!(count_tokens(&"a ".repeat(1_000_000), 10), None);
+    }
+
+    #[test]
+    fn nesting_past_the_bound_is_refused_before_parsing_whatever_the_limits() {
+        let nested = |n: usize| format!("{{ a(x: {}1{}) }}", "[".repeat(n), "]".repeat(n));
+        let unlimited = Limits {
+            max_tokens: 0,
+            ..Limits::default()
+        };
+        // Two levels are the braces and parentheses around the list.
+        assert!(check_tokens(&nested(MAX_NESTING - 2), &unlimited).is_ok());
+        let refused = check_tokens(&nested(MAX_NESTING - 1), &unlimited).expect_err("too deep");
+        assert_eq!(refused.code, ErrorCode::MaxDepthLimit);
+        // Brackets inside strings and comments are not nesting.
+        let quoted = format!("{{ a(s: \"{}\") }} # {}", "[".repeat(500), "{".repeat(500));
+        assert!(check_tokens(&quoted, &unlimited).is_ok());
+        // What used to abort the process: far deeper than any stack allows.
+        assert!(check_tokens(&nested(100_000), &Limits::default()).is_err());
     }
 
     #[test]
