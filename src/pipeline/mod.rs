@@ -10,6 +10,7 @@
 mod apq;
 mod limits;
 mod prepare;
+mod variables;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

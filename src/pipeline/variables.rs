@@ -1,0 +1,343 @@
+//! The validation rule "All Variable Usages Are Allowed" (GraphQL spec
+//! §5.8.5): every variable is used where its type fits. async-graphql 7.2
+//! has the rule but never feeds it (its visitor chain does not pass input
+//! values on), so `query($id: ID) { staff(id: $id) { id } }` passed
+//! validation and reached a subgraph without its variable.
+//!
+//! Runs after async-graphql's validation: fields, arguments, fragments and
+//! variable definitions are known to exist; what is not known (an
+//! introspection field's arguments) is left alone.
+
+use std::collections::{HashMap, HashSet};
+
+use async_graphql::parser::types::{
+    BaseType, ExecutableDocument, OperationDefinition, Selection, SelectionSet, Type, VariableDefinition,
+};
+use async_graphql::{Pos, Positioned};
+use async_graphql_value::{Name, Value};
+
+use crate::exec::{ErrorCode, GraphQLError, Location};
+use crate::schema::{InputValueDef, Supergraph};
+
+/// A variable used as a value: where, and the type that place expects.
+struct Usage<'d> {
+    variable: &'d Name,
+    pos: Pos,
+    expected: Type,
+    /// The argument or input field has a default of its own.
+    location_default: bool,
+}
+
+/// Every variable usage of every operation in `doc` that the variable's
+/// type does not allow, as validation errors.
+pub fn check_usages(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<GraphQLError>> {
+    let mut walk = Walk {
+        schema,
+        doc,
+        fragments: HashMap::new(),
+    };
+    let mut errors = Vec::new();
+    for (_, operation) in doc.operations.iter() {
+        let root = match operation.node.ty {
+            async_graphql::parser::types::OperationType::Query => Some(schema.query_type()),
+            async_graphql::parser::types::OperationType::Mutation => schema.mutation_type(),
+            async_graphql::parser::types::OperationType::Subscription => None,
+        };
+        let mut usages = Vec::new();
+        let mut spreads = Vec::new();
+        walk.set(
+            &operation.node.selection_set.node,
+            root.map(Name::as_str),
+            &mut usages,
+            &mut spreads,
+        );
+        walk.directives_of_operation(&operation.node, &mut usages);
+        // Fragments reached from the operation, each once.
+        let mut seen = HashSet::new();
+        while let Some(name) = spreads.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            let (fragment_usages, fragment_spreads) = walk.fragment(name);
+            spreads.extend(fragment_spreads.iter().copied());
+            check(&operation.node, fragment_usages, &mut errors);
+        }
+        check(&operation.node, &usages, &mut errors);
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn check(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &mut Vec<GraphQLError>) {
+    for usage in usages {
+        // An undefined variable is reported by another rule.
+        let Some(definition) = operation
+            .variable_definitions
+            .iter()
+            .find(|d| d.node.name.node == *usage.variable)
+        else {
+            continue;
+        };
+        if !allowed(&definition.node, usage) {
+            let mut error = GraphQLError::new(
+                format!(
+                    "Variable \"${}\" of type \"{}\" used in position expecting type \"{}\"",
+                    usage.variable, definition.node.var_type.node, usage.expected
+                ),
+                ErrorCode::GraphqlValidationFailed,
+            );
+            error.locations = [definition.pos, usage.pos]
+                .iter()
+                .map(|p| Location {
+                    line: p.line,
+                    column: p.column,
+                })
+                .collect();
+            if !errors
+                .iter()
+                .any(|e| e.message == error.message && e.locations == error.locations)
+            {
+                errors.push(error);
+            }
+        }
+    }
+}
+
+/// IsVariableUsageAllowed: a nullable variable fits a non-null place only
+/// when it or the place has a default.
+fn allowed(definition: &VariableDefinition, usage: &Usage<'_>) -> bool {
+    let variable = &definition.var_type.node;
+    if !usage.expected.nullable && variable.nullable {
+        let variable_default = definition
+            .default_value
+            .as_ref()
+            .is_some_and(|d| !matches!(d.node, async_graphql_value::ConstValue::Null));
+        if !variable_default && !usage.location_default {
+            return false;
+        }
+        let nullable = Type {
+            base: usage.expected.base.clone(),
+            nullable: true,
+        };
+        return compatible(variable, &nullable);
+    }
+    compatible(variable, &usage.expected)
+}
+
+/// AreTypesCompatible: a non-null variable fits a nullable place; lists
+/// match item by item; named types must be the same.
+fn compatible(variable: &Type, expected: &Type) -> bool {
+    if !expected.nullable && variable.nullable {
+        return false;
+    }
+    match (&variable.base, &expected.base) {
+        (BaseType::List(v), BaseType::List(e)) => compatible(v, e),
+        (BaseType::Named(v), BaseType::Named(e)) => v == e,
+        _ => false,
+    }
+}
+
+struct Walk<'a> {
+    schema: &'a Supergraph,
+    doc: &'a ExecutableDocument,
+    /// Each fragment's usages and the fragments it spreads, walked once.
+    fragments: HashMap<&'a str, (Vec<Usage<'a>>, Vec<&'a str>)>,
+}
+
+impl<'a> Walk<'a> {
+    fn fragment(&mut self, name: &'a str) -> &(Vec<Usage<'a>>, Vec<&'a str>) {
+        if !self.fragments.contains_key(name) {
+            let mut usages = Vec::new();
+            let mut spreads = Vec::new();
+            if let Some(fragment) = self.doc.fragments.get(name) {
+                let on = fragment.node.type_condition.node.on.node.as_str();
+                self.directives(&fragment.node.directives, &mut usages);
+                self.set(
+                    &fragment.node.selection_set.node,
+                    Some(on),
+                    &mut usages,
+                    &mut spreads,
+                );
+            }
+            self.fragments.insert(name, (usages, spreads));
+        }
+        &self.fragments[name]
+    }
+
+    fn directives_of_operation(&self, operation: &'a OperationDefinition, usages: &mut Vec<Usage<'a>>) {
+        self.directives(&operation.directives, usages);
+    }
+
+    fn set(
+        &self,
+        set: &'a SelectionSet,
+        parent: Option<&str>,
+        usages: &mut Vec<Usage<'a>>,
+        spreads: &mut Vec<&'a str>,
+    ) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => {
+                    let field = &field.node;
+                    self.directives(&field.directives, usages);
+                    let name = field.name.node.as_str();
+                    let def = parent.and_then(|p| self.schema.field(p, name));
+                    if let Some(def) = def {
+                        for (arg, value) in &field.arguments {
+                            if let Some(arg_def) = def.args.get(arg.node.as_str()) {
+                                self.value(&value.node, value.pos, arg_def, usages);
+                            }
+                        }
+                    }
+                    let child = def.map(|d| crate::schema::named_type(&d.ty).as_str());
+                    self.set(&field.selection_set.node, child, usages, spreads);
+                }
+                Selection::InlineFragment(inline) => {
+                    self.directives(&inline.node.directives, usages);
+                    let on = inline
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .map(|c| c.node.on.node.as_str())
+                        .or(parent);
+                    self.set(&inline.node.selection_set.node, on, usages, spreads);
+                }
+                Selection::FragmentSpread(spread) => {
+                    self.directives(&spread.node.directives, usages);
+                    spreads.push(spread.node.fragment_name.node.as_str());
+                }
+            }
+        }
+    }
+
+    /// `@skip(if:)` and `@include(if:)` take a `Boolean!`; other directives'
+    /// arguments are not the gateway's to type.
+    fn directives(
+        &self,
+        directives: &'a [Positioned<async_graphql::parser::types::Directive>],
+        usages: &mut Vec<Usage<'a>>,
+    ) {
+        for directive in directives {
+            if !matches!(directive.node.name.node.as_str(), "skip" | "include") {
+                continue;
+            }
+            for (arg, value) in &directive.node.arguments {
+                if arg.node == "if" {
+                    if let Value::Variable(variable) = &value.node {
+                        usages.push(Usage {
+                            variable,
+                            pos: value.pos,
+                            expected: Type {
+                                base: BaseType::Named(Name::new("Boolean")),
+                                nullable: false,
+                            },
+                            location_default: false,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// The usages inside an argument's or input field's value.
+    fn value(&self, value: &'a Value, pos: Pos, def: &InputValueDef, usages: &mut Vec<Usage<'a>>) {
+        self.typed_value(value, pos, &def.ty, def.default.is_some(), usages);
+    }
+
+    fn typed_value(
+        &self,
+        value: &'a Value,
+        pos: Pos,
+        expected: &Type,
+        location_default: bool,
+        usages: &mut Vec<Usage<'a>>,
+    ) {
+        match value {
+            Value::Variable(variable) => usages.push(Usage {
+                variable,
+                pos,
+                expected: expected.clone(),
+                location_default,
+            }),
+            Value::List(items) => {
+                // A single value where a list is expected is coerced to a
+                // list of one: its items are then of the list's item type.
+                let item = match &expected.base {
+                    BaseType::List(item) => item.as_ref(),
+                    BaseType::Named(_) => expected,
+                };
+                for value in items {
+                    self.typed_value(value, pos, item, false, usages);
+                }
+            }
+            Value::Object(fields) => {
+                let Some(input_fields) = self.schema.input_fields(crate::schema::named_type(expected)) else {
+                    return;
+                };
+                for (name, value) in fields {
+                    if let Some(def) = input_fields.get(name.as_str()) {
+                        self.value(value, pos, def, usages);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(query: &str) -> Vec<String> {
+        let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
+        let doc = async_graphql::parser::parse_query(query).expect("parses");
+        match check_usages(&schema, &doc) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    #[test]
+    fn a_variable_must_fit_where_it_is_used() {
+        // Nullable into non-null, without a default anywhere.
+        assert_eq!(
+            errors("query($id: ID) { staff(id: $id) { id } }"),
+            ["Variable \"$id\" of type \"ID\" used in position expecting type \"ID!\""]
+        );
+        // Another named type.
+        assert_eq!(errors("query($id: String!) { staff(id: $id) { id } }").len(), 1);
+        // @skip and @include take Boolean!.
+        assert_eq!(errors("query($x: Boolean) { staffCount @skip(if: $x) }").len(), 1);
+        // Inside fragments, list items and input objects.
+        assert_eq!(
+            errors("query($id: ID) { ...F } fragment F on Query { staff(id: $id) { id } }").len(),
+            1
+        );
+        assert_eq!(
+            errors("query($s: String) { contractSearch(filter: { status: [$s] }) { totalCount } }").len(),
+            1
+        );
+    }
+
+    #[test]
+    fn what_the_spec_allows_passes() {
+        for ok in [
+            "query($id: ID!) { staff(id: $id) { id } }",
+            // A default on the variable makes it non-null.
+            "query($id: ID = 1) { staff(id: $id) { id } }",
+            // A non-null variable fits a nullable place.
+            "query($n: Int!) { contracts(limit: $n) { id } }",
+            "query($n: Int) { contracts(limit: $n) { id } }",
+            "query($x: Boolean!) { staffCount @include(if: $x) }",
+            "query($id: ID!) { ...F } fragment F on Query { staff(id: $id) { id } }",
+            // Not used at all here: another rule's business.
+            "query { staff(id: 1) { id } }",
+        ] {
+            assert_eq!(errors(ok), Vec::<String>::new(), "{ok}");
+        }
+    }
+}
