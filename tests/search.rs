@@ -882,6 +882,36 @@ async fn an_omitted_variable_means_the_arguments_default(backend: Backend) {
         edges[0]["node"]["createdAt"].as_str() >= edges[1]["node"]["createdAt"].as_str(),
         "{newest}"
     );
+    // An order item that leaves `direction` out means its default (DESC for
+    // the feed), however the item is written: a literal, a variable, or a
+    // variable's default (the literal used to sort oldest first).
+    let feed = "edges { node { __typename id createdAt } }";
+    let asks = [
+        json!({"query": format!("{{ feed(first: 5, orderBy: [{{field: CREATED_AT, direction: DESC}}]) {{ {feed} }} }}")}),
+        json!({"query": format!("{{ feed(first: 5, orderBy: [{{field: CREATED_AT}}]) {{ {feed} }} }}")}),
+        json!({"query": format!("{{ feed(first: 5, orderBy: {{field: CREATED_AT}}) {{ {feed} }} }}")}),
+        json!({"query": format!("query($o: [FeedOrder!]) {{ feed(first: 5, orderBy: $o) {{ {feed} }} }}"),
+               "variables": {"o": [{"field": "CREATED_AT"}]}}),
+        json!({"query": format!("query($o: [FeedOrder!] = [{{field: CREATED_AT}}]) {{ feed(first: 5, orderBy: $o) {{ {feed} }} }}")}),
+        json!({"query": format!("query($d: SortDirection) {{ feed(first: 5, orderBy: [{{field: CREATED_AT, direction: $d}}]) {{ {feed} }} }}")}),
+    ];
+    for url in [&index_url, &merge_url] {
+        let expected = stack.post_to(url, asks[0].clone()).await;
+        let dates: Vec<&str> = expected["data"]["feed"]["edges"]
+            .as_array()
+            .expect("edges")
+            .iter()
+            .filter_map(|e| e["node"]["createdAt"].as_str())
+            .collect();
+        assert!(
+            dates.len() == 5 && dates.windows(2).all(|w| w[0] >= w[1]),
+            "{expected}"
+        );
+        for ask in &asks[1..] {
+            let answer = stack.post_to(url, ask.clone()).await;
+            assert_eq!(answer["data"], expected["data"], "{ask} on {url}");
+        }
+    }
 }
 
 async fn merge_pages_by_key_so_writes_between_pages_repeat_or_skip_nothing(backend: Backend) {

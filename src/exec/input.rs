@@ -227,11 +227,51 @@ pub fn checked_subgraph_variables(
     (out, problems)
 }
 
+/// `value` (of type `ty`) with the defaults of the input-object fields it
+/// leaves out (GraphQL spec §5.6.4 CoerceInputValues): a literal such as
+/// `{field: CREATED_AT}` means the field's default `direction`, as the same
+/// object sent in the variables does (those are coerced with their defaults).
+pub(crate) fn with_input_defaults(schema: &Supergraph, ty: &Type, value: ConstValue) -> ConstValue {
+    match value {
+        ConstValue::List(items) => {
+            let item_type = match &ty.base {
+                BaseType::List(item) => item.as_ref(),
+                BaseType::Named(_) => ty,
+            };
+            ConstValue::List(
+                items
+                    .into_iter()
+                    .map(|v| with_input_defaults(schema, item_type, v))
+                    .collect(),
+            )
+        }
+        ConstValue::Object(mut fields) => {
+            let Some(defs) = schema.input_fields(named_type(ty)) else {
+                return ConstValue::Object(fields);
+            };
+            for (name, def) in defs {
+                match fields.get_mut(name) {
+                    Some(v) => {
+                        *v = with_input_defaults(schema, &def.ty, std::mem::replace(v, ConstValue::Null))
+                    }
+                    None => {
+                        if let Some(default) = def.default.clone().and_then(|d| d.into_const()) {
+                            fields.insert(name.clone(), default);
+                        }
+                    }
+                }
+            }
+            ConstValue::Object(fields)
+        }
+        other => other,
+    }
+}
+
 /// `value` without the input-object fields and list items whose value is
 /// a variable the request did not set: an unset variable means "not
 /// given" (GraphQL spec §5.6.4 and §6.4.1), so the subgraph's own default
 /// applies instead of an explicit `null`.
-fn without_unset(value: &Value, vars: &Variables) -> Value {
+pub(crate) fn without_unset(value: &Value, vars: &Variables) -> Value {
     match value {
         Value::Object(fields) => Value::Object(
             fields

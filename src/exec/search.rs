@@ -200,13 +200,12 @@ fn from_search_error(e: SearchError) -> FetchError {
 }
 
 /// The search field's arguments, variables substituted (unset variables and
-/// explicit nulls are absent).
-fn arguments(bindings: &[ArgBinding], vars: &Variables) -> HashMap<String, ConstValue> {
+/// explicit nulls are absent), input objects completed with their fields'
+/// defaults.
+fn arguments(schema: &Supergraph, bindings: &[ArgBinding], vars: &Variables) -> HashMap<String, ConstValue> {
     let mut out = HashMap::new();
     for b in bindings {
-        let value = b
-            .value
-            .clone()
+        let value = super::input::without_unset(&b.value, vars)
             .into_const_with(|name| {
                 Ok::<_, std::convert::Infallible>(vars.get(&name).cloned().unwrap_or(ConstValue::Null))
             })
@@ -218,7 +217,10 @@ fn arguments(bindings: &[ArgBinding], vars: &Variables) -> HashMap<String, Const
             (v, _) => v,
         };
         if value != ConstValue::Null {
-            out.insert(b.var.clone(), value);
+            out.insert(
+                b.var.clone(),
+                super::input::with_input_defaults(schema, &b.def.ty, value),
+            );
         }
     }
     out
@@ -239,7 +241,7 @@ fn read_query(
     vars: &Variables,
     count: bool,
 ) -> Result<ClientQuery, FetchError> {
-    let args = arguments(bindings, vars);
+    let args = arguments(schema, bindings, vars);
     let first = match args.get("first") {
         None => 20,
         Some(ConstValue::Number(n)) => n
