@@ -807,6 +807,28 @@ async fn hits_carry_the_stored_document_and_positions(engine: Engine) -> TestRes
         Some(0),
         "each word must match some field"
     );
+    // Text with no word the analyzer keeps (a word of 40 bytes or more is
+    // dropped, punctuation is no word) matches nothing, as Elasticsearch's
+    // `zero_terms_query: none`; it used to match every document. Only empty
+    // text means no condition.
+    let text = |text: &str| SearchQuery {
+        filters: vec![Filter::FullText {
+            fields: vec!["title".into(), "notes".into()],
+            text: text.into(),
+        }],
+        ..query.clone()
+    };
+    for nothing in ["가가가가가가가가가가가가가가", "!!! ---", &"z".repeat(40)] {
+        assert_eq!(
+            b.search("contracts", &text(nothing)).await?.total,
+            Some(0),
+            "{nothing}"
+        );
+    }
+    // The long word is dropped from the words to match, as at indexing.
+    let long = format!("quarterly {}", "z".repeat(40));
+    assert_eq!(b.search("contracts", &text(&long)).await?.total, Some(1));
+    assert_eq!(b.search("contracts", &text("  ")).await?.total, Some(1));
     Ok(())
 }
 

@@ -164,8 +164,10 @@ fn full_text(mapping: &Mapping, fields: &[String], text: &str) -> Result<Value, 
             .collect();
         alternatives.push(json!({"bool": {"filter": all_words}}));
     }
+    // No word to match (all dropped by the analyzer) and no keyword field:
+    // nothing matches (`zero_terms_query: none`); empty text returned above.
     Ok(match alternatives.len() {
-        0 => json!({"match_all": {}}),
+        0 => json!({"match_none": {}}),
         _ => json!({"bool": {"should": alternatives, "minimum_should_match": 1}}),
     })
 }

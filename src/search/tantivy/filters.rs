@@ -29,7 +29,7 @@ impl Handle {
             clauses.push((Occur::Must, self.filter(filter)?));
         }
         Ok(match clauses.len() {
-            0 => Box::new(AllQuery),
+            0 => Box::new(EmptyQuery),
             1 => clauses.swap_remove(0).1,
             _ => Box::new(BooleanQuery::new(clauses)),
         })
@@ -187,8 +187,11 @@ impl Handle {
                 alternatives.push(Box::new(BooleanQuery::new(all_words)));
             }
         }
+        // No word to match (all dropped by the analyzer) and no keyword
+        // field: nothing matches, as Elasticsearch's `zero_terms_query: none`
+        // (empty text, no condition at all, returned above).
         Ok(match alternatives.len() {
-            0 => Box::new(AllQuery),
+            0 => Box::new(EmptyQuery),
             1 => alternatives.swap_remove(0),
             _ => Box::new(BooleanQuery::union(alternatives)),
         })
