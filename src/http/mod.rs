@@ -378,6 +378,10 @@ fn respond(response: GraphQLResponse, request_id: &str) -> Response {
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID_HEADER, v);
     }
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        // RFC 9110 §15.5.6: a 405 names the methods that would work.
+        headers.insert(axum::http::header::ALLOW, HeaderValue::from_static("POST"));
+    }
     if let Some((total, subgraphs)) = response.timing {
         // W3C Server-Timing: the gateway's overhead is total minus subgraphs.
         let value = format!(
