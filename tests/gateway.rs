@@ -204,6 +204,10 @@ async fn get_requests_health_and_playground() {
         .await
         .expect("GET");
     assert_eq!(response.status(), 405);
+    assert_eq!(
+        response.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("POST")
+    );
     let still_there = stack.data("{ staff(id: 1) { id } }", json!({})).await;
     assert_eq!(still_there["staff"]["id"], "1");
 }
@@ -583,4 +587,12 @@ async fn a_non_numeric_id_for_a_numeric_service_is_bad_input() {
     assert_eq!(error["path"], json!(["contract"]), "{body}");
     assert_eq!(body["data"]["contract"], Value::Null);
     assert_eq!(body["data"]["member"]["id"], "1", "the rest is served: {body}");
+    // A number past GraphQL's 32-bit Int is as unusable as letters.
+    let (_, body) = stack
+        .post(json!({ "query": "{ contract(id: \"99999999999\") { id } }" }))
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{body}"
+    );
 }

@@ -344,8 +344,12 @@ fn to_subgraph(
             ))
         }
         (ConstValue::String(s), _) => match named_type(source_ty).as_str() {
-            "Int" => s.parse::<i64>().map(Json::from).unwrap_or_else(|_| {
-                problems.push(format!("`{}` must be a numeric id here, got {s:?}", def.name));
+            // GraphQL's Int is 32-bit: the subgraph would refuse a larger one.
+            "Int" => s.parse::<i32>().map(Json::from).unwrap_or_else(|_| {
+                problems.push(format!(
+                    "`{}` must be a numeric id (a 32-bit integer) here, got {s:?}",
+                    def.name
+                ));
                 Json::String(s.clone())
             }),
             _ => Json::String(s.clone()),

@@ -97,7 +97,8 @@ pub fn to_argument(key: &str, arg_type: &Type, global_id: Option<&str>) -> Optio
         return Some(Value::String(encode_global_id(type_name, key)));
     }
     match named_type(arg_type).as_str() {
-        "Int" => key.parse::<i64>().ok().map(Value::from),
+        // GraphQL's Int is 32-bit: a larger key would fail the whole batch.
+        "Int" => key.parse::<i32>().ok().map(Value::from),
         "Float" => key.parse::<f64>().ok().map(Value::from),
         _ => Some(Value::String(key.to_string())),
     }
