@@ -159,6 +159,52 @@ async fn an_item_error_lands_on_the_items_that_reference_it() {
 }
 
 #[tokio::test]
+async fn an_item_error_under_a_field_filled_from_another_service_is_at_that_field() {
+    // `Post.authorName` is `@from(path: "author.name")`: the member's `name`.
+    let handler: Box<Handler> = Box::new(|subgraph, _query, vars| match subgraph {
+        "posts" => json!({ "data": { "posts": [
+            { "id": 1, "_k_authorId": 10 }, { "id": 2, "_k_authorId": 11 }
+        ] } }),
+        "members" => {
+            let keys = vars["_keys"].as_array().expect("keys");
+            let bad = keys
+                .iter()
+                .position(|k| *k == json!(relay(10)))
+                .expect("member 10 asked");
+            let items: Vec<Value> = keys
+                .iter()
+                .map(|k| json!({ "_key": k, "name": if *k == json!(relay(10)) { Value::Null } else { json!("ok") } }))
+                .collect();
+            json!({ "data": { "membersByIds": items },
+                    "errors": [{ "message": "name is private", "path": ["membersByIds", bad, "name"] }] })
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run("{ posts(first: 2) { id authorName } }", 500, handler).await;
+    assert_eq!(body["data"]["posts"][0]["authorName"], Value::Null, "{body}");
+    assert_eq!(body["data"]["posts"][1]["authorName"], "ok", "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["path"], json!(["posts", 0, "authorName"]), "{body}");
+    assert_eq!(errors[0]["extensions"]["subgraph"], "members", "{body}");
+}
+
+#[tokio::test]
+async fn an_int_sent_as_a_whole_float_is_an_int_and_a_fractional_id_is_refused() {
+    let handler: Box<Handler> =
+        Box::new(|_, _, _| json!({ "data": { "staffCount": 3.0, "staff": { "id": 1.5 } } }));
+    let (body, _) = run("{ staffCount staff(id: 1) { id } }", 500, handler).await;
+    assert_eq!(body["data"]["staffCount"], json!(3), "{body}");
+    assert!(body["data"]["staffCount"].is_i64(), "written 3, not 3.0: {body}");
+    assert_eq!(body["data"]["staff"], Value::Null, "{body}");
+    assert_eq!(body["errors"][0]["path"], json!(["staff", "id"]), "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "SUBGRAPH_INVALID_RESPONSE",
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn big_key_sets_are_chunked_by_max_batch_size() {
     let handler = contracts_then_members(|keys| {
         let items: Vec<Value> = keys.iter().map(|k| json!({ "_key": k, "name": "n" })).collect();

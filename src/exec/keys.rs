@@ -112,7 +112,8 @@ pub fn id_output(value: Node<'_>, global_id: bool) -> Option<String> {
                 .map(|(_, id)| id)
                 .unwrap_or_else(|| s.to_owned()),
         ),
-        (None, Some(n)) => Some(number_text(n)),
+        // A whole number is an id; `1.5` or `1e21` is not (refused by the caller).
+        (None, Some(n @ (Number::Int(_) | Number::UInt(_)))) => Some(number_text(n)),
         _ => None,
     }
 }

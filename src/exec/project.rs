@@ -105,8 +105,16 @@ pub struct Projector<'a, 'r> {
     last_entity: Option<LastEntity<'a>>,
 }
 
-/// `(fetch, the parent object it was found for, the entity)`.
-type LastEntity<'a> = (usize, super::tape::Identity, Fields<'a>);
+/// `(fetch, the parent object it was found for, the entity, its errors)`.
+type LastEntity<'a> = (usize, super::tape::Identity, Fields<'a>, &'a [SubgraphError]);
+
+/// What the current field is to an entity a keyed fetch found: the entity
+/// itself, or one of its fields (by the key it has in the entity).
+#[derive(Clone, Copy)]
+enum Reads<'k> {
+    Entity,
+    Field(&'k str),
+}
 
 /// What the projection wrote.
 pub struct Projected {
@@ -285,7 +293,9 @@ impl<'a, 'r> Projector<'a, 'r> {
                     "Cannot return null for non-nullable field at {}",
                     display_path(&self.path)
                 );
-                self.error(GraphQLError::new(message, ErrorCode::InternalServerError));
+                // The subgraph answered null (or nothing) where the schema
+                // promises a value; a failed fetch has its error already.
+                self.error(GraphQLError::new(message, ErrorCode::SubgraphInvalidResponse));
             }
             return Err(Bubble);
         }
@@ -337,7 +347,14 @@ impl<'a, 'r> Projector<'a, 'r> {
                         self.error(GraphQLError::new(refusal, ErrorCode::SubgraphInvalidResponse));
                         return Err(Bubble);
                     }
-                    node.write(&mut self.out);
+                    match (scalar, node.as_number()) {
+                        // An Int sent as `3.0` is written `3`, as graphql-js serializes it.
+                        (Scalar::Int, Some(Number::Float(f))) => {
+                            self.out
+                                .extend_from_slice(itoa::Buffer::new().format(f as i64).as_bytes());
+                        }
+                        _ => node.write(&mut self.out),
+                    }
                     Ok(())
                 }
                 FieldKind::EnumLeaf { enum_type, .. } => {
@@ -461,7 +478,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                         .and_then(|t| self.run.schema.unified_type_name(subgraph, t)),
                     TypeNames::Entity { fetch, key, subgraph } => {
                         let recorded = self.errors.len();
-                        let entity = match self.keyed_value(object, *fetch, key, false) {
+                        let entity = match self.keyed_value(object, *fetch, key, false, Reads::Entity) {
                             Val::Node(entity) if entity.is_object() => entity,
                             _ => {
                                 if self.errors.len() == recorded {
@@ -522,19 +539,25 @@ impl<'a, 'r> Projector<'a, 'r> {
             }
             FieldKind::Hydrated { fetch, key, inner } => {
                 let parent = object.identity();
+                let reads = Reads::Field(inner.data_key().unwrap_or_default());
                 let entity = match self.last_entity {
-                    Some((f, p, entity)) if f == *fetch && p == parent => Some(entity),
-                    _ => match self.keyed_value(object, *fetch, key, false) {
-                        Val::Node(entity) if entity.is_object() => Some(Fields::new(entity)),
+                    Some((f, p, entity, errors)) if f == *fetch && p == parent => {
+                        self.entity_errors(*fetch, errors, reads);
+                        Some((entity, errors))
+                    }
+                    _ => match self.keyed_entry(object, *fetch, key, false, reads) {
+                        (Val::Node(entity), errors) if entity.is_object() => {
+                            Some((Fields::new(entity), errors))
+                        }
                         // Not kept: each field records its own failure.
                         _ => None,
                     },
                 };
                 match entity {
-                    Some(mut entity) => {
+                    Some((mut entity, errors)) => {
                         let result = self.write_kind(&mut entity, ty, inner);
                         // The next field of this object likely reads the same entity, further on.
-                        self.last_entity = Some((*fetch, parent, entity));
+                        self.last_entity = Some((*fetch, parent, entity, errors));
                         result
                     }
                     None => self.complete(ty, Val::null(), inner),
@@ -546,7 +569,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             },
             FieldKind::Ref { fetch, key, .. } | FieldKind::Join { fetch, key, .. } => {
                 let is_join = matches!(kind, FieldKind::Join { .. });
-                let value = self.keyed_value(object, *fetch, key, is_join);
+                let value = self.keyed_value(object, *fetch, key, is_join, Reads::Entity);
                 self.complete(ty, value, kind)
             }
             FieldKind::Merge { parts, descending } => self.write_merge(object, ty, kind, parts, *descending),
@@ -584,8 +607,28 @@ impl<'a, 'r> Projector<'a, 'r> {
 
     /// The value a `@ref` (entity or null) or `@join` (list, empty when no
     /// row has the key) resolves to for `object`, recording the errors the
-    /// subgraph reported inside it or the failure of its batch.
-    fn keyed_value(&mut self, object: Node<'_>, fetch: usize, key: &ParentKey, is_join: bool) -> Val<'a> {
+    /// subgraph reported inside it (those `reads` concerns: see
+    /// [`Projector::entity_errors`]) or the failure of its batch.
+    fn keyed_value(
+        &mut self,
+        object: Node<'_>,
+        fetch: usize,
+        key: &ParentKey,
+        is_join: bool,
+        reads: Reads<'_>,
+    ) -> Val<'a> {
+        self.keyed_entry(object, fetch, key, is_join, reads).0
+    }
+
+    /// [`Projector::keyed_value`], and the errors the entity came with.
+    fn keyed_entry(
+        &mut self,
+        object: Node<'_>,
+        fetch: usize,
+        key: &ParentKey,
+        is_join: bool,
+        reads: Reads<'_>,
+    ) -> (Val<'a>, &'a [SubgraphError]) {
         let run: &'a Run<'r> = self.run;
         let keyed = match run.results.get(fetch).and_then(|r| r.get()) {
             Some(FetchResult::Keyed(keyed)) => Some(keyed),
@@ -598,30 +641,16 @@ impl<'a, 'r> Projector<'a, 'r> {
         };
         let has_key = found.is_some();
         let loaded = found.flatten();
-        match loaded {
+        let value = match loaded {
             Some(Ok(entry)) => {
-                let subgraph = run.plan.fetches[fetch].query().map(|q| q.subgraph.as_str());
-                for e in &entry.errors {
-                    let error = e.to_client(subgraph, &self.path);
-                    // Several hydrated fields read the same entity: report its errors once.
-                    if self
-                        .errors
-                        .iter()
-                        .any(|x| x.path == error.path && x.message == error.message)
-                    {
-                        continue;
-                    }
-                    if let Some(p) = &error.path {
-                        self.error_paths.insert(p.clone());
-                    }
-                    self.errors.push(error);
-                }
-                match &entry.value {
+                self.entity_errors(fetch, &entry.errors, reads);
+                let value = match &entry.value {
                     Found::Nothing if is_join => Val::empty_list(),
                     Found::Nothing => Val::null(),
                     Found::One(entity) => Val::Node(entity.node()),
                     Found::Rows(rows) => Val::Rows(rows),
-                }
+                };
+                return (value, &entry.errors);
             }
             Some(Err(failure)) => {
                 // One error per failed fetch, at the list it fed (as the
@@ -641,6 +670,49 @@ impl<'a, 'r> Projector<'a, 'r> {
             // No key, or no row has it: a join is empty, a reference is null.
             None if is_join && has_key => Val::empty_list(),
             None => Val::null(),
+        };
+        (value, &[])
+    }
+
+    /// Records the errors a subgraph reported inside an entity (their paths
+    /// relative to it). `Reads::Entity`: the current field is the entity,
+    /// every error is under it. `Reads::Field(key)`: the current field is
+    /// the entity's field `key`, filled into the object that asked for it
+    /// (`@from`, a search hit's hydrated fields): errors under `key` are
+    /// under the current field, errors under another field are left to the
+    /// field that reads it, errors without a path are the current field's.
+    fn entity_errors(&mut self, fetch: usize, errors: &'a [SubgraphError], reads: Reads<'_>) {
+        if errors.is_empty() {
+            return;
+        }
+        let subgraph = self.run.plan.fetches[fetch].query().map(|q| q.subgraph.as_str());
+        for e in errors {
+            let error = match reads {
+                Reads::Entity => e.to_client(subgraph, &self.path),
+                Reads::Field(key) => match e.path.split_first() {
+                    None => e.to_client(subgraph, &self.path),
+                    Some((PathSegment::Key(first), rest)) if first.as_str() == key => {
+                        let mut error = e.to_client(subgraph, &self.path);
+                        let mut path = self.path.clone();
+                        path.extend(rest.iter().cloned());
+                        error.path = Some(path);
+                        error
+                    }
+                    Some(_) => continue,
+                },
+            };
+            // Several fields read the same entity: report each error once.
+            if self
+                .errors
+                .iter()
+                .any(|x| x.path == error.path && x.message == error.message)
+            {
+                continue;
+            }
+            if let Some(p) = &error.path {
+                self.error_paths.insert(p.clone());
+            }
+            self.errors.push(error);
         }
     }
 
@@ -656,7 +728,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         let mut items: Vec<(Node<'a>, &'p MergePart)> = Vec::new();
         let mut failed = false;
         for part in parts {
-            let value = self.keyed_value(object, part.fetch, &part.key, part.is_join);
+            let value = self.keyed_value(object, part.fetch, &part.key, part.is_join, Reads::Entity);
             match value.items() {
                 Some(rows) => items.extend(rows.map(|r| (r, part))),
                 // keyed_value marks the path of a value that failed.

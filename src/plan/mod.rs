@@ -395,6 +395,20 @@ pub enum FieldKind {
     },
 }
 
+impl FieldKind {
+    /// The key the field's value has in the object it is read from.
+    pub fn data_key(&self) -> Option<&str> {
+        match self {
+            FieldKind::Leaf { data_key, .. }
+            | FieldKind::EnumLeaf { data_key, .. }
+            | FieldKind::Object { data_key, .. }
+            | FieldKind::SearchEdges { data_key, .. } => Some(data_key.as_str()),
+            FieldKind::Hydrated { inner, .. } | FieldKind::Sibling { inner, .. } => inner.data_key(),
+            _ => None,
+        }
+    }
+}
+
 /// One source of a [`FieldKind::Merge`]: a `@ref` or `@join` to one concrete type.
 #[derive(Debug, Clone)]
 pub struct MergePart {
