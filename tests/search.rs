@@ -684,6 +684,11 @@ async fn bad_search_input_gets_a_clear_error(backend: Backend) {
             "malformed",
         ),
         (
+            "{ contractSearch(filter: {startDate: {gte: \"2022-1-5\"}}) { totalCount } }".into(),
+            "BAD_USER_INPUT",
+            "YYYY-MM-DD",
+        ),
+        (
             format!("{{ contractSearch(after: \"{tampered}\") {{ totalCount }} }}"),
             "BAD_USER_INPUT",
             "cursor",

@@ -419,6 +419,7 @@ fn read_filters(
             });
             continue;
         }
+        check_dates(schema, &input.ty, value, name)?;
         let operators = matches!(
             schema.get(named_type(&input.ty)).map(|t| &t.kind),
             Some(TypeDefKind::InputObject(_))
@@ -481,6 +482,41 @@ fn read_filters(
         }
     }
     Ok(())
+}
+
+/// A `Date` in a filter must be one (`2023-04-05`): the index compares
+/// dates as text, so `2022-1-5` would be compared, not refused.
+fn check_dates(
+    schema: &Supergraph,
+    ty: &async_graphql::parser::types::Type,
+    value: &ConstValue,
+    filter: &str,
+) -> Result<(), FetchError> {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    match value {
+        ConstValue::List(items) => items.iter().try_for_each(|v| check_dates(schema, ty, v, filter)),
+        ConstValue::Object(fields) => {
+            let Some(defs) = schema.input_fields(named_type(ty)) else {
+                return Ok(());
+            };
+            fields.iter().try_for_each(|(name, v)| match defs.get(name) {
+                Some(def) => check_dates(schema, &def.ty, v, filter),
+                None => Ok(()),
+            })
+        }
+        ConstValue::String(s)
+            if named_type(ty).as_str() == "Date" && time::Date::parse(s, &format).is_err() =>
+        {
+            Err(bad_input(format!(
+                "filter `{filter}` takes dates written YYYY-MM-DD, got \"{s}\""
+            )))
+        }
+        ConstValue::Null | ConstValue::String(_) => Ok(()),
+        other if named_type(ty).as_str() == "Date" => Err(bad_input(format!(
+            "filter `{filter}` takes dates written YYYY-MM-DD, got {other}"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// `ID` input accepts integer literals (spec §3.5.5): they name the same
