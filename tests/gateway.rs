@@ -268,6 +268,22 @@ async fn introspection_and_typename_are_answered() {
         )
         .await;
     assert!(data["__type"]["interfaces"].is_array(), "{data}");
+
+    // Fields come in the order they were selected (spec §7.2.2), not sorted.
+    let text = stack
+        .client
+        .post(&stack.gateway)
+        .json(&json!({ "query": "{ __type(name: \"Contract\") { name kind description } }" }))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("body");
+    assert!(
+        text.contains(r#"{"__type":{"name":"Contract","kind":"OBJECT","description":"#),
+        "{text}"
+    );
 }
 
 const STANDARD_INTROSPECTION: &str = "query IntrospectionQuery {

@@ -24,6 +24,11 @@ pub use client::{
 };
 pub use error::{ErrorCode, FetchError, GraphQLError, Location, PathSegment};
 pub use input::{coerce_variables, Variables};
+
+/// The answers of an operation's `__schema`/`__type` root fields by
+/// response key, as JSON written in the order the fields were selected
+/// (spec §7.2.2; a `serde_json::Map` would sort them).
+pub type Introspection = std::collections::HashMap<String, Box<serde_json::value::RawValue>>;
 pub use search::{SearchContext, Strategy};
 
 use crate::plan::QueryPlan;
@@ -149,7 +154,7 @@ impl Executor {
         plan: &QueryPlan,
         variables: &Variables,
         headers: &HeaderMap,
-        introspection: Option<&Map<String, Value>>,
+        introspection: Option<&Introspection>,
     ) -> Execution {
         let run = run::Run::new(
             self,

@@ -7,7 +7,6 @@
 use std::collections::HashSet;
 
 use async_graphql::parser::types::{BaseType, Type};
-use serde_json::{Map, Value};
 
 use super::error::{ErrorCode, GraphQLError, PathSegment, SubgraphError};
 use super::input::Variables;
@@ -141,7 +140,7 @@ impl<'a, 'r> Projector<'a, 'r> {
 
     /// Writes `data` (an object, or `null` when a non-null root field failed).
     /// `introspection` holds async-graphql's answer for `__schema`/`__type`.
-    pub fn write_data(mut self, introspection: Option<&Map<String, Value>>) -> Projected {
+    pub fn write_data(mut self, introspection: Option<&super::Introspection>) -> Projected {
         let start = self.out.len();
         if self.write_root(introspection).is_err() {
             self.out.truncate(start);
@@ -154,7 +153,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         }
     }
 
-    fn write_root(&mut self, introspection: Option<&Map<String, Value>>) -> Result<(), Bubble> {
+    fn write_root(&mut self, introspection: Option<&super::Introspection>) -> Result<(), Bubble> {
         let run = self.run;
         // Errors a subgraph reported for its root fields: their paths are the
         // client's, since root fetches use the client's response keys.
@@ -208,9 +207,8 @@ impl<'a, 'r> Projector<'a, 'r> {
                 RootSource::Introspection => {
                     let value = introspection
                         .and_then(|m| m.get(node.response_key.as_str()))
-                        .unwrap_or(&Value::Null);
-                    // Writing a serde_json::Value into a Vec cannot fail.
-                    let _ = serde_json::to_writer(&mut self.out, value);
+                        .map_or("null", |raw| raw.get());
+                    self.out.extend_from_slice(value.as_bytes());
                     Ok(())
                 }
                 RootSource::Fetch(id) => self.write_root_field(id, node),

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 use xxhash_rust::xxh3::Xxh3;
 
 use super::limits::{self, CostTree, Limits};
-use crate::exec::{ErrorCode, GraphQLError, Location};
+use crate::exec::{ErrorCode, GraphQLError, Introspection, Location};
 use crate::plan::{self, PlanError, QueryPlan};
 use crate::schema::Supergraph;
 
@@ -194,7 +194,7 @@ pub async fn introspect(
     query: &str,
     operation_name: Option<&str>,
     variables: &Map<String, Value>,
-) -> Result<Map<String, Value>, Vec<GraphQLError>> {
+) -> Result<Introspection, Vec<GraphQLError>> {
     let mut request =
         async_graphql::Request::new(query).variables(Variables::from_json(Value::Object(variables.clone())));
     if let Some(name) = operation_name {
@@ -204,10 +204,15 @@ pub async fn introspect(
     if !response.errors.is_empty() {
         return Err(validation_errors(response.errors));
     }
-    match response.data.into_json() {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Ok(Map::new()),
-    }
+    // Each answer written from async-graphql's ordered map, in the order
+    // the client selected its fields.
+    let async_graphql::Value::Object(fields) = response.data else {
+        return Ok(Introspection::new());
+    };
+    Ok(fields
+        .into_iter()
+        .filter_map(|(key, value)| Some((key.to_string(), serde_json::value::to_raw_value(&value).ok()?)))
+        .collect())
 }
 
 /// The validator's errors, each once: two of its rules can report the same
