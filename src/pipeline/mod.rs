@@ -10,7 +10,7 @@
 mod apq;
 mod limits;
 mod prepare;
-mod variables;
+mod values;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

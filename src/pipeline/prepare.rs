@@ -177,7 +177,7 @@ async fn prepare(
     if !response.errors.is_empty() {
         return Err(validation_errors(response.errors));
     }
-    super::variables::check_usages(schema, &doc)?;
+    super::values::check(schema, &doc)?;
 
     let plan = plan::plan(schema, &doc, operation_name).map_err(|e| vec![plan_error(&e)])?;
     Ok(Prepared {

@@ -1,8 +1,14 @@
-//! The validation rule "All Variable Usages Are Allowed" (GraphQL spec
-//! §5.8.5): every variable is used where its type fits. async-graphql 7.2
-//! has the rule but never feeds it (its visitor chain does not pass input
-//! values on), so `query($id: ID) { staff(id: $id) { id } }` passed
-//! validation and reached a subgraph without its variable.
+//! Argument values checked against their types where async-graphql 7.2's
+//! validation leaves gaps:
+//!
+//! - "All Variable Usages Are Allowed" (GraphQL spec §5.8.5): every
+//!   variable is used where its type fits. async-graphql has the rule but
+//!   never feeds it (its visitor chain does not pass input values on), so
+//!   `query($id: ID) { staff(id: $id) { id } }` passed validation and
+//!   reached a subgraph without its variable.
+//! - "Values of Correct Type" (§5.6.1) for literals it accepts: an `Int`
+//!   past 32 bits (`3000000000`), a string where an enum value is expected
+//!   (`status: "ACTIVE"`).
 //!
 //! Runs after async-graphql's validation: fields, arguments, fragments and
 //! variable definitions are known to exist; what is not known (an
@@ -17,7 +23,7 @@ use async_graphql::{Pos, Positioned};
 use async_graphql_value::{Name, Value};
 
 use crate::exec::{ErrorCode, GraphQLError, Location};
-use crate::schema::{InputValueDef, Supergraph};
+use crate::schema::{InputValueDef, Supergraph, TypeDefKind};
 
 /// A variable used as a value: where, and the type that place expects.
 struct Usage<'d> {
@@ -28,13 +34,14 @@ struct Usage<'d> {
     location_default: bool,
 }
 
-/// Every variable usage of every operation in `doc` that the variable's
-/// type does not allow, as validation errors.
-pub fn check_usages(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<GraphQLError>> {
+/// Every variable usage the variable's type does not allow, and every
+/// literal its type does not allow, in every operation of `doc`, as errors.
+pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<GraphQLError>> {
     let mut walk = Walk {
         schema,
         doc,
         fragments: HashMap::new(),
+        literals: Vec::new(),
     };
     let mut errors = Vec::new();
     for (_, operation) in doc.operations.iter() {
@@ -60,10 +67,24 @@ pub fn check_usages(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(),
             }
             let (fragment_usages, fragment_spreads) = walk.fragment(name);
             spreads.extend(fragment_spreads.iter().copied());
-            check(&operation.node, fragment_usages, &mut errors);
+            check_usages(&operation.node, fragment_usages, &mut errors);
         }
-        check(&operation.node, &usages, &mut errors);
+        check_usages(&operation.node, &usages, &mut errors);
     }
+    // Fragments not spread by any operation are another rule's business;
+    // literals are checked wherever they are.
+    for (name, fragment) in doc.fragments.iter() {
+        if !walk.fragments.contains_key(name.as_str()) {
+            let on = fragment.node.type_condition.node.on.node.as_str();
+            walk.set(
+                &fragment.node.selection_set.node,
+                Some(on),
+                &mut Vec::new(),
+                &mut Vec::new(),
+            );
+        }
+    }
+    errors.append(&mut walk.literals);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -71,7 +92,7 @@ pub fn check_usages(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(),
     }
 }
 
-fn check(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &mut Vec<GraphQLError>) {
+fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &mut Vec<GraphQLError>) {
     for usage in usages {
         // An undefined variable is reported by another rule.
         let Some(definition) = operation
@@ -145,6 +166,8 @@ struct Walk<'a> {
     doc: &'a ExecutableDocument,
     /// Each fragment's usages and the fragments it spreads, walked once.
     fragments: HashMap<&'a str, (Vec<Usage<'a>>, Vec<&'a str>)>,
+    /// Literals their type does not allow.
+    literals: Vec<GraphQLError>,
 }
 
 impl<'a> Walk<'a> {
@@ -167,12 +190,12 @@ impl<'a> Walk<'a> {
         &self.fragments[name]
     }
 
-    fn directives_of_operation(&self, operation: &'a OperationDefinition, usages: &mut Vec<Usage<'a>>) {
+    fn directives_of_operation(&mut self, operation: &'a OperationDefinition, usages: &mut Vec<Usage<'a>>) {
         self.directives(&operation.directives, usages);
     }
 
     fn set(
-        &self,
+        &mut self,
         set: &'a SelectionSet,
         parent: Option<&str>,
         usages: &mut Vec<Usage<'a>>,
@@ -188,7 +211,7 @@ impl<'a> Walk<'a> {
                     if let Some(def) = def {
                         for (arg, value) in &field.arguments {
                             if let Some(arg_def) = def.args.get(arg.node.as_str()) {
-                                self.value(&value.node, value.pos, arg_def, usages);
+                                self.value(&arg.node, &value.node, value.pos, arg_def, usages);
                             }
                         }
                     }
@@ -216,7 +239,7 @@ impl<'a> Walk<'a> {
     /// `@skip(if:)` and `@include(if:)` take a `Boolean!`; other directives'
     /// arguments are not the gateway's to type.
     fn directives(
-        &self,
+        &mut self,
         directives: &'a [Positioned<async_graphql::parser::types::Directive>],
         usages: &mut Vec<Usage<'a>>,
     ) {
@@ -242,13 +265,22 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// The usages inside an argument's or input field's value.
-    fn value(&self, value: &'a Value, pos: Pos, def: &InputValueDef, usages: &mut Vec<Usage<'a>>) {
-        self.typed_value(value, pos, &def.ty, def.default.is_some(), usages);
+    /// The usages inside an argument's or input field's value, and the
+    /// literals in it that do not fit.
+    fn value(
+        &mut self,
+        arg: &Name,
+        value: &'a Value,
+        pos: Pos,
+        def: &InputValueDef,
+        usages: &mut Vec<Usage<'a>>,
+    ) {
+        self.typed_value(arg, value, pos, &def.ty, def.default.is_some(), usages);
     }
 
     fn typed_value(
-        &self,
+        &mut self,
+        arg: &Name,
         value: &'a Value,
         pos: Pos,
         expected: &Type,
@@ -270,7 +302,7 @@ impl<'a> Walk<'a> {
                     BaseType::Named(_) => expected,
                 };
                 for value in items {
-                    self.typed_value(value, pos, item, false, usages);
+                    self.typed_value(arg, value, pos, item, false, usages);
                 }
             }
             Value::Object(fields) => {
@@ -279,12 +311,51 @@ impl<'a> Walk<'a> {
                 };
                 for (name, value) in fields {
                     if let Some(def) = input_fields.get(name.as_str()) {
-                        self.value(value, pos, def, usages);
+                        self.value(arg, value, pos, def, usages);
                     }
                 }
             }
+            Value::Number(n)
+                if crate::schema::named_type(expected) == "Int"
+                    && n.as_i64().and_then(|n| i32::try_from(n).ok()).is_none() =>
+            {
+                self.literal(
+                    arg,
+                    pos,
+                    expected,
+                    format!("Int cannot represent non 32-bit signed integer value: {n}"),
+                );
+            }
+            Value::String(text) if self.is_enum(expected) => {
+                let name = crate::schema::named_type(expected);
+                self.literal(
+                    arg,
+                    pos,
+                    expected,
+                    format!("Enum \"{name}\" cannot represent non-enum value: \"{text}\" (write it without quotes)"),
+                );
+            }
             _ => {}
         }
+    }
+
+    fn is_enum(&self, ty: &Type) -> bool {
+        matches!(
+            self.schema.get(crate::schema::named_type(ty)).map(|t| &t.kind),
+            Some(TypeDefKind::Enum(_))
+        )
+    }
+
+    fn literal(&mut self, arg: &Name, pos: Pos, expected: &Type, why: String) {
+        let mut error = GraphQLError::new(
+            format!("Invalid value for argument \"{arg}\", expected type \"{expected}\": {why}"),
+            ErrorCode::BadUserInput,
+        );
+        error.locations = vec![Location {
+            line: pos.line,
+            column: pos.column,
+        }];
+        self.literals.push(error);
     }
 }
 
@@ -295,7 +366,7 @@ mod tests {
     fn errors(query: &str) -> Vec<String> {
         let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
         let doc = async_graphql::parser::parse_query(query).expect("parses");
-        match check_usages(&schema, &doc) {
+        match check(&schema, &doc) {
             Ok(()) => Vec::new(),
             Err(errors) => errors.into_iter().map(|e| e.message).collect(),
         }
@@ -321,6 +392,25 @@ mod tests {
             errors("query($s: String) { contractSearch(filter: { status: [$s] }) { totalCount } }").len(),
             1
         );
+    }
+
+    #[test]
+    fn literals_must_fit_their_type() {
+        assert_eq!(
+            errors("{ contracts(status: \"ACTIVE\", limit: 1) { id } }"),
+            ["Invalid value for argument \"status\", expected type \"ContractStatus\": Enum \"ContractStatus\" cannot represent non-enum value: \"ACTIVE\" (write it without quotes)"]
+        );
+        assert_eq!(errors("{ contracts(limit: 3000000000) { id } }").len(), 1);
+        // Inside input objects and lists, and in fragments no operation spreads.
+        assert_eq!(
+            errors("{ contractSearch(filter: { status: [\"ACTIVE\"] }) { totalCount } }").len(),
+            1
+        );
+        assert_eq!(
+            errors("{ __typename } fragment F on Query { contracts(limit: 3000000000) { id } }").len(),
+            1
+        );
+        assert!(errors("{ contracts(status: ACTIVE, limit: 2147483647) { id } }").is_empty());
     }
 
     #[test]
