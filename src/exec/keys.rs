@@ -86,7 +86,11 @@ pub fn decode_global_id(id: &str) -> Option<(String, String)> {
 }
 
 pub fn encode_global_id(type_name: &str, id: &str) -> String {
-    STANDARD.encode(format!("{type_name}:{id}"))
+    let mut raw = Vec::with_capacity(type_name.len() + 1 + id.len());
+    raw.extend_from_slice(type_name.as_bytes());
+    raw.push(b':');
+    raw.extend_from_slice(id.as_bytes());
+    STANDARD.encode(raw)
 }
 
 /// A canonical key as the subgraph argument `arg_type` expects it (its item

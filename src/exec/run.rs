@@ -618,12 +618,18 @@ impl BatchLoader {
         let spec = &*self.spec;
         match (&spec.sends, data) {
             // Every key sent gets its item, null when the field is missing.
-            (Sends::Aliases, _) => (0..sent)
-                .map(|i| {
-                    data.and_then(|d| Some(Held::of(d.tape(), d.node().get(&format!("_{i}"))?)))
-                        .unwrap_or_default()
-                })
-                .collect(),
+            (Sends::Aliases, _) => {
+                let mut alias = String::with_capacity(8);
+                (0..sent)
+                    .map(|i| {
+                        alias.clear();
+                        alias.push('_');
+                        alias.push_str(itoa::Buffer::new().format(i));
+                        data.and_then(|d| Some(Held::of(d.tape(), d.node().get(&alias)?)))
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            }
             (_, None) => Vec::new(),
             (_, Some(data)) => data
                 .node()
