@@ -328,7 +328,8 @@ pub struct KafkaConfig {
     /// Where events that keep failing go, with the error.
     pub dead_letter_topic: String,
     /// Tries of a failing batch before its events are tried alone (and the
-    /// ones that still fail go to the dead-letter topic).
+    /// ones that still fail go to the dead-letter topic). An outage of the
+    /// index or a service is retried until it ends instead.
     pub max_attempts: u32,
     /// First retry delay, doubled for each next try.
     #[serde(with = "humantime_serde")]

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, opensearch, random_write, Backend, Rng, Stack, StackOptions};
+use common::{eventually, opensearch, proxy, random_write, Backend, Rng, Stack, StackOptions};
 use serde_json::json;
 use tessera::sync::kafka::{list_dead_letters, replay_dead_letters, KafkaOptions, Worker};
 
@@ -156,6 +156,80 @@ async fn a_poison_event_is_dead_lettered_while_the_partition_flows_and_replay_dr
     assert!(list_dead_letters(&kafka).await.expect("list").is_empty());
     drop(stop);
     assert!(handle.await.expect("worker") >= 2);
+}
+
+/// Retitles two contracts during an outage that `outage` starts and
+/// `recovery` ends, held far longer than the worker's retries: the events
+/// wait for the end of the outage, then are applied; none is dead-lettered.
+async fn events_outlive_an_outage(
+    stack: &Stack,
+    kafka: &KafkaOptions,
+    outage: impl std::future::Future<Output = ()>,
+    recovery: impl std::future::Future<Output = ()>,
+) {
+    outage.await;
+    retitle(stack, 21, "Stranded dugong").await;
+    retitle(stack, 22, "Stranded manatee").await;
+    // The retries (2 tries 20 ms apart, then each event alone) take
+    // milliseconds; the outage lasts seconds.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let letters = list_dead_letters(kafka).await.expect("list");
+    assert!(
+        letters.is_empty(),
+        "an outage is not the events' fault: {letters:?}"
+    );
+    recovery.await;
+    eventually(
+        Duration::from_secs(30),
+        "the events kept during the outage are applied",
+        || async { title_count(stack, "stranded").await == 2 },
+    )
+    .await;
+    let letters = list_dead_letters(kafka).await.expect("list");
+    assert!(letters.is_empty(), "{letters:?}");
+}
+
+#[tokio::test]
+async fn a_service_outage_keeps_the_events_instead_of_dead_lettering_them() {
+    let Some(brokers) = brokers() else { return };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 1);
+    let stack = stack(100, Backend::Tantivy, &kafka).await;
+    let (stop, handle) = worker(&stack, &kafka).await;
+    // Staff answers 503 (then its circuit opens): no contract document,
+    // which names its manager, can be built; the contracts service itself
+    // takes the writes.
+    events_outlive_an_outage(
+        &stack,
+        &kafka,
+        stack.faults("staff", json!({"down": true})),
+        stack.faults("staff", json!({"down": false})),
+    )
+    .await;
+    drop(stop);
+    assert!(handle.await.expect("worker") >= 2);
+}
+
+#[tokio::test]
+async fn an_index_outage_keeps_the_events_instead_of_dead_lettering_them() {
+    let Some(brokers) = brokers() else { return };
+    let Some(Backend::OpenSearch(url)) = opensearch() else {
+        return;
+    };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 1);
+    // The gateway and the worker reach OpenSearch through a proxy that can be cut.
+    let cut = proxy(&url).await;
+    let mut stack = stack(100, Backend::OpenSearch(cut.url.clone()), &kafka).await;
+    let (stop, handle) = worker(&stack, &kafka).await;
+    events_outlive_an_outage(&stack, &kafka, async { cut.set_up(false) }, async {
+        cut.set_up(true)
+    })
+    .await;
+    drop(stop);
+    assert!(handle.await.expect("worker") >= 2);
+    // The stack drops its indexes at the server itself.
+    stack.config.search.opensearch.url = url;
 }
 
 #[tokio::test]

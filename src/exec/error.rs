@@ -170,6 +170,25 @@ impl FetchError {
         }
     }
 
+    /// Whether the subgraph (or the index) failed as a whole rather than
+    /// answered this request: it could not be reached, did not answer in
+    /// time, answered HTTP 5xx, 408 or 429, or its circuit is open. The same
+    /// request can succeed later. What a subgraph answers, errors included,
+    /// and a response that is not GraphQL are about the request: not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            FetchError::Unreachable { .. } | FetchError::Timeout { .. } | FetchError::CircuitOpen { .. } => {
+                true
+            }
+            FetchError::HttpStatus { status, .. } => *status >= 500 || matches!(status, 408 | 429),
+            FetchError::Search { code, .. } => *code == ErrorCode::SearchUnavailable,
+            FetchError::UnknownSubgraph { .. }
+            | FetchError::InvalidResponse { .. }
+            | FetchError::Downstream { .. }
+            | FetchError::BadInput { .. } => false,
+        }
+    }
+
     pub fn code(&self) -> ErrorCode {
         match self {
             FetchError::UnknownSubgraph { .. } => ErrorCode::InternalServerError,
@@ -208,6 +227,41 @@ impl FetchError {
             | FetchError::InvalidResponse { .. } => Some(self.to_string()),
             FetchError::Search { detail, .. } => detail.clone(),
             _ => None,
+        }
+    }
+}
+
+/// Why an operation the gateway runs itself (the sync's listings and reads
+/// by id, a MERGE page) failed: the first error and how many more.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct RunError {
+    pub message: String,
+    /// Some fetch failed for a reason about its subgraph, not the request
+    /// ([`FetchError::is_transient`]): the same operation can succeed later.
+    pub transient: bool,
+}
+
+impl RunError {
+    /// What `errors` (at least one) say together.
+    pub fn from_errors(errors: &[GraphQLError]) -> Self {
+        let message = match errors {
+            [] => "the operation failed".to_string(),
+            [one] => one.message.clone(),
+            [first, _] => format!("{} (and 1 more error)", first.message),
+            [first, rest @ ..] => format!("{} (and {} more errors)", first.message, rest.len()),
+        };
+        Self {
+            message,
+            transient: errors.iter().any(|e| e.transient),
+        }
+    }
+
+    /// A failure before anything was fetched (variables, the result's shape).
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            transient: false,
         }
     }
 }
@@ -252,6 +306,11 @@ pub struct GraphQLError {
     /// For the log only (see the module documentation).
     #[serde(skip)]
     pub detail: Option<String>,
+    /// A fetch that failed for a reason about the subgraph, not the request
+    /// ([`FetchError::is_transient`]): for the gateway's own operations,
+    /// which retry (the sync), never serialized.
+    #[serde(skip)]
+    pub transient: bool,
 }
 
 impl GraphQLError {
@@ -265,6 +324,7 @@ impl GraphQLError {
             extensions,
             code,
             detail: None,
+            transient: false,
         }
     }
 
@@ -288,6 +348,7 @@ impl GraphQLError {
     pub fn from_fetch(error: &FetchError) -> Self {
         let mut out = Self::new(error.client_message(), error.code());
         out.detail = error.detail();
+        out.transient = error.is_transient();
         if let Some(subgraph) = error.subgraph() {
             out = out.with_extension("subgraph", subgraph);
         }
@@ -325,6 +386,7 @@ impl SubgraphError {
             extensions,
             code: ErrorCode::DownstreamServiceError,
             detail: None,
+            transient: false,
         }
     }
 }

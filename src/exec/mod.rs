@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 pub use client::{
     forwarded_headers, Endpoint, Fetcher, HttpFetcher, SubgraphRequest, SubgraphResponse, Traffic,
 };
-pub use error::{ErrorCode, FetchError, GraphQLError, Location, PathSegment};
+pub use error::{ErrorCode, FetchError, GraphQLError, Location, PathSegment, RunError};
 pub use input::{coerce_variables, Variables};
 
 /// The answers of an operation's `__schema`/`__type` root fields by
@@ -87,19 +87,20 @@ impl Executor {
     }
 
     /// Runs a prepared internal operation with `variables` and returns its
-    /// `data`; any error fails the whole call. `headers` are forwarded to
-    /// the subgraphs as a client's would be.
+    /// `data`; any error fails the whole call (and says whether it was
+    /// transient). `headers` are forwarded to the subgraphs as a client's
+    /// would be.
     pub async fn run(
         &self,
         query: &Internal,
         variables: &Map<String, Value>,
         headers: &HeaderMap,
-    ) -> Result<Map<String, Value>, String> {
+    ) -> Result<Map<String, Value>, RunError> {
         let data = self.run_bytes(query, variables, headers).await?;
         match serde_json::from_slice(&data) {
             Ok(Value::Object(data)) => Ok(data),
-            Ok(_) => Err("the query returned no data".into()),
-            Err(e) => Err(e.to_string()),
+            Ok(_) => Err(RunError::internal("the query returned no data")),
+            Err(e) => Err(RunError::internal(e.to_string())),
         }
     }
 
@@ -110,22 +111,20 @@ impl Executor {
         query: &Internal,
         variables: &Map<String, Value>,
         headers: &HeaderMap,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, RunError> {
         let variables =
             input::coerce_variables(&self.schema, &query.plan.variables, variables).map_err(|errors| {
-                errors
-                    .into_iter()
-                    .map(|e| e.message)
-                    .collect::<Vec<_>>()
-                    .join("; ")
+                RunError::internal(
+                    errors
+                        .into_iter()
+                        .map(|e| e.message)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
             })?;
         let execution = self.execute(&query.plan, &variables, headers, None).await;
-        if let Some(first) = execution.errors.first() {
-            return Err(match execution.errors.len() - 1 {
-                0 => first.message.clone(),
-                1 => format!("{} (and 1 more error)", first.message),
-                more => format!("{} (and {more} more errors)", first.message),
-            });
+        if !execution.errors.is_empty() {
+            return Err(RunError::from_errors(&execution.errors));
         }
         Ok(execution.data)
     }
@@ -139,7 +138,9 @@ impl Executor {
     ) -> futures::future::BoxFuture<'s, Result<Map<String, Value>, String>> {
         Box::pin(async move {
             let query = self.prepare(text)?;
-            self.run(&query, &Map::new(), headers).await
+            self.run(&query, &Map::new(), headers)
+                .await
+                .map_err(|e| e.message)
         })
     }
 

@@ -116,6 +116,32 @@ pub enum SearchError {
 }
 
 impl SearchError {
+    /// Whether the index failed as a whole rather than refused what was
+    /// asked: it could not be reached, did not answer in time, or answered
+    /// with an error of its own (an error status, an I/O error). The same
+    /// request can succeed later. A document it refuses is not an error
+    /// ([`WriteOutcome::rejected`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SearchError::Unavailable { .. } | SearchError::Backend { .. } => true,
+            SearchError::UnknownIndex { .. }
+            | SearchError::UnknownField { .. }
+            | SearchError::NotFilterable { .. }
+            | SearchError::NotSortable { .. }
+            | SearchError::NotSearchable { .. }
+            | SearchError::WrongType { .. }
+            | SearchError::UnsupportedFilter { .. }
+            | SearchError::InvalidQuery { .. }
+            | SearchError::WindowTooLarge { .. }
+            | SearchError::BadPosition { .. }
+            | SearchError::InvalidSpec { .. }
+            | SearchError::InvalidDocument { .. }
+            | SearchError::InvalidName { .. }
+            | SearchError::AlreadyExists { .. }
+            | SearchError::IndexInUse { .. } => false,
+        }
+    }
+
     /// Whether the client's query caused this (and the message may be shown
     /// to it) rather than the index or the gateway.
     pub fn is_client_error(&self) -> bool {

@@ -17,6 +17,15 @@
 //!   event, or one for a type no index reads a service for, goes there at
 //!   once. [`list_dead_letters`] and [`replay_dead_letters`] show and
 //!   re-drive them.
+//! - **Outages are not dead letters**: a failure that is not about the
+//!   events ([`SyncError::is_transient`]: the index or a service cannot be
+//!   reached, does not answer in time, answers 5xx, its circuit is open)
+//!   would fail every event alone too. The batch is then kept: nothing is
+//!   committed nor dead-lettered, the partitions are rewound and the batch
+//!   is tried again, with a backoff doubling up to [`MAX_OUTAGE_BACKOFF`],
+//!   for as long as the outage lasts. Only failures about one event (a
+//!   service's error for its row, a row that does not fit the schema, a
+//!   document the index refuses, a setup error) reach the dead-letter topic.
 //! - **From scratch**: an index never built is backfilled first; the group's
 //!   start is pinned to the end of every partition before, so the events
 //!   published during the backfill are applied after it: no gap.
@@ -36,6 +45,9 @@ use serde::{Deserialize, Serialize};
 use super::events::ServiceEvent;
 use super::{Change, Checkpoint, SyncError, Syncer};
 use crate::schema::Supergraph;
+
+/// The longest wait between two tries of a batch kept during an outage.
+pub const MAX_OUTAGE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How the worker reaches Kafka and what it does with failures: the
 /// `[sync.kafka]` section as it stands.
@@ -222,11 +234,14 @@ impl Worker {
         &self.topics
     }
 
-    /// Applies events until `shutdown` resolves. Failures to reach Kafka or
-    /// the index are logged and retried; only a dead-letter topic that
-    /// cannot be written stops a partition (its offsets are not committed).
+    /// Applies events until `shutdown` resolves. Failures to reach Kafka,
+    /// the index or a service are logged and retried without committing
+    /// (the batch is read again); so is a dead-letter topic that cannot be
+    /// written.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> WorkerReport {
         let mut report = WorkerReport::default();
+        // The wait before a kept batch is tried again; doubles while it fails.
+        let mut backoff = self.options.retry_backoff;
         tokio::pin!(shutdown);
         loop {
             let first = tokio::select! {
@@ -251,6 +266,7 @@ impl Worker {
             }
             match self.handle(&batch).await {
                 Ok(dead) => {
+                    backoff = self.options.retry_backoff;
                     report.events += batch.len() as u64;
                     report.dead_letters += dead;
                     if let Err(e) = self.commit(&batch) {
@@ -259,9 +275,19 @@ impl Worker {
                 }
                 Err(e) => {
                     // Nothing committed: seek back so the batch comes again.
-                    tracing::error!(error = %e, "a batch could not be applied nor dead-lettered; retrying it");
+                    if e.is_transient() {
+                        tracing::warn!(error = %e, events = batch.len(), retry_in = ?backoff,
+                            "the index or a service is unavailable; the batch is kept (nothing committed nor dead-lettered) and tried again");
+                    } else {
+                        tracing::error!(error = %e, events = batch.len(), retry_in = ?backoff,
+                            "a batch could not be applied nor dead-lettered; retrying it");
+                    }
                     self.rewind(&batch);
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tokio::select! {
+                        _ = &mut shutdown => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_OUTAGE_BACKOFF);
                 }
             }
         }
@@ -270,43 +296,47 @@ impl Worker {
         report
     }
 
-    /// Applies a batch; returns how many events went to the dead-letter topic.
+    /// Applies a batch; returns how many events went to the dead-letter
+    /// topic. A transient error (an outage) is returned before anything is
+    /// dead-lettered: the whole batch is to be tried again.
     async fn handle(&self, batch: &[OwnedMessage]) -> Result<u64, SyncError> {
         let schema = self.syncer.schema();
         let mut changes: Vec<(usize, Change)> = Vec::with_capacity(batch.len());
-        let mut dead = 0;
+        // (event, error, tries): written once the rest of the batch is applied,
+        // so a batch kept for an outage does not dead-letter them again.
+        let mut letters: Vec<(usize, String, u32)> = Vec::new();
         for (i, message) in batch.iter().enumerate() {
             let parsed = ServiceEvent::parse(message.payload().unwrap_or_default())
                 .and_then(|event| event.to_change(schema));
             match parsed {
                 Ok(change) => changes.push((i, change)),
-                Err(e) => {
-                    tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(),
-                        error = %e, "a change event cannot be applied; it goes to the dead-letter topic");
-                    self.dead_letter(message, &e.to_string(), 0).await?;
-                    dead += 1;
+                Err(e) => letters.push((i, e.to_string(), 0)),
+            }
+        }
+        if !changes.is_empty() {
+            let all: Vec<Change> = changes.iter().map(|(_, c)| c.clone()).collect();
+            match self.apply_with_retries(&all).await {
+                Ok(()) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                // Something in the batch keeps failing: find it, let the rest through.
+                Err(_) => {
+                    for (i, change) in changes {
+                        match self.apply(std::slice::from_ref(&change)).await {
+                            Ok(()) => {}
+                            Err(e) if e.is_transient() => return Err(e),
+                            Err(e) => letters.push((i, e.to_string(), self.options.max_attempts + 1)),
+                        }
+                    }
                 }
             }
         }
-        if changes.is_empty() {
-            return Ok(dead);
+        for (i, error, attempts) in &letters {
+            let message = &batch[*i];
+            tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(),
+                %error, attempts, "a change event cannot be applied; it goes to the dead-letter topic");
+            self.dead_letter(message, error, *attempts).await?;
         }
-        let all: Vec<Change> = changes.iter().map(|(_, c)| c.clone()).collect();
-        if self.apply_with_retries(&all).await.is_ok() {
-            return Ok(dead);
-        }
-        // Something in the batch keeps failing: find it, let the rest through.
-        for (i, change) in changes {
-            if let Err(e) = self.apply(std::slice::from_ref(&change)).await {
-                let message = &batch[i];
-                tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(),
-                    error = %e, "a change event failed {} times; it goes to the dead-letter topic", self.options.max_attempts + 1);
-                self.dead_letter(message, &e.to_string(), self.options.max_attempts + 1)
-                    .await?;
-                dead += 1;
-            }
-        }
-        Ok(dead)
+        Ok(letters.len() as u64)
     }
 
     /// Applies `changes`; a document the index refused fails them too (so

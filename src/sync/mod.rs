@@ -17,6 +17,13 @@
 //! - **Reconcile** rebuilds every document from the sources and writes those
 //!   that differ: the safety net for anything the others missed.
 //!
+//! A failed step writes nothing past its last good checkpoint and is tried
+//! again. [`SyncError::is_transient`] tells an outage (the index or a
+//! service unreachable, too slow, answering 5xx, its circuit open: the same
+//! step can succeed later) from a failure about what was asked (a service's
+//! error for a row, a row that does not fit the schema): the Kafka worker
+//! keeps retrying the first and dead-letters events only for the second.
+//!
 //! A document's version is the time its rows were read (microseconds). Every rebuild reads
 //! current state, so the latest read is the newest document, whether a row
 //! was changed, added or deleted; the backend skips a write older than what
@@ -38,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
 
-use crate::exec::{Executor, Internal};
+use crate::exec::{Executor, Internal, RunError};
 use crate::readmodel::documents::Listing;
 use crate::readmodel::documents::{self, json_id};
 use crate::readmodel::{
@@ -54,13 +61,21 @@ pub use events::{EventError, ServiceEvent};
 pub use freshness::{Freshness, NotYet};
 
 /// Why a sync step failed. The step is retried by the next poll; nothing
-/// is written past the last good checkpoint.
+/// is written past the last good checkpoint. [`SyncError::is_transient`]
+/// tells an outage (retry the same step) from a failure about the rows or
+/// events it was given (the Kafka worker dead-letters those).
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
     #[error("index `{index}` is not declared in schema.graphql (declared: {known})")]
     UnknownIndex { index: String, known: String },
+    /// A service answered about what was asked (an error for a row, a row
+    /// that does not fit the schema), or the sync cannot ask it at all.
     #[error("reading {what} failed: {message}")]
     Source { what: String, message: String },
+    /// A service could not be reached, did not answer in time, answered
+    /// HTTP 5xx or its circuit is open: nothing was learnt about the rows.
+    #[error("reading {what} failed: {message}")]
+    SourceUnavailable { what: String, message: String },
     #[error(
         "index `{index}` was built from another version of schema.graphql ({differences}); \
          rebuild it with `tessera sync reindex {index}` (blue/green: searches keep working meanwhile)"
@@ -74,6 +89,42 @@ pub enum SyncError {
     },
     #[error(transparent)]
     Index(#[from] SearchError),
+}
+
+impl SyncError {
+    /// A read through the executor that failed: unavailable when a fetch
+    /// failed for a reason about its service rather than the rows.
+    fn read(what: String, e: RunError) -> Self {
+        if e.transient {
+            SyncError::SourceUnavailable {
+                what,
+                message: e.message,
+            }
+        } else {
+            SyncError::Source {
+                what,
+                message: e.message,
+            }
+        }
+    }
+
+    /// Whether the step failed because the index or a service could not do
+    /// anything just then (unreachable, too slow, failing as a whole: see
+    /// [`SearchError::is_transient`], `FetchError::is_transient`), not
+    /// because of what it was asked: the same step can succeed later, and
+    /// says nothing about the events it applied. Everything else (a service's
+    /// answer about a row, a document the index refuses, a setup error) is
+    /// not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::SourceUnavailable { .. } => true,
+            SyncError::Index(e) => e.is_transient(),
+            SyncError::UnknownIndex { .. }
+            | SyncError::Source { .. }
+            | SyncError::SpecMismatch { .. }
+            | SyncError::Alias { .. } => false,
+        }
+    }
 }
 
 /// Sync state stored with each commit of an index.
@@ -423,10 +474,7 @@ impl Syncer {
                 &reqwest::header::HeaderMap::new(),
             )
             .await
-            .map_err(|message| SyncError::Source {
-                what: format!("{type_name} rows"),
-                message,
-            })?;
+            .map_err(|e| SyncError::read(format!("{type_name} rows"), e))?;
         Ok(documents::page_rows(&listing.changes, position, data))
     }
 
@@ -749,10 +797,6 @@ impl Syncer {
         let entity = source.builder.entity();
         let prepared = self.listing(entity, source.builder.selection())?;
         let (listing, query) = &*prepared;
-        let source_error = |message| SyncError::Source {
-            what: format!("{entity} rows"),
-            message,
-        };
         let data = self
             .executor
             .run_bytes(
@@ -761,9 +805,13 @@ impl Syncer {
                 &reqwest::header::HeaderMap::new(),
             )
             .await
-            .map_err(source_error)?;
-        documents::page_documents(&source.builder, &listing.changes, &position, &data, read_at)
-            .map_err(source_error)
+            .map_err(|e| SyncError::read(format!("{entity} rows"), e))?;
+        documents::page_documents(&source.builder, &listing.changes, &position, &data, read_at).map_err(
+            |message| SyncError::Source {
+                what: format!("{entity} rows"),
+                message,
+            },
+        )
     }
 
     /// Rebuilds what changed since the watermark and moves it. An index that
@@ -977,10 +1025,7 @@ impl Syncer {
             .executor
             .run(&query, &variables, &reqwest::header::HeaderMap::new())
             .await
-            .map_err(|message| SyncError::Source {
-                what: format!("{type_name} by id"),
-                message,
-            })?;
+            .map_err(|e| SyncError::read(format!("{type_name} by id"), e))?;
         Ok((0..ids.len())
             .map(|i| match data.remove(&format!("r{i}")) {
                 Some(Value::Object(row)) => Some(row),
