@@ -3,11 +3,14 @@
 //! id scan (for services that announce nothing), the reconcile (the safety
 //! net), and read repair (a search that meets a hit whose entity is gone).
 //! Deletes go straight to the services' own mutations, never through the
-//! gateway.
+//! gateway. A delete while a listing pages by offset makes it skip a live
+//! row: the scan and the reconcile keep that row's document.
 
 #[macro_use]
 mod common;
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{eventually, relay, Backend, Stack, StackOptions};
@@ -359,7 +362,211 @@ async fn a_failing_service_nulls_only_the_nodes_it_hydrates(backend: Backend) {
     assert!(posts > 0, "the page holds posts: {body}");
 }
 
+/// The posts service as an offset listing sees it when rows are deleted
+/// while it pages, in front of the real one: once armed, it deletes the
+/// first post right before passing on the second page of a posts listing,
+/// so the post that opened that page moves onto the first and no page
+/// lists it. It can also fail every read of a post by id.
+#[derive(Clone)]
+struct ShiftingPosts {
+    url: String,
+    upstream: String,
+    client: reqwest::Client,
+    victim: Arc<Mutex<Option<String>>>,
+    listings: Arc<AtomicUsize>,
+    fail_reads: Arc<AtomicBool>,
+}
+
+/// `@changes` of Post as declared, and with pages of 10 rows: a listing of
+/// the 60 posts takes six pages.
+const POSTS_CHANGES: &str =
+    "@changes(field: \"posts\", since: \"updatedAfter\", limitArg: \"first\", offsetArg: \"skip\", pageSize: 1000,";
+const POSTS_PAGE: usize = 10;
+
+impl ShiftingPosts {
+    async fn start(stack: &Stack) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let posts = Self {
+            url: format!("http://{}/graphql", listener.local_addr().expect("addr")),
+            upstream: stack.services["posts"].url(),
+            client: reqwest::Client::new(),
+            victim: Arc::default(),
+            listings: Arc::default(),
+            fail_reads: Arc::default(),
+        };
+        let app = axum::Router::new()
+            .route("/graphql", axum::routing::post(Self::answer))
+            .with_state(posts.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        posts
+    }
+
+    /// Arms the next listing: returns the post it deletes (the first) and
+    /// the post it skips (the first of the second page).
+    async fn arm(&self) -> (String, String) {
+        let ids = self.ids(POSTS_PAGE + 1).await;
+        self.listings.store(0, Ordering::SeqCst);
+        *self.victim.lock().expect("lock") = Some(ids[0].clone());
+        (ids[0].clone(), ids[POSTS_PAGE].clone())
+    }
+
+    /// The first `n` post ids in the listing's order (by id).
+    async fn ids(&self, n: usize) -> Vec<String> {
+        let data = self
+            .call(json!({"query": "query($n: Int) { posts(first: $n) { id } }", "variables": {"n": n}}))
+            .await;
+        data["data"]["posts"]
+            .as_array()
+            .expect("posts")
+            .iter()
+            .map(|p| p["id"].as_str().expect("id").to_string())
+            .collect()
+    }
+
+    async fn call(&self, body: Value) -> Value {
+        self.client
+            .post(&self.upstream)
+            .json(&body)
+            .send()
+            .await
+            .expect("posts answers")
+            .json()
+            .await
+            .expect("posts answers JSON")
+    }
+
+    async fn answer(
+        axum::extract::State(posts): axum::extract::State<Self>,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let text = String::from_utf8_lossy(&body);
+        if text.contains("posts(") {
+            if posts.listings.fetch_add(1, Ordering::SeqCst) == 1 {
+                let victim = posts.victim.lock().expect("lock").take();
+                if let Some(id) = victim {
+                    let deleted = posts
+                        .call(json!({"query": "mutation($id: ID!) { deletePost(id: $id) }", "variables": {"id": id}}))
+                        .await;
+                    assert_eq!(deleted["data"]["deletePost"], json!(true), "{deleted}");
+                }
+            }
+        } else if text.contains("post(") && posts.fail_reads.load(Ordering::SeqCst) {
+            let refused = json!({"data": null, "errors": [{"message": "posts cannot be read by id (test)"}]});
+            return axum::Json(refused).into_response();
+        }
+        let answer = posts
+            .client
+            .post(&posts.upstream)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("posts answers");
+        let status = answer.status().as_u16();
+        let bytes = answer.bytes().await.expect("posts answers");
+        (
+            axum::http::StatusCode::from_u16(status).expect("status"),
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response()
+    }
+}
+
+/// Services, the posts service behind [`ShiftingPosts`], and a gateway of
+/// its own listing posts 10 at a time, its feed backfilled.
+async fn shifting_listing(backend: Backend) -> (Stack, ShiftingPosts, tessera::Tessera) {
+    let stack = Stack::start_with(StackOptions {
+        scale: 120,
+        backend,
+        ..StackOptions::default()
+    })
+    .await;
+    let posts = ShiftingPosts::start(&stack).await;
+    let mut config = stack.config.clone();
+    config.search.in_memory = true;
+    config.subgraphs.get_mut("posts").expect("posts").url = posts.url.clone();
+    let schema = include_str!("../schema.graphql");
+    assert!(schema.contains(POSTS_CHANGES));
+    let schema = schema.replace(
+        POSTS_CHANGES,
+        &POSTS_CHANGES.replace("pageSize: 1000", &format!("pageSize: {POSTS_PAGE}")),
+    );
+    let tessera = tessera::build(&config, &schema).expect("gateway builds");
+    tessera
+        .syncer
+        .backfill("feed", false, &|_| {})
+        .await
+        .expect("backfill");
+    (stack, posts, tessera)
+}
+
+async fn indexed(tessera: &tessera::Tessera, post: &str) -> bool {
+    let id = format!("Post:{post:0>20}");
+    tessera.backend.get("feed", &[id]).await.expect("get")[0].is_some()
+}
+
+/// The posts the feed holds are exactly the service's.
+async fn assert_posts_match(tessera: &tessera::Tessera, posts: &ShiftingPosts) {
+    let mut live = posts.ids(1000).await;
+    live.sort();
+    let all = tessera::search::Filter::Term {
+        field: tessera::search::TYPE_FIELD.into(),
+        value: tessera::search::FieldValue::Str("Post".into()),
+    };
+    let mut held: Vec<String> = tessera
+        .backend
+        .ids_where("feed", &all)
+        .await
+        .expect("ids")
+        .iter()
+        .map(|id| id.trim_start_matches("Post:").trim_start_matches('0').to_string())
+        .collect();
+    held.sort();
+    assert_eq!(held, live);
+}
+
+async fn an_id_scan_deletes_a_document_only_when_its_row_reads_as_gone(backend: Backend) {
+    let (_stack, posts, tessera) = shifting_listing(backend).await;
+    // A row the listing skipped is only a candidate: its read by id fails,
+    // so nothing is deleted and the scan fails (the next one decides).
+    let (_, skipped) = posts.arm().await;
+    posts.fail_reads.store(true, Ordering::SeqCst);
+    let failed = tessera.syncer.scan("feed").await;
+    assert!(indexed(&tessera, &skipped).await, "post {skipped} exists");
+    assert!(failed.is_err(), "{failed:?}");
+    posts.fail_reads.store(false, Ordering::SeqCst);
+    // Read by id, the skipped row is there: its document stays; the row
+    // deleted meanwhile (not listed this time) reads as gone: deleted.
+    let (_, skipped) = posts.arm().await;
+    let report = tessera.syncer.scan("feed").await.expect("scan");
+    assert!(indexed(&tessera, &skipped).await, "post {skipped} exists");
+    assert_eq!((report.deleted, report.failed), (1, 0), "{report:?}");
+    // Nothing armed: the last row deleted goes too, nothing else.
+    tessera.syncer.scan("feed").await.expect("scan");
+    assert_posts_match(&tessera, &posts).await;
+}
+
+async fn a_reconcile_deletes_a_document_only_when_its_row_reads_as_gone(backend: Backend) {
+    let (_stack, posts, tessera) = shifting_listing(backend).await;
+    let (_, skipped) = posts.arm().await;
+    posts.fail_reads.store(true, Ordering::SeqCst);
+    let failed = tessera.syncer.reconcile("feed").await;
+    assert!(indexed(&tessera, &skipped).await, "post {skipped} exists");
+    assert!(failed.is_err(), "{failed:?}");
+    posts.fail_reads.store(false, Ordering::SeqCst);
+    let (_, skipped) = posts.arm().await;
+    let report = tessera.syncer.reconcile("feed").await.expect("reconcile");
+    assert!(indexed(&tessera, &skipped).await, "post {skipped} exists");
+    assert_eq!((report.deleted, report.failed), (1, 0), "{report:?}");
+    tessera.syncer.reconcile("feed").await.expect("reconcile");
+    assert_posts_match(&tessera, &posts).await;
+}
+
 on_both_backends!(
+    an_id_scan_deletes_a_document_only_when_its_row_reads_as_gone,
+    a_reconcile_deletes_a_document_only_when_its_row_reads_as_gone,
     an_id_scan_applies_deletes_no_event_announced,
     reconcile_repairs_deletes_of_the_newest_contributing_row,
     change_events_apply_deletes_at_once,

@@ -13,7 +13,10 @@
 //!   deletes included, with every document that denormalizes them.
 //! - **Scan** ([`Syncer::scan`]): deletes for services that announce
 //!   nothing. Only ids are listed; a document whose row, or one of whose
-//!   denormalized rows, is gone is deleted or rebuilt.
+//!   denormalized rows, is gone is deleted or rebuilt. A listing pages by
+//!   offset, so a row deleted while it pages makes it skip a live one: a
+//!   document missing from a listing (in a scan or a reconcile) is deleted
+//!   only once a read by id finds no row, and kept when that read fails.
 //! - **Reconcile** rebuilds every document from the sources and writes those
 //!   that differ: the safety net for anything the others missed.
 //!
@@ -1089,11 +1092,12 @@ impl Syncer {
         Ok(report)
     }
 
-    /// Compares ids only: documents whose row is gone are deleted, rows
-    /// without a document are built, documents that denormalize a row that
-    /// is gone are rebuilt. For services that announce no change events (and
-    /// after a backfill, whose offset paging skips rows deleted meanwhile);
-    /// it costs one listing of ids per type, not a rebuild.
+    /// Compares ids only: documents whose row is not listed are read by id
+    /// and deleted where the row is gone, rows without a document are
+    /// built, documents that denormalize a row that is gone are rebuilt. For
+    /// services that announce no change events (and after a backfill, whose
+    /// offset paging skips rows deleted meanwhile); it costs one listing of
+    /// ids per type and a read of the rows that differ, not a rebuild.
     pub async fn scan(&self, name: &str) -> Result<SyncReport, SyncError> {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
@@ -1105,14 +1109,14 @@ impl Syncer {
     async fn scan_into(&self, model: &IndexModel, target: &str) -> Result<SyncReport, SyncError> {
         let name = target;
         let began = Instant::now();
-        // Documents written after this instant read rows this scan may not
-        // have listed: the delete's version keeps them (see `WriteOp::Delete`).
-        let started = now_version();
         let mut report = SyncReport::default();
         let mut live: HashMap<String, HashSet<String>> = HashMap::new();
-        // Rows with no document: a listing paged by offset skips rows when
-        // earlier ones are deleted meanwhile (a backfill under deletes).
-        let mut unindexed: Vec<Vec<String>> = Vec::with_capacity(model.sources.len());
+        // Entities whose document and listing disagree, rebuilt from a read
+        // by id (deleted only where that read finds no row). A listing paged
+        // by offset skips a live row when an earlier one is deleted while it
+        // pages: a document the listing lacks is only a candidate, and a row
+        // without a document may be one a backfill skipped the same way.
+        let mut mismatched: Vec<Vec<String>> = Vec::with_capacity(model.sources.len());
         for source in &model.sources {
             let entity = source.builder.entity();
             let ids = self.live_ids(entity, &mut live).await?;
@@ -1121,23 +1125,17 @@ impl Syncer {
                 value: FieldValue::Str(entity.to_string()),
             };
             let indexed: HashSet<String> = self.backend.ids_where(name, &filter).await?.into_iter().collect();
-            let gone: Vec<WriteOp> = indexed
+            let unlisted = indexed
                 .iter()
-                .filter(|doc_id| entity_of(doc_id).is_some_and(|(_, id)| !ids.contains(&id)))
-                .map(|id| WriteOp::Delete {
-                    id: id.clone(),
-                    version: started,
-                })
-                .collect();
-            report.add(self.write(name, gone, None).await?);
-            unindexed.push(
-                ids.iter()
-                    .filter(|id| !indexed.contains(&document_id(entity, id)))
-                    .cloned()
-                    .collect(),
-            );
+                .filter_map(|doc_id| entity_of(doc_id).map(|(_, id)| id))
+                .filter(|id| !ids.contains(id));
+            let unindexed = ids
+                .iter()
+                .filter(|id| !indexed.contains(&document_id(entity, id)))
+                .cloned();
+            mismatched.push(unlisted.chain(unindexed).collect());
         }
-        for (source, mut stale) in model.sources.iter().zip(unindexed) {
+        for (source, mut stale) in model.sources.iter().zip(mismatched) {
             for relation in source.builder.relations() {
                 let ids = self.live_ids(&relation.target, &mut live).await?;
                 let missing: Vec<String> = self
@@ -1176,7 +1174,8 @@ impl Syncer {
     }
 
     /// Rebuilds every document from the sources: writes those that differ
-    /// from the index, deletes those whose row is gone.
+    /// from the index; those the listings did not show are read by id and
+    /// deleted where the row is gone.
     pub async fn reconcile(&self, name: &str) -> Result<SyncReport, SyncError> {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
@@ -1234,16 +1233,37 @@ impl Syncer {
             lte: None,
             lt: None,
         };
-        let gone: Vec<WriteOp> = self
-            .backend
-            .ids_where(name, &all)
-            .await?
-            .into_iter()
-            .filter(|id| !seen.contains(id))
-            // Only documents not rewritten since the reconcile started.
-            .map(|id| WriteOp::Delete { id, version: started })
-            .collect();
-        report.add(self.write(name, gone, None).await?);
+        // A document the listings did not show is only a candidate (an
+        // offset listing skips a live row when an earlier one is deleted
+        // while it pages): it is rebuilt from a read by id, so deleted only
+        // where that read finds no row, and kept when the read fails.
+        let mut unlisted: Vec<Vec<String>> = vec![Vec::new(); model.sources.len()];
+        let mut foreign = Vec::new();
+        for doc_id in self.backend.ids_where(name, &all).await? {
+            if seen.contains(&doc_id) {
+                continue;
+            }
+            let slot = entity_of(&doc_id).and_then(|(t, id)| {
+                model
+                    .sources
+                    .iter()
+                    .position(|s| s.builder.entity() == t)
+                    .map(|slot| (slot, id))
+            });
+            match slot {
+                Some((slot, id)) => unlisted[slot].push(id),
+                // Of no type the index reads: nothing can rebuild it. Only
+                // documents not rewritten since the reconcile started go.
+                None => foreign.push(WriteOp::Delete {
+                    id: doc_id,
+                    version: started,
+                }),
+            }
+        }
+        report.add(self.write(name, foreign, None).await?);
+        for (source, ids) in model.sources.iter().zip(unlisted) {
+            report.add(self.rebuild_locked(name, source, &ids).await?);
+        }
         Ok(report)
     }
 
