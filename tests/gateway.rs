@@ -286,6 +286,40 @@ async fn introspection_and_typename_are_answered() {
     );
 }
 
+#[tokio::test]
+async fn typename_takes_skip_and_include_like_any_field() {
+    let stack = Stack::start().await;
+    let query = "query($x: Boolean!) { __typename @include(if: $x) staffCount }";
+    let (status, body) = stack
+        .post(json!({ "query": query, "variables": { "x": true } }))
+        .await;
+    assert_eq!(status, 200, "a variable used only by __typename is used: {body}");
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
+    let (_, body) = stack
+        .post(json!({ "query": query, "variables": { "x": false } }))
+        .await;
+    assert!(body["data"].get("__typename").is_none(), "{body}");
+    for (bad, why) in [
+        ("{ __typename @bogus(a: 1) }", "Unknown directive"),
+        ("{ __typename @skip }", "is required"),
+        ("{ __typename @skip(if: $undefined) }", "is not defined"),
+        ("{ __typename(x: 1) }", "Unknown argument"),
+    ] {
+        let (status, body) = stack.post(json!({ "query": bad })).await;
+        assert_eq!(
+            (status, code(&body)),
+            (400, "GRAPHQL_VALIDATION_FAILED"),
+            "{bad}: {body}"
+        );
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(why)),
+            "{bad}: {body}"
+        );
+    }
+}
+
 const STANDARD_INTROSPECTION: &str = "query IntrospectionQuery {
   __schema {
     queryType { name } mutationType { name } subscriptionType { name }

@@ -174,8 +174,21 @@ async fn prepare(
     }
     request.set_parsed_query(doc.clone());
     let response = schema.validator().execute(request).await;
-    if !response.errors.is_empty() {
-        return Err(validation_errors(response.errors));
+    // async-graphql does not see `__typename`'s directives: a variable used
+    // only there is used.
+    let typename_variables = super::values::typename_variables(&doc);
+    let errors: Vec<ServerError> = response
+        .errors
+        .into_iter()
+        .filter(|e| {
+            !typename_variables.iter().any(|v| {
+                let unused = format!("Variable \"${v}\" is not used");
+                e.message == unused || e.message.starts_with(&format!("{unused} by operation"))
+            })
+        })
+        .collect();
+    if !errors.is_empty() {
+        return Err(validation_errors(errors));
     }
     super::values::check(schema, &doc)?;
 

@@ -10,6 +10,12 @@
 //!   past 32 bits (`3000000000`), a string where an enum value is expected
 //!   (`status: "ACTIVE"`).
 //!
+//! - `__typename`'s arguments and directives, which async-graphql's visitor
+//!   skips: its unknown arguments and directives, a missing `if`, an
+//!   undefined variable are refused, and a variable used only there counts
+//!   as used ([`typename_variables`]; async-graphql called it unused and
+//!   refused a valid operation).
+//!
 //! Runs after async-graphql's validation: fields, arguments, fragments and
 //! variable definitions are known to exist; what is not known (an
 //! introspection field's arguments) is left alone.
@@ -32,6 +38,39 @@ struct Usage<'d> {
     expected: Type,
     /// The argument or input field has a default of its own.
     location_default: bool,
+    /// In a directive of `__typename`: no other rule sees it.
+    on_typename: bool,
+}
+
+/// The variables used in the directives of `__typename` fields, which
+/// async-graphql's validation does not see (it reports them unused).
+pub fn typename_variables(doc: &ExecutableDocument) -> Vec<&str> {
+    fn walk<'d>(set: &'d SelectionSet, out: &mut Vec<&'d str>) {
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(f) if f.node.name.node == "__typename" => {
+                    for directive in &f.node.directives {
+                        for (_, value) in &directive.node.arguments {
+                            if let Value::Variable(v) = &value.node {
+                                out.push(v.as_str());
+                            }
+                        }
+                    }
+                }
+                Selection::Field(f) => walk(&f.node.selection_set.node, out),
+                Selection::InlineFragment(i) => walk(&i.node.selection_set.node, out),
+                Selection::FragmentSpread(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for (_, operation) in doc.operations.iter() {
+        walk(&operation.node.selection_set.node, &mut out);
+    }
+    for fragment in doc.fragments.values() {
+        walk(&fragment.node.selection_set.node, &mut out);
+    }
+    out
 }
 
 /// Every variable usage the variable's type does not allow, and every
@@ -94,12 +133,26 @@ pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<Gr
 
 fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &mut Vec<GraphQLError>) {
     for usage in usages {
-        // An undefined variable is reported by another rule.
+        // An undefined variable is reported by another rule, except under
+        // `__typename`, which that rule does not see.
         let Some(definition) = operation
             .variable_definitions
             .iter()
             .find(|d| d.node.name.node == *usage.variable)
         else {
+            if usage.on_typename {
+                let mut error = GraphQLError::new(
+                    format!("Variable \"${}\" is not defined", usage.variable),
+                    ErrorCode::GraphqlValidationFailed,
+                );
+                error.locations = vec![Location {
+                    line: usage.pos.line,
+                    column: usage.pos.column,
+                }];
+                if !errors.iter().any(|e| e.message == error.message) {
+                    errors.push(error);
+                }
+            }
             continue;
         };
         if !allowed(&definition.node, usage) {
@@ -203,6 +256,9 @@ impl<'a> Walk<'a> {
     ) {
         for item in &set.items {
             match &item.node {
+                Selection::Field(positioned) if positioned.node.name.node == "__typename" => {
+                    self.typename(positioned, usages);
+                }
                 Selection::Field(field) => {
                     let field = &field.node;
                     self.directives(&field.directives, usages);
@@ -236,6 +292,49 @@ impl<'a> Walk<'a> {
         }
     }
 
+    /// What async-graphql's validation skips for `__typename`: it takes no
+    /// argument, and only `@skip`/`@include` with their `if`.
+    fn typename(
+        &mut self,
+        field: &'a Positioned<async_graphql::parser::types::Field>,
+        usages: &mut Vec<Usage<'a>>,
+    ) {
+        let at = |pos: Pos| {
+            vec![Location {
+                line: pos.line,
+                column: pos.column,
+            }]
+        };
+        for (arg, _) in &field.node.arguments {
+            let mut error = GraphQLError::new(
+                format!("Unknown argument \"{}\" on field \"__typename\"", arg.node),
+                ErrorCode::GraphqlValidationFailed,
+            );
+            error.locations = at(arg.pos);
+            self.literals.push(error);
+        }
+        for directive in &field.node.directives {
+            let name = directive.node.name.node.as_str();
+            let message = if !matches!(name, "skip" | "include") {
+                format!("Unknown directive \"{name}\"")
+            } else if !directive.node.arguments.iter().any(|(a, _)| a.node == "if") {
+                format!(
+                    "Directive \"@{name}\" argument \"if\" of type \"Boolean!\" is required but not provided"
+                )
+            } else {
+                continue;
+            };
+            let mut error = GraphQLError::new(message, ErrorCode::GraphqlValidationFailed);
+            error.locations = at(directive.pos);
+            self.literals.push(error);
+        }
+        let from = usages.len();
+        self.directives(&field.node.directives, usages);
+        for usage in &mut usages[from..] {
+            usage.on_typename = true;
+        }
+    }
+
     /// `@skip(if:)` and `@include(if:)` take a `Boolean!`; other directives'
     /// arguments are not the gateway's to type.
     fn directives(
@@ -258,6 +357,7 @@ impl<'a> Walk<'a> {
                                 nullable: false,
                             },
                             location_default: false,
+                            on_typename: false,
                         });
                     }
                 }
@@ -293,6 +393,7 @@ impl<'a> Walk<'a> {
                 pos,
                 expected: expected.clone(),
                 location_default,
+                on_typename: false,
             }),
             Value::List(items) => {
                 // A single value where a list is expected is coerced to a
