@@ -625,6 +625,105 @@ async fn exponential_fragment_expansion_is_refused_before_validation() {
     );
 }
 
+/// `levels` fragments from `member(id: 1)` down (Member → contracts →
+/// Contract → member → …), each selecting the next level twice, each time
+/// under its own `@include`; the last selects `id`.
+fn include_ladder(levels: usize) -> String {
+    let mut variables = Vec::new();
+    let mut fragments = String::new();
+    for i in 0..levels {
+        variables.push(format!("$v{i}_0: Boolean!, $v{i}_1: Boolean!"));
+        let (on, field) = if i % 2 == 0 {
+            ("Member", "contracts")
+        } else {
+            ("Contract", "member")
+        };
+        let next = if i + 1 < levels {
+            format!("...L{}", i + 1)
+        } else {
+            "id".to_string()
+        };
+        fragments.push_str(&format!(
+            " fragment L{i} on {on} {{ {field} @include(if: $v{i}_0) {{ {next} }} {field} @include(if: $v{i}_1) {{ {next} }} }}"
+        ));
+    }
+    format!(
+        "query({}) {{ member(id: 1) {{ ...L0 }} }}{fragments}",
+        variables.join(", ")
+    )
+}
+
+/// The objects at `path` below `value` (lists flattened).
+fn objects_below(value: &Value, path: &[&str]) -> Vec<Value> {
+    let Some((first, rest)) = path.split_first() else {
+        return vec![value.clone()];
+    };
+    match &value[*first] {
+        Value::Array(items) => items.iter().flat_map(|item| objects_below(item, rest)).collect(),
+        Value::Null => Vec::new(),
+        object => objects_below(object, rest),
+    }
+}
+
+#[tokio::test]
+async fn a_field_reached_along_many_conditional_paths_is_answered_or_refused() {
+    let stack = Stack::start().await;
+    // Six levels: 12 directives, every limit met; each level's field under
+    // one of its two conditions (or neither, at the bottom).
+    let query = include_ladder(6);
+    let variables = |bottom: bool| {
+        let mut vars = serde_json::Map::new();
+        for i in 0..6 {
+            vars.insert(format!("v{i}_0"), json!(i % 2 == 0 || i == 5 && bottom));
+            vars.insert(format!("v{i}_1"), json!(i % 2 == 1 && i != 5));
+        }
+        Value::Object(vars)
+    };
+    let started = std::time::Instant::now();
+    let data = stack.data(&query, variables(true)).await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    let path = [
+        "member",
+        "contracts",
+        "member",
+        "contracts",
+        "member",
+        "contracts",
+    ];
+    let bottom = objects_below(&data, &path);
+    assert!(!bottom.is_empty(), "member 1 has contracts: {data}");
+    for contract in &bottom {
+        assert_eq!(contract["member"]["id"], "1", "{data}");
+    }
+    let data = stack.data(&query, variables(false)).await;
+    let bottom = objects_below(&data, &path);
+    assert!(!bottom.is_empty(), "{data}");
+    assert!(bottom.iter().all(|contract| contract == &json!({})), "{data}");
+
+    // Eight levels of fragments spreading the next one twice, each spread
+    // under its own `@include`: `id` is selected under 256 combinations.
+    let mut query = format!(
+        "query({}) {{ contract(id: 1) {{ ...F0 }} }}",
+        (0..8)
+            .map(|i| format!("$v{i}_0: Boolean!, $v{i}_1: Boolean!"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for i in 0..8 {
+        query.push_str(&format!(
+            " fragment F{i} on Contract {{ ...F{n} @include(if: $v{i}_0) ...F{n} @include(if: $v{i}_1) }}",
+            n = i + 1
+        ));
+    }
+    query.push_str(" fragment F8 on Contract { id }");
+    let (status, body) = stack.post(json!({ "query": query })).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "MAX_DIRECTIVES_LIMIT", "{body}");
+    let message = body["errors"][0]["message"].as_str().expect("message");
+    assert!(message.contains("`id`") && message.contains("128"), "{body}");
+    assert_eq!(body["errors"][0]["locations"][0]["line"], 1, "{body}");
+}
+
 #[tokio::test]
 async fn a_non_numeric_id_for_a_numeric_service_is_bad_input() {
     let stack = Stack::start().await;

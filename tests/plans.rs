@@ -1,6 +1,7 @@
 //! Query plans are data: snapshots of their rendering for representative
 //! operations. A snapshot change is a plan change: review it.
 
+use tessera::plan::{FieldKind, PlanError};
 use tessera::schema::Supergraph;
 
 fn schema() -> Supergraph {
@@ -81,6 +82,108 @@ fn skipped_fields_are_not_asked_of_the_subgraph() {
              manager @include(if: $full) { name email @skip(if: $brief) } }
          }"
     ));
+}
+
+/// `levels` fragments from `member(id: "1")` down, Member → contracts →
+/// Contract → member → …, each selecting the next level twice, each time
+/// under its own `@include`: a field `k` levels down is reached along 2^k
+/// paths.
+fn include_ladder(levels: usize) -> String {
+    let mut variables = Vec::new();
+    let mut fragments = String::new();
+    for i in 0..levels {
+        variables.push(format!("$v{i}_0: Boolean!, $v{i}_1: Boolean!"));
+        let (on, field) = if i % 2 == 0 {
+            ("Member", "contracts")
+        } else {
+            ("Contract", "member")
+        };
+        let next = if i + 1 < levels {
+            format!("...L{}", i + 1)
+        } else {
+            "id".to_string()
+        };
+        fragments.push_str(&format!(
+            " fragment L{i} on {on} {{ {field} @include(if: $v{i}_0) {{ {next} }} {field} @include(if: $v{i}_1) {{ {next} }} }}"
+        ));
+    }
+    format!(
+        "query({}) {{ member(id: \"1\") {{ ...L0 }} }}{fragments}",
+        variables.join(", ")
+    )
+}
+
+/// How many alternatives each fetch's condition has, in fetch order.
+fn condition_widths(query: &str) -> Vec<usize> {
+    let doc = async_graphql::parser::parse_query(query).expect("query parses");
+    tessera::plan::plan(&schema(), &doc, None)
+        .expect("plans")
+        .fetches
+        .iter()
+        .map(|f| f.include.alternatives())
+        .collect()
+}
+
+#[test]
+fn conditions_reached_along_many_paths_stay_simplified() {
+    // A fetch runs when one of its paths is included: each alternative of
+    // the fetch above it with one of its own two, and nothing more (an
+    // alternative that contains another adds nothing).
+    assert_eq!(condition_widths(&include_ladder(4)), [0, 2, 4, 8, 16]);
+    insta::assert_snapshot!(plan(&include_ladder(2)));
+}
+
+#[test]
+fn an_include_ladder_six_levels_deep_is_planned_at_once() {
+    // 12 directives, 8 levels, a cost under 100,000: within every limit.
+    // Multiplying each field's condition by its parent's grew the planner
+    // past 23 GB on this one.
+    let query = include_ladder(6);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(condition_widths(&query));
+    });
+    let widths = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("planned within 10 s");
+    assert_eq!(widths, [0, 2, 4, 8, 16, 32, 64]);
+}
+
+#[test]
+fn a_field_under_too_many_combinations_of_conditions_is_refused() {
+    // Fragments spreading the next one twice, each spread under its own
+    // `@include`: `id` is selected along 2^levels paths, no field between.
+    let ladder = |levels: usize| {
+        let mut query = format!(
+            "query({}) {{ contract(id: 1) {{ ...F0 }} }}",
+            (0..levels)
+                .map(|i| format!("$v{i}_0: Boolean!, $v{i}_1: Boolean!"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        for i in 0..levels {
+            query.push_str(&format!(
+                " fragment F{i} on Contract {{ ...F{n} @include(if: $v{i}_0) ...F{n} @include(if: $v{i}_1) }}",
+                n = i + 1
+            ));
+        }
+        query.push_str(&format!(" fragment F{levels} on Contract {{ id }}"));
+        async_graphql::parser::parse_query(query).expect("query parses")
+    };
+    let plan = tessera::plan::plan(&schema(), &ladder(7), None).expect("128 alternatives are planned");
+    let FieldKind::Object { selection, .. } = &plan.output[0].node.kind else {
+        panic!("contract is an object");
+    };
+    assert_eq!(
+        selection.by_type[0].1[0].include.alternatives(),
+        tessera::plan::MAX_CONDITION_ALTERNATIVES
+    );
+    let refused = tessera::plan::plan(&schema(), &ladder(8), None).expect_err("256 are refused");
+    assert!(
+        matches!(&refused, PlanError::TooManyConditions { field, max: 128, .. } if field == "id"),
+        "{refused:?}"
+    );
+    assert!(refused.to_string().contains("@skip/@include"), "{refused}");
 }
 
 #[test]

@@ -262,11 +262,13 @@ fn validation_error(e: ServerError) -> GraphQLError {
 }
 
 fn plan_error(e: &PlanError) -> GraphQLError {
-    let code = match e {
+    let (code, at) = match e {
         PlanError::UnknownOperation { .. } | PlanError::OperationNameRequired | PlanError::NoOperation => {
-            ErrorCode::GraphqlValidationFailed
+            (ErrorCode::GraphqlValidationFailed, None)
         }
-        PlanError::Subscription => ErrorCode::SubscriptionNotSupported,
+        PlanError::Subscription => (ErrorCode::SubscriptionNotSupported, None),
+        // A bound the planner keeps whatever the `[limits]`.
+        PlanError::TooManyConditions { pos, .. } => (ErrorCode::MaxDirectivesLimit, Some(pos)),
         PlanError::Unresolvable { .. } => {
             // A planner invariant: the operation is valid, the gateway is wrong.
             return GraphQLError::internal(
@@ -275,5 +277,13 @@ fn plan_error(e: &PlanError) -> GraphQLError {
             );
         }
     };
-    GraphQLError::new(e.to_string(), code)
+    let mut error = GraphQLError::new(e.to_string(), code);
+    error.locations = at
+        .map(|pos| Location {
+            line: pos.line,
+            column: pos.column,
+        })
+        .into_iter()
+        .collect();
+    error
 }

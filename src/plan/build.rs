@@ -126,7 +126,7 @@ fn plan_choosing(
 
     let collected = builder
         .collector
-        .collect(&root_type, &[(&op.node.selection_set.node, Include::Always)]);
+        .collect(&root_type, &[(&op.node.selection_set.node, Include::Always)])?;
     let mut output = Vec::new();
     let mut has_introspection = false;
     // Query: one fetch per subgraph, in order of first use.
@@ -470,7 +470,7 @@ impl<'a> Builder<'a> {
         if self.schema.object(named).is_none() {
             return Ok(None);
         }
-        let collected = self.collector.collect(named, &cf.selections);
+        let collected = self.collector.collect(named, &cf.selections)?;
         let resolves = |field: &str, graph: &str| match self.schema.field(named, field).map(|f| &f.resolver) {
             Some(Resolver::Federated(f)) => f.resolved_by(graph).is_some(),
             _ => true,
@@ -720,7 +720,7 @@ impl<'a> Builder<'a> {
                 narrowed: None,
                 ..scope
             };
-            let collected = self.collector.collect(possible, sets);
+            let collected = self.collector.collect(possible, sets)?;
             let kept: Vec<_> = collected.iter().filter(|(key, _)| !skip.contains(key)).collect();
             let fields = self.fields_from(buf, scope, possible, kept.into_iter())?;
             close_selection(&mut buf.text);
@@ -739,7 +739,7 @@ impl<'a> Builder<'a> {
         type_name: &Name,
         sets: &[(&'a AstSelectionSet, Include)],
     ) -> Result<Vec<FieldNode>, PlanError> {
-        let collected = self.collector.collect(type_name, sets);
+        let collected = self.collector.collect(type_name, sets)?;
         self.fields_from(buf, scope, type_name, collected.iter())
     }
 

@@ -360,15 +360,15 @@ impl<'a> Builder<'a> {
     ) -> Result<SelectionSet, PlanError> {
         let here = scope.printed_subgraph()?.to_string();
         let is_typename = |cf: &CollectedField<'_>| cf.field.node.name.node == "__typename";
-        let on_interface = self.collector.collect(interface, sets);
+        let on_interface = self.collector.collect(interface, sets)?;
         let mut common: Vec<(&Name, &CollectedField<'a>)> =
             on_interface.iter().filter(|(_, cf)| !is_typename(cf)).collect();
         let members: Vec<(&Name, IndexMap<Name, CollectedField<'a>>)> = self
             .schema
             .possible_types(interface)
             .into_iter()
-            .map(|member| (member, self.collector.collect(member, sets)))
-            .collect();
+            .map(|member| Ok((member, self.collector.collect(member, sets)?)))
+            .collect::<Result<_, PlanError>>()?;
         let by_implementation = members.iter().any(|(_, fields)| {
             fields
                 .iter()
@@ -546,7 +546,7 @@ impl<'a> Builder<'a> {
             return Ok(());
         }
         let here = scope.printed_subgraph()?;
-        for (_, cf) in self.collector.collect(interface, sets) {
+        for (_, cf) in self.collector.collect(interface, sets)? {
             let name = &cf.field.node.name.node;
             let Some(Resolver::Federated(federated)) =
                 self.schema.field(interface, name).map(|f| &f.resolver)

@@ -15,7 +15,7 @@ use async_graphql::parser::types::Type;
 use async_graphql_value::{Name, Value};
 
 pub use build::plan;
-pub use normalize::{Condition, Include};
+pub use normalize::{Condition, Include, MAX_CONDITION_ALTERNATIVES};
 
 use crate::schema::InputValueDef;
 
@@ -435,4 +435,12 @@ pub enum PlanError {
     Subscription,
     #[error("{message}")]
     Unresolvable { message: String },
+    /// A field is selected under more combinations of `@skip`/`@include`
+    /// conditions than [`MAX_CONDITION_ALTERNATIVES`].
+    #[error("the operation selects `{field}` under more than {max} different combinations of @skip/@include conditions; at most {max} are allowed")]
+    TooManyConditions {
+        field: String,
+        max: usize,
+        pos: async_graphql::Pos,
+    },
 }

@@ -10,10 +10,16 @@ use async_graphql::parser::Positioned;
 use async_graphql_value::{Name, Value};
 use indexmap::IndexMap;
 
+use super::PlanError;
 use crate::schema::{Supergraph, TypeDefKind};
 
 /// When a field is part of the response: always, or when one of the
 /// alternatives (each a conjunction of variable tests) holds.
+///
+/// Kept simplified: each alternative is sorted and holds no variable twice
+/// (one with both tests can never hold and is dropped), and no alternative
+/// contains another (the larger is redundant), so that the same conditions
+/// reached along several paths do not pile up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum Include {
     Always,
@@ -31,11 +37,22 @@ pub struct Condition {
     pub expected: bool,
 }
 
+/// The most alternatives the condition of one field may have. A field
+/// reached along many paths, each under its own `@include`/`@skip`, has an
+/// alternative per path; past this the operation is refused rather than
+/// planned and evaluated (for every object) at that size.
+pub const MAX_CONDITION_ALTERNATIVES: usize = 128;
+
 impl Include {
     pub fn and(&self, other: &Include) -> Include {
         match (self, other) {
             (Include::Never, _) | (_, Include::Never) => Include::Never,
             (Include::Always, x) | (x, Include::Always) => x.clone(),
+            // A field's condition already holds its parent's (collection
+            // carries each occurrence's conditions down to what it selects):
+            // then the conjunction is the field's own, and nothing multiplies.
+            (Include::When(_), Include::When(_)) if other.implies(self) => other.clone(),
+            (Include::When(_), Include::When(_)) if self.implies(other) => self.clone(),
             (Include::When(a), Include::When(b)) => {
                 let mut out = Vec::new();
                 for x in a {
@@ -43,10 +60,12 @@ impl Include {
                         let mut c: Vec<Condition> = x.iter().chain(y).cloned().collect();
                         c.sort();
                         c.dedup();
-                        out.push(c);
+                        if satisfiable(&c) {
+                            absorb(&mut out, c);
+                        }
                     }
                 }
-                Include::When(out)
+                Include::from_alternatives(out)
             }
         }
     }
@@ -58,12 +77,38 @@ impl Include {
             (Include::When(a), Include::When(b)) => {
                 let mut out = a.clone();
                 for alt in b {
-                    if !out.contains(alt) {
-                        out.push(alt.clone());
-                    }
+                    absorb(&mut out, alt.clone());
                 }
-                Include::When(out)
+                Include::from_alternatives(out)
             }
+        }
+    }
+
+    /// Whenever `self` holds, `other` does (as far as the alternatives show:
+    /// each of `self`'s contains one of `other`'s).
+    pub fn implies(&self, other: &Include) -> bool {
+        match (self, other) {
+            (Include::Never, _) | (_, Include::Always) => true,
+            (Include::When(a), Include::When(b)) => a.iter().all(|x| b.iter().any(|y| is_subset(y, x))),
+            _ => false,
+        }
+    }
+
+    /// How many alternatives the condition has (none for `Always`/`Never`).
+    pub fn alternatives(&self) -> usize {
+        match self {
+            Include::When(alternatives) => alternatives.len(),
+            Include::Always | Include::Never => 0,
+        }
+    }
+
+    fn from_alternatives(alternatives: Vec<Vec<Condition>>) -> Include {
+        if alternatives.is_empty() {
+            Include::Never
+        } else if alternatives.iter().any(Vec::is_empty) {
+            Include::Always
+        } else {
+            Include::When(alternatives)
         }
     }
 
@@ -83,6 +128,27 @@ impl Include {
             }),
         }
     }
+}
+
+/// Adds `alt` (sorted) to a disjunction unless an alternative it contains is
+/// there already; removes those that contain it.
+fn absorb(out: &mut Vec<Vec<Condition>>, alt: Vec<Condition>) {
+    if out.iter().any(|o| is_subset(o, &alt)) {
+        return;
+    }
+    out.retain(|o| !is_subset(&alt, o));
+    out.push(alt);
+}
+
+/// Every condition of `small` is in `big` (both sorted).
+fn is_subset(small: &[Condition], big: &[Condition]) -> bool {
+    let mut big = big.iter();
+    small.iter().all(|c| big.any(|b| b == c))
+}
+
+/// A sorted conjunction that does not test a variable both ways.
+fn satisfiable(all: &[Condition]) -> bool {
+    all.windows(2).all(|w| w[0].var != w[1].var)
 }
 
 /// All occurrences of one response key in a selection set, merged.
@@ -105,13 +171,13 @@ impl<'a> Collector<'a> {
         &self,
         runtime_type: &str,
         sets: &[(&'a SelectionSet, Include)],
-    ) -> IndexMap<Name, CollectedField<'a>> {
+    ) -> Result<IndexMap<Name, CollectedField<'a>>, PlanError> {
         let mut out = IndexMap::new();
         for (set, include) in sets {
-            self.collect_into(runtime_type, set, include, &mut out, 0);
+            self.collect_into(runtime_type, set, include, &mut out, 0)?;
         }
         out.retain(|_, f| f.include != Include::Never);
-        out
+        Ok(out)
     }
 
     fn collect_into(
@@ -121,10 +187,10 @@ impl<'a> Collector<'a> {
         inherited: &Include,
         out: &mut IndexMap<Name, CollectedField<'a>>,
         depth: usize,
-    ) {
+    ) -> Result<(), PlanError> {
         // Validation rejects fragment cycles; the depth cap is a second fence.
         if depth > 64 {
-            return;
+            return Ok(());
         }
         for selection in &set.items {
             let include = inherited.and(&directives_include(selection.node.directives()));
@@ -140,6 +206,13 @@ impl<'a> Collector<'a> {
                         include: Include::Never,
                     });
                     entry.include = entry.include.or(&include);
+                    if entry.include.alternatives() > MAX_CONDITION_ALTERNATIVES {
+                        return Err(PlanError::TooManyConditions {
+                            field: entry.field.node.response_key().node.to_string(),
+                            max: MAX_CONDITION_ALTERNATIVES,
+                            pos: field.pos,
+                        });
+                    }
                     entry.selections.push((&field.node.selection_set.node, include));
                 }
                 Selection::FragmentSpread(spread) => {
@@ -153,7 +226,7 @@ impl<'a> Collector<'a> {
                             &include,
                             out,
                             depth + 1,
-                        );
+                        )?;
                     }
                 }
                 Selection::InlineFragment(inline) => {
@@ -168,11 +241,12 @@ impl<'a> Collector<'a> {
                             &include,
                             out,
                             depth + 1,
-                        );
+                        )?;
                     }
                 }
             }
         }
+        Ok(())
     }
 
     /// Does a fragment on `condition` apply to an object of `runtime_type`?
@@ -218,4 +292,85 @@ fn directives_include(directives: &[Positioned<Directive>]) -> Include {
         include = include.and(&this);
     }
     include
+}
+
+#[cfg(test)]
+mod tests {
+    use async_graphql_value::ConstValue;
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// An OR of ANDs of `(variable, expected)`, as written.
+    type Written = Vec<Vec<(usize, bool)>>;
+
+    fn test(var: usize, expected: bool) -> Include {
+        Include::When(vec![vec![Condition {
+            var: Name::new(format!("v{var}")),
+            expected,
+        }]])
+    }
+
+    /// `written` built the way the collector builds conditions.
+    fn built(written: &Written) -> Include {
+        written.iter().fold(Include::Never, |any, all| {
+            let all = all.iter().fold(Include::Always, |both, &(var, expected)| {
+                both.and(&test(var, expected))
+            });
+            any.or(&all)
+        })
+    }
+
+    fn holds(written: &Written, values: &[bool]) -> bool {
+        written
+            .iter()
+            .any(|all| all.iter().all(|&(var, expected)| values[var] == expected))
+    }
+
+    fn written() -> impl Strategy<Value = Written> {
+        prop::collection::vec(prop::collection::vec((0..4usize, any::<bool>()), 0..4), 0..6)
+    }
+
+    proptest! {
+        /// Simplified, a condition holds exactly when the written one does;
+        /// no alternative is empty, tests a variable twice or contains another.
+        #[test]
+        fn simplified_conditions_mean_what_was_written(a in written(), b in written()) {
+            let (x, y) = (built(&a), built(&b));
+            let (both, either) = (x.and(&y), x.or(&y));
+            for bits in 0..16u32 {
+                let values: Vec<bool> = (0..4).map(|i| bits & (1 << i) != 0).collect();
+                let vars: HashMap<Name, ConstValue> = values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, v)| (Name::new(format!("v{i}")), ConstValue::Boolean(*v)))
+                    .collect();
+                prop_assert_eq!(x.holds(&vars), holds(&a, &values));
+                prop_assert_eq!(both.holds(&vars), holds(&a, &values) && holds(&b, &values));
+                prop_assert_eq!(either.holds(&vars), holds(&a, &values) || holds(&b, &values));
+            }
+            for include in [&x, &y, &both, &either] {
+                let Include::When(alternatives) = include else { continue };
+                for (i, p) in alternatives.iter().enumerate() {
+                    prop_assert!(!p.is_empty() && p.windows(2).all(|w| w[0].var < w[1].var), "{:?}", p);
+                    for (j, q) in alternatives.iter().enumerate() {
+                        prop_assert!(i == j || !is_subset(p, q), "{:?} contains {:?}", q, p);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_condition_that_implies_the_other_is_their_conjunction() {
+        let parent = test(0, true).or(&test(1, true));
+        let child = test(0, true)
+            .and(&test(2, true))
+            .or(&test(1, true).and(&test(3, false)));
+        assert!(child.implies(&parent) && !parent.implies(&child));
+        assert_eq!(parent.and(&child), child);
+        assert_eq!(child.and(&parent), child);
+        // `@include(if: $v0) @skip(if: $v0)` never holds.
+        assert_eq!(test(0, true).and(&test(0, false)), Include::Never);
+    }
 }

@@ -85,7 +85,7 @@ impl<'a> Builder<'a> {
         include: &Include,
     ) -> Result<SelectionSet, PlanError> {
         let schema = self.schema;
-        let collected = self.collector.collect(type_name, sets);
+        let collected = self.collector.collect(type_name, sets)?;
         let mut nodes = Vec::with_capacity(collected.len());
         for (key, cf) in &collected {
             let field_name = &cf.field.node.name.node;
@@ -170,7 +170,7 @@ impl<'a> Builder<'a> {
                 .ok_or_else(|| unresolvable(format!("{entity} is not an object type")))?;
             let lookup_key = object.lookup.as_ref().map(|l| l.key.as_str()).unwrap_or("id");
             let key_alias = search_key_alias(entity);
-            let collected = self.collector.collect(entity, sets);
+            let collected = self.collector.collect(entity, sets)?;
             let mut slots: Vec<Option<FieldNode>> = Vec::with_capacity(collected.len());
             let mut hydrate: Vec<(usize, &Name, &CollectedField<'a>)> = Vec::new();
             for (key, cf) in &collected {
