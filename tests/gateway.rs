@@ -625,6 +625,31 @@ async fn exponential_fragment_expansion_is_refused_before_validation() {
     );
 }
 
+#[tokio::test]
+async fn a_skipped_root_field_is_not_resolved_beside_another_of_its_subgraph() {
+    let stack = Stack::start().await;
+    for query in [
+        "query($x: Boolean!) { staff(id: 1) @include(if: $x) { name } staffCount }",
+        "query($x: Boolean!) { staffCount staff(id: 1) @include(if: $x) { name } }",
+    ] {
+        stack.reset_stats().await;
+        let data = stack.data(query, json!({ "x": false })).await;
+        assert!(
+            data["staffCount"].as_i64().is_some_and(|n| n > 0),
+            "{query}: {data}"
+        );
+        assert_eq!(data.as_object().map(|o| o.len()), Some(1), "{query}: {data}");
+        // One request, and in it `staff` skipped by the service itself.
+        let stats = stack.stats("staff").await;
+        assert_eq!(stats["requests"], 1, "{query}: {stats}");
+        assert_eq!(stats["fields"]["staffCount"]["calls"], 1, "{query}: {stats}");
+        assert_eq!(stats["fields"].get("staff"), None, "{query}: {stats}");
+
+        let data = stack.data(query, json!({ "x": true })).await;
+        assert!(data["staff"]["name"].is_string(), "{query}: {data}");
+    }
+}
+
 /// `levels` fragments from `member(id: 1)` down (Member → contracts →
 /// Contract → member → …), each selecting the next level twice, each time
 /// under its own `@include`; the last selects `id`.

@@ -84,6 +84,20 @@ fn skipped_fields_are_not_asked_of_the_subgraph() {
     ));
 }
 
+#[test]
+fn a_skipped_root_field_keeps_its_condition_in_a_shared_fetch() {
+    // The root fetch's condition widens with each root field it takes:
+    // `staff` keeps its `@include` beside `staffCount`, first or last; when
+    // every field is under `$x`, the fetch is, and the directives go.
+    insta::assert_snapshot!([
+        "query($x: Boolean!) { staff(id: 1) @include(if: $x) { name } staffCount }",
+        "query($x: Boolean!) { staffCount staff(id: 1) @include(if: $x) { name } }",
+        "query($x: Boolean!) { staff(id: 1) @include(if: $x) { name } staffCount @include(if: $x) }",
+    ]
+    .map(plan)
+    .join("\n"));
+}
+
 /// `levels` fragments from `member(id: "1")` down, Member → contracts →
 /// Contract → member → …, each selecting the next level twice, each time
 /// under its own `@include`: a field `k` levels down is reached along 2^k

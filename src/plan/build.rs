@@ -8,6 +8,7 @@
 //! aliases that cannot collide with the client's response keys.
 
 use std::collections::{HashMap, HashSet};
+use std::ops::Range;
 
 use async_graphql::parser::types::{
     DocumentOperations, ExecutableDocument, OperationDefinition, OperationType, Selection,
@@ -240,7 +241,8 @@ fn plan_choosing(
         OperationKind::Query => "query",
         OperationKind::Mutation => "mutation",
     };
-    for (subgraph, id, buf) in open {
+    for (subgraph, id, mut buf) in open {
+        buf.settle_conditions();
         let document = format!(
             "{keyword}{}{{{}}}",
             variable_definitions(None, &buf.args),
@@ -318,6 +320,50 @@ pub(super) struct FetchBuf {
     pub(super) text: String,
     pub(super) args: Vec<ArgBinding>,
     pub(super) include: Include,
+    /// A root fetch's condition widens with each root field it takes, so
+    /// which `@include`/`@skip` it makes redundant is known only once it
+    /// has them all: each is printed, and recorded here (where, and what it
+    /// tests) until [`FetchBuf::settle_conditions`]. `None`: the condition
+    /// is final, and a redundant directive is not printed at all.
+    pub(super) pending: Option<Vec<(Range<usize>, Condition)>>,
+}
+
+impl FetchBuf {
+    /// A root fetch's buffer: its directives wait for its final condition.
+    fn root() -> Self {
+        FetchBuf {
+            pending: Some(Vec::new()),
+            ..FetchBuf::default()
+        }
+    }
+
+    /// Leaves out the directives that the fetch's final condition makes
+    /// redundant (the fetch is not sent unless they hold), and the
+    /// variables only they used.
+    fn settle_conditions(&mut self) {
+        let Some(pending) = self.pending.take() else {
+            return;
+        };
+        let (redundant, kept): (Vec<_>, Vec<_>) =
+            pending.into_iter().partition(|(_, c)| self.include.requires(c));
+        if redundant.is_empty() {
+            return;
+        }
+        let mut text = String::with_capacity(self.text.len());
+        let mut at = 0;
+        for (range, _) in &redundant {
+            text.push_str(&self.text[at..range.start]);
+            at = range.end;
+        }
+        text.push_str(&self.text[at..]);
+        self.text = text;
+        let unused: HashSet<String> = redundant
+            .iter()
+            .filter(|(_, c)| !kept.iter().any(|(_, k)| k.var == c.var))
+            .map(|(_, c)| condition_variable(c))
+            .collect();
+        self.args.retain(|a| !unused.contains(&a.var));
+    }
 }
 
 /// Internal aliases (`_key`, `_k_member_id`, `_typename`) that no client
@@ -444,7 +490,7 @@ impl<'a> Builder<'a> {
             None => {
                 let id = self.reserve();
                 roots.push(id);
-                open.push((subgraph.to_string(), id, FetchBuf::default()));
+                open.push((subgraph.to_string(), id, FetchBuf::root()));
                 open.len() - 1
             }
         };
@@ -1103,8 +1149,8 @@ impl<'a> Builder<'a> {
         let result_key_alias = self.aliases.named("_key");
         let mut buf = FetchBuf {
             text: format!("{result_key_alias}:{key_source}"),
-            args: Vec::new(),
             include: include.clone(),
+            ..FetchBuf::default()
         };
         // A merged list is ordered by a field the client may not select.
         let order_alias = match order_by {
@@ -1231,17 +1277,17 @@ fn conditions(buf: &mut FetchBuf, include: &Include) {
     let [all] = alternatives.as_slice() else {
         return;
     };
-    // Conditions of the whole fetch are checked before it is sent.
-    let implied: &[Condition] = match &buf.include {
-        Include::When(fetch) if fetch.len() == 1 => &fetch[0],
-        _ => &[],
-    };
     let boolean = async_graphql::parser::types::Type {
         base: async_graphql::parser::types::BaseType::Named(Name::new("Boolean")),
         nullable: false,
     };
-    for condition in all.iter().filter(|c| !implied.contains(c)) {
-        let var = format!("_if_{}", condition.var);
+    for condition in all {
+        // Conditions of the whole fetch are checked before it is sent; a
+        // root fetch's are known once all its fields are printed.
+        if buf.pending.is_none() && buf.include.requires(condition) {
+            continue;
+        }
+        let var = condition_variable(condition);
         if !buf.args.iter().any(|a| a.var == var) {
             buf.args.push(ArgBinding {
                 var: var.clone(),
@@ -1257,6 +1303,7 @@ fn conditions(buf: &mut FetchBuf, include: &Include) {
                 },
             });
         }
+        let start = buf.text.len();
         buf.text.push_str(if condition.expected {
             "@include(if:$"
         } else {
@@ -1264,7 +1311,15 @@ fn conditions(buf: &mut FetchBuf, include: &Include) {
         });
         buf.text.push_str(&var);
         buf.text.push(')');
+        if let Some(pending) = &mut buf.pending {
+            pending.push((start..buf.text.len(), condition.clone()));
+        }
     }
+}
+
+/// The subgraph variable that carries the client's variable a condition tests.
+fn condition_variable(condition: &Condition) -> String {
+    format!("_if_{}", condition.var)
 }
 
 /// `($_keys:[Int!]!,$_a0:String)`, or nothing when there are no variables.

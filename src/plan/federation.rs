@@ -296,9 +296,8 @@ impl<'a> Builder<'a> {
             .fold(Include::Never, |any, (_, _, cf)| any.or(&cf.include));
         let include = scope.include.and(&wanted);
         let mut hop_buf = FetchBuf {
-            text: String::new(),
-            args: Vec::new(),
             include: include.clone(),
+            ..FetchBuf::default()
         };
         let hop_scope = Scope {
             requirements_met: &hop.met,
@@ -411,9 +410,8 @@ impl<'a> Builder<'a> {
         let id = self.reserve();
         self.fetches[scope.fetch].children.push(id);
         let mut hop_buf = FetchBuf {
-            text: String::new(),
-            args: Vec::new(),
             include: scope.include.clone(),
+            ..FetchBuf::default()
         };
         let hop_scope = Scope {
             hops: scope.hops + 1,

@@ -94,6 +94,14 @@ impl Include {
         }
     }
 
+    /// Whenever `self` holds, so does `condition` (every alternative tests it).
+    pub fn requires(&self, condition: &Condition) -> bool {
+        match self {
+            Include::When(alternatives) => alternatives.iter().all(|all| all.contains(condition)),
+            Include::Always | Include::Never => false,
+        }
+    }
+
     /// How many alternatives the condition has (none for `Always`/`Never`).
     pub fn alternatives(&self) -> usize {
         match self {
@@ -372,5 +380,14 @@ mod tests {
         assert_eq!(child.and(&parent), child);
         // `@include(if: $v0) @skip(if: $v0)` never holds.
         assert_eq!(test(0, true).and(&test(0, false)), Include::Never);
+        // Not every alternative of `child` tests `$v0`.
+        assert!(!child.requires(&Condition {
+            var: Name::new("v0"),
+            expected: true
+        }));
+        assert!(parent.and(&test(2, true)).requires(&Condition {
+            var: Name::new("v2"),
+            expected: true
+        }));
     }
 }
