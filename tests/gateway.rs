@@ -750,6 +750,34 @@ async fn a_field_reached_along_many_conditional_paths_is_answered_or_refused() {
 }
 
 #[tokio::test]
+async fn fragments_nested_deeper_than_the_planner_goes_are_refused() {
+    let stack = Stack::start().await;
+    // `{ ...F0 }`, F0 spreading F1, …, the last selecting `staffCount`.
+    let chain = |fragments: usize| {
+        let mut query = String::from("{ ...F0 }");
+        for i in 0..fragments - 1 {
+            query.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+        }
+        query.push_str(&format!(" fragment F{} on Query {{ staffCount }}", fragments - 1));
+        query
+    };
+    let data = stack.data(&chain(32), json!({})).await;
+    assert!(data["staffCount"].is_number(), "{data}");
+    // Past 64 (the planner went no deeper, and left the rest out of the
+    // plan) refused with the limits, before validation (whose recursion
+    // bound, 32, refuses from 33 on) and without walking 1,800 deep. Inline
+    // fragments nest in the text: the parser stops at 64.
+    for query in [chain(71), chain(1800)] {
+        let (status, body) = stack.post(json!({ "query": query })).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(code(&body), "MAX_DEPTH_LIMIT", "{body}");
+        let message = body["errors"][0]["message"].as_str().expect("message");
+        assert!(message.contains("fragments more than 64 deep"), "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+}
+
+#[tokio::test]
 async fn a_non_numeric_id_for_a_numeric_service_is_bad_input() {
     let stack = Stack::start().await;
     let (status, body) = stack

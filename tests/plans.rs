@@ -200,6 +200,28 @@ fn a_field_under_too_many_combinations_of_conditions_is_refused() {
     assert!(refused.to_string().contains("@skip/@include"), "{refused}");
 }
 
+/// `{ ...F0 }`, each fragment spreading the next, the last selecting `staffCount`.
+fn fragment_chain(fragments: usize) -> String {
+    let mut query = String::from("{ ...F0 }");
+    for i in 0..fragments - 1 {
+        query.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+    }
+    query.push_str(&format!(" fragment F{} on Query {{ staffCount }}", fragments - 1));
+    query
+}
+
+#[test]
+fn fragments_nested_too_deep_are_refused_not_dropped() {
+    let max = tessera::plan::MAX_FRAGMENT_DEPTH;
+    assert!(plan(&fragment_chain(max)).contains("query{staffCount}"));
+    let doc = async_graphql::parser::parse_query(fragment_chain(max + 1)).expect("query parses");
+    let refused = tessera::plan::plan(&schema(), &doc, None).expect_err("refused");
+    assert!(
+        matches!(refused, PlanError::FragmentsTooDeep { max: 64, .. }),
+        "{refused:?}"
+    );
+}
+
 #[test]
 fn a_search_page_is_hydrated_from_the_hits() {
     insta::assert_snapshot!(plan(

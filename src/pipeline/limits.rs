@@ -3,9 +3,10 @@
 //! Two passes, both linear: tokens are counted on the raw text before it is
 //! parsed (a 1 MB alias bomb is refused without building its tree), then
 //! one walk of the parsed document (fragments expanded, introspection
-//! subtrees skipped) measures depth, aliases, root fields and directives and
-//! builds the [`CostTree`], whose estimate depends on the variables and so
-//! is evaluated per request (cheaply: a few nodes per field).
+//! subtrees skipped) measures depth, fragment nesting, aliases, root fields
+//! and directives and builds the [`CostTree`], whose estimate depends on
+//! the variables and so is evaluated per request (cheaply: a few nodes per
+//! field).
 
 use std::collections::HashSet;
 
@@ -15,6 +16,7 @@ use async_graphql_value::{ConstValue, Value as GqlValue};
 
 use crate::config::LimitsConfig;
 use crate::exec::{ErrorCode, GraphQLError, Variables};
+use crate::plan::MAX_FRAGMENT_DEPTH;
 use crate::schema::{is_list, named_type, Supergraph, TypeDefKind};
 
 /// Arguments that bound the size of the list a field returns (directly, or
@@ -246,6 +248,7 @@ pub fn check_document(
         doc,
         limits,
         aliases: 0,
+        fragments_too_deep: false,
         visiting: HashSet::new(),
         introspection_too_deep: false,
     };
@@ -262,6 +265,7 @@ pub fn check_document(
         &operation.node.selection_set.node,
         root_type.as_deref(),
         None,
+        0,
         operation,
     );
     if walk.introspection_too_deep {
@@ -278,6 +282,15 @@ pub fn check_document(
             format!(
                 "the operation is {depth} levels deep; at most {} are allowed",
                 limits.max_depth
+            ),
+            ErrorCode::MaxDepthLimit,
+        )));
+    }
+    // Not a `[limits]` setting: the planner goes no deeper.
+    if walk.fragments_too_deep {
+        return Err(Box::new(GraphQLError::new(
+            format!(
+                "the operation nests fragments more than {MAX_FRAGMENT_DEPTH} deep (a fragment inside a fragment, no field between); at most {MAX_FRAGMENT_DEPTH} are allowed"
             ),
             ErrorCode::MaxDepthLimit,
         )));
@@ -322,6 +335,9 @@ struct Walk<'a> {
     doc: &'a ExecutableDocument,
     limits: &'a Limits,
     aliases: usize,
+    /// Somewhere fragments nest deeper than [`MAX_FRAGMENT_DEPTH`] between
+    /// a field and its fields (the walk goes no deeper there).
+    fragments_too_deep: bool,
     /// Fragments being expanded (a cycle is a validation error, reported later).
     visiting: HashSet<&'a str>,
     /// An introspection subtree nests its list fields too deep.
@@ -395,17 +411,23 @@ impl<'a> Walk<'a> {
 
     /// The cost tree and depth of `set`, a selection on `parent` (None: a
     /// type the schema does not know; validation reports it). `inherited`
-    /// is the size a connection field's argument gives its list children.
+    /// is the size a connection field's argument gives its list children;
+    /// `fragments`, how many fragments `set` is inside since the last field.
     fn set(
         &mut self,
         set: &'a SelectionSet,
         parent: Option<&str>,
         inherited: Option<&Size>,
+        fragments: usize,
         operation: &'a Positioned<OperationDefinition>,
     ) -> (CostTree, usize) {
         let mut tree = CostTree::default();
         let mut depth = 0;
         for item in &set.items {
+            if !matches!(&item.node, Selection::Field(_)) && fragments >= MAX_FRAGMENT_DEPTH {
+                self.fragments_too_deep = true;
+                continue;
+            }
             match &item.node {
                 Selection::Field(f) => {
                     let field = &f.node;
@@ -449,6 +471,7 @@ impl<'a> Walk<'a> {
                         &field.selection_set.node,
                         child_type,
                         pass_down.as_ref(),
+                        0,
                         operation,
                     );
                     depth = depth.max(1 + child_depth);
@@ -465,7 +488,13 @@ impl<'a> Walk<'a> {
                         .as_ref()
                         .map(|c| c.node.on.node.as_str())
                         .or(parent);
-                    let (children, d) = self.set(&i.node.selection_set.node, on, inherited, operation);
+                    let (children, d) = self.set(
+                        &i.node.selection_set.node,
+                        on,
+                        inherited,
+                        fragments + 1,
+                        operation,
+                    );
                     tree.nodes.extend(children.nodes);
                     depth = depth.max(d);
                 }
@@ -478,8 +507,13 @@ impl<'a> Walk<'a> {
                         continue;
                     }
                     let on = fragment.node.type_condition.node.on.node.as_str();
-                    let (children, d) =
-                        self.set(&fragment.node.selection_set.node, Some(on), inherited, operation);
+                    let (children, d) = self.set(
+                        &fragment.node.selection_set.node,
+                        Some(on),
+                        inherited,
+                        fragments + 1,
+                        operation,
+                    );
                     self.visiting.remove(name);
                     tree.nodes.extend(children.nodes);
                     depth = depth.max(d);
@@ -605,6 +639,29 @@ mod tests {
                 vars
             ),
             1 + 7 * 2
+        );
+    }
+
+    #[test]
+    fn fragments_nest_at_most_as_deep_as_the_planner_goes() {
+        let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
+        // `fragments` fragments, each spreading the next; the last selects a field.
+        let check = |fragments: usize| {
+            let mut query = String::from("{ ...F0 }");
+            for i in 0..fragments - 1 {
+                query.push_str(&format!(" fragment F{i} on Query {{ ...F{} }}", i + 1));
+            }
+            query.push_str(&format!(" fragment F{} on Query {{ staffCount }}", fragments - 1));
+            let doc = async_graphql::parser::parse_query(query).expect("parses");
+            check_document(&schema, &doc, None, &Limits::default())
+        };
+        assert!(check(MAX_FRAGMENT_DEPTH).is_ok());
+        let refused = check(MAX_FRAGMENT_DEPTH + 1).expect_err("refused");
+        assert_eq!(refused.code, ErrorCode::MaxDepthLimit);
+        assert!(
+            refused.message.contains("fragments more than 64 deep"),
+            "{}",
+            refused.message
         );
     }
 }

@@ -267,7 +267,9 @@ fn plan_error(e: &PlanError) -> GraphQLError {
             (ErrorCode::GraphqlValidationFailed, None)
         }
         PlanError::Subscription => (ErrorCode::SubscriptionNotSupported, None),
-        // A bound the planner keeps whatever the `[limits]`.
+        // Bounds the planner keeps whatever the `[limits]` (the operation
+        // limits refuse the same fragment nesting first).
+        PlanError::FragmentsTooDeep { pos, .. } => (ErrorCode::MaxDepthLimit, Some(pos)),
         PlanError::TooManyConditions { pos, .. } => (ErrorCode::MaxDirectivesLimit, Some(pos)),
         PlanError::Unresolvable { .. } => {
             // A planner invariant: the operation is valid, the gateway is wrong.

@@ -15,7 +15,7 @@ use async_graphql::parser::types::Type;
 use async_graphql_value::{Name, Value};
 
 pub use build::plan;
-pub use normalize::{Condition, Include, MAX_CONDITION_ALTERNATIVES};
+pub use normalize::{Condition, Include, MAX_CONDITION_ALTERNATIVES, MAX_FRAGMENT_DEPTH};
 
 use crate::schema::InputValueDef;
 
@@ -435,6 +435,9 @@ pub enum PlanError {
     Subscription,
     #[error("{message}")]
     Unresolvable { message: String },
+    /// Fragments nest deeper than [`MAX_FRAGMENT_DEPTH`].
+    #[error("the operation nests fragments more than {max} deep (a fragment inside a fragment, no field between); at most {max} are allowed")]
+    FragmentsTooDeep { max: usize, pos: async_graphql::Pos },
     /// A field is selected under more combinations of `@skip`/`@include`
     /// conditions than [`MAX_CONDITION_ALTERNATIVES`].
     #[error("the operation selects `{field}` under more than {max} different combinations of @skip/@include conditions; at most {max} are allowed")]

@@ -43,6 +43,11 @@ pub struct Condition {
 /// planned and evaluated (for every object) at that size.
 pub const MAX_CONDITION_ALTERNATIVES: usize = 128;
 
+/// How deep fragments (spreads and inline fragments) may nest between a
+/// field and the fields it selects. Deeper is refused, never truncated; the
+/// operation limits check the same bound before planning.
+pub const MAX_FRAGMENT_DEPTH: usize = 64;
+
 impl Include {
     pub fn and(&self, other: &Include) -> Include {
         match (self, other) {
@@ -196,14 +201,22 @@ impl<'a> Collector<'a> {
         out: &mut IndexMap<Name, CollectedField<'a>>,
         depth: usize,
     ) -> Result<(), PlanError> {
-        // Validation rejects fragment cycles; the depth cap is a second fence.
-        if depth > 64 {
-            return Ok(());
-        }
         for selection in &set.items {
             let include = inherited.and(&directives_include(selection.node.directives()));
             if include == Include::Never {
                 continue;
+            }
+            // Validation rejects fragment cycles; this bounds the recursion,
+            // and refuses rather than cuts short (what lies past it is lost).
+            let fragment = matches!(
+                &selection.node,
+                Selection::FragmentSpread(_) | Selection::InlineFragment(_)
+            );
+            if fragment && depth >= MAX_FRAGMENT_DEPTH {
+                return Err(PlanError::FragmentsTooDeep {
+                    max: MAX_FRAGMENT_DEPTH,
+                    pos: selection.pos,
+                });
             }
             match &selection.node {
                 Selection::Field(field) => {
