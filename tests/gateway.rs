@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::Stack;
+use common::{include_ladder, Stack};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -648,34 +648,6 @@ async fn a_skipped_root_field_is_not_resolved_beside_another_of_its_subgraph() {
         let data = stack.data(query, json!({ "x": true })).await;
         assert!(data["staff"]["name"].is_string(), "{query}: {data}");
     }
-}
-
-/// `levels` fragments from `member(id: 1)` down (Member → contracts →
-/// Contract → member → …), each selecting the next level twice, each time
-/// under its own `@include`; the last selects `id`.
-fn include_ladder(levels: usize) -> String {
-    let mut variables = Vec::new();
-    let mut fragments = String::new();
-    for i in 0..levels {
-        variables.push(format!("$v{i}_0: Boolean!, $v{i}_1: Boolean!"));
-        let (on, field) = if i % 2 == 0 {
-            ("Member", "contracts")
-        } else {
-            ("Contract", "member")
-        };
-        let next = if i + 1 < levels {
-            format!("...L{}", i + 1)
-        } else {
-            "id".to_string()
-        };
-        fragments.push_str(&format!(
-            " fragment L{i} on {on} {{ {field} @include(if: $v{i}_0) {{ {next} }} {field} @include(if: $v{i}_1) {{ {next} }} }}"
-        ));
-    }
-    format!(
-        "query({}) {{ member(id: 1) {{ ...L0 }} }}{fragments}",
-        variables.join(", ")
-    )
 }
 
 /// The objects at `path` below `value` (lists flattened).

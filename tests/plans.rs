@@ -1,6 +1,9 @@
 //! Query plans are data: snapshots of their rendering for representative
 //! operations. A snapshot change is a plan change: review it.
 
+mod common;
+
+use common::include_ladder;
 use tessera::plan::{FieldKind, PlanError};
 use tessera::schema::Supergraph;
 
@@ -96,35 +99,6 @@ fn a_skipped_root_field_keeps_its_condition_in_a_shared_fetch() {
     ]
     .map(plan)
     .join("\n"));
-}
-
-/// `levels` fragments from `member(id: "1")` down, Member → contracts →
-/// Contract → member → …, each selecting the next level twice, each time
-/// under its own `@include`: a field `k` levels down is reached along 2^k
-/// paths.
-fn include_ladder(levels: usize) -> String {
-    let mut variables = Vec::new();
-    let mut fragments = String::new();
-    for i in 0..levels {
-        variables.push(format!("$v{i}_0: Boolean!, $v{i}_1: Boolean!"));
-        let (on, field) = if i % 2 == 0 {
-            ("Member", "contracts")
-        } else {
-            ("Contract", "member")
-        };
-        let next = if i + 1 < levels {
-            format!("...L{}", i + 1)
-        } else {
-            "id".to_string()
-        };
-        fragments.push_str(&format!(
-            " fragment L{i} on {on} {{ {field} @include(if: $v{i}_0) {{ {next} }} {field} @include(if: $v{i}_1) {{ {next} }} }}"
-        ));
-    }
-    format!(
-        "query({}) {{ member(id: \"1\") {{ ...L0 }} }}{fragments}",
-        variables.join(", ")
-    )
 }
 
 /// How many alternatives each fetch's condition has, in fetch order.

@@ -626,3 +626,32 @@ pub async fn proxy(target: &str) -> Proxy {
     });
     Proxy { url, up }
 }
+
+/// `levels` fragments from `member(id: "1")` down, Member → contracts →
+/// Contract → member → …, each selecting the next level twice, each time
+/// under its own `@include`: a field `k` levels down is reached along 2^k
+/// paths.
+pub fn include_ladder(levels: usize) -> String {
+    let mut variables = Vec::new();
+    let mut fragments = String::new();
+    for i in 0..levels {
+        variables.push(format!("$v{i}_0: Boolean!, $v{i}_1: Boolean!"));
+        let (on, field) = if i % 2 == 0 {
+            ("Member", "contracts")
+        } else {
+            ("Contract", "member")
+        };
+        let next = if i + 1 < levels {
+            format!("...L{}", i + 1)
+        } else {
+            "id".to_string()
+        };
+        fragments.push_str(&format!(
+            " fragment L{i} on {on} {{ {field} @include(if: $v{i}_0) {{ {next} }} {field} @include(if: $v{i}_1) {{ {next} }} }}"
+        ));
+    }
+    format!(
+        "query({}) {{ member(id: \"1\") {{ ...L0 }} }}{fragments}",
+        variables.join(", ")
+    )
+}
