@@ -306,6 +306,10 @@ impl Fetcher for HttpFetcher {
 
 type Client = hyper_util::client::legacy::Client<HttpConnector, Full<bytes::Bytes>>;
 
+/// A body's buffer is sized up front by its Content-Length up to this; past
+/// it, it grows as the body arrives (a wrong header costs no memory).
+const MAX_PRESIZED_BODY: usize = 16 << 20;
+
 /// A subgraph's URL as the client sends it, or why it cannot.
 fn subgraph_uri(url: &str) -> Result<http::Uri, String> {
     let parsed = reqwest::Url::parse(url).map_err(|e| format!("\"{url}\" is not a URL ({e})"))?;
@@ -483,15 +487,23 @@ impl Exchange {
         let exchange = async {
             let response = self.client.request(request).await.map_err(|e| unreachable(&e))?;
             let status = response.status();
-            let bytes = response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| unreachable(&e))?
-                .to_bytes();
+            // Read into one buffer sized by Content-Length: collecting into
+            // `Bytes` and converting copied a body read in several chunks twice.
+            let size = response
+                .headers()
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+                .unwrap_or(0);
+            let mut bytes = Vec::with_capacity(size.min(MAX_PRESIZED_BODY));
+            let mut body = response.into_body();
+            while let Some(frame) = body.frame().await {
+                if let Some(data) = frame.map_err(|e| unreachable(&e))?.data_ref() {
+                    bytes.extend_from_slice(data);
+                }
+            }
             if !status.is_success() {
                 // A GraphQL server may answer errors with 4xx/5xx and a GraphQL body.
-                if let Ok(parsed) = SubgraphResponse::from_body(subgraph, Vec::from(bytes)) {
+                if let Ok(parsed) = SubgraphResponse::from_body(subgraph, bytes) {
                     if !parsed.errors.is_empty() {
                         return Ok(parsed);
                     }
@@ -501,7 +513,7 @@ impl Exchange {
                     status: status.as_u16(),
                 });
             }
-            SubgraphResponse::from_body(subgraph, Vec::from(bytes))
+            SubgraphResponse::from_body(subgraph, bytes)
         };
         match tokio::time::timeout(endpoint.timeout, exchange).await {
             Ok(result) => result,

@@ -167,7 +167,13 @@ impl Executor {
             self.max_batch_size,
         );
         run.run().await;
-        let projected = project::Projector::new(&run, variables, 4096).write_data(introspection);
+        // Sized as this plan's last answer was, with room to spare (bounded: a huge one once
+        // must not make every later buffer huge).
+        let last = plan.response_size.load(std::sync::atomic::Ordering::Relaxed);
+        let projected = project::Projector::new(&run, variables, (last + last / 8).clamp(4096, 8 << 20))
+            .write_data(introspection);
+        plan.response_size
+            .store(projected.data.len(), std::sync::atomic::Ordering::Relaxed);
         if let (false, Some(search)) = (projected.gone.is_empty(), &self.search) {
             search.report_gone(projected.gone);
         }

@@ -283,6 +283,7 @@ fn plan_choosing(
         roots,
         output,
         has_introspection,
+        response_size: Default::default(),
     })
 }
 

@@ -34,6 +34,9 @@ pub struct QueryPlan {
     pub output: Vec<RootField>,
     /// The operation selects `__schema` or `__type`: answered by async-graphql.
     pub has_introspection: bool,
+    /// Bytes of `data` the last run of this plan wrote: the next one's
+    /// buffer starts that big instead of growing (and copying) to it.
+    pub response_size: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
