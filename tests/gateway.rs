@@ -402,6 +402,34 @@ async fn automatic_persisted_queries_follow_apollos_protocol() {
 async fn bad_requests_get_spec_shaped_errors() {
     let stack = Stack::start().await;
 
+    // GraphQL over HTTP: the media type the client accepts.
+    for (accept, expected) in [
+        (None, "application/json"),
+        (Some("application/json"), "application/json"),
+        (
+            Some("application/graphql-response+json, application/json;q=0.9"),
+            "application/graphql-response+json",
+        ),
+        (Some("application/graphql-response+json;q=0"), "application/json"),
+    ] {
+        let mut request = stack
+            .client
+            .post(&stack.gateway)
+            .json(&json!({ "query": "{ staff(id: 1) { id } }" }));
+        if let Some(accept) = accept {
+            request = request.header("accept", accept);
+        }
+        let response = request.send().await.expect("answer");
+        assert_eq!(
+            response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok()),
+            Some(expected),
+            "{accept:?}"
+        );
+    }
+
     // A body that is not JSON.
     let response = stack
         .client

@@ -218,7 +218,8 @@ async fn graphql_post(State(app): State<App>, request: Request) -> Response {
     let headers = parts.headers;
     let id = request_id(&headers);
     let gateway = &app.gateway;
-    let refuse = |error: GraphQLError| respond(gateway.refuse(vec![error], &id), &id);
+    let media = response_media_type(&headers);
+    let refuse = |error: GraphQLError| respond(gateway.refuse(vec![error], &id), &id, media);
     if app.options.csrf_prevention && !preflighted(&headers, &app.options.csrf_headers) {
         return refuse(csrf_error());
     }
@@ -311,7 +312,8 @@ async fn graphql_get(
         return Html(playground_html()).into_response();
     }
     let id = request_id(&headers);
-    let refuse = |error: GraphQLError| respond(app.gateway.refuse(vec![error], &id), &id);
+    let media = response_media_type(&headers);
+    let refuse = |error: GraphQLError| respond(app.gateway.refuse(vec![error], &id), &id, media);
     if app.options.csrf_prevention && !preflighted(&headers, &app.options.csrf_headers) {
         return refuse(csrf_error());
     }
@@ -367,14 +369,38 @@ async fn execute(
         tracing::Instrument::instrument(app.gateway.handle(request, method, headers, options), span).await;
     app.telemetry
         .record_request(operation_name.as_deref(), &response, started.elapsed());
-    respond(response, &id)
+    respond(response, &id, response_media_type(headers))
 }
 
-fn respond(response: GraphQLResponse, request_id: &str) -> Response {
+/// GraphQL over HTTP: a client that accepts `application/graphql-response+json`
+/// gets it (the status codes are the same either way: 4xx for a request
+/// that cannot run, 200 with partial data); `application/json` otherwise.
+fn response_media_type(headers: &HeaderMap) -> &'static str {
+    const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+    let accepts = headers
+        .get_all(ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|range| {
+            let mut parts = range.split(';');
+            let essence = parts.next().unwrap_or_default().trim();
+            // `q=0` means "not this one".
+            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
+            essence.eq_ignore_ascii_case(GRAPHQL_RESPONSE) && !refused
+        });
+    if accepts {
+        GRAPHQL_RESPONSE
+    } else {
+        "application/json"
+    }
+}
+
+fn respond(response: GraphQLResponse, request_id: &str, media_type: &'static str) -> Response {
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut res = (status, response.body).into_response();
     let headers = res.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID_HEADER, v);
     }
