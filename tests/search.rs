@@ -899,6 +899,10 @@ async fn an_omitted_variable_means_the_arguments_default(backend: Backend) {
                "variables": {"o": [{"field": "CREATED_AT"}]}}),
         json!({"query": format!("query($o: [FeedOrder!] = [{{field: CREATED_AT}}]) {{ feed(first: 5, orderBy: $o) {{ {feed} }} }}")}),
         json!({"query": format!("query($d: SortDirection) {{ feed(first: 5, orderBy: [{{field: CREATED_AT, direction: $d}}]) {{ {feed} }} }}")}),
+        // No order in particular: the field's default (newest first), on
+        // the index and through MERGE alike.
+        json!({"query": format!("{{ feed(first: 5, orderBy: []) {{ {feed} }} }}")}),
+        json!({"query": format!("{{ feed(first: 5) {{ {feed} }} }}")}),
     ];
     for url in [&index_url, &merge_url] {
         let expected = stack.post_to(url, asks[0].clone()).await;

@@ -290,7 +290,21 @@ fn read_query(
         }
     }
     let mut sort = Vec::new();
-    if let Some(order) = args.get("orderBy") {
+    // `orderBy: []` asks for no order in particular: the field's default
+    // order, as when it is left out (both strategies then agree; the index
+    // sorted by id alone and MERGE refused it).
+    let default_order = || {
+        bindings
+            .iter()
+            .find(|b| b.var == "orderBy")
+            .and_then(|b| Some((b, b.def.default.clone()?.into_const()?)))
+            .map(|(b, d)| super::input::with_input_defaults(schema, &b.def.ty, d))
+    };
+    let order = match args.get("orderBy") {
+        Some(ConstValue::List(items)) if items.is_empty() => default_order(),
+        other => other.cloned(),
+    };
+    if let Some(order) = &order {
         let items: Vec<&ConstValue> = match order {
             ConstValue::List(items) => items.iter().collect(),
             single => vec![single],
