@@ -97,7 +97,7 @@ pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<Gr
             &mut usages,
             &mut spreads,
         );
-        walk.directives_of_operation(&operation.node, &mut usages);
+        walk.directives(&operation.node.directives, &mut usages);
         // Fragments reached from the operation, each once.
         let mut seen = HashSet::new();
         while let Some(name) = spreads.pop() {
@@ -145,10 +145,7 @@ fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &
                     format!("Variable \"${}\" is not defined", usage.variable),
                     ErrorCode::GraphqlValidationFailed,
                 );
-                error.locations = vec![Location {
-                    line: usage.pos.line,
-                    column: usage.pos.column,
-                }];
+                error.locations = vec![location(usage.pos)];
                 if !errors.iter().any(|e| e.message == error.message) {
                     errors.push(error);
                 }
@@ -163,13 +160,7 @@ fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &
                 ),
                 ErrorCode::GraphqlValidationFailed,
             );
-            error.locations = [definition.pos, usage.pos]
-                .iter()
-                .map(|p| Location {
-                    line: p.line,
-                    column: p.column,
-                })
-                .collect();
+            error.locations = vec![location(definition.pos), location(usage.pos)];
             if !errors
                 .iter()
                 .any(|e| e.message == error.message && e.locations == error.locations)
@@ -177,6 +168,13 @@ fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &
                 errors.push(error);
             }
         }
+    }
+}
+
+fn location(pos: Pos) -> Location {
+    Location {
+        line: pos.line,
+        column: pos.column,
     }
 }
 
@@ -243,10 +241,6 @@ impl<'a> Walk<'a> {
         &self.fragments[name]
     }
 
-    fn directives_of_operation(&mut self, operation: &'a OperationDefinition, usages: &mut Vec<Usage<'a>>) {
-        self.directives(&operation.directives, usages);
-    }
-
     fn set(
         &mut self,
         set: &'a SelectionSet,
@@ -299,12 +293,7 @@ impl<'a> Walk<'a> {
         field: &'a Positioned<async_graphql::parser::types::Field>,
         usages: &mut Vec<Usage<'a>>,
     ) {
-        let at = |pos: Pos| {
-            vec![Location {
-                line: pos.line,
-                column: pos.column,
-            }]
-        };
+        let at = |pos: Pos| vec![location(pos)];
         for (arg, _) in &field.node.arguments {
             let mut error = GraphQLError::new(
                 format!("Unknown argument \"{}\" on field \"__typename\"", arg.node),
@@ -452,10 +441,7 @@ impl<'a> Walk<'a> {
             format!("Invalid value for argument \"{arg}\", expected type \"{expected}\": {why}"),
             ErrorCode::BadUserInput,
         );
-        error.locations = vec![Location {
-            line: pos.line,
-            column: pos.column,
-        }];
+        error.locations = vec![location(pos)];
         self.literals.push(error);
     }
 }
