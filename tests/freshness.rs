@@ -4,7 +4,8 @@
 //! net), and read repair (a search that meets a hit whose entity is gone).
 //! Deletes go straight to the services' own mutations, never through the
 //! gateway. A delete while a listing pages by offset makes it skip a live
-//! row: the scan and the reconcile keep that row's document.
+//! row: the scan and the reconcile keep that row's document. A change the
+//! follower cannot apply holds none of the others.
 
 #[macro_use]
 mod common;
@@ -562,6 +563,38 @@ async fn a_reconcile_deletes_a_document_only_when_its_row_reads_as_gone(backend:
     assert_eq!((report.deleted, report.failed), (1, 0), "{report:?}");
     tessera.syncer.reconcile("feed").await.expect("reconcile");
     assert_posts_match(&tessera, &posts).await;
+}
+
+/// A change the in-process follower cannot apply (its row's service fails
+/// every read of it: a poison event) is given up after a few tries, and
+/// the changes behind it go through at once, where the whole batch was
+/// retried for ~50 s and then dropped; the next reconcile repairs it.
+#[tokio::test]
+async fn a_change_that_cannot_be_applied_holds_none_of_the_others() {
+    let stack = stack(120, true, Backend::Tantivy).await;
+    // Rebuilds send ids as variables, sorted: 88 is `_a0` alone or beside 89.
+    stack
+        .faults("contracts", json!({"error_when": "\"_a0\":88"}))
+        .await;
+    for (id, title) in [(88, "Poisoned walrus"), (89, "Healthy narwhal")] {
+        stack
+            .write(
+                "contracts",
+                "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t}) { id } }",
+                json!({"id": id, "t": title}),
+            )
+            .await;
+    }
+    eventually(
+        Duration::from_secs(10),
+        "the change behind the poison is applied",
+        || async { count(&stack, json!({"text": "narwhal"})).await == 1 },
+    )
+    .await;
+    assert_eq!(count(&stack, json!({"text": "walrus"})).await, 0);
+    stack.faults("contracts", json!({"error_when": ""})).await;
+    stack.syncer().reconcile("contracts").await.expect("reconcile");
+    assert_eq!(count(&stack, json!({"text": "walrus"})).await, 1);
 }
 
 on_both_backends!(

@@ -43,11 +43,8 @@ use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
 use super::events::ServiceEvent;
-use super::{Change, Checkpoint, SyncError, Syncer};
+use super::{Change, Checkpoint, SyncError, Syncer, MAX_OUTAGE_BACKOFF};
 use crate::schema::Supergraph;
-
-/// The longest wait between two tries of a batch kept during an outage.
-pub const MAX_OUTAGE_BACKOFF: Duration = Duration::from_secs(10);
 
 /// How the worker reaches Kafka and what it does with failures: the
 /// `[sync.kafka]` section as it stands.

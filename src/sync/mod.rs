@@ -197,6 +197,10 @@ pub struct RejectedDocument {
 /// How many refused documents [`Syncer::rejected`] keeps.
 const MAX_REJECTED: usize = 1000;
 
+/// The longest wait between two tries of changes kept during an outage
+/// (the in-process follower's and the Kafka worker's).
+pub const MAX_OUTAGE_BACKOFF: Duration = Duration::from_secs(10);
+
 /// Documents a backfill writes (and commits) at once: few, large segments
 /// merge less, and a crash re-reads at most this many rows.
 const BACKFILL_BATCH: usize = 50_000;
@@ -1400,33 +1404,69 @@ impl Syncer {
                     Err(_) => break,
                 }
             }
-            // Retried with backoff: a service that is briefly down must not lose the change.
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match self.apply(&batch).await {
-                    Ok(r) => {
-                        if r.changed() {
-                            tracing::debug!(
-                                changes = batch.len(),
-                                written = r.written,
-                                deleted = r.deleted,
-                                "changes applied"
-                            );
-                        }
-                        break;
+            self.apply_followed(&batch).await;
+        }
+    }
+
+    /// Applies one batch of followed changes, as the Kafka worker does: an
+    /// outage ([`SyncError::is_transient`]) keeps the batch, tried again
+    /// with a backoff doubling up to [`MAX_OUTAGE_BACKOFF`] for as long as
+    /// it lasts (the senders wait meanwhile; events missed by then are the
+    /// next scan's and reconcile's). A batch that keeps failing for one of
+    /// its changes is applied change by change, so the rest go through;
+    /// only a change that fails alone is given up, logged, and left to the
+    /// next scan or reconcile.
+    async fn apply_followed(&self, batch: &[Change]) {
+        const TRIES: u32 = 3;
+        let mut delay = Duration::from_millis(100);
+        let mut tries = 0;
+        loop {
+            let error = match self.apply(batch).await {
+                Ok(r) => {
+                    if r.changed() {
+                        tracing::debug!(
+                            changes = batch.len(),
+                            written = r.written,
+                            deleted = r.deleted,
+                            "changes applied"
+                        );
                     }
-                    Err(e) if delay < Duration::from_secs(30) => {
-                        tracing::warn!(error = %e, changes = batch.len(), "applying changes failed; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay *= 2;
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, changes = batch.len(), "applying changes failed; the next scan or reconcile repairs them");
-                        break;
-                    }
+                    return;
                 }
+                Err(e) if e.is_transient() => e,
+                Err(e) if tries + 1 < TRIES => {
+                    tries += 1;
+                    e
+                }
+                Err(e) if batch.len() == 1 => {
+                    tracing::error!(error = %e, change = ?batch[0],
+                        "a change cannot be applied; the next scan or reconcile repairs it");
+                    return;
+                }
+                Err(_) => match self.apply_one_by_one(batch).await {
+                    Ok(()) => return,
+                    Err(outage) => outage,
+                },
+            };
+            tracing::warn!(error = %error, changes = batch.len(), retry_in = ?delay,
+                "applying changes failed; they are kept and tried again");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(MAX_OUTAGE_BACKOFF);
+        }
+    }
+
+    /// Applies `batch` a change at a time; a change that fails is logged
+    /// and given up. Stops at an outage, returning it.
+    async fn apply_one_by_one(&self, batch: &[Change]) -> Result<(), SyncError> {
+        for change in batch {
+            match self.apply(std::slice::from_ref(change)).await {
+                Ok(_) => {}
+                Err(e) if e.is_transient() => return Err(e),
+                Err(e) => tracing::error!(error = %e, ?change,
+                    "a change cannot be applied; the next scan or reconcile repairs it"),
             }
         }
+        Ok(())
     }
 
     /// Polls every `poll` interval (when set; with change events there is
