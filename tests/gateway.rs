@@ -286,6 +286,83 @@ async fn introspection_and_typename_are_answered() {
     );
 }
 
+/// Field selection merging (spec §5.3.2): two fields answering under one
+/// response name must be one field with one set of arguments wherever they
+/// can meet on one object, and have one shape everywhere; async-graphql's
+/// rule compared them only under the same type condition and never merged
+/// their sub-selections, so each of these answered one field under `x`.
+#[tokio::test]
+async fn fields_that_cannot_merge_under_one_response_name_are_refused() {
+    let stack = Stack::start().await;
+    for (bad, why) in [
+        (
+            "{ contracts(limit: 2) { member { x: name } } contracts(limit: 2) { member { x: email } } }",
+            "Fields \"contracts\" conflict because subfields \"member\" conflict because subfields \"x\" conflict because \"name\" and \"email\" are different fields",
+        ),
+        (
+            "{ contract(id: 1) { x: title ... on Contract { x: status } } }",
+            "Fields \"x\" conflict because \"title\" and \"status\" are different fields",
+        ),
+        (
+            "{ feed(first: 2) { edges { node { x: id ... on Post { x: title } } } } }",
+            "\"id\" and \"title\" are different fields",
+        ),
+        (
+            "{ feed(first: 2) { edges { node { ... on Post { x: likeCount } ... on Event { x: location } } } } }",
+            "they return conflicting types \"Int!\" and \"String!\"",
+        ),
+        (
+            "query($a: Int, $b: Int) { contracts(limit: $a) { id } contracts(limit: $b) { title } }",
+            "they have differing arguments",
+        ),
+        (
+            "{ ...A ...B } fragment A on Query { s: staff(id: 1) { name } } fragment B on Query { s: staff(id: 1) { name: email } }",
+            "subfields \"name\" conflict because \"name\" and \"email\" are different fields",
+        ),
+    ] {
+        let (status, body) = stack.post(json!({ "query": bad })).await;
+        assert_eq!((status, code(&body)), (400, "GRAPHQL_VALIDATION_FAILED"), "{bad}: {body}");
+        let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(why), "{bad}: {body}");
+        assert!(
+            body["errors"][0]["locations"].as_array().is_some_and(|l| l.len() >= 2),
+            "{bad}: {body}"
+        );
+    }
+    // What merges: the same field and arguments (sub-selections joined),
+    // the same shape on types that never meet, `__typename` anywhere.
+    for (good, expected) in [
+        (
+            "query($n: Int) { contracts(limit: $n) { id } contracts(limit: $n) { title } }",
+            json!({"n": 1}),
+        ),
+        (
+            "{ feed(first: 3) { edges { node { ... on Post { x: title } ... on Product { x: title } ... on Event { x: location } } } } }",
+            json!({}),
+        ),
+        (
+            "{ s: staff(id: 1) { id __typename } ...F } fragment F on Query { s: staff(id: 1) { name __typename } }",
+            json!({}),
+        ),
+    ] {
+        // (No index here: the feed answers SEARCH_UNAVAILABLE, once valid.)
+        let (status, body) = stack.post(json!({ "query": good, "variables": expected })).await;
+        assert_eq!(status, 200, "{good}: {body}");
+        assert!(
+            body.get("errors").is_none() || code(&body) == "SEARCH_UNAVAILABLE",
+            "{good}: {body}"
+        );
+    }
+    let body = stack
+        .data(
+            "query($n: Int) { contracts(limit: $n) { id } contracts(limit: $n) { title } }",
+            json!({"n": 1}),
+        )
+        .await;
+    let row = &body["contracts"][0];
+    assert!(row["id"].is_string() && row["title"].is_string(), "{body}");
+}
+
 #[tokio::test]
 async fn typename_takes_skip_and_include_like_any_field() {
     let stack = Stack::start().await;

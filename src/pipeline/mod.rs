@@ -9,6 +9,7 @@
 
 mod apq;
 mod limits;
+mod merge;
 mod prepare;
 mod values;
 

@@ -191,6 +191,7 @@ async fn prepare(
         return Err(validation_errors(errors));
     }
     super::values::check(schema, &doc)?;
+    super::merge::check(schema, &doc)?;
 
     let plan = plan::plan(schema, &doc, operation_name).map_err(|e| vec![plan_error(&e)])?;
     Ok(Prepared {
