@@ -442,13 +442,22 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
             DlqAction::Replay => {
                 let r = tessera::sync::kafka::replay_dead_letters(syncer, &kafka_options(&config)).await?;
                 println!("{} dead letter(s) applied", r.applied);
-                if let Some((letter, why)) = r.failed {
+                for letter in &r.failed_again {
+                    println!(
+                        "{}/{}@{} failed again (kept as a dead letter, attempt {}): {}",
+                        letter.topic, letter.partition, letter.offset, letter.attempts, letter.error
+                    );
+                }
+                if let Some((letter, why)) = r.stopped {
                     bail!(
-                        "{}/{}@{} failed again: {why} (it and the ones after it stay)",
+                        "stopped at {}/{}@{}: {why} (it and the letters not replayed yet stay)",
                         letter.topic,
                         letter.partition,
                         letter.offset
                     );
+                }
+                if !r.failed_again.is_empty() {
+                    bail!("{} dead letter(s) failed again", r.failed_again.len());
                 }
             }
         },

@@ -151,7 +151,14 @@ async fn a_poison_event_is_dead_lettered_while_the_partition_flows_and_replay_dr
     // The cause fixed, a replay drains it.
     stack.faults("contracts", json!({"error_when": ""})).await;
     let replayed = replay_dead_letters(stack.syncer(), &kafka).await.expect("replay");
-    assert_eq!((replayed.applied, replayed.failed.is_none()), (1, true));
+    assert_eq!(
+        (
+            replayed.applied,
+            replayed.failed_again.len(),
+            replayed.stopped.is_none()
+        ),
+        (1, 0, true)
+    );
     assert_eq!(title_count(&stack, "walrus").await, 1);
     assert!(list_dead_letters(&kafka).await.expect("list").is_empty());
     drop(stop);
@@ -279,10 +286,76 @@ async fn malformed_and_unknown_events_are_dead_lettered_at_once() {
     );
     assert!(letters.iter().any(|l| l.error.contains("Invoice")), "{letters:?}");
     assert!(letters.iter().all(|l| l.attempts == 0 && l.topic == topic));
-    // A replay cannot fix those: it says so and keeps them.
+    // A replay cannot fix those: it says so and keeps them, each once,
+    // with one more attempt counted.
     let replayed = replay_dead_letters(stack.syncer(), &kafka).await.expect("replay");
-    assert!(replayed.failed.is_some());
-    assert_eq!(list_dead_letters(&kafka).await.expect("list").len(), 2);
+    assert_eq!(
+        (replayed.applied, replayed.failed_again.len()),
+        (0, 2),
+        "{replayed:?}"
+    );
+    let letters = list_dead_letters(&kafka).await.expect("list");
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(letters.iter().all(|l| l.attempts == 1), "{letters:?}");
+    drop(stop);
+    handle.await.expect("worker");
+}
+
+/// A letter that fails again on replay (here: the index still refuses
+/// its document) stays a dead letter, written back behind the others, and
+/// holds back none of them; a replay once the cause is fixed applies it.
+/// A replay used to count a refused document as applied and drop the
+/// letter, and to stop at the first letter it could not apply.
+#[tokio::test]
+async fn a_replay_keeps_the_letters_that_fail_again_and_applies_the_rest() {
+    let Some(brokers) = brokers() else { return };
+    let Some(backend @ Backend::OpenSearch(_)) = opensearch() else {
+        return;
+    };
+    let _one = BROKER.lock().await;
+    let kafka = options(&brokers, 1);
+    let stack = stack(100, backend, &kafka).await;
+    let (stop, handle) = worker(&stack, &kafka).await;
+    // The title is sortable (a keyword): Lucene refuses a term over 32,766
+    // bytes. Contract 31 is poisoned at its service, 30's document refused.
+    stack
+        .faults("contracts", json!({"error_when": "\"_a0\":31"}))
+        .await;
+    retitle(&stack, 30, &"walrus ".repeat(6000)).await;
+    retitle(&stack, 31, "Poisoned dugong").await;
+    retitle(&stack, 32, "Healthy narwhal").await;
+    eventually(
+        Duration::from_secs(20),
+        "both failures are dead-lettered",
+        || async { list_dead_letters(&kafka).await.is_ok_and(|l| l.len() >= 2) },
+    )
+    .await;
+    assert_eq!(title_count(&stack, "narwhal").await, 1);
+    // The service fixed, the index not: the first letter fails again and
+    // is kept, the second is applied behind it.
+    stack.faults("contracts", json!({"error_when": ""})).await;
+    let replayed = replay_dead_letters(stack.syncer(), &kafka).await.expect("replay");
+    assert_eq!(replayed.applied, 1, "{replayed:?}");
+    assert_eq!(replayed.failed_again.len(), 1, "{replayed:?}");
+    assert!(replayed.failed_again[0].error.contains("refused"), "{replayed:?}");
+    assert_eq!(title_count(&stack, "dugong").await, 1);
+    let letters = list_dead_letters(&kafka).await.expect("list");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert!(letters[0].payload.contains("\"id\":30"), "{letters:?}");
+    assert_eq!(letters[0].attempts, 4, "{letters:?}");
+    // The title shortened: its own event applies it, and so does a replay.
+    retitle(&stack, 30, "Shortened walrus").await;
+    eventually(Duration::from_secs(20), "the short title is indexed", || async {
+        title_count(&stack, "walrus").await == 1
+    })
+    .await;
+    let replayed = replay_dead_letters(stack.syncer(), &kafka).await.expect("replay");
+    assert_eq!(
+        (replayed.applied, replayed.failed_again.len()),
+        (1, 0),
+        "{replayed:?}"
+    );
+    assert!(list_dead_letters(&kafka).await.expect("list").is_empty());
     drop(stop);
     handle.await.expect("worker");
 }

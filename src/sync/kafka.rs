@@ -16,7 +16,8 @@
 //!   and its original payload, so the partition keeps flowing. A malformed
 //!   event, or one for a type no index reads a service for, goes there at
 //!   once. [`list_dead_letters`] and [`replay_dead_letters`] show and
-//!   re-drive them.
+//!   re-drive them; a letter that fails again is written back behind the
+//!   others, so none holds back the rest.
 //! - **Outages are not dead letters**: a failure that is not about the
 //!   events ([`SyncError::is_transient`]: the index or a service cannot be
 //!   reached, does not answer in time, answers 5xx, its circuit is open)
@@ -213,11 +214,7 @@ impl Worker {
         consumer
             .subscribe(&subscribed)
             .map_err(|e| kafka_error("subscribing", e))?;
-        let dead_letters: FutureProducer = client_config(&options)
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            .create()
-            .map_err(|e| kafka_error("dead-letter producer", e))?;
+        let dead_letters = dead_letter_producer(&options)?;
         Ok(Self {
             syncer,
             options,
@@ -336,22 +333,8 @@ impl Worker {
         Ok(letters.len() as u64)
     }
 
-    /// Applies `changes`; a document the index refused fails them too (so
-    /// its event is retried, then dead-lettered: never silently dropped).
     async fn apply(&self, changes: &[Change]) -> Result<(), SyncError> {
-        let report = self.syncer.apply(changes).await?;
-        if report.failed == 0 {
-            return Ok(());
-        }
-        let refused = self.syncer.rejected();
-        let last = refused
-            .last()
-            .map(|r| format!("{}: {}", r.id, r.reason))
-            .unwrap_or_default();
-        Err(SyncError::Source {
-            what: "the index".into(),
-            message: format!("refused {} document(s), last {last}", report.failed),
-        })
+        apply_refusing(&self.syncer, changes).await
     }
 
     async fn apply_with_retries(&self, changes: &[Change]) -> Result<(), SyncError> {
@@ -382,19 +365,7 @@ impl Worker {
             attempts,
             failed_at: super::now_millis(),
         };
-        let payload = serde_json::to_vec(&letter).map_err(|e| kafka_error("dead letter", e))?;
-        let key = letter.key.clone().unwrap_or_default();
-        self.dead_letters
-            .send(
-                FutureRecord::to(&self.options.dead_letter_topic)
-                    .key(&key)
-                    .payload(&payload),
-                Duration::from_secs(10),
-            )
-            .await
-            .map_err(|(e, _)| kafka_error("writing a dead letter", e))?;
-        crate::telemetry::metrics().dead_lettered();
-        Ok(())
+        write_dead_letter(&self.dead_letters, &self.options, &letter).await
     }
 
     /// Commits, per partition, the offset after the batch's last message.
@@ -432,6 +403,54 @@ impl Worker {
             }
         }
     }
+}
+
+/// Applies `changes`; a document the index refused fails them too (so
+/// its event is retried, then dead-lettered, and a replay keeps its letter:
+/// never silently dropped).
+async fn apply_refusing(syncer: &Syncer, changes: &[Change]) -> Result<(), SyncError> {
+    let report = syncer.apply(changes).await?;
+    if report.failed == 0 {
+        return Ok(());
+    }
+    let refused = syncer.rejected();
+    let last = refused
+        .last()
+        .map(|r| format!("{}: {}", r.id, r.reason))
+        .unwrap_or_default();
+    Err(SyncError::Source {
+        what: "the index".into(),
+        message: format!("refused {} document(s), last {last}", report.failed),
+    })
+}
+
+fn dead_letter_producer(options: &KafkaOptions) -> Result<FutureProducer, SyncError> {
+    client_config(options)
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(|e| kafka_error("dead-letter producer", e))
+}
+
+/// Appends `letter` to the dead-letter topic, keyed as its event was.
+async fn write_dead_letter(
+    producer: &FutureProducer,
+    options: &KafkaOptions,
+    letter: &DeadLetter,
+) -> Result<(), SyncError> {
+    let payload = serde_json::to_vec(letter).map_err(|e| kafka_error("dead letter", e))?;
+    let key = letter.key.clone().unwrap_or_default();
+    producer
+        .send(
+            FutureRecord::to(&options.dead_letter_topic)
+                .key(&key)
+                .payload(&payload),
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|(e, _)| kafka_error("writing a dead letter", e))?;
+    crate::telemetry::metrics().dead_lettered();
+    Ok(())
 }
 
 /// Commits the current end of every partition of `topics` for the group,
@@ -576,31 +595,49 @@ pub async fn list_dead_letters(options: &KafkaOptions) -> Result<Vec<DeadLetter>
 #[derive(Debug, Default, Clone)]
 pub struct Replayed {
     pub applied: usize,
-    /// The first letter that failed again, and why (it and the ones after
-    /// it on its partition stay for the next replay).
-    pub failed: Option<(DeadLetter, String)>,
+    /// The letters that failed again, each with its new error: written
+    /// back to the end of the dead-letter topic (one more attempt counted)
+    /// for a later replay, so none holds back the letters behind it.
+    pub failed_again: Vec<DeadLetter>,
+    /// An outage (the index or a service unavailable) stopped the replay
+    /// at this letter, with why: it and every letter not replayed yet stay
+    /// where they are.
+    pub stopped: Option<(DeadLetter, String)>,
 }
 
 /// Applies the pending dead letters again, in order; each one applied is
-/// marked replayed. Stops at the first that fails again.
+/// marked replayed. One that fails again is written back to the end of
+/// the topic with its new error and marked replayed (nothing lost, and the
+/// letters behind it go on); an outage stops the replay, nothing marked
+/// past it.
 pub async fn replay_dead_letters(syncer: &Syncer, options: &KafkaOptions) -> Result<Replayed, SyncError> {
     let (consumer, partitions) = dead_letter_consumer(options)?;
     let pending = pending_dead_letters(&consumer, options, &partitions).await?;
+    let producer = dead_letter_producer(options)?;
     let mut replayed = Replayed::default();
-    for (partition, offset, letter) in pending {
+    for (partition, offset, mut letter) in pending {
         let change =
             ServiceEvent::parse(letter.payload.as_bytes()).and_then(|e| e.to_change(syncer.schema()));
         let result = match change {
-            Ok(change) => syncer
-                .apply(&[change])
-                .await
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
+            Ok(change) => apply_refusing(syncer, &[change]).await,
+            Err(e) => Err(SyncError::Source {
+                what: "the event".into(),
+                message: e.to_string(),
+            }),
         };
-        if let Err(why) = result {
-            replayed.failed = Some((letter, why));
-            break;
+        match result {
+            Ok(()) => replayed.applied += 1,
+            Err(e) if e.is_transient() => {
+                replayed.stopped = Some((letter, e.to_string()));
+                break;
+            }
+            Err(e) => {
+                letter.error = e.to_string();
+                letter.attempts += 1;
+                letter.failed_at = super::now_millis();
+                write_dead_letter(&producer, options, &letter).await?;
+                replayed.failed_again.push(letter);
+            }
         }
         let mut done = TopicPartitionList::new();
         done.add_partition_offset(&options.dead_letter_topic, partition, Offset::Offset(offset + 1))
@@ -608,7 +645,6 @@ pub async fn replay_dead_letters(syncer: &Syncer, options: &KafkaOptions) -> Res
         consumer
             .commit(&done, CommitMode::Sync)
             .map_err(|e| kafka_error("commit", e))?;
-        replayed.applied += 1;
     }
     Ok(replayed)
 }
