@@ -832,16 +832,27 @@ impl Syncer {
 
     /// [`poll`](Self::poll) of `model` into `target`, the index's lock held.
     async fn poll_into(&self, model: &IndexModel, target: &str) -> Result<SyncReport, SyncError> {
-        let name = target;
-        let watermark = match self.checkpoint(name).await? {
+        let watermark = match self.checkpoint(target).await? {
             Some(Checkpoint::Live { watermark }) => watermark,
             _ => {
                 self.backfill_into(model, target, false, &|_| {}).await?;
                 return Ok(SyncReport::default());
             }
         };
+        self.poll_since(model, target, &watermark).await
+    }
+
+    /// Applies to `target` what changed since `watermark` (less the
+    /// overlap), and records the poll's start as its watermark.
+    async fn poll_since(
+        &self,
+        model: &IndexModel,
+        target: &str,
+        watermark: &str,
+    ) -> Result<SyncReport, SyncError> {
+        let name = target;
         let now = now_rfc3339();
-        let since = minus(&watermark, self.options.overlap);
+        let since = minus(watermark, self.options.overlap);
         let mut report = SyncReport::default();
         let mut rebuild: Vec<BTreeSet<String>> = vec![BTreeSet::new(); model.sources.len()];
         // Rows of denormalized types changed since the watermark, by type and selection.
@@ -1301,11 +1312,16 @@ impl Syncer {
         let mut caught_up = self.poll_into(model, &next).await?;
         caught_up.add(self.scan_into(model, &next).await?);
         // …and once more with this process's sync steps held, right before
-        // the swap, so the gap it leaves is as short as a poll. (Deletes in
-        // that short gap reach the new index with the next scan or event.)
+        // the swap, so the gap it leaves is as short as a poll…
         let _guard = self.lock(name).await;
+        let before_swap = now_rfc3339();
         caught_up.add(self.poll_into(model, &next).await?);
         let previous = self.backend.point_alias(name, &next).await?;
+        // …and once after it: what other writers (a Kafka worker, another
+        // gateway's poll) applied to the old index until the swap is read
+        // again into the new one. (Deletes in that gap reach the new index
+        // with the next scan or event.)
+        caught_up.add(self.poll_since(model, &next, &before_swap).await?);
         let mut dropped = Vec::new();
         for old in &catalog.indexes {
             let older = version_of(name, old).is_some_and(|v| v < next_version);
@@ -1350,9 +1366,13 @@ impl Syncer {
             .cloned()
             .ok_or_else(|| refuse(format!("no index older than `{current}` is kept")))?;
         let _guard = self.lock(name).await;
+        let before_swap = now_rfc3339();
         self.poll_into(model, &previous).await?;
         self.scan_into(model, &previous).await?;
         self.backend.point_alias(name, &previous).await?;
+        // What other writers applied to the index rolled away from until
+        // the swap, read again (as in `reindex`).
+        self.poll_since(model, &previous, &before_swap).await?;
         Ok((previous, current))
     }
 
