@@ -385,7 +385,10 @@ impl Worker {
             .map_err(|e| kafka_error("commit", e))
     }
 
-    /// Moves each partition of the batch back to its first message.
+    /// Moves each partition of the batch back to its first message. A
+    /// partition that cannot be moved back must not go on past the batch
+    /// (the next batch's commit would skip it): the worker then leaves the
+    /// group and joins again, and reads from the last commit.
     fn rewind(&self, batch: &[OwnedMessage]) {
         let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
         for m in batch {
@@ -394,12 +397,22 @@ impl Worker {
                 .or_insert(i64::MAX);
             *entry = (*entry).min(m.offset());
         }
+        let mut failed = false;
         for ((topic, partition), offset) in first {
             if let Err(e) =
                 self.consumer
                     .seek(&topic, partition, Offset::Offset(offset), Duration::from_secs(5))
             {
-                tracing::warn!(%topic, partition, error = %e, "seeking back failed");
+                tracing::warn!(%topic, partition, error = %e,
+                    "seeking back failed; rejoining the group to read again from the last commit");
+                failed = true;
+            }
+        }
+        if failed {
+            self.consumer.unsubscribe();
+            let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+            if let Err(e) = self.consumer.subscribe(&topics) {
+                tracing::error!(error = %e, "subscribing again failed");
             }
         }
     }
