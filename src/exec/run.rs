@@ -291,7 +291,7 @@ impl<'r> Run<'r> {
         if keys.is_empty() {
             return FetchResult::Keyed(Keyed::default());
         }
-        let loader = self.loader(fetch, query, spec);
+        let loader = self.loader(fetch, query, keys.len(), spec);
         let keys: Vec<LoaderKey> = keys.into_iter().map(LoaderKey::new).collect();
         let asked = if holders.is_empty() {
             Vec::new()
@@ -357,11 +357,13 @@ impl<'r> Run<'r> {
     }
 
     /// The request's loader for this fetch's (subgraph, selection): two paths
-    /// to the same entities with the same selection share one cache.
+    /// to the same entities with the same selection share one cache, sized
+    /// for the `keys` of the fetch that makes it.
     fn loader(
         &self,
         fetch: &'r Fetch,
         query: &'r SubgraphQuery,
+        keys: usize,
         spec: impl FnOnce() -> BatchSpec,
     ) -> KeyLoader {
         let cache_key = if fetch.arguments.is_empty() {
@@ -384,7 +386,7 @@ impl<'r> Run<'r> {
                 // key of a fetch arrives in one `load_many`, and sibling fetches
                 // sharing this loader add theirs in the same poll of the plan's
                 // `join_all`; each further yield re-polled the whole request.
-                Loader::with_cache(batch, FastMap::default())
+                Loader::with_cache(batch, FastMap::with_capacity_and_hasher(keys, Default::default()))
                     .with_max_batch_size(usize::MAX)
                     .with_yield_count(1)
             })
@@ -704,7 +706,8 @@ impl BatchLoader {
         errors: Vec<RawError>,
     ) -> Vec<(LoaderKey, Loaded)> {
         let spec = &*self.spec;
-        let mut entries: FastMap<String, Entry> = FastMap::default();
+        let mut entries: FastMap<String, Entry> =
+            FastMap::with_capacity_and_hasher(sent.len(), Default::default());
         // (key, index in its group) of each item, by position in the response list.
         let mut positions: Vec<Option<(String, usize)>> = Vec::with_capacity(items.len());
         let aliased = matches!(spec.sends, Sends::Aliases);
