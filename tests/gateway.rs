@@ -363,6 +363,41 @@ async fn fields_that_cannot_merge_under_one_response_name_are_refused() {
     assert!(row["id"].is_string() && row["title"].is_string(), "{body}");
 }
 
+/// An explicit `null` for a variable with a default, used where a non-null
+/// value is expected, is refused (spec §6.4.1 CoerceArgumentValues) on every
+/// request: only one whose plan was not cached yet was; once cached, null
+/// was sent on to the service or read as `false`.
+#[tokio::test]
+async fn an_explicit_null_where_a_non_null_is_expected_is_refused_cached_or_not() {
+    let stack = Stack::start().await;
+    for (query, omitted) in [
+        (
+            "query($i: ID = \"1\") { contract(id: $i) { id } }",
+            json!({"contract": {"id": "1"}}),
+        ),
+        (
+            "query($s: Boolean = true) { staffCount @skip(if: $s) }",
+            json!({}),
+        ),
+    ] {
+        // Omitted, the default applies (and the plan is cached).
+        let (status, body) = stack.post(json!({ "query": query })).await;
+        assert_eq!(status, 200, "{query}: {body}");
+        assert_eq!(body["data"], omitted, "{query}: {body}");
+        for _ in 0..2 {
+            let (status, body) = stack
+                .post(json!({ "query": query, "variables": {"i": null, "s": null} }))
+                .await;
+            assert_eq!((status, code(&body)), (400, "BAD_USER_INPUT"), "{query}: {body}");
+        }
+    }
+    // Where null is allowed, it is passed.
+    let (status, body) = stack
+        .post(json!({ "query": "query($n: Int = 3) { contracts(limit: $n) { id } }", "variables": {"n": null} }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn typename_takes_skip_and_include_like_any_field() {
     let stack = Stack::start().await;

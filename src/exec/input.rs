@@ -26,6 +26,10 @@ pub fn coerce_variables(
     let mut errors = Vec::new();
     for def in defs {
         match input.get(def.name.as_str()) {
+            Some(Json::Null) if def.non_null_usage => errors.push(bad_variable(format!(
+                "Variable \"${}\" of type \"{}\" got null, and is used where a non-null value is expected",
+                def.name, def.ty
+            ))),
             Some(value) => match coerce(schema, &def.ty, value) {
                 Ok(v) => {
                     out.insert(def.name.clone(), v);

@@ -193,7 +193,11 @@ async fn prepare(
     super::values::check(schema, &doc)?;
     super::merge::check(schema, &doc)?;
 
-    let plan = plan::plan(schema, &doc, operation_name).map_err(|e| vec![plan_error(&e)])?;
+    let mut plan = plan::plan(schema, &doc, operation_name).map_err(|e| vec![plan_error(&e)])?;
+    let non_null = super::values::non_null_usages(schema, &doc, operation_name);
+    for variable in &mut plan.variables {
+        variable.non_null_usage = non_null.contains(&variable.name);
+    }
     Ok(Prepared {
         query: query.to_string(),
         operation_name: operation_name.map(str::to_string),

@@ -89,26 +89,9 @@ pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<Gr
             async_graphql::parser::types::OperationType::Mutation => schema.mutation_type(),
             async_graphql::parser::types::OperationType::Subscription => None,
         };
-        let mut usages = Vec::new();
-        let mut spreads = Vec::new();
-        walk.set(
-            &operation.node.selection_set.node,
-            root.map(Name::as_str),
-            &mut usages,
-            &mut spreads,
-        );
-        walk.directives(&operation.node.directives, &mut usages);
-        // Fragments reached from the operation, each once.
-        let mut seen = HashSet::new();
-        while let Some(name) = spreads.pop() {
-            if !seen.insert(name) {
-                continue;
-            }
-            let (fragment_usages, fragment_spreads) = walk.fragment(name);
-            spreads.extend(fragment_spreads.iter().copied());
-            check_usages(&operation.node, fragment_usages, &mut errors);
-        }
-        check_usages(&operation.node, &usages, &mut errors);
+        walk.operation_usages(&operation.node, root, &mut |usages| {
+            check_usages(&operation.node, usages, &mut errors)
+        });
     }
     // Fragments not spread by any operation are another rule's business;
     // literals are checked wherever they are.
@@ -129,6 +112,45 @@ pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<Gr
     } else {
         Err(errors)
     }
+}
+
+/// The variables of the operation `operation_name` (the only one when
+/// `None`) used where a non-null value is expected, as a variable with a
+/// default may be: an explicit `null` for one is refused on every request
+/// (CoerceArgumentValues), not only when async-graphql's validation sees
+/// the request's values (a plan cache miss).
+pub fn non_null_usages(
+    schema: &Supergraph,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+) -> HashSet<Name> {
+    let mut walk = Walk {
+        schema,
+        doc,
+        fragments: HashMap::new(),
+        literals: Vec::new(),
+    };
+    let operation = doc
+        .operations
+        .iter()
+        .find(|(name, _)| operation_name.is_none() || name.map(Name::as_str) == operation_name);
+    let mut out = HashSet::new();
+    if let Some((_, operation)) = operation {
+        let root = match operation.node.ty {
+            async_graphql::parser::types::OperationType::Query => Some(schema.query_type()),
+            async_graphql::parser::types::OperationType::Mutation => schema.mutation_type(),
+            async_graphql::parser::types::OperationType::Subscription => None,
+        };
+        walk.operation_usages(&operation.node, root, &mut |usages| {
+            out.extend(
+                usages
+                    .iter()
+                    .filter(|u| !u.expected.nullable)
+                    .map(|u| u.variable.clone()),
+            )
+        });
+    }
+    out
 }
 
 fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &mut Vec<GraphQLError>) {
@@ -222,6 +244,35 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
+    /// The usages of `operation` (whose root type is `root`), then of each
+    /// fragment it reaches (each once), handed to `f` a set at a time.
+    fn operation_usages(
+        &mut self,
+        operation: &'a OperationDefinition,
+        root: Option<&Name>,
+        f: &mut dyn FnMut(&[Usage<'a>]),
+    ) {
+        let mut usages = Vec::new();
+        let mut spreads = Vec::new();
+        self.set(
+            &operation.selection_set.node,
+            root.map(Name::as_str),
+            &mut usages,
+            &mut spreads,
+        );
+        self.directives(&operation.directives, &mut usages);
+        let mut seen = HashSet::new();
+        while let Some(name) = spreads.pop() {
+            if !seen.insert(name) {
+                continue;
+            }
+            let (fragment_usages, fragment_spreads) = self.fragment(name);
+            spreads.extend(fragment_spreads.iter().copied());
+            f(fragment_usages);
+        }
+        f(&usages);
+    }
+
     fn fragment(&mut self, name: &'a str) -> &(Vec<Usage<'a>>, Vec<&'a str>) {
         if !self.fragments.contains_key(name) {
             let mut usages = Vec::new();

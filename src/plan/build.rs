@@ -272,6 +272,8 @@ fn plan_choosing(
             // without a default, and an omitted variable must stay unset so
             // that the argument's own default applies (spec §6.4.1).
             default: v.node.default_value.as_ref().map(|d| d.node.clone()),
+            // Known from validation: the pipeline sets it.
+            non_null_usage: false,
         })
         .collect();
 

@@ -50,6 +50,9 @@ pub struct VariableDef {
     pub name: Name,
     pub ty: Type,
     pub default: Option<async_graphql_value::ConstValue>,
+    /// Used where a non-null value is expected (its type nullable, allowed
+    /// by a default): an explicit `null` is refused.
+    pub non_null_usage: bool,
 }
 
 /// One step of a plan: a request to one subgraph (for keyed fetches, one per
