@@ -1064,6 +1064,31 @@ async fn id_filters_take_integers_and_an_empty_page_has_no_next(backend: Backend
     }
 }
 
+/// `hasNextPage` does not depend on its siblings: at the end of the
+/// 10,000-hit offset window (no room for the hit more a page asks for) it
+/// was false unless `totalCount` was selected too.
+#[tokio::test]
+async fn has_next_page_at_the_end_of_the_offset_window_needs_no_total_count() {
+    let stack = stack(10_020, Backend::Tantivy).await;
+    for (page, first) in [(10, 1000), (5000, 2), (10_000, 1)] {
+        let alone = stack
+            .data(
+                &format!("{{ contractSearch(page: {page}, first: {first}) {{ pageInfo {{ hasNextPage }} }} }}"),
+                json!({}),
+            )
+            .await;
+        let counted = stack
+            .data(
+                &format!("{{ contractSearch(page: {page}, first: {first}) {{ totalCount pageInfo {{ hasNextPage }} }} }}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(alone["contractSearch"]["pageInfo"]["hasNextPage"], json!(true), "{page}: {alone}");
+        assert_eq!(counted["contractSearch"]["pageInfo"], alone["contractSearch"]["pageInfo"]);
+        assert!(alone["contractSearch"].get("totalCount").is_none(), "{alone}");
+    }
+}
+
 on_both_backends!(
     every_cursor_walk_matches_a_brute_force_sort,
     a_search_page_costs_one_request_per_joined_service,

@@ -341,6 +341,9 @@ fn read_query(
             after: None,
         },
     };
+    // At the end of the offset window there is no room for the one hit more
+    // that says whether another page exists: the count tells instead.
+    let count = count || offset.is_some_and(|o| o + first >= MAX_OFFSET_WINDOW);
     Ok(ClientQuery {
         query: SearchQuery {
             filters,
