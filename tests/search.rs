@@ -902,7 +902,12 @@ async fn an_omitted_variable_means_the_arguments_default(backend: Backend) {
         // No order in particular: the field's default (newest first), on
         // the index and through MERGE alike.
         json!({"query": format!("{{ feed(first: 5, orderBy: []) {{ {feed} }} }}")}),
+        json!({"query": format!("{{ feed(first: 5, orderBy: null) {{ {feed} }} }}")}),
+        json!({"query": format!("{{ feed(first: 5, orderBy: [{{field: CREATED_AT, direction: null}}]) {{ {feed} }} }}")}),
         json!({"query": format!("{{ feed(first: 5) {{ {feed} }} }}")}),
+        // Empty text is no condition.
+        json!({"query": format!("{{ feed(first: 5, filter: {{text: \"\"}}) {{ {feed} }} }}")}),
+        json!({"query": format!("{{ feed(first: 5, filter: {{text: \"  \"}}) {{ {feed} }} }}")}),
     ];
     for url in [&index_url, &merge_url] {
         let expected = stack.post_to(url, asks[0].clone()).await;
@@ -1073,7 +1078,9 @@ async fn has_next_page_at_the_end_of_the_offset_window_needs_no_total_count() {
     for (page, first) in [(10, 1000), (5000, 2), (10_000, 1)] {
         let alone = stack
             .data(
-                &format!("{{ contractSearch(page: {page}, first: {first}) {{ pageInfo {{ hasNextPage }} }} }}"),
+                &format!(
+                    "{{ contractSearch(page: {page}, first: {first}) {{ pageInfo {{ hasNextPage }} }} }}"
+                ),
                 json!({}),
             )
             .await;
@@ -1083,8 +1090,15 @@ async fn has_next_page_at_the_end_of_the_offset_window_needs_no_total_count() {
                 json!({}),
             )
             .await;
-        assert_eq!(alone["contractSearch"]["pageInfo"]["hasNextPage"], json!(true), "{page}: {alone}");
-        assert_eq!(counted["contractSearch"]["pageInfo"], alone["contractSearch"]["pageInfo"]);
+        assert_eq!(
+            alone["contractSearch"]["pageInfo"]["hasNextPage"],
+            json!(true),
+            "{page}: {alone}"
+        );
+        assert_eq!(
+            counted["contractSearch"]["pageInfo"],
+            alone["contractSearch"]["pageInfo"]
+        );
         assert!(alone["contractSearch"].get("totalCount").is_none(), "{alone}");
     }
 }

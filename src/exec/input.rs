@@ -235,6 +235,9 @@ pub fn checked_subgraph_variables(
 /// leaves out (GraphQL spec §5.6.4 CoerceInputValues): a literal such as
 /// `{field: CREATED_AT}` means the field's default `direction`, as the same
 /// object sent in the variables does (those are coerced with their defaults).
+/// For the search arguments it serves (the gateway resolves them), an
+/// explicit `null` where a field has a default means no preference: the
+/// default (`direction: null` sorts as `direction` left out).
 pub(crate) fn with_input_defaults(schema: &Supergraph, ty: &Type, value: ConstValue) -> ConstValue {
     match value {
         ConstValue::List(items) => {
@@ -255,6 +258,11 @@ pub(crate) fn with_input_defaults(schema: &Supergraph, ty: &Type, value: ConstVa
             };
             for (name, def) in defs {
                 match fields.get_mut(name) {
+                    Some(ConstValue::Null) if def.default.is_some() => {
+                        if let Some(default) = def.default.clone().and_then(|d| d.into_const()) {
+                            fields.insert(name.clone(), default);
+                        }
+                    }
                     Some(v) => {
                         *v = with_input_defaults(schema, &def.ty, std::mem::replace(v, ConstValue::Null))
                     }

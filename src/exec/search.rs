@@ -290,9 +290,9 @@ fn read_query(
         }
     }
     let mut sort = Vec::new();
-    // `orderBy: []` asks for no order in particular: the field's default
-    // order, as when it is left out (both strategies then agree; the index
-    // sorted by id alone and MERGE refused it).
+    // `orderBy: []` or `null` asks for no order in particular: the field's
+    // default order, as when it is left out (both strategies then agree;
+    // the index sorted by id alone and MERGE refused it).
     let default_order = || {
         bindings
             .iter()
@@ -301,6 +301,7 @@ fn read_query(
             .map(|(b, d)| super::input::with_input_defaults(schema, &b.def.ty, d))
     };
     let order = match args.get("orderBy") {
+        None => default_order(),
         Some(ConstValue::List(items)) if items.is_empty() => default_order(),
         other => other.cloned(),
     };
@@ -421,6 +422,10 @@ fn read_filters(
             let ConstValue::String(text) = value else {
                 return Err(bad_input("`text` takes a string"));
             };
+            // Empty text is no condition, on the index and through MERGE alike.
+            if text.trim().is_empty() {
+                continue;
+            }
             let spec_fields: Vec<String> = def
                 .sources
                 .iter()
