@@ -361,6 +361,16 @@ async fn a_failing_service_nulls_only_the_nodes_it_hydrates(backend: Backend) {
         }
     }
     assert!(posts > 0, "the page holds posts: {body}");
+    // The whole request failing: one error, at the list it fed.
+    stack
+        .faults("posts", json!({"error_ratio": 0.0, "down": true}))
+        .await;
+    let (status, body) = stack.post(json!({"query": query})).await;
+    assert_eq!(status, 200);
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["path"], json!(["feed", "edges"]), "{body}");
+    assert_eq!(errors[0]["extensions"]["subgraph"], "posts", "{body}");
 }
 
 /// The posts service as an offset listing sees it when rows are deleted
