@@ -1103,6 +1103,43 @@ async fn has_next_page_at_the_end_of_the_offset_window_needs_no_total_count() {
     }
 }
 
+/// A service MERGE lists that fails says which and how, as any field of
+/// its own does (`SUBGRAPH_REQUEST_FAILED`, `extensions.subgraph`), where
+/// every failure read "a service did not answer" as DOWNSTREAM_SERVICE_ERROR.
+#[tokio::test]
+async fn a_merge_source_that_fails_is_named_with_its_code() {
+    let mut stack = stack(60, Backend::Tantivy).await;
+    let merge_url = merge_gateway(&mut stack).await;
+    stack.faults("events", json!({"down": true})).await;
+    let body = stack
+        .post_to(
+            &merge_url,
+            json!({"query": "{ feed(first: 2) { edges { node { id } } } events(first: 1) { id } }"}),
+        )
+        .await;
+    let errors = body["errors"].as_array().expect("errors");
+    let at = |field: &str| {
+        errors
+            .iter()
+            .find(|e| e["path"][0] == field)
+            .unwrap_or_else(|| panic!("no error at {field}: {body}"))
+    };
+    for field in ["feed", "events"] {
+        assert_eq!(
+            at(field)["extensions"]["code"],
+            "SUBGRAPH_REQUEST_FAILED",
+            "{body}"
+        );
+        assert_eq!(at(field)["extensions"]["subgraph"], "events", "{body}");
+    }
+    assert!(
+        at("feed")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("events")),
+        "{body}"
+    );
+}
+
 on_both_backends!(
     every_cursor_walk_matches_a_brute_force_sort,
     a_search_page_costs_one_request_per_joined_service,

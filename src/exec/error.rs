@@ -152,6 +152,15 @@ pub enum FetchError {
         code: ErrorCode,
         detail: Option<String>,
     },
+    /// A search field's listing of a service (the MERGE strategy) failed:
+    /// what that request's first error said, with its code and subgraph.
+    #[error("{message}")]
+    Source {
+        subgraph: Option<String>,
+        code: ErrorCode,
+        message: String,
+        transient: bool,
+    },
 }
 
 impl FetchError {
@@ -166,6 +175,7 @@ impl FetchError {
             | FetchError::CircuitOpen { subgraph }
             | FetchError::Downstream { subgraph, .. }
             | FetchError::BadInput { subgraph, .. } => Some(subgraph),
+            FetchError::Source { subgraph, .. } => subgraph.as_deref(),
             FetchError::Search { .. } => None,
         }
     }
@@ -182,6 +192,7 @@ impl FetchError {
             }
             FetchError::HttpStatus { status, .. } => *status >= 500 || matches!(status, 408 | 429),
             FetchError::Search { code, .. } => *code == ErrorCode::SearchUnavailable,
+            FetchError::Source { transient, .. } => *transient,
             FetchError::UnknownSubgraph { .. }
             | FetchError::InvalidResponse { .. }
             | FetchError::Downstream { .. }
@@ -200,7 +211,7 @@ impl FetchError {
             FetchError::CircuitOpen { .. } => ErrorCode::SubgraphUnavailable,
             FetchError::Downstream { .. } => ErrorCode::DownstreamServiceError,
             FetchError::BadInput { .. } => ErrorCode::BadUserInput,
-            FetchError::Search { code, .. } => *code,
+            FetchError::Search { code, .. } | FetchError::Source { code, .. } => *code,
         }
     }
 
@@ -214,7 +225,7 @@ impl FetchError {
             FetchError::InvalidResponse { subgraph, .. } => {
                 format!("subgraph \"{subgraph}\" sent an invalid GraphQL response")
             }
-            FetchError::Search { message, .. } => message.clone(),
+            FetchError::Search { message, .. } | FetchError::Source { message, .. } => message.clone(),
             _ => self.to_string(),
         }
     }
@@ -240,6 +251,9 @@ pub struct RunError {
     /// Some fetch failed for a reason about its subgraph, not the request
     /// ([`FetchError::is_transient`]): the same operation can succeed later.
     pub transient: bool,
+    /// The first error's code, and the subgraph it names.
+    pub code: ErrorCode,
+    pub subgraph: Option<String>,
 }
 
 impl RunError {
@@ -254,6 +268,11 @@ impl RunError {
         Self {
             message,
             transient: errors.iter().any(|e| e.transient),
+            code: errors.first().map_or(ErrorCode::InternalServerError, |e| e.code),
+            subgraph: errors
+                .first()
+                .and_then(|e| e.extensions.get("subgraph")?.as_str())
+                .map(str::to_string),
         }
     }
 
@@ -262,6 +281,8 @@ impl RunError {
         Self {
             message: message.into(),
             transient: false,
+            code: ErrorCode::InternalServerError,
+            subgraph: None,
         }
     }
 }

@@ -135,12 +135,10 @@ impl Executor {
         &'s self,
         text: &'s str,
         headers: &'s HeaderMap,
-    ) -> futures::future::BoxFuture<'s, Result<Map<String, Value>, String>> {
+    ) -> futures::future::BoxFuture<'s, Result<Map<String, Value>, RunError>> {
         Box::pin(async move {
-            let query = self.prepare(text)?;
-            self.run(&query, &Map::new(), headers)
-                .await
-                .map_err(|e| e.message)
+            let query = self.prepare(text).map_err(RunError::internal)?;
+            self.run(&query, &Map::new(), headers).await
         })
     }
 

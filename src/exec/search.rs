@@ -893,10 +893,11 @@ async fn merge(
             executor
                 .query_value(&text, headers)
                 .await
-                .map_err(|message| FetchError::Search {
-                    message: "merging the sources failed: a service did not answer".into(),
-                    code: ErrorCode::DownstreamServiceError,
-                    detail: Some(message),
+                .map_err(|e| FetchError::Source {
+                    message: format!("merging the sources failed: {}", e.message),
+                    code: e.code,
+                    subgraph: e.subgraph,
+                    transient: e.transient,
                 })
         }
     };
