@@ -617,6 +617,10 @@ async fn bad_requests_get_spec_shaped_errors() {
             json!({ "query": "{ staff(id: 1) { id } }", "variables": [1, 2] }),
             "BAD_REQUEST",
         ),
+        (
+            json!({ "query": "{ staff(id: 1) { id } }", "extensions": 5 }),
+            "BAD_REQUEST",
+        ),
     ];
     // An operation type the schema lacks: one error, once.
     let (status, body) = stack

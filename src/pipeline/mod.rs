@@ -273,6 +273,16 @@ impl Gateway {
         headers: &HeaderMap,
         options: &RequestOptions,
     ) -> Result<Executed, Vec<GraphQLError>> {
+        // GraphQL over HTTP: `extensions`, when given, is a map.
+        if !matches!(
+            request.extensions,
+            None | Some(Value::Null) | Some(Value::Object(_))
+        ) {
+            return Err(vec![GraphQLError::new(
+                "`extensions` must be an object",
+                ErrorCode::BadRequest,
+            )]);
+        }
         let text = self
             .persisted
             .text(request.query.as_deref(), request.extensions.as_ref())
