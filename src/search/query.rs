@@ -299,12 +299,14 @@ pub(crate) fn coerce(
 
 /// The words a `Text` field is searched by, as every backend splits them:
 /// maximal runs of letters and digits, words of 40 bytes or more dropped,
-/// lowercased (tantivy's default analyzer, which the embedded backend
-/// indexes with; the OpenSearch backend indexes these very words).
+/// lowercased a character at a time (tantivy's default analyzer, which the
+/// embedded backend indexes with; the OpenSearch backend indexes these very
+/// words). Not `str::to_lowercase`, which lowercases a word-final `Σ` to
+/// `ς` where tantivy writes `σ`: "ΟΔΟΣ" matched "οδος" on one backend only.
 pub(crate) fn words(text: &str) -> Vec<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| !w.is_empty() && w.len() < 40)
-        .map(str::to_lowercase)
+        .map(|w| w.chars().flat_map(char::to_lowercase).collect())
         .collect()
 }
 
@@ -408,6 +410,30 @@ fn validate_position(sort_fields: &[&FieldSpec], position: &SortPosition) -> Res
 mod tests {
     use super::*;
     use crate::search::spec::FieldSpec;
+
+    /// The OpenSearch backend's words are the embedded backend's: tantivy's
+    /// default analyzer's tokens, for scripts whose lowercase is not one
+    /// character for one (final sigma, dotted İ, ß, digits, long words).
+    #[test]
+    fn words_are_tantivys_default_tokens() {
+        let mut analyzer = tantivy::tokenizer::TokenizerManager::default()
+            .get("default")
+            .expect("default analyzer");
+        for text in [
+            "ΟΔΟΣ Σοφίας ΣΟΦΟΣ",
+            "İstanbul DİYARBAKIR straße STRASSE",
+            "Ünïcödé — x2 é́ 𝔘𝔫𝔦",
+            "a-b_c.d 42ND 東京タワー",
+            &format!("{} short", "y".repeat(40)),
+            &format!("{} short", "é".repeat(20)),
+        ] {
+            let mut tokens = Vec::new();
+            analyzer
+                .token_stream(text)
+                .process(&mut |t| tokens.push(t.text.clone()));
+            assert_eq!(words(text), tokens, "{text}");
+        }
+    }
 
     fn spec() -> IndexSpec {
         IndexSpec::new(
