@@ -1105,11 +1105,22 @@ async fn has_next_page_at_the_end_of_the_offset_window_needs_no_total_count() {
 
 /// A service MERGE lists that fails says which and how, as any field of
 /// its own does (`SUBGRAPH_REQUEST_FAILED`, `extensions.subgraph`), where
-/// every failure read "a service did not answer" as DOWNSTREAM_SERVICE_ERROR.
+/// every failure read "a service did not answer" as DOWNSTREAM_SERVICE_ERROR;
+/// and a MERGE answer does not report an index's freshness it never read.
 #[tokio::test]
 async fn a_merge_source_that_fails_is_named_with_its_code() {
     let mut stack = stack(60, Backend::Tantivy).await;
     let merge_url = merge_gateway(&mut stack).await;
+    // Healthy: only the index says how fresh it is (MERGE reads the services).
+    let feed = json!({"query": "{ feed(first: 2) { edges { node { id } } } }"});
+    let merged = stack.post_to(&merge_url, feed.clone()).await;
+    assert!(merged.get("errors").is_none(), "{merged}");
+    assert!(merged["extensions"]["indexes"].get("feed").is_none(), "{merged}");
+    let indexed = stack.post_to(&stack.gateway, feed).await;
+    assert!(
+        indexed["extensions"]["indexes"]["feed"]["ageMs"].is_u64(),
+        "{indexed}"
+    );
     stack.faults("events", json!({"down": true})).await;
     let body = stack
         .post_to(

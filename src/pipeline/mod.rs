@@ -124,7 +124,8 @@ async fn index_freshness(executor: &Executor, plan: &crate::plan::QueryPlan) -> 
         let crate::plan::FetchKind::Search(fetch) = &fetch.kind else {
             continue;
         };
-        if out.contains_key(&fetch.index) {
+        // A field served by MERGE read the services, not the index.
+        if out.contains_key(&fetch.index) || search.strategy(&fetch.field) != crate::exec::Strategy::Index {
             continue;
         }
         let Some(at) = search.last_applied(&fetch.index).await else {
