@@ -189,6 +189,46 @@ async fn an_item_error_under_a_field_filled_from_another_service_is_at_that_fiel
     assert_eq!(errors[0]["extensions"]["subgraph"], "members", "{body}");
 }
 
+/// An error inside an item of a `@merge` list is at the item's place in
+/// the merged, sorted list: it was filed at the item's place in its own
+/// service's answer (another item's path), and a second error was made up
+/// at the real one.
+#[tokio::test]
+async fn an_item_error_in_a_merged_list_is_at_its_place_after_sorting() {
+    let handler: Box<Handler> = Box::new(|subgraph, _query, vars| {
+        let key = vars.get("_keys").map(|k| k[0].clone());
+        match subgraph {
+            "members" => json!({ "data": { "member": { "_k_id": relay(3) } } }),
+            "posts" => json!({
+                "data": { "posts": [
+                    { "_key": key, "_order": "2023-01-01T00:00:00Z", "title": "old post", "likeCount": null }
+                ] },
+                "errors": [{ "message": "likes are private", "path": ["posts", 0, "likeCount"] }]
+            }),
+            "products" => json!({ "data": { "products": [
+                { "_key": key, "_order": "2024-02-01T00:00:00Z", "title": "newest", "price": "2.00" },
+                { "_key": key, "_order": "2024-01-01T00:00:00Z", "title": "newer", "price": "1.00" }
+            ] } }),
+            other => panic!("unexpected subgraph {other}"),
+        }
+    });
+    let query = "{ member(id: \"3\") { activity { __typename ... on Post { title likeCount } ... on Product { title price } } } }";
+    let (body, _) = run(query, 500, handler).await;
+    let errors = body["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("errors: {body}"));
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(
+        errors[0]["path"],
+        json!(["member", "activity", 2, "likeCount"]),
+        "{body}"
+    );
+    assert_eq!(errors[0]["message"], "likes are private", "{body}");
+    assert_eq!(errors[0]["extensions"]["subgraph"], "posts", "{body}");
+    // `likeCount: Int!` null: the item, then the nullable list, is null.
+    assert_eq!(body["data"]["member"]["activity"], Value::Null, "{body}");
+}
+
 #[tokio::test]
 async fn an_int_sent_as_a_whole_float_is_an_int_and_a_fractional_id_is_refused() {
     let handler: Box<Handler> =

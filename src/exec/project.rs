@@ -113,6 +113,9 @@ type LastEntity<'a> = (usize, super::tape::Identity, Fields<'a>, &'a [SubgraphEr
 enum Reads<'k> {
     Entity,
     Field(&'k str),
+    /// The caller places the entity's errors itself (a `@merge` item's
+    /// place is known only once the parts are sorted).
+    Later,
 }
 
 /// What the projection wrote.
@@ -686,6 +689,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         let subgraph = self.run.plan.fetches[fetch].query().map(|q| q.subgraph.as_str());
         for e in errors {
             let error = match reads {
+                Reads::Later => return,
                 Reads::Entity => e.to_client(subgraph, &self.path),
                 Reads::Field(key) => match e.path.split_first() {
                     None => e.to_client(subgraph, &self.path),
@@ -699,19 +703,24 @@ impl<'a, 'r> Projector<'a, 'r> {
                     Some(_) => continue,
                 },
             };
-            // Several fields read the same entity: report each error once.
-            if self
-                .errors
-                .iter()
-                .any(|x| x.path == error.path && x.message == error.message)
-            {
-                continue;
-            }
-            if let Some(p) = &error.path {
-                self.error_paths.insert(p.clone());
-            }
-            self.errors.push(error);
+            self.entity_error(error);
         }
+    }
+
+    /// Records an error a subgraph reported inside an entity, once: several
+    /// fields may read the same entity.
+    fn entity_error(&mut self, error: GraphQLError) {
+        if self
+            .errors
+            .iter()
+            .any(|x| x.path == error.path && x.message == error.message)
+        {
+            return;
+        }
+        if let Some(p) = &error.path {
+            self.error_paths.insert(p.clone());
+        }
+        self.errors.push(error);
     }
 
     /// A list of an abstract type gathered from several keyed fetches.
@@ -723,17 +732,26 @@ impl<'a, 'r> Projector<'a, 'r> {
         parts: &'p [MergePart],
         descending: bool,
     ) -> Result<(), Bubble> {
-        let mut items: Vec<(Node<'a>, &'p MergePart)> = Vec::new();
+        // Each item with its part, and the errors its subgraph reported
+        // inside it (paths relative to the item).
+        let mut items: Vec<(Node<'a>, &'p MergePart, Vec<&'a SubgraphError>)> = Vec::new();
         let mut failed = false;
         for part in parts {
-            let value = self.keyed_value(object, part.fetch, &part.key, part.is_join, Reads::Entity);
+            let (value, errors) = self.keyed_entry(object, part.fetch, &part.key, part.is_join, Reads::Later);
             match value.items() {
-                Some(rows) => items.extend(rows.map(|r| (r, part))),
-                // keyed_value marks the path of a value that failed.
+                // A join's errors start with the row's index in its group.
+                Some(rows) => items.extend(rows.enumerate().map(|(i, r)| {
+                    let own = errors
+                        .iter()
+                        .filter(|e| e.path.first() == Some(&PathSegment::Index(i)))
+                        .collect();
+                    (r, part, own)
+                })),
+                // keyed_entry marks the path of a value that failed.
                 None if value.is_null() => failed |= self.error_paths.contains(&self.path),
                 None => {
                     if let Val::Node(entity) = value {
-                        items.push((entity, part));
+                        items.push((entity, part, errors.iter().collect()));
                     }
                 }
             }
@@ -743,7 +761,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             return self.complete(ty, Val::null(), kind);
         }
         if parts.iter().any(|p| p.order_alias.is_some()) {
-            let order = |(item, part): &(Node<'a>, &MergePart)| {
+            let order = |(item, part, _): &(Node<'a>, &MergePart, Vec<&SubgraphError>)| {
                 part.order_alias.as_ref().and_then(|a| item.get(a.as_str()))
             };
             items.sort_by(|a, b| {
@@ -764,11 +782,24 @@ impl<'a, 'r> Projector<'a, 'r> {
         };
         let start = self.out.len();
         self.out.push(b'[');
-        for (i, (item, part)) in items.iter().enumerate() {
+        for (i, (item, part, errors)) in items.iter().enumerate() {
             if i > 0 {
                 self.out.push(b',');
             }
             self.path.push(PathSegment::Index(i));
+            // The item's errors at its place in the merged list.
+            let subgraph = self.run.plan.fetches[part.fetch]
+                .query()
+                .map(|q| q.subgraph.as_str());
+            for e in errors {
+                let mut error = e.to_client(subgraph, &self.path);
+                if part.is_join {
+                    let mut path = self.path.clone();
+                    path.extend(e.path.iter().skip(1).cloned());
+                    error.path = Some(path);
+                }
+                self.entity_error(error);
+            }
             let r = self.complete(inner, Val::Node(*item), &part.item);
             self.path.pop();
             if r.is_err() {
