@@ -269,6 +269,88 @@ async fn big_key_sets_are_chunked_by_max_batch_size() {
         .all(|r| r["member"]["name"] == "n"));
 }
 
+/// Part of a batch came back, with an error that names no item: the keys
+/// that got nothing are the failed ones (null, with the error), and those
+/// that came back carry no error; they were silently null and the error was
+/// filed on the members that were fine.
+#[tokio::test]
+async fn a_partial_batch_with_an_error_naming_no_item_fails_the_keys_it_lacks() {
+    let handler = contracts_then_members(|keys| {
+        let items: Vec<Value> = keys
+            .iter()
+            .filter(|k| **k != json!(relay(11)))
+            .map(|k| json!({ "_key": k, "name": "ok" }))
+            .collect();
+        json!({ "data": { "membersByIds": items }, "errors": [{ "message": "shard 2 unavailable" }] })
+    });
+    let (body, _) = run("{ contracts { id member { name } } }", 500, handler).await;
+    let rows = body["data"]["contracts"].as_array().expect("rows");
+    assert_eq!(rows[0]["member"]["name"], "ok", "{body}");
+    assert_eq!(rows[1]["member"], Value::Null, "{body}");
+    assert_eq!(rows[3]["member"]["name"], "ok", "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["message"], "shard 2 unavailable", "{body}");
+    assert_eq!(errors[0]["path"], json!(["contracts"]), "{body}");
+}
+
+/// A paged join (`Member.posts`, pages of 1,000 rows) reads on past a page
+/// with an error about one row: the rows of later pages belong to other
+/// keys, which it silently left empty.
+#[tokio::test]
+async fn a_paged_join_reads_past_a_row_error() {
+    let handler: Box<Handler> = Box::new(|subgraph, _query, vars| match subgraph {
+        "contracts" => json!({ "data": { "contracts": [ { "_k_member_id": 10 }, { "_k_member_id": 11 } ] } }),
+        "members" => {
+            let items: Vec<Value> = vars["_keys"]
+                .as_array()
+                .expect("keys")
+                .iter()
+                .map(|k| json!({ "_key": k, "_k_id": k }))
+                .collect();
+            json!({ "data": { "membersByIds": items } })
+        }
+        "posts" => {
+            // Keys go out sorted: member 10's first.
+            let keys = vars["_keys"].as_array().expect("keys");
+            let (first, second) = (keys[0].clone(), keys[1].clone());
+            match vars["_offset"].as_u64() {
+                // A full first page: member 10's posts, the first one failing.
+                Some(0) => {
+                    let rows: Vec<Value> = (0..1000)
+                        .map(|i| json!({ "_key": first, "title": if i == 0 { Value::Null } else { json!("p") } }))
+                        .collect();
+                    json!({ "data": { "posts": rows },
+                            "errors": [{ "message": "title withheld", "path": ["posts", 0, "title"] }] })
+                }
+                _ => json!({ "data": { "posts": [ { "_key": second, "title": "later" } ] } }),
+            }
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, log) = run("{ contracts { member { posts { title } } } }", 500, handler).await;
+    assert_eq!(
+        log.iter().filter(|(s, _, _)| s == "posts").count(),
+        2,
+        "two pages"
+    );
+    let rows = body["data"]["contracts"].as_array().expect("rows");
+    // Member 10's list holds the failed (non-null) title: null, with the error.
+    assert_eq!(rows[0]["member"]["posts"], Value::Null, "{body}");
+    assert_eq!(
+        rows[1]["member"]["posts"],
+        json!([{ "title": "later" }]),
+        "{body}"
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(
+        errors[0]["path"],
+        json!(["contracts", 0, "member", "posts", 0, "title"]),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_failed_batch_nulls_each_referencing_field_with_one_error() {
     let handler =

@@ -678,7 +678,9 @@ impl BatchLoader {
             let full = page_rows.len() >= page.size;
             offset += page_rows.len();
             rows.extend(page_rows);
-            if !full || !errors.is_empty() {
+            // Errors about some rows do not end the listing: the rows of
+            // later pages are other keys' (a page with no data is short).
+            if !full {
                 break;
             }
             pages += 1;
@@ -779,29 +781,38 @@ impl BatchLoader {
                 None => whole_failure = Some(error),
             }
         }
+        let mut failed_keys = Vec::new();
         if let Some(error) = whole_failure {
-            if entries.is_empty() {
+            // The keys that got nothing are the ones it failed (a silent
+            // null or empty list otherwise); when every key got something,
+            // it is reported on each of them.
+            let missing: Vec<&LoaderKey> = chunk
+                .iter()
+                .filter(|k| !entries.contains_key(k.text.as_str()))
+                .collect();
+            if missing.is_empty() {
+                for entry in entries.values_mut() {
+                    entry.errors.push(SubgraphError {
+                        message: error.message.clone(),
+                        path: Vec::new(),
+                        extensions: error.extensions.clone().unwrap_or_default(),
+                    });
+                }
+            } else {
                 let failure = Arc::new(FetchError::Downstream {
                     subgraph: spec.subgraph.clone(),
                     message: error.message,
                 });
-                return chunk
-                    .iter()
+                failed_keys = missing
+                    .into_iter()
                     .map(|key| (key.clone(), Err(Arc::clone(&failure))))
                     .collect();
-            }
-            // Some items came back: report the error on each of them.
-            for entry in entries.values_mut() {
-                entry.errors.push(SubgraphError {
-                    message: error.message.clone(),
-                    path: Vec::new(),
-                    extensions: error.extensions.clone().unwrap_or_default(),
-                });
             }
         }
         entries
             .into_iter()
             .map(|(key, entry)| (LoaderKey::new(key), Ok(Arc::new(entry))))
+            .chain(failed_keys)
             .collect()
     }
 }
