@@ -372,6 +372,55 @@ async fn a_failed_batch_nulls_each_referencing_field_with_one_error() {
     );
 }
 
+/// Two types one service looks up by alias (`staff(id:)`, `desk(id:)`),
+/// with the same selection: each has its own loader, where they shared one
+/// (an alias lookup's document is only its header) and key 3 of one was
+/// answered from the other's cache.
+#[tokio::test]
+async fn two_alias_lookups_of_one_service_keep_their_own_keys() {
+    const SCHEMA: &str = r#"
+type Query {
+  tickets: [Ticket!] @delegate(subgraph: "tickets")
+}
+type Ticket @owner(subgraph: "tickets") {
+  id: ID!
+  staffId: ID!
+  deskId: ID!
+  staff: Staff @ref(key: "staffId")
+  desk: Desk @ref(key: "deskId")
+}
+type Staff @owner(subgraph: "office") @lookup(field: "staff", arg: "id", argType: "Int!", strategy: ALIAS) {
+  id: ID!
+  name: String!
+}
+type Desk @owner(subgraph: "office") @lookup(field: "desk", arg: "id", argType: "Int!", strategy: ALIAS) {
+  id: ID!
+  name: String!
+}
+"#;
+    let handler: Box<Handler> = Box::new(|subgraph, query, _| match subgraph {
+        "tickets" => json!({ "data": { "tickets": [ { "id": "1", "_k_staffId": "3", "_k_deskId": "3" } ] } }),
+        "office" => {
+            let field = if query.contains("desk(") { "desk" } else { "staff" };
+            json!({ "data": { "_0": { "_key": "3", "name": format!("{field} 3") } } })
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, log) = run_on(
+        SCHEMA,
+        "{ tickets { staff { name } desk { name } } }",
+        500,
+        handler,
+    )
+    .await;
+    assert_eq!(
+        body["data"]["tickets"][0],
+        json!({ "staff": { "name": "staff 3" }, "desk": { "name": "desk 3" } }),
+        "{body}"
+    );
+    assert_eq!(log.iter().filter(|(s, _, _)| s == "office").count(), 2, "{log:?}");
+}
+
 #[tokio::test]
 async fn alias_lookups_send_one_request_with_one_alias_per_key() {
     let handler: Box<Handler> = Box::new(|subgraph, query, _| match subgraph {

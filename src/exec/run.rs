@@ -133,10 +133,19 @@ impl std::fmt::Debug for LoaderKey {
 }
 
 /// Which loader a keyed fetch uses: fetches with the same subgraph,
-/// document and selection (and no arguments of their own) share one.
+/// document, selection and lookup field (with how its keys are sent), and
+/// no arguments of their own, share one. An alias lookup's document is only
+/// its header: without the field, two types looked up by alias in one
+/// subgraph with the same selection shared a cache, key `3` for both.
 #[derive(PartialEq, Eq, Hash)]
 enum LoaderId<'r> {
-    Shared(&'r str, &'r str, &'r str),
+    Shared {
+        subgraph: &'r str,
+        document: &'r str,
+        selection: &'r str,
+        field: &'r str,
+        global_id: Option<&'r str>,
+    },
     Fetch(usize),
 }
 
@@ -367,7 +376,19 @@ impl<'r> Run<'r> {
         spec: impl FnOnce() -> BatchSpec,
     ) -> KeyLoader {
         let cache_key = if fetch.arguments.is_empty() {
-            LoaderId::Shared(&query.subgraph, &query.document, &query.selection)
+            let (field, global_id) = match &fetch.kind {
+                FetchKind::Lookup(_, keyed) | FetchKind::Join(_, keyed) => {
+                    (keyed.field.as_str(), keyed.send_global_id.as_deref())
+                }
+                _ => ("", None),
+            };
+            LoaderId::Shared {
+                subgraph: &query.subgraph,
+                document: &query.document,
+                selection: &query.selection,
+                field,
+                global_id,
+            }
         } else {
             LoaderId::Fetch(fetch.id)
         };
