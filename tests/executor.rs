@@ -351,6 +351,27 @@ async fn a_paged_join_reads_past_a_row_error() {
     );
 }
 
+/// A subgraph's error at a key the gateway asked for itself
+/// (`_k_member_id`) is at the object it was read for, not at a field the
+/// client never selected.
+#[tokio::test]
+async fn an_error_at_an_internal_key_is_at_the_clients_object() {
+    let handler: Box<Handler> = Box::new(|subgraph, _query, _| match subgraph {
+        "contracts" => json!({
+            "data": { "contracts": [ { "id": 1, "_k_member_id": null }, { "id": 2, "_k_member_id": 10 } ] },
+            "errors": [{ "message": "member_id unreadable", "path": ["contracts", 0, "_k_member_id"] }]
+        }),
+        "members" => json!({ "data": { "membersByIds": [ { "_key": relay(10), "name": "ok" } ] } }),
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run("{ contracts { id member { name } } }", 500, handler).await;
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["path"], json!(["contracts", 0]), "{body}");
+    assert_eq!(body["data"]["contracts"][0]["member"], Value::Null, "{body}");
+    assert_eq!(body["data"]["contracts"][1]["member"]["name"], "ok", "{body}");
+}
+
 #[tokio::test]
 async fn a_failed_batch_nulls_each_referencing_field_with_one_error() {
     let handler =

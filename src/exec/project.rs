@@ -184,7 +184,8 @@ impl<'a, 'r> Projector<'a, 'r> {
                         vec![Vec::new()]
                     };
                     for base in bases {
-                        let error = error.to_client(subgraph, &base);
+                        let mut error = error.to_client(subgraph, &base);
+                        self.at_client_fields(&mut error);
                         if let Some(p) = &error.path {
                             self.error_paths.insert(p.clone());
                         }
@@ -707,9 +708,26 @@ impl<'a, 'r> Projector<'a, 'r> {
         }
     }
 
+    /// Cuts an error's path before the first key the gateway made for
+    /// itself (a subgraph's error at `_k_member_id`, `_key`, `_r_…`): the
+    /// client selected no such field; the error is at the object it was
+    /// read for.
+    fn at_client_fields(&self, error: &mut GraphQLError) {
+        let internal = &self.run.plan.internal_keys;
+        if let Some(path) = &mut error.path {
+            if let Some(at) = path
+                .iter()
+                .position(|p| matches!(p, PathSegment::Key(k) if internal.contains(k)))
+            {
+                path.truncate(at);
+            }
+        }
+    }
+
     /// Records an error a subgraph reported inside an entity, once: several
     /// fields may read the same entity.
-    fn entity_error(&mut self, error: GraphQLError) {
+    fn entity_error(&mut self, mut error: GraphQLError) {
+        self.at_client_fields(&mut error);
         if self
             .errors
             .iter()

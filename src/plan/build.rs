@@ -122,7 +122,10 @@ fn plan_choosing(
             fragments: &doc.fragments,
         },
         fetches: Vec::new(),
-        aliases: Aliases { taken },
+        aliases: Aliases {
+            taken,
+            made: HashSet::new(),
+        },
     };
 
     let collected = builder
@@ -286,6 +289,7 @@ fn plan_choosing(
         output,
         has_introspection,
         response_size: Default::default(),
+        internal_keys: builder.aliases.made,
     })
 }
 
@@ -375,6 +379,9 @@ impl FetchBuf {
 /// loader); two refs through the same key field share its alias.
 pub(super) struct Aliases {
     taken: HashSet<Name>,
+    /// Every alias made, for error paths (a subgraph's error at one is not
+    /// at a field the client selected).
+    made: HashSet<Name>,
 }
 
 impl Aliases {
@@ -383,6 +390,7 @@ impl Aliases {
         while self.taken.contains(&candidate) {
             candidate = Name::new(format!("{candidate}_"));
         }
+        self.made.insert(candidate.clone());
         candidate
     }
 }

@@ -37,6 +37,9 @@ pub struct QueryPlan {
     /// Bytes of `data` the last run of this plan wrote: the next one's
     /// buffer starts that big instead of growing (and copying) to it.
     pub response_size: std::sync::atomic::AtomicUsize,
+    /// The response keys the gateway made for itself (`_k_member_id`,
+    /// `_key`, `_typename`, `_r_…`): never the client's.
+    pub internal_keys: std::collections::HashSet<Name>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
