@@ -284,16 +284,69 @@ pub async fn serve(
     serve_app(listener, http::App::new(gateway), shutdown).await
 }
 
+/// How long a client may take to send a request's headers (Apollo Router's
+/// `header_read_timeout`; less when the request timeout is shorter): a
+/// connection that trickles them in is closed.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves `app` until `shutdown` resolves, then stops accepting and lets
-/// the requests in flight finish.
+/// the requests in flight finish: for at most the request timeout and a few
+/// seconds more, so a client that never finishes sending cannot hold the
+/// process up (bodies have the request timeout to arrive, headers
+/// [`HEADER_READ_TIMEOUT`]).
 pub async fn serve_app(
     listener: tokio::net::TcpListener,
     app: http::App,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, http::router(app))
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::server::graceful::GracefulShutdown;
+    use hyper_util::service::TowerToHyperService;
+
+    let drain = app.options.request_timeout + std::time::Duration::from_secs(5);
+    let header_read_timeout = HEADER_READ_TIMEOUT.min(app.options.request_timeout);
+    let router = http::router(app);
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let graceful = GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors and the like: wait, do not spin.
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(drain) => {
+            tracing::warn!(?drain, "connections still open after the drain; closing them");
+        }
+    }
+    Ok(())
 }
 
 /// The HTTP application of `tessera` as `config` describes it: limits,

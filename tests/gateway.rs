@@ -583,6 +583,26 @@ async fn bad_requests_get_spec_shaped_errors() {
     let body: Value = response.json().await.expect("json");
     assert_eq!(code(&body), "UNSUPPORTED_MEDIA_TYPE");
 
+    // A compressed body is not read as (bad) JSON: the encoding is refused.
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(vec![0x1f, 0x8b, 0x08, 0x00])
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 415);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(code(&body), "UNSUPPORTED_MEDIA_TYPE", "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("gzip")),
+        "{body}"
+    );
+
     let cases = [
         (json!({}), "BAD_REQUEST"),
         (

@@ -325,6 +325,86 @@ async fn ready_reports_dead_services_and_metrics_are_exported() {
     }
 }
 
+/// A client that trickles its request in holds nothing up: a body has the
+/// request timeout to arrive (then 408), headers as long at most (then the
+/// connection closes), and after the shutdown signal the requests in
+/// flight get the request timeout and a few seconds, then the server
+/// stops. Half a body used to keep a connection, and a shutdown, waiting
+/// for as long as the client liked.
+#[tokio::test]
+async fn a_client_that_never_finishes_sending_holds_nothing_up() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stack = Stack::start().await;
+    let mut config = stack.config.clone();
+    config.limits.request_timeout = Duration::from_secs(1);
+    let gateway = Arc::new(tessera::build_gateway(&config, SCHEMA).expect("gateway"));
+    let app = tessera::http::App {
+        options: Arc::new(tessera::http::HttpOptions::from_config(&config)),
+        ..tessera::http::App::new(gateway)
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(tessera::serve_app(listener, app, async {
+        let _ = stopped.await;
+    }));
+    let answer = |mut stream: tokio::net::TcpStream| async move {
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    };
+
+    // Half a body: 408, with a GraphQL body, within the request timeout.
+    let started = Instant::now();
+    let mut half_body = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    half_body
+        .write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"query\":")
+        .await
+        .expect("write");
+    let text = answer(half_body).await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("REQUEST_TIMEOUT"), "{text}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Half the headers: the connection is closed.
+    let started = Instant::now();
+    let mut half_headers = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    half_headers
+        .write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Ty")
+        .await
+        .expect("write");
+    answer(half_headers).await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A shutdown with a trickling client connected ends all the same.
+    let mut trickling = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    trickling
+        .write_all(b"POST /graphql HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    let started = Instant::now();
+    stop.send(()).expect("stop");
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("the server stops")
+        .expect("joined")
+        .expect("served");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(trickling);
+}
+
 #[tokio::test]
 async fn introspection_and_the_playground_can_be_turned_off() {
     let mut stack = Stack::start().await;

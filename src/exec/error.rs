@@ -37,6 +37,9 @@ pub enum ErrorCode {
     CostEstimatedTooExpensive,
     /// The whole request ran past `[limits] request_timeout`.
     GatewayTimeout,
+    /// The client did not send its request's body within
+    /// `[limits] request_timeout`.
+    RequestTimeout,
     SubgraphRequestFailed,
     SubgraphTimeout,
     SubgraphInvalidResponse,
@@ -76,6 +79,7 @@ impl ErrorCode {
             ErrorCode::MaxTokensLimit => "MAX_TOKENS_LIMIT",
             ErrorCode::CostEstimatedTooExpensive => "COST_ESTIMATED_TOO_EXPENSIVE",
             ErrorCode::GatewayTimeout => "GATEWAY_TIMEOUT",
+            ErrorCode::RequestTimeout => "REQUEST_TIMEOUT",
             ErrorCode::SubgraphRequestFailed => "SUBGRAPH_REQUEST_FAILED",
             ErrorCode::SubgraphTimeout => "SUBGRAPH_TIMEOUT",
             ErrorCode::SubgraphInvalidResponse => "SUBGRAPH_INVALID_RESPONSE",
@@ -98,6 +102,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::GatewayTimeout => 504,
+            ErrorCode::RequestTimeout => 408,
             // The normal first step of the protocol, as Apollo Router answers it.
             ErrorCode::PersistedQueryNotFound => 200,
             ErrorCode::SubgraphRequestFailed

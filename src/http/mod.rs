@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -37,6 +37,9 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 #[derive(Debug, Clone)]
 pub struct HttpOptions {
     pub max_body_bytes: usize,
+    /// The longest a client may take to send its body (and the longest
+    /// shutdown waits for requests in flight, beyond a few seconds).
+    pub request_timeout: std::time::Duration,
     pub csrf_prevention: bool,
     pub csrf_headers: Vec<HeaderName>,
     pub cors_origins: Vec<String>,
@@ -53,6 +56,7 @@ impl HttpOptions {
     pub fn from_config(config: &Config) -> Self {
         Self {
             max_body_bytes: config.limits.max_body_bytes,
+            request_timeout: config.limits.request_timeout,
             csrf_prevention: config.security.csrf_prevention,
             csrf_headers: config
                 .security
@@ -239,9 +243,30 @@ async fn graphql_post(State(app): State<App>, request: Request) -> Response {
             ));
         }
     }
-    let body = match read_body(&headers, body, app.options.max_body_bytes).await {
-        Ok(body) => body,
-        Err(error) => return refuse(error),
+    // Bodies are read as sent: a compressed one would be refused as bad
+    // JSON, blaming the wrong thing (RFC 9110 §15.5.16: 415).
+    if let Some(encoding) = headers.get(CONTENT_ENCODING) {
+        let encoding = encoding.to_str().unwrap_or_default().trim();
+        if !encoding.eq_ignore_ascii_case("identity") {
+            return refuse(GraphQLError::new(
+                format!("`Content-Encoding: {encoding}` is not supported: send the body uncompressed"),
+                ErrorCode::UnsupportedMediaType,
+            ));
+        }
+    }
+    let reading = read_body(&headers, body, app.options.max_body_bytes);
+    let body = match tokio::time::timeout(app.options.request_timeout, reading).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(error)) => return refuse(error),
+        Err(_) => {
+            return refuse(GraphQLError::new(
+                format!(
+                    "the request body did not arrive within {:?}",
+                    app.options.request_timeout
+                ),
+                ErrorCode::RequestTimeout,
+            ))
+        }
     };
     // serde would read an array as the request's fields in order and name
     // the wrong thing; say what the body is instead.
