@@ -284,6 +284,66 @@ pub async fn serve(
     serve_app(listener, http::App::new(gateway), shutdown).await
 }
 
+/// Answers on `listener` while the gateway starts (its indexes open or
+/// build, which can take minutes): `/health` says the process is alive
+/// (200, as a liveness probe wants), everything else is 503
+/// `SERVICE_UNAVAILABLE`-shaped GraphQL ("starting"); every answer closes
+/// its connection, so no client stays on this server. Returns the listener
+/// once `started` resolves, for [`serve_app`].
+pub async fn serve_starting(
+    listener: tokio::net::TcpListener,
+    started: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<tokio::net::TcpListener> {
+    use axum::http::header::{CONNECTION, CONTENT_TYPE};
+    use axum::http::StatusCode;
+    let close = [(CONNECTION, "close")];
+    let router = axum::Router::new()
+        .route(
+            "/health",
+            axum::routing::get(move || async move { (close, "ok") }),
+        )
+        .fallback(move || async move {
+            let body = serde_json::json!({"errors": [{
+                "message": "the gateway is starting (its indexes are being opened or built)",
+                "extensions": {"code": "SERVICE_UNAVAILABLE"}
+            }]});
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                [(CONNECTION, "close"), (CONTENT_TYPE, "application/json")],
+                body.to_string(),
+            )
+        });
+    let listener = std::sync::Arc::new(listener);
+    let accepting = std::sync::Arc::clone(&listener);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        let mut stopped = stopped;
+        loop {
+            let stream = tokio::select! {
+                accepted = accepting.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(_) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                _ = &mut stopped => break,
+            };
+            let service = hyper_util::service::TowerToHyperService::new(router.clone());
+            tokio::spawn(async move {
+                let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    started.await;
+    let _ = stop.send(());
+    let _ = server.await;
+    std::sync::Arc::try_unwrap(listener)
+        .map_err(|_| std::io::Error::other("the start-up server still holds the listener"))
+}
+
 /// How long a client may take to send a request's headers (Apollo Router's
 /// `header_read_timeout`; less when the request timeout is shorter): a
 /// connection that trickles them in is closed.

@@ -622,13 +622,27 @@ async fn serve(config: Config, sdl: &str) -> anyhow::Result<()> {
              `tessera demo` keeps the development one)"
         );
     }
-    check_before_start(&config, sdl).await?;
-    let tessera = tessera::build(&config, sdl)?;
-    start_sync(&config, &tessera).await?;
-    let app = tessera::app(&config, &tessera)?;
+    // Listening first: a port in use fails at once, not after the indexes
+    // are built, and `/health` answers while they are.
     let listener = tokio::net::TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+    let (started, starting) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(tessera::serve_starting(listener, async {
+        let _ = starting.await;
+    }));
+    let start = async {
+        check_before_start(&config, sdl).await?;
+        let tessera = tessera::build(&config, sdl)?;
+        start_sync(&config, &tessera).await?;
+        let app = tessera::app(&config, &tessera)?;
+        anyhow::Ok((tessera, app))
+    };
+    let built = start.await;
+    let _ = started.send(());
+    let listener = serving.await??;
+    // Held while serving, as before: the change queue's first sender.
+    let (_tessera, app) = built?;
     let addr = listener.local_addr()?;
     println!("Tessera is serving http://{addr}/graphql (GraphiQL in a browser)");
     tessera::serve_app(listener, app, shutdown_signal()).await?;

@@ -405,6 +405,59 @@ async fn a_client_that_never_finishes_sending_holds_nothing_up() {
     drop(trickling);
 }
 
+/// While the gateway starts (indexes open or build, minutes for a big
+/// backfill), its port already answers: `/health` 200 for a liveness probe,
+/// everything else 503, each answer closing its connection; then the same
+/// listener serves the gateway. The port used to refuse connections until
+/// the indexes were built.
+#[tokio::test]
+async fn the_port_answers_health_while_the_gateway_starts() {
+    let stack = Stack::start().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (started, starting) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(tessera::serve_starting(listener, async {
+        let _ = starting.await;
+    }));
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("http://{addr}/health"))
+        .send()
+        .await
+        .expect("health answers");
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.headers()["connection"], "close");
+    let early = client
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .expect("graphql answers");
+    assert_eq!(early.status(), 503);
+    let body: Value = early.json().await.expect("json");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("starting")),
+        "{body}"
+    );
+
+    started.send(()).expect("started");
+    let listener = serving.await.expect("joined").expect("the listener comes back");
+    let gateway = Arc::new(tessera::build_gateway(&stack.config, SCHEMA).expect("gateway"));
+    tokio::spawn(tessera::serve(listener, gateway, std::future::pending()));
+    let body: Value = client
+        .post(format!("http://{addr}/graphql"))
+        .json(&json!({"query": "{ __typename }"}))
+        .send()
+        .await
+        .expect("graphql answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
+}
+
 #[tokio::test]
 async fn introspection_and_the_playground_can_be_turned_off() {
     let mut stack = Stack::start().await;
