@@ -1,5 +1,6 @@
 """Helpers shared by the benchmark scripts."""
 
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +16,23 @@ def wait_http(url, timeout=300):
     while time.time() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def wait_serving(port, timeout=300):
+    """Waits until the gateway on `port` answers a query (it answers 503
+    while it starts; `/ready` also waits for indexes a bench may not build)."""
+    url = f"http://127.0.0.1:{port}/graphql"
+    body = json.dumps({"query": "{ __typename }"}).encode()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=1) as r:
                 if r.status == 200:
                     return
         except Exception:

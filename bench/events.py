@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 
-from common import SERVICES, stop, wait_http
+from common import SERVICES, stop, wait_http, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_PORT = 4301
@@ -166,7 +166,7 @@ def main():
     def gateway(port, cfg):
         p = subprocess.Popen([f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{port}",
                               "--config", cfg], cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
-        wait_http(f"http://127.0.0.1:{port}/health", timeout=600)
+        wait_serving(port, timeout=600)
         return p
 
     try:

@@ -32,7 +32,7 @@ import time
 import uuid
 import urllib.request
 
-from common import SERVICES, cores, pinned, stop, wait_http
+from common import SERVICES, cores, pinned, stop, wait_http, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATEWAY_PORT = 4100
@@ -189,7 +189,7 @@ def main():
             pinned([f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{GATEWAY_PORT}"], mine),
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
         procs.append(gateway)
-        wait_http(f"http://127.0.0.1:{GATEWAY_PORT}/health")
+        wait_serving(GATEWAY_PORT)
 
         print(f"scale {args.scale}, {args.connections} connections, {args.duration}s per run, wrk -t2"
               + (", gateway pinned to core 0\n" if mine else "\n"))
@@ -281,7 +281,7 @@ def compare(args):
                                          "--config", gateway_config(tmp, port)], mine), cwd=ROOT, env=env,
                                  stdout=subprocess.DEVNULL)
             procs.append(p)
-            wait_http(f"http://127.0.0.1:{port}/health")
+            wait_serving(port)
             pids[label] = (p.pid, port)
         print(f"scale {args.scale}, {args.connections} connections, {args.duration}s per run, wrk -t2, "
               f"{args.rounds} alternating rounds, unique authorization per request"

@@ -48,7 +48,7 @@ import threading
 import time
 import urllib.request
 
-from common import SERVICES, stop, wait_http
+from common import SERVICES, stop, wait_http, wait_serving
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE_PORT = 4201
@@ -238,8 +238,8 @@ def main():
             [f"{ROOT}/target/release/tessera", "serve", "--listen", f"127.0.0.1:{MERGE_PORT}",
              "--config", merge_cfg], cwd=ROOT, env=envs[backends[0]], stdout=subprocess.DEVNULL))
         for b in backends:
-            wait_http(f"http://127.0.0.1:{PORTS[b]}/health")
-        wait_http(f"http://127.0.0.1:{MERGE_PORT}/health")
+            wait_serving(PORTS[b])
+        wait_serving(MERGE_PORT)
 
         print(f"\nlatency at concurrency 1, {args.samples} samples per backend, alternating; client wall time\n")
         print("| query | " + " | ".join(f"{b} p50 ms | {b} p99 ms" for b in backends) + " |")

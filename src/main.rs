@@ -223,8 +223,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(listen) = listen {
                 config.server.listen = listen;
             }
-            let (_, sdl) = read_schema(&common, &config)?;
-            serve(config, &sdl).await
+            let (file, sdl) = read_schema(&common, &config)?;
+            serve(config, &file, &sdl).await
         }
         Command::Demo {
             common,
@@ -282,7 +282,10 @@ fn read_schema(common: &Common, config: &Config) -> anyhow::Result<(String, Stri
         Some(_) => format!("cannot read the supergraph {file}"),
         None => format!("cannot read the schema {file} (run from the repository root or pass --schema)"),
     })?;
-    if supergraph.is_some() && parse_schema(&sdl, &file)?.federation().is_none() {
+    // Parsed here too, so its problems name the file given (the later
+    // parse in `tessera::build` knows no file name).
+    let parsed = parse_schema(&sdl, &file)?;
+    if supergraph.is_some() && parsed.federation().is_none() {
         bail!("{file} is not an Apollo Federation supergraph (it declares no `enum join__Graph`); pass it with --schema if it is Tessera's schema.graphql");
     }
     Ok((file, sdl))
@@ -300,17 +303,17 @@ fn parse_schema(sdl: &str, file: &str) -> anyhow::Result<tessera::schema::Superg
 
 /// The start-up check: a schema that contradicts a reachable subgraph stops
 /// the gateway; an unreachable subgraph only warns (it may come up later).
-async fn check_before_start(config: &Config, sdl: &str) -> anyhow::Result<()> {
-    let schema = parse_schema(sdl, "schema.graphql")?;
+async fn check_before_start(config: &Config, file: &str, sdl: &str) -> anyhow::Result<()> {
+    let schema = parse_schema(sdl, file)?;
     let report = tessera::check_subgraphs(config, &schema).await?;
     for (name, why) in &report.unreachable {
         tracing::warn!(subgraph = %name, "not checked at start-up: {why}");
     }
     if !report.errors.is_empty() {
         bail!(
-            "schema.graphql does not match the subgraphs ({} problem(s)); the gateway will not start:\n{}",
+            "{file} does not match the subgraphs ({} problem(s)); the gateway will not start:\n{}",
             report.errors.len(),
-            tessera::format_schema_errors("schema.graphql", &report.errors)
+            tessera::format_schema_errors(file, &report.errors)
         );
     }
     Ok(())
@@ -614,7 +617,7 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
     Ok(())
 }
 
-async fn serve(config: Config, sdl: &str) -> anyhow::Result<()> {
+async fn serve(config: Config, file: &str, sdl: &str) -> anyhow::Result<()> {
     if config.uses_development_secret() {
         bail!(
             "search.cursor_secret is the public development secret; `tessera serve` needs your own \
@@ -632,7 +635,7 @@ async fn serve(config: Config, sdl: &str) -> anyhow::Result<()> {
         let _ = starting.await;
     }));
     let start = async {
-        check_before_start(&config, sdl).await?;
+        check_before_start(&config, file, sdl).await?;
         let tessera = tessera::build(&config, sdl)?;
         start_sync(&config, &tessera).await?;
         let app = tessera::app(&config, &tessera)?;
@@ -662,7 +665,7 @@ async fn demo(
     if common.supergraph.is_some() {
         bail!("the demo serves the nine services behind schema.graphql; serve a supergraph with `tessera serve --supergraph FILE`");
     }
-    let (_, sdl) = read_schema(&common, &Config::default())?;
+    let (file, sdl) = read_schema(&common, &Config::default())?;
     let started = Instant::now();
     // The services announce every committed write; the gateway applies
     // them at once (deletes included).
@@ -687,7 +690,7 @@ async fn demo(
         }
         println!("  {:<12} {}", service.service.name(), service.url());
     }
-    check_before_start(&config, &sdl).await?;
+    check_before_start(&config, &file, &sdl).await?;
     // The demo is the embedded setup: its services are reseeded on every
     // start, so its indexes are rebuilt too, in a folder of their own.
     if config.search.backend != tessera::config::BackendName::Tantivy {

@@ -623,10 +623,19 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
     }
     let mut gateway = command.spawn().expect("tessera serve");
     let url = format!("http://127.0.0.1:{port}/graphql");
-    common::eventually(Duration::from_secs(30), "the gateway to listen", || {
+    // Served once started (it answers 503 while it starts; `/ready` waits
+    // for indexes this one never builds).
+    common::eventually(Duration::from_secs(30), "the gateway to serve", || {
         let client = stack.client.clone();
-        let health = url.replace("/graphql", "/health");
-        async move { client.get(health).send().await.is_ok() }
+        let url = url.clone();
+        async move {
+            client
+                .post(url)
+                .json(&json!({ "query": "{ __typename }" }))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
     })
     .await;
 
