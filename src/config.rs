@@ -513,12 +513,27 @@ impl Config {
     }
 
     pub fn from_toml(text: &str, path: &str) -> Result<Self, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_string(),
-            message: e.message().to_string()
-                + &e.span()
-                    .map(|s| format!(" (at byte {})", s.start))
-                    .unwrap_or_default(),
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            // `path:line:col: message (the line)`: the line names the key.
+            let at = e.span().map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                let source = text.lines().nth(line - 1).unwrap_or_default().trim();
+                (line, column, source)
+            });
+            ConfigError::Parse {
+                path: match at {
+                    Some((line, column, _)) => format!("{path}:{line}:{column}"),
+                    None => path.to_string(),
+                },
+                message: match at {
+                    Some((_, _, source)) if !source.is_empty() => {
+                        format!("{} (in `{source}`)", e.message().trim_end())
+                    }
+                    _ => e.message().trim_end().to_string(),
+                },
+            }
         })?;
         config.demo_subgraphs =
             toml::from_str::<toml::Table>(text).is_ok_and(|t| !t.contains_key("subgraphs"));
@@ -793,11 +808,29 @@ impl Config {
         self.validate()
     }
 
-    /// Checks that every subgraph the schema names has an endpoint.
+    /// Checks that every subgraph the schema names has an endpoint, and
+    /// that every `[subgraphs.<name>]` written is one the schema names (a
+    /// misspelt table was ignored, and its URL with it).
     pub fn check_subgraphs<'a>(
         &self,
-        names: impl IntoIterator<Item = &'a String>,
+        names: impl IntoIterator<Item = &'a String> + Clone,
     ) -> Result<(), ConfigError> {
+        if !self.demo_subgraphs {
+            if let Some(unknown) = self
+                .subgraphs
+                .keys()
+                .find(|k| !names.clone().into_iter().any(|n| n == *k))
+            {
+                let known: Vec<&str> = names.clone().into_iter().map(String::as_str).collect();
+                return Err(ConfigError::Invalid {
+                    key: format!("subgraphs.{unknown}"),
+                    message: format!(
+                        "the schema sends nothing to a subgraph of that name (its subgraphs: {})",
+                        known.join(", ")
+                    ),
+                });
+            }
+        }
         for name in names {
             if !self.subgraphs.contains_key(name) {
                 return Err(ConfigError::Invalid {
@@ -821,6 +854,31 @@ mod tests {
         let text = include_str!("../tessera.toml");
         let config = Config::from_toml(text, "tessera.toml").expect("tessera.toml is valid");
         assert_eq!(config.subgraphs.len(), 9);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_form_is_placed_by_line_and_column_with_its_line() {
+        let err = Config::from_toml("[server]\n# the address\nlisten = \"notanaddr\"\n", "t.toml")
+            .expect_err("bad address");
+        let text = err.to_string();
+        assert!(text.starts_with("t.toml:3:10: "), "{text}");
+        assert!(text.contains("(in `listen = \"notanaddr\"`)"), "{text}");
+    }
+
+    #[test]
+    fn a_subgraph_table_the_schema_does_not_name_is_refused() {
+        let config = Config::from_toml(
+            "[subgraphs.products]\nurl = \"http://127.0.0.1:1/graphql\"\n[subgraphs.prodcuts]\nurl = \"http://127.0.0.1:2/graphql\"\n",
+            "t.toml",
+        )
+        .expect("parses");
+        let names = std::collections::BTreeSet::from(["products".to_string()]);
+        let err = config.check_subgraphs(&names).expect_err("misspelt table");
+        assert!(err.to_string().starts_with("subgraphs.prodcuts: "), "{err}");
+        // The built-in demo subgraphs are not the user's to misspell.
+        assert!(Config::default()
+            .check_subgraphs(&std::collections::BTreeSet::from(["members".to_string()]))
+            .is_ok());
     }
 
     #[test]
