@@ -1151,6 +1151,39 @@ async fn a_merge_source_that_fails_is_named_with_its_code() {
     );
 }
 
+/// A poll, scan or reconcile of an index never built backfills it, says
+/// how many documents it wrote, and leaves it built: a scan or reconcile
+/// rebuilt every document without recording that (the next poll backfilled
+/// it all again), and a poll reported 0 written.
+#[tokio::test]
+async fn sync_steps_on_an_index_never_built_backfill_it_first() {
+    for step in ["poll", "scan", "reconcile"] {
+        let stack = Stack::start_with(StackOptions {
+            scale: 40,
+            search: true,
+            ..StackOptions::default()
+        })
+        .await;
+        let syncer = stack.syncer();
+        let report = match step {
+            "poll" => syncer.poll("contracts").await,
+            "scan" => syncer.scan("contracts").await,
+            _ => syncer.reconcile("contracts").await,
+        }
+        .expect("step");
+        assert_eq!(report.written, 40, "{step}: {report:?}");
+        assert!(
+            matches!(
+                syncer.checkpoint("contracts").await.expect("checkpoint"),
+                Some(tessera::sync::Checkpoint::Live { .. })
+            ),
+            "{step}"
+        );
+        let again = syncer.poll("contracts").await.expect("poll");
+        assert_eq!(again.written, 0, "{step}, then a poll: {again:?}");
+    }
+}
+
 on_both_backends!(
     every_cursor_walk_matches_a_brute_force_sort,
     a_search_page_costs_one_request_per_joined_service,

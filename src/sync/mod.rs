@@ -832,14 +832,35 @@ impl Syncer {
 
     /// [`poll`](Self::poll) of `model` into `target`, the index's lock held.
     async fn poll_into(&self, model: &IndexModel, target: &str) -> Result<SyncReport, SyncError> {
+        if let Some(backfilled) = self.finish_backfill(model, target).await? {
+            return Ok(backfilled);
+        }
         let watermark = match self.checkpoint(target).await? {
             Some(Checkpoint::Live { watermark }) => watermark,
-            _ => {
-                self.backfill_into(model, target, false, &|_| {}).await?;
-                return Ok(SyncReport::default());
-            }
+            _ => return Ok(SyncReport::default()),
         };
         self.poll_since(model, target, &watermark).await
+    }
+
+    /// An index never built, or whose backfill did not finish, is
+    /// backfilled (resumed) first: a poll has no watermark to start from,
+    /// and a scan or reconcile would rebuild every document without
+    /// recording the index as built (the next poll backfilled it again).
+    /// `None` for a built index; the backfill's documents otherwise.
+    async fn finish_backfill(
+        &self,
+        model: &IndexModel,
+        target: &str,
+    ) -> Result<Option<SyncReport>, SyncError> {
+        if matches!(self.checkpoint(target).await?, Some(Checkpoint::Live { .. })) {
+            return Ok(None);
+        }
+        tracing::info!(index = %target, "the index is not built yet: backfilling it first");
+        let documents = self.backfill_into(model, target, false, &|_| {}).await?;
+        Ok(Some(SyncReport {
+            written: usize::try_from(documents).unwrap_or(usize::MAX),
+            ..SyncReport::default()
+        }))
     }
 
     /// Applies to `target` what changed since `watermark` (less the
@@ -1117,6 +1138,9 @@ impl Syncer {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
         let _guard = self.lock(name).await;
+        if let Some(backfilled) = self.finish_backfill(model, name).await? {
+            return Ok(backfilled);
+        }
         self.scan_into(model, name).await
     }
 
@@ -1195,6 +1219,9 @@ impl Syncer {
         self.ensure_index(name).await?;
         let model = self.model(name)?;
         let _guard = self.lock(name).await;
+        if let Some(backfilled) = self.finish_backfill(model, name).await? {
+            return Ok(backfilled);
+        }
         let started = now_version();
         let mut report = SyncReport::default();
         let mut seen: HashSet<String> = HashSet::new();
