@@ -196,7 +196,7 @@ def main():
     for b in backends:
         cfg = os.path.join(tmp, f"{b}.toml")
         write_config(cfg, f"{tmp}/index-{b}", b, opensearch_url)
-        envs[b] = dict(os.environ, RUST_LOG="warn", TESSERA_CONFIG=cfg, TESSERA_CURSOR_SECRET="bench-search-secret")
+        envs[b] = dict(os.environ, RUST_LOG="warn", TESSERA_CONFIG=cfg, TESSERA_CURSOR_SECRET="bench-search-secret-" + "s" * 32)
     merge_cfg = os.path.join(tmp, "merge.toml")
     write_config(merge_cfg, f"{tmp}/merge-index", "tantivy", opensearch_url,
                  '[search.strategies]\nfeed = "merge"\n[sync]\nenabled = false\n')

@@ -617,12 +617,25 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
     Ok(())
 }
 
+/// The shortest cursor secret `tessera serve` takes, in bytes (HMAC-SHA256's
+/// own output size, the usual floor for its keys).
+const MIN_CURSOR_SECRET: usize = 32;
+
 async fn serve(config: Config, file: &str, sdl: &str) -> anyhow::Result<()> {
     if config.uses_development_secret() {
         bail!(
             "search.cursor_secret is the public development secret; `tessera serve` needs your own \
              (set TESSERA_CURSOR_SECRET or search.cursor_secret to a long random string, the same on every replica; \
              `tessera demo` keeps the development one)"
+        );
+    }
+    // Cursors are sealed with HMAC-SHA256: a short key can be found from
+    // one cursor offline, and every cursor forged with it.
+    if config.search.cursor_secret.len() < MIN_CURSOR_SECRET {
+        bail!(
+            "search.cursor_secret is {} bytes; `tessera serve` needs at least {MIN_CURSOR_SECRET} \
+             (e.g. TESSERA_CURSOR_SECRET=$(openssl rand -hex 32))",
+            config.search.cursor_secret.len()
         );
     }
     // Listening first: a port in use fails at once, not after the indexes

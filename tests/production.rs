@@ -546,6 +546,21 @@ async fn serve_refuses_the_public_development_cursor_secret() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cursor_secret"), "{stderr}");
+    // Nor one too short to be a key (a cursor would give it away offline).
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--schema"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .current_dir(&dir)
+        .env("TESSERA_CURSOR_SECRET", "a")
+        .env_remove("TESSERA_CONFIG")
+        .output()
+        .await
+        .expect("tessera serve");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("at least 32"), "{stderr}");
 }
 
 #[tokio::test]
@@ -612,7 +627,7 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
         .arg(&config)
         .arg("--schema")
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
-        .env("TESSERA_CURSOR_SECRET", "otlp-test-secret")
+        .env("TESSERA_CURSOR_SECRET", "otlp-test-secret-of-at-least-32-bytes")
         .env("OTEL_EXPORTER_OTLP_ENDPOINT", &collector_url)
         .env("OTEL_SERVICE_NAME", "tessera-under-test")
         .env("OTEL_BSP_SCHEDULE_DELAY", "100")
