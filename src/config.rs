@@ -746,11 +746,17 @@ impl Config {
                 });
             }
         }
-        if self.limits.request_timeout.is_zero() || self.traffic.breaker_cooldown.is_zero() {
-            return Err(ConfigError::Invalid {
-                key: "limits.request_timeout, traffic.breaker_cooldown".into(),
-                message: "must be more than zero, e.g. \"30s\"".into(),
-            });
+        for (key, value, example) in [
+            ("limits.request_timeout", self.limits.request_timeout, "30s"),
+            ("traffic.breaker_cooldown", self.traffic.breaker_cooldown, "500ms"),
+            ("server.readiness_timeout", self.server.readiness_timeout, "2s"),
+        ] {
+            if value.is_zero() {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: format!("must be more than zero, e.g. \"{example}\""),
+                });
+            }
         }
         if self.limits.max_body_bytes < 1024 {
             return Err(ConfigError::Invalid {
@@ -863,6 +869,20 @@ mod tests {
         let text = err.to_string();
         assert!(text.starts_with("t.toml:3:10: "), "{text}");
         assert!(text.contains("(in `listen = \"notanaddr\"`)"), "{text}");
+    }
+
+    #[test]
+    fn a_zero_timeout_is_refused_under_its_own_key() {
+        for (text, key) in [
+            ("[limits]\nrequest_timeout = \"0s\"\n", "limits.request_timeout: "),
+            (
+                "[server]\nreadiness_timeout = \"0s\"\n",
+                "server.readiness_timeout: ",
+            ),
+        ] {
+            let err = Config::from_toml(text, "t.toml").expect_err("zero");
+            assert!(err.to_string().starts_with(key), "{err}");
+        }
     }
 
     #[test]
