@@ -94,6 +94,9 @@ pub struct Projector<'a, 'r> {
     pub errors: Vec<GraphQLError>,
     /// Paths already carrying an error, so a null there adds no second one.
     error_paths: HashSet<Vec<PathSegment>>,
+    /// `(path, message)` of the entity errors recorded: each once, found in
+    /// one lookup (a subgraph sending many errors made this quadratic).
+    entity_errors_seen: HashSet<(Option<Vec<PathSegment>>, String)>,
     /// Search hits left out because their entity is gone: `(type, id)`.
     gone: Vec<(String, String)>,
     /// Keyed fetches whose failure has been reported.
@@ -135,6 +138,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             path: Vec::new(),
             errors: Vec::new(),
             error_paths: HashSet::new(),
+            entity_errors_seen: HashSet::new(),
             gone: Vec::new(),
             failed_fetches: HashSet::new(),
             last_entity: None,
@@ -728,10 +732,9 @@ impl<'a, 'r> Projector<'a, 'r> {
     /// fields may read the same entity.
     fn entity_error(&mut self, mut error: GraphQLError) {
         self.at_client_fields(&mut error);
-        if self
-            .errors
-            .iter()
-            .any(|x| x.path == error.path && x.message == error.message)
+        if !self
+            .entity_errors_seen
+            .insert((error.path.clone(), error.message.clone()))
         {
             return;
         }
