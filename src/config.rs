@@ -837,6 +837,18 @@ impl Config {
                 });
             }
         }
+        // An environment is shared: a variable for no subgraph is a warning.
+        for (var, _) in std::env::vars() {
+            let Some(upper) = var
+                .strip_prefix("TESSERA_SUBGRAPH_")
+                .and_then(|v| v.strip_suffix("_URL"))
+            else {
+                continue;
+            };
+            if !names.clone().into_iter().any(|n| n.to_uppercase() == upper) {
+                tracing::warn!(%var, "the schema sends nothing to a subgraph of that name; the variable is ignored");
+            }
+        }
         for name in names {
             if !self.subgraphs.contains_key(name) {
                 return Err(ConfigError::Invalid {
