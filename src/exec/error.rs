@@ -317,6 +317,15 @@ pub struct Location {
     pub column: usize,
 }
 
+impl From<async_graphql::Pos> for Location {
+    fn from(pos: async_graphql::Pos) -> Self {
+        Location {
+            line: pos.line,
+            column: pos.column,
+        }
+    }
+}
+
 /// A GraphQL error as the spec shapes it, with `extensions.code` always set.
 #[derive(Debug, Clone, Serialize)]
 pub struct GraphQLError {

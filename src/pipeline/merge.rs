@@ -68,11 +68,7 @@ pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<Gr
     };
     let mut errors = Vec::new();
     for (_, operation) in doc.operations.iter() {
-        let root = match operation.node.ty {
-            async_graphql::parser::types::OperationType::Query => Some(schema.query_type()),
-            async_graphql::parser::types::OperationType::Mutation => schema.mutation_type(),
-            async_graphql::parser::types::OperationType::Subscription => None,
-        };
+        let root = schema.root_type(operation.node.ty);
         let mut groups = IndexMap::new();
         merge.collect(
             &operation.node.selection_set.node,
@@ -101,14 +97,7 @@ pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<Gr
                     ),
                     ErrorCode::GraphqlValidationFailed,
                 );
-                error.locations = conflict
-                    .at
-                    .iter()
-                    .map(|p| Location {
-                        line: p.line,
-                        column: p.column,
-                    })
-                    .collect();
+                error.locations = conflict.at.iter().copied().map(Location::from).collect();
                 errors.push(error);
             }
         }

@@ -143,13 +143,7 @@ async fn prepare(
 ) -> Result<Prepared, Vec<GraphQLError>> {
     limits::check_tokens(query, limits).map_err(|e| vec![*e])?;
     let doc = async_graphql::parser::parse_query(query).map_err(|e| {
-        let locations = e
-            .positions()
-            .map(|p| Location {
-                line: p.line,
-                column: p.column,
-            })
-            .collect();
+        let locations = e.positions().map(Location::from).collect();
         let mut error = GraphQLError::new(format!("syntax error: {e}"), ErrorCode::GraphqlParseFailed);
         error.locations = locations;
         vec![error]
@@ -255,14 +249,7 @@ fn validation_error(e: ServerError) -> GraphQLError {
         ErrorCode::GraphqlValidationFailed
     };
     let mut error = GraphQLError::new(e.message, code);
-    error.locations = e
-        .locations
-        .iter()
-        .map(|p| Location {
-            line: p.line,
-            column: p.column,
-        })
-        .collect();
+    error.locations = e.locations.iter().copied().map(Location::from).collect();
     error
 }
 
@@ -285,12 +272,6 @@ fn plan_error(e: &PlanError) -> GraphQLError {
         }
     };
     let mut error = GraphQLError::new(e.to_string(), code);
-    error.locations = at
-        .map(|pos| Location {
-            line: pos.line,
-            column: pos.column,
-        })
-        .into_iter()
-        .collect();
+    error.locations = at.copied().map(Location::from).into_iter().collect();
     error
 }

@@ -84,11 +84,7 @@ pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<Gr
     };
     let mut errors = Vec::new();
     for (_, operation) in doc.operations.iter() {
-        let root = match operation.node.ty {
-            async_graphql::parser::types::OperationType::Query => Some(schema.query_type()),
-            async_graphql::parser::types::OperationType::Mutation => schema.mutation_type(),
-            async_graphql::parser::types::OperationType::Subscription => None,
-        };
+        let root = schema.root_type(operation.node.ty);
         walk.operation_usages(&operation.node, root, &mut |usages| {
             check_usages(&operation.node, usages, &mut errors)
         });
@@ -136,11 +132,7 @@ pub fn non_null_usages(
         .find(|(name, _)| operation_name.is_none() || name.map(Name::as_str) == operation_name);
     let mut out = HashSet::new();
     if let Some((_, operation)) = operation {
-        let root = match operation.node.ty {
-            async_graphql::parser::types::OperationType::Query => Some(schema.query_type()),
-            async_graphql::parser::types::OperationType::Mutation => schema.mutation_type(),
-            async_graphql::parser::types::OperationType::Subscription => None,
-        };
+        let root = schema.root_type(operation.node.ty);
         walk.operation_usages(&operation.node, root, &mut |usages| {
             out.extend(
                 usages
@@ -167,7 +159,7 @@ fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &
                     format!("Variable \"${}\" is not defined", usage.variable),
                     ErrorCode::GraphqlValidationFailed,
                 );
-                error.locations = vec![location(usage.pos)];
+                error.locations = vec![Location::from(usage.pos)];
                 if !errors.iter().any(|e| e.message == error.message) {
                     errors.push(error);
                 }
@@ -182,7 +174,7 @@ fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &
                 ),
                 ErrorCode::GraphqlValidationFailed,
             );
-            error.locations = vec![location(definition.pos), location(usage.pos)];
+            error.locations = vec![Location::from(definition.pos), Location::from(usage.pos)];
             if !errors
                 .iter()
                 .any(|e| e.message == error.message && e.locations == error.locations)
@@ -190,13 +182,6 @@ fn check_usages(operation: &OperationDefinition, usages: &[Usage<'_>], errors: &
                 errors.push(error);
             }
         }
-    }
-}
-
-fn location(pos: Pos) -> Location {
-    Location {
-        line: pos.line,
-        column: pos.column,
     }
 }
 
@@ -344,7 +329,7 @@ impl<'a> Walk<'a> {
         field: &'a Positioned<async_graphql::parser::types::Field>,
         usages: &mut Vec<Usage<'a>>,
     ) {
-        let at = |pos: Pos| vec![location(pos)];
+        let at = |pos: Pos| vec![Location::from(pos)];
         for (arg, _) in &field.node.arguments {
             let mut error = GraphQLError::new(
                 format!("Unknown argument \"{}\" on field \"__typename\"", arg.node),
@@ -492,7 +477,7 @@ impl<'a> Walk<'a> {
             format!("Invalid value for argument \"{arg}\", expected type \"{expected}\": {why}"),
             ErrorCode::BadUserInput,
         );
-        error.locations = vec![location(pos)];
+        error.locations = vec![Location::from(pos)];
         self.literals.push(error);
     }
 }

@@ -317,6 +317,17 @@ impl Supergraph {
         self.mutation_type.as_ref()
     }
 
+    /// The root type of an operation of type `ty` (none for subscriptions,
+    /// which the gateway does not serve).
+    pub fn root_type(&self, ty: async_graphql::parser::types::OperationType) -> Option<&Name> {
+        use async_graphql::parser::types::OperationType;
+        match ty {
+            OperationType::Query => Some(self.query_type()),
+            OperationType::Mutation => self.mutation_type(),
+            OperationType::Subscription => None,
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&TypeDef> {
         self.types.get(name)
     }
