@@ -586,15 +586,8 @@ async fn a_change_that_cannot_be_applied_holds_none_of_the_others() {
     stack
         .faults("contracts", json!({"error_when": "\"_a0\":88"}))
         .await;
-    for (id, title) in [(88, "Poisoned walrus"), (89, "Healthy narwhal")] {
-        stack
-            .write(
-                "contracts",
-                "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t}) { id } }",
-                json!({"id": id, "t": title}),
-            )
-            .await;
-    }
+    stack.retitle(88, "Poisoned walrus").await;
+    stack.retitle(89, "Healthy narwhal").await;
     eventually(
         Duration::from_secs(10),
         "the change behind the poison is applied",

@@ -106,16 +106,6 @@ async fn title_count(stack: &Stack, text: &str) -> u64 {
         .expect("count")
 }
 
-async fn retitle(stack: &Stack, id: i64, title: &str) {
-    stack
-        .write(
-            "contracts",
-            "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t}) { id } }",
-            json!({"id": id, "t": title}),
-        )
-        .await;
-}
-
 #[tokio::test]
 async fn a_poison_event_is_dead_lettered_while_the_partition_flows_and_replay_drains_it() {
     let Some(brokers) = brokers() else { return };
@@ -130,8 +120,8 @@ async fn a_poison_event_is_dead_lettered_while_the_partition_flows_and_replay_dr
     stack
         .faults("contracts", json!({"error_when": "\"_a0\":88"}))
         .await;
-    retitle(&stack, 88, "Poisoned walrus").await;
-    retitle(&stack, 89, "Healthy narwhal").await;
+    stack.retitle(88, "Poisoned walrus").await;
+    stack.retitle(89, "Healthy narwhal").await;
     eventually(
         Duration::from_secs(20),
         "the event after the poison is applied",
@@ -175,8 +165,8 @@ async fn events_outlive_an_outage(
     recovery: impl std::future::Future<Output = ()>,
 ) {
     outage.await;
-    retitle(stack, 21, "Stranded dugong").await;
-    retitle(stack, 22, "Stranded manatee").await;
+    stack.retitle(21, "Stranded dugong").await;
+    stack.retitle(22, "Stranded manatee").await;
     // The retries (2 tries 20 ms apart, then each event alone) take
     // milliseconds; the outage lasts seconds.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -265,7 +255,7 @@ async fn malformed_and_unknown_events_are_dead_lettered_at_once() {
             .await
             .expect("sent");
     }
-    retitle(&stack, 5, "After garbage").await;
+    stack.retitle(5, "After garbage").await;
     eventually(Duration::from_secs(20), "the good event is applied", || async {
         title_count(&stack, "garbage").await == 1
     })
@@ -321,9 +311,9 @@ async fn a_replay_keeps_the_letters_that_fail_again_and_applies_the_rest() {
     stack
         .faults("contracts", json!({"error_when": "\"_a0\":31"}))
         .await;
-    retitle(&stack, 30, &"walrus ".repeat(6000)).await;
-    retitle(&stack, 31, "Poisoned dugong").await;
-    retitle(&stack, 32, "Healthy narwhal").await;
+    stack.retitle(30, &"walrus ".repeat(6000)).await;
+    stack.retitle(31, "Poisoned dugong").await;
+    stack.retitle(32, "Healthy narwhal").await;
     eventually(
         Duration::from_secs(20),
         "both failures are dead-lettered",
@@ -344,7 +334,7 @@ async fn a_replay_keeps_the_letters_that_fail_again_and_applies_the_rest() {
     assert!(letters[0].payload.contains("\"id\":30"), "{letters:?}");
     assert_eq!(letters[0].attempts, 4, "{letters:?}");
     // The title shortened: its own event applies it, and so does a replay.
-    retitle(&stack, 30, "Shortened walrus").await;
+    stack.retitle(30, "Shortened walrus").await;
     eventually(Duration::from_secs(20), "the short title is indexed", || async {
         title_count(&stack, "walrus").await == 1
     })

@@ -482,12 +482,7 @@ impl<'a> Walk<'a> {
                     });
                 }
                 Selection::InlineFragment(i) => {
-                    let on = i
-                        .node
-                        .type_condition
-                        .as_ref()
-                        .map(|c| c.node.on.node.as_str())
-                        .or(parent);
+                    let on = super::fragment_type(&i.node, parent);
                     let (children, d) = self.set(
                         &i.node.selection_set.node,
                         on,

@@ -146,12 +146,7 @@ impl<'d> Merge<'d> {
                         .push(Reached { parent, field, ty });
                 }
                 Selection::InlineFragment(inline) => {
-                    let on = inline
-                        .node
-                        .type_condition
-                        .as_ref()
-                        .map(|c| c.node.on.node.as_str())
-                        .or(parent);
+                    let on = super::fragment_type(&inline.node, parent);
                     self.collect(&inline.node.selection_set.node, on, groups, spread);
                 }
                 Selection::FragmentSpread(name) => {

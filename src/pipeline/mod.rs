@@ -24,6 +24,19 @@ use crate::exec::{self, coerce_variables, ErrorCode, Executor, GraphQLError};
 use crate::plan::OperationKind;
 use crate::schema::Supergraph;
 
+/// The type an inline fragment's selections are on: its condition's, or
+/// (without one) its parent's. For the passes that walk operations.
+fn fragment_type<'a>(
+    inline: &'a async_graphql::parser::types::InlineFragment,
+    parent: Option<&'a str>,
+) -> Option<&'a str> {
+    inline
+        .type_condition
+        .as_ref()
+        .map(|c| c.node.on.node.as_str())
+        .or(parent)
+}
+
 pub use limits::{count_tokens, CostTree, Limits};
 pub use prepare::{PlanCache, Prepared};
 

@@ -306,12 +306,7 @@ impl<'a> Walk<'a> {
                 }
                 Selection::InlineFragment(inline) => {
                     self.directives(&inline.node.directives, usages);
-                    let on = inline
-                        .node
-                        .type_condition
-                        .as_ref()
-                        .map(|c| c.node.on.node.as_str())
-                        .or(parent);
+                    let on = super::fragment_type(&inline.node, parent);
                     self.set(&inline.node.selection_set.node, on, usages, spreads);
                 }
                 Selection::FragmentSpread(spread) => {

@@ -469,6 +469,16 @@ impl Stack {
     pub async fn write(&self, service: &str, mutation: &str, variables: Value) -> Value {
         self.subgraph(service, mutation, variables).await
     }
+
+    /// Retitles contract `id` at its service.
+    pub async fn retitle(&self, id: i64, title: &str) {
+        self.write(
+            "contracts",
+            "mutation($id: Int!, $t: String!) { update_contract(id: $id, input: {title: $t}) { id } }",
+            json!({"id": id, "t": title}),
+        )
+        .await;
+    }
 }
 
 /// Waits until `check` holds, up to `within`; panics with `what` otherwise.
