@@ -790,6 +790,38 @@ async fn exponential_fragment_expansion_is_refused_before_validation() {
 }
 
 #[tokio::test]
+async fn a_fragment_chain_ending_in_an_unknown_fragment_or_a_cycle_is_refused_at_once() {
+    let stack = Stack::start().await;
+    // Each level spreads the next twice, and the last spreads a fragment
+    // that is missing, or the first: counted as nothing, the spreads passed
+    // the expansion bound and cost the checks after it 2^30 steps.
+    for (tail, message) in [
+        ("...Missing", "Unknown fragment: \"Missing\""),
+        ("...F0", "Cannot spread fragment \"F0\""),
+    ] {
+        let mut query = String::from("{ contracts(limit: 1) { ...F0 } }");
+        for i in 0..30 {
+            query.push_str(&format!(
+                " fragment F{i} on Contract {{ ...F{} ...F{} }}",
+                i + 1,
+                i + 1
+            ));
+        }
+        query.push_str(&format!(" fragment F30 on Contract {{ {tail} }}"));
+        let started = std::time::Instant::now();
+        let (status, body) = stack.post(json!({ "query": query })).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(code(&body), "GRAPHQL_VALIDATION_FAILED", "{body}");
+        assert_eq!(body["errors"][0]["message"], message, "{body}");
+        assert!(body["errors"][0]["locations"][0]["line"].is_number(), "{body}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "answered at once"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_skipped_root_field_is_not_resolved_beside_another_of_its_subgraph() {
     let stack = Stack::start().await;
     for query in [

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::Pos;
 use async_graphql::{ServerError, Variables};
 use moka::sync::Cache;
 use serde_json::{Map, Value};
@@ -80,50 +81,109 @@ impl PlanCache {
 /// took 12 s); this bound is checked in one linear pass first.
 pub const MAX_EXPANDED_FIELDS: u64 = 50_000;
 
-/// The number of fields the document's operations select once fragments
-/// are expanded (saturating; each fragment's size is computed once).
-fn expanded_size(doc: &ExecutableDocument) -> u64 {
-    fn set_size<'d>(
-        set: &'d SelectionSet,
-        doc: &'d ExecutableDocument,
-        memo: &mut HashMap<&'d str, u64>,
-        visiting: &mut HashSet<&'d str>,
-    ) -> u64 {
-        let mut total: u64 = 0;
-        for item in &set.items {
-            let size = match &item.node {
-                Selection::Field(f) => {
-                    1u64.saturating_add(set_size(&f.node.selection_set.node, doc, memo, visiting))
-                }
-                Selection::InlineFragment(i) => set_size(&i.node.selection_set.node, doc, memo, visiting),
-                Selection::FragmentSpread(spread) => {
-                    let name = spread.node.fragment_name.node.as_str();
-                    match memo.get(name) {
-                        Some(size) => *size,
-                        // A cycle: validation rejects it.
-                        None if !visiting.insert(name) => 0,
-                        None => {
-                            let size = doc
-                                .fragments
-                                .get(name)
-                                .map_or(0, |f| set_size(&f.node.selection_set.node, doc, memo, visiting));
-                            visiting.remove(name);
-                            memo.insert(name, size);
-                            size
-                        }
-                    }
-                }
-            };
-            total = total.saturating_add(size);
-        }
-        total
-    }
-    let mut memo = HashMap::new();
-    let mut visiting = HashSet::new();
-    doc.operations
+/// The number of fields and spreads the document's operations select once
+/// fragments are expanded (saturating; each fragment's size is computed
+/// once, without recursion: a chain of a few thousand fragments is short
+/// text). A spread of an unknown fragment, or one that closes a cycle, is
+/// refused here: counted as nothing, a chain of fragments each spreading the
+/// next twice and ending in one would pass this bound and then cost the
+/// validation and the limits' walks exponential time (26 levels, 1 KB: 68 s).
+fn expanded_size(doc: &ExecutableDocument) -> Result<u64, GraphQLError> {
+    let shapes: HashMap<&str, Shape<'_>> = doc
+        .fragments
         .iter()
-        .map(|(_, op)| set_size(&op.node.selection_set.node, doc, &mut memo, &mut visiting))
-        .fold(0u64, u64::saturating_add)
+        .map(|(name, f)| (name.as_str(), Shape::of(&f.node.selection_set.node)))
+        .collect();
+    let mut memo = HashMap::new();
+    let mut total = 0u64;
+    for (_, op) in doc.operations.iter() {
+        let shape = Shape::of(&op.node.selection_set.node);
+        total = total.saturating_add(shape.fields);
+        for &(name, pos) in &shape.spreads {
+            total = total.saturating_add(spread_size(name, pos, &shapes, &mut memo)?);
+        }
+    }
+    Ok(total)
+}
+
+/// What a selection set selects itself: its fields (nested ones too), and
+/// the fragments it spreads.
+#[derive(Default)]
+struct Shape<'d> {
+    fields: u64,
+    spreads: Vec<(&'d str, Pos)>,
+}
+
+impl<'d> Shape<'d> {
+    fn of(set: &'d SelectionSet) -> Self {
+        fn add<'d>(set: &'d SelectionSet, out: &mut Shape<'d>) {
+            for item in &set.items {
+                match &item.node {
+                    Selection::Field(f) => {
+                        out.fields = out.fields.saturating_add(1);
+                        add(&f.node.selection_set.node, out);
+                    }
+                    Selection::InlineFragment(i) => add(&i.node.selection_set.node, out),
+                    Selection::FragmentSpread(spread) => out
+                        .spreads
+                        .push((spread.node.fragment_name.node.as_str(), spread.pos)),
+                }
+            }
+        }
+        let mut out = Shape::default();
+        add(set, &mut out);
+        out
+    }
+}
+
+/// The size of a spread of `root` (1, and its fragment expanded), depth
+/// first on a stack of our own.
+fn spread_size<'d>(
+    root: &'d str,
+    at: Pos,
+    shapes: &HashMap<&'d str, Shape<'d>>,
+    memo: &mut HashMap<&'d str, u64>,
+) -> Result<u64, GraphQLError> {
+    let refuse = |message: String, at: Pos| {
+        let mut error = GraphQLError::new(message, ErrorCode::GraphqlValidationFailed);
+        error.locations = vec![Location::from(at)];
+        error
+    };
+    let open = |name: &'d str, at: Pos| {
+        shapes
+            .get(name)
+            .map(|shape| (name, 0usize, 1u64.saturating_add(shape.fields)))
+            .ok_or_else(|| refuse(format!("Unknown fragment: \"{name}\""), at))
+    };
+    if let Some(size) = memo.get(root) {
+        return Ok(*size);
+    }
+    // (fragment, its next spread to visit, its size so far)
+    let mut stack = vec![open(root, at)?];
+    let mut on_stack: HashSet<&str> = HashSet::from([root]);
+    while let Some((name, next, size)) = stack.last_mut() {
+        let spread = shapes.get(*name).and_then(|shape| shape.spreads.get(*next));
+        if let Some(&(child, at)) = spread {
+            *next += 1;
+            if let Some(known) = memo.get(child) {
+                *size = size.saturating_add(*known);
+            } else if !on_stack.insert(child) {
+                return Err(refuse(format!("Cannot spread fragment \"{child}\""), at));
+            } else {
+                stack.push(open(child, at)?);
+            }
+            continue;
+        }
+        let (name, _, size) = (*name, *next, *size);
+        stack.pop();
+        on_stack.remove(name);
+        memo.insert(name, size);
+        match stack.last_mut() {
+            Some((_, _, parent)) => *parent = parent.saturating_add(size),
+            None => return Ok(size),
+        }
+    }
+    Ok(0)
 }
 
 fn cache_key(query: &str, operation_name: Option<&str>) -> u64 {
@@ -149,7 +209,7 @@ async fn prepare(
         vec![error]
     })?;
 
-    let expanded = expanded_size(&doc);
+    let expanded = expanded_size(&doc).map_err(|e| vec![e])?;
     if expanded > MAX_EXPANDED_FIELDS {
         return Err(vec![GraphQLError::new(
             format!(
