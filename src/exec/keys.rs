@@ -57,7 +57,7 @@ enum Scalar<'a> {
 fn with_scalar<R>(scalar: Scalar<'_>, global_id: Option<&str>, f: impl FnOnce(&str) -> R) -> Option<R> {
     match scalar {
         Scalar::Str(s) => match global_id {
-            Some(_) => decode_global_id(s).map(|(_, id)| f(&id)),
+            Some(_) => with_global_id(s, |_, id| f(id)),
             None => Some(f(s)),
         },
         Scalar::Number(n) => {
@@ -79,10 +79,24 @@ fn number_text(n: Number) -> String {
 
 /// `(type, id)` of a Relay global id.
 pub fn decode_global_id(id: &str) -> Option<(String, String)> {
-    let bytes = STANDARD.decode(id).ok()?;
-    let text = String::from_utf8(bytes).ok()?;
-    let (ty, local) = text.split_once(':')?;
-    Some((ty.to_string(), local.to_string()))
+    with_global_id(id, |ty, local| (ty.to_owned(), local.to_owned()))
+}
+
+/// `f(type, id)` of a Relay global id, decoded on the stack: ids are read
+/// once per key and per `ID` leaf of every row, and are short.
+pub fn with_global_id<R>(id: &str, f: impl FnOnce(&str, &str) -> R) -> Option<R> {
+    let mut stack = [0u8; 96];
+    let heap;
+    let decoded = match STANDARD.decode_slice(id, &mut stack) {
+        Ok(n) => &stack[..n],
+        Err(base64::DecodeSliceError::OutputSliceTooSmall) => {
+            heap = STANDARD.decode(id).ok()?;
+            &heap[..]
+        }
+        Err(base64::DecodeSliceError::DecodeError(_)) => return None,
+    };
+    let (ty, local) = std::str::from_utf8(decoded).ok()?.split_once(':')?;
+    Some(f(ty, local))
 }
 
 pub fn encode_global_id(type_name: &str, id: &str) -> String {
@@ -108,17 +122,25 @@ pub fn to_argument(key: &str, arg_type: &Type, global_id: Option<&str>) -> Optio
     }
 }
 
-/// The value written to the client for a field of type `ID` (numbers become strings).
-pub fn id_output(value: Node<'_>, global_id: bool) -> Option<String> {
+/// Writes the value the client sees for a field of type `ID` (numbers
+/// become strings, global ids their local id); `false` when `value` is not
+/// an id the gateway rewrites (a plain string is written as it came).
+pub fn write_id_output(value: Node<'_>, global_id: bool, out: &mut Vec<u8>) -> bool {
     match (value.as_str(), value.as_number()) {
-        (Some(s), _) if global_id => Some(
-            decode_global_id(s)
-                .map(|(_, id)| id)
-                .unwrap_or_else(|| s.to_owned()),
-        ),
+        (Some(s), _) if global_id => {
+            if with_global_id(s, |_, id| out.escaped(id)).is_none() {
+                out.escaped(s);
+            }
+            true
+        }
         // A whole number is an id; `1.5` or `1e21` is not (refused by the caller).
-        (None, Some(n @ (Number::Int(_) | Number::UInt(_)))) => Some(number_text(n)),
-        _ => None,
+        (None, Some(n @ (Number::Int(_) | Number::UInt(_)))) => {
+            out.push(b'"');
+            n.write(out);
+            out.push(b'"');
+            true
+        }
+        _ => false,
     }
 }
 
@@ -250,6 +272,42 @@ mod tests {
         let expected = ["7", "-7", "18446744073709551615", "1.5"].map(|s| Some(s.to_owned()));
         assert_eq!(read[..4], expected);
         assert_eq!(read[4..], [None, Some("7".to_owned())]);
+    }
+
+    #[test]
+    fn global_ids_decode_at_any_length() {
+        for local in ["42", &"x".repeat(70), &"é".repeat(300)] {
+            let id = encode_global_id("MemberNode", local);
+            assert_eq!(
+                decode_global_id(&id),
+                Some(("MemberNode".to_owned(), local.to_owned()))
+            );
+        }
+        // Base64 that is not `type:id`, or not UTF-8, is no global id.
+        assert_eq!(decode_global_id(&STANDARD.encode("no colon")), None);
+        assert_eq!(decode_global_id(&STANDARD.encode([0xff, b':', b'1'])), None);
+        let mut out = Vec::new();
+        assert!(write_id_output(
+            Tape::from_value(&Value::from("TWVtYmVyTm9kZTo0Mg==")).root(),
+            true,
+            &mut out
+        ));
+        assert!(write_id_output(
+            Tape::from_value(&Value::from("plain")).root(),
+            true,
+            &mut out
+        ));
+        assert!(write_id_output(
+            Tape::from_value(&Value::from(7)).root(),
+            false,
+            &mut out
+        ));
+        assert!(!write_id_output(
+            Tape::from_value(&Value::from(1.5)).root(),
+            false,
+            &mut out
+        ));
+        assert_eq!(String::from_utf8(out).unwrap(), r#""42""plain""7""#);
     }
 
     #[test]

@@ -16,7 +16,6 @@ use super::tape::{Fields, Held, Node, Number};
 use crate::plan::{
     FieldKind, FieldNode, MergePart, ParentKey, RootSource, Scalar, SelectionSet, TypeNames, SEARCH_TYPE_KEY,
 };
-use crate::schema::TypeDefKind;
 
 /// A value that must not be null was null: its parent has to become null.
 struct Bubble;
@@ -344,8 +343,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                         return Ok(());
                     };
                     if *scalar == Scalar::Id || *global_id {
-                        if let Some(id) = keys::id_output(node, *global_id) {
-                            let _ = serde_json::to_writer(&mut self.out, &id);
+                        if keys::write_id_output(node, *global_id, &mut self.out) {
                             return Ok(());
                         }
                     }
@@ -363,16 +361,14 @@ impl<'a, 'r> Projector<'a, 'r> {
                     }
                     Ok(())
                 }
-                FieldKind::EnumLeaf { enum_type, .. } => {
-                    let text = match value {
-                        Val::Node(node) => node.as_str(),
-                        Val::Rows(_) => None,
-                    };
-                    let known = match (self.run.schema.get(enum_type).map(|t| &t.kind), text) {
-                        (Some(TypeDefKind::Enum(values)), Some(v)) => {
-                            values.iter().any(|known| known.as_str() == v)
-                        }
-                        _ => false,
+                FieldKind::EnumLeaf {
+                    enum_type, values, ..
+                } => {
+                    let known = match value {
+                        Val::Node(node) => node
+                            .as_str()
+                            .is_some_and(|v| values.iter().any(|known| known.as_str() == v)),
+                        Val::Rows(_) => false,
                     };
                     if !known {
                         let shown = match value {

@@ -640,14 +640,11 @@ impl<'a> Builder<'a> {
         self.arguments(buf, fdef, cf);
         conditions(buf, &cf.include);
         let named = named_type(&fdef.ty);
-        let is_enum = matches!(
-            self.schema.get(named).map(|t| &t.kind),
-            Some(TypeDefKind::Enum(_))
-        );
-        if is_enum {
+        if let Some(TypeDefKind::Enum(values)) = self.schema.get(named).map(|t| &t.kind) {
             return Ok(FieldKind::EnumLeaf {
                 data_key: key.clone(),
                 enum_type: named.clone(),
+                values: values.clone(),
             });
         }
         if self.is_leaf(named) {

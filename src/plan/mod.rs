@@ -357,6 +357,8 @@ pub enum FieldKind {
     EnumLeaf {
         data_key: Name,
         enum_type: Name,
+        /// The client schema's values of `enum_type`, read once at planning.
+        values: Vec<Name>,
     },
     Object {
         data_key: Name,
