@@ -822,6 +822,49 @@ async fn a_fragment_chain_ending_in_an_unknown_fragment_or_a_cycle_is_refused_at
 }
 
 #[tokio::test]
+async fn operations_graphql_js_refuses_are_refused_and_those_it_accepts_are_served() {
+    let stack = Stack::start().await;
+    // A default value of an unknown type panicked inside the validator (the
+    // connection closed without an answer).
+    for query in [
+        "query ($v: [Nope] = 1) { __typename }",
+        "query ($v: Int = 3000000000) { contracts(limit: 1, offset: $v) { id } }",
+        "{ contractSearch(filter: \"x\", first: 1) { totalCount } }",
+        "query ($x: Int @skip(if: true)) { __typename }",
+        "{ __typename { x } }",
+    ] {
+        let (status, body) = stack.post(json!({ "query": query })).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert!(body.get("data").is_none(), "{query}: {body}");
+    }
+    // JSON's `2.0` and `-0` are integers, whether the plan is cached or not.
+    let query = "query ($n: Int!) { contracts(limit: $n) { id } }";
+    for (n, rows) in [(json!(2.0), 2), (json!(-0.0), 0), (json!(3), 3), (json!(1.0), 1)] {
+        let data = stack.data(query, json!({ "n": n })).await;
+        assert_eq!(
+            data["contracts"].as_array().map(Vec::len),
+            Some(rows),
+            "{n}: {data}"
+        );
+    }
+    // A value that is no Int is refused the same way, cached or not.
+    for _ in 0..2 {
+        let (status, body) = stack
+            .post(json!({ "query": query, "variables": { "n": 2.5 } }))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(code(&body), "BAD_USER_INPUT", "{body}");
+        assert!(
+            body["errors"][0]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("$n"),
+            "{body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_skipped_root_field_is_not_resolved_beside_another_of_its_subgraph() {
     let stack = Stack::start().await;
     for query in [

@@ -99,10 +99,19 @@ fn coerce(schema: &Supergraph, ty: &Type, value: &Json) -> Result<ConstValue, St
     }
 }
 
+fn whole_number(value: &Json) -> Option<i64> {
+    let f = value.as_f64()?;
+    // Past 2^53 a float is no exact integer; the range check refuses it anyway.
+    (f.fract() == 0.0 && f.abs() < 9.0e15).then_some(f as i64)
+}
+
 fn coerce_named(schema: &Supergraph, name: &Name, value: &Json) -> Result<ConstValue, String> {
     let expected = |what: &str| Err(format!("expected {what} for type {name}"));
     match name.as_str() {
-        "Int" => match value.as_i64() {
+        // JSON does not tell `1` from `1.0` (serde_json reads `-0` as a
+        // float): a number with no fractional part is an integer, as
+        // graphql-js takes it.
+        "Int" => match value.as_i64().or_else(|| whole_number(value)) {
             Some(n) if i32::try_from(n).is_ok() => Ok(ConstValue::from(n)),
             Some(_) => Err("Int cannot represent a value outside the 32-bit range".into()),
             None => expected("an integer"),

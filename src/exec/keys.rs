@@ -307,7 +307,7 @@ mod tests {
             false,
             &mut out
         ));
-        assert_eq!(String::from_utf8(out).unwrap(), r#""42""plain""7""#);
+        assert_eq!(String::from_utf8(out).expect("utf-8"), r#""42""plain""7""#);
     }
 
     #[test]

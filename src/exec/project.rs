@@ -342,10 +342,10 @@ impl<'a, 'r> Projector<'a, 'r> {
                         self.raw(value);
                         return Ok(());
                     };
-                    if *scalar == Scalar::Id || *global_id {
-                        if keys::write_id_output(node, *global_id, &mut self.out) {
-                            return Ok(());
-                        }
+                    if (*scalar == Scalar::Id || *global_id)
+                        && keys::write_id_output(node, *global_id, &mut self.out)
+                    {
+                        return Ok(());
                     }
                     if let Some(refusal) = scalar_refusal(*scalar, node) {
                         self.error(GraphQLError::new(refusal, ErrorCode::SubgraphInvalidResponse));

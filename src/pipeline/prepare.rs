@@ -88,7 +88,7 @@ pub const MAX_EXPANDED_FIELDS: u64 = 50_000;
 /// refused here: counted as nothing, a chain of fragments each spreading the
 /// next twice and ending in one would pass this bound and then cost the
 /// validation and the limits' walks exponential time (26 levels, 1 KB: 68 s).
-fn expanded_size(doc: &ExecutableDocument) -> Result<u64, GraphQLError> {
+fn expanded_size(doc: &ExecutableDocument) -> Result<u64, Box<GraphQLError>> {
     let shapes: HashMap<&str, Shape<'_>> = doc
         .fragments
         .iter()
@@ -143,11 +143,11 @@ fn spread_size<'d>(
     at: Pos,
     shapes: &HashMap<&'d str, Shape<'d>>,
     memo: &mut HashMap<&'d str, u64>,
-) -> Result<u64, GraphQLError> {
+) -> Result<u64, Box<GraphQLError>> {
     let refuse = |message: String, at: Pos| {
         let mut error = GraphQLError::new(message, ErrorCode::GraphqlValidationFailed);
         error.locations = vec![Location::from(at)];
-        error
+        Box::new(error)
     };
     let open = |name: &'d str, at: Pos| {
         shapes
@@ -209,7 +209,7 @@ async fn prepare(
         vec![error]
     })?;
 
-    let expanded = expanded_size(&doc).map_err(|e| vec![e])?;
+    let expanded = expanded_size(&doc).map_err(|e| vec![*e])?;
     if expanded > MAX_EXPANDED_FIELDS {
         return Err(vec![GraphQLError::new(
             format!(
@@ -220,34 +220,39 @@ async fn prepare(
     }
 
     let cost = limits::check_document(schema, &doc, operation_name, limits).map_err(|e| vec![*e])?;
+    super::values::check_variable_definitions(schema, &doc)?;
 
-    let mut request =
-        async_graphql::Request::new(query).variables(Variables::from_json(Value::Object(variables.clone())));
+    // The validator is given the variables as the gateway coerces them on
+    // every request (`2.0` is the Int 2, a u64 is an ID), so that a request
+    // is answered the same whether its plan was cached or not. Variables
+    // that do not coerce are reported after the document's own errors
+    // (validation and planning come first, spec §6.1); the validator
+    // checks the document alone then.
+    let coerced = coerce_for_validation(schema, &doc, operation_name, variables);
+    let mut request = async_graphql::Request::new(query).variables(match &coerced {
+        Some(Ok(values)) => values.clone(),
+        Some(Err(_)) => Variables::default(),
+        None => Variables::from_json(Value::Object(variables.clone())),
+    });
     if let Some(name) = operation_name {
         request = request.operation_name(name);
     }
     request.set_parsed_query(doc.clone());
     let response = schema.validator().execute(request).await;
-    // async-graphql does not see `__typename`'s directives: a variable used
-    // only there is used.
-    let typename_variables = super::values::typename_variables(&doc);
-    let errors: Vec<ServerError> = response
-        .errors
-        .into_iter()
-        .filter(|e| {
-            !typename_variables.iter().any(|v| {
-                let unused = format!("Variable \"${v}\" is not used");
-                e.message == unused || e.message.starts_with(&format!("{unused} by operation"))
-            })
-        })
-        .collect();
+    let errors = without_typename_usages(response.errors, &doc);
     if !errors.is_empty() {
         return Err(validation_errors(errors));
     }
+
     super::values::check(schema, &doc)?;
     super::merge::check(schema, &doc)?;
 
     let mut plan = plan::plan(schema, &doc, operation_name).map_err(|e| vec![plan_error(&e)])?;
+    // The document is plannable; now its variables (their errors are the
+    // request's, and the same on a cached plan).
+    if let Some(Err(errors)) = coerced {
+        return Err(errors);
+    }
     let non_null = super::values::non_null_usages(schema, &doc, operation_name);
     for variable in &mut plan.variables {
         variable.non_null_usage = non_null.contains(&variable.name);
@@ -285,6 +290,55 @@ pub async fn introspect(
         .into_iter()
         .filter_map(|(key, value)| Some((key.to_string(), serde_json::value::to_raw_value(&value).ok()?)))
         .collect())
+}
+
+/// The request's variables coerced to the types the operation
+/// `operation_name` declares; `None` when there is no such operation (the
+/// validator and the planner say why).
+fn coerce_for_validation(
+    schema: &Supergraph,
+    doc: &ExecutableDocument,
+    operation_name: Option<&str>,
+    variables: &Map<String, Value>,
+) -> Option<Result<Variables, Vec<GraphQLError>>> {
+    let mut operations = doc.operations.iter();
+    let operation = match operation_name {
+        Some(wanted) => operations.find(|(name, _)| name.is_some_and(|n| n.as_str() == wanted)),
+        None => operations.next().filter(|_| doc.operations.iter().count() == 1),
+    }?;
+    let definitions: Vec<plan::VariableDef> = operation
+        .1
+        .node
+        .variable_definitions
+        .iter()
+        .map(|v| plan::VariableDef {
+            name: v.node.name.node.clone(),
+            ty: v.node.var_type.node.clone(),
+            default: v.node.default_value.as_ref().map(|d| d.node.clone()),
+            non_null_usage: false,
+        })
+        .collect();
+    Some(
+        crate::exec::coerce_variables(schema, &definitions, variables).map(|values| {
+            let object = values.into_iter().collect();
+            Variables::from_value(async_graphql::Value::Object(object))
+        }),
+    )
+}
+
+/// The validator's errors but one: async-graphql does not see
+/// `__typename`'s directives, and calls a variable used only there unused.
+fn without_typename_usages(errors: Vec<ServerError>, doc: &ExecutableDocument) -> Vec<ServerError> {
+    let typename_variables = super::values::typename_variables(doc);
+    errors
+        .into_iter()
+        .filter(|e| {
+            !typename_variables.iter().any(|v| {
+                let unused = format!("Variable \"${v}\" is not used");
+                e.message == unused || e.message.starts_with(&format!("{unused} by operation"))
+            })
+        })
+        .collect()
 }
 
 /// The validator's errors, each once: two of its rules can report the same

@@ -73,6 +73,74 @@ pub fn typename_variables(doc: &ExecutableDocument) -> Vec<&str> {
     out
 }
 
+fn is_builtin_scalar(name: &str) -> bool {
+    matches!(name, "Int" | "Float" | "String" | "Boolean" | "ID")
+}
+
+/// The operations' variable definitions, checked before async-graphql's
+/// validation sees them (it panics on a default value of an unknown type:
+/// `query($v: [Nope] = 1)`): each type exists and is an input type
+/// (§5.8.2), no directive is used on one (§5.7.1, §5.7.2: the schema has
+/// none for `VARIABLE_DEFINITION`), and each default value fits its type
+/// (§5.6.1; async-graphql let `$n: Int = 3000000000` through to a subgraph).
+pub fn check_variable_definitions(
+    schema: &Supergraph,
+    doc: &ExecutableDocument,
+) -> Result<(), Vec<GraphQLError>> {
+    let mut walk = Walk {
+        schema,
+        doc,
+        fragments: HashMap::new(),
+        literals: Vec::new(),
+    };
+    for (_, operation) in doc.operations.iter() {
+        for definition in &operation.node.variable_definitions {
+            let definition = &definition.node;
+            let ty = &definition.var_type;
+            let named = crate::schema::named_type(&ty.node).as_str();
+            let input = is_builtin_scalar(named)
+                || matches!(
+                    schema.get(named).map(|t| &t.kind),
+                    Some(TypeDefKind::Scalar | TypeDefKind::Enum(_) | TypeDefKind::InputObject(_))
+                );
+            let message = match schema.get(named) {
+                None if !is_builtin_scalar(named) => Some(format!("Unknown type \"{named}\"")),
+                _ if !input => Some(format!(
+                    "Variable \"${}\" cannot be non-input type \"{}\"",
+                    definition.name.node, ty.node
+                )),
+                _ => None,
+            };
+            if let Some(message) = message {
+                let mut error = GraphQLError::new(message, ErrorCode::GraphqlValidationFailed);
+                error.locations = vec![Location::from(ty.pos)];
+                walk.literals.push(error);
+                continue;
+            }
+            for directive in &definition.directives {
+                let name = &directive.node.name.node;
+                let message = if matches!(name.as_str(), "skip" | "include" | "deprecated" | "specifiedBy") {
+                    format!("Directive \"@{name}\" may not be used on VARIABLE_DEFINITION")
+                } else {
+                    format!("Unknown directive \"@{name}\"")
+                };
+                let mut error = GraphQLError::new(message, ErrorCode::GraphqlValidationFailed);
+                error.locations = vec![Location::from(directive.pos)];
+                walk.literals.push(error);
+            }
+            if let Some(default) = &definition.default_value {
+                let value = default.node.clone().into_value();
+                walk.default_value(&definition.name.node, &value, default.pos, &ty.node);
+            }
+        }
+    }
+    if walk.literals.is_empty() {
+        Ok(())
+    } else {
+        Err(walk.literals)
+    }
+}
+
 /// Every variable usage the variable's type does not allow, and every
 /// literal its type does not allow, in every operation of `doc`, as errors.
 pub fn check(schema: &Supergraph, doc: &ExecutableDocument) -> Result<(), Vec<GraphQLError>> {
@@ -219,6 +287,10 @@ fn compatible(variable: &Type, expected: &Type) -> bool {
     }
 }
 
+/// What [`Walk::fits`] does with each value inside a list or an input
+/// object: the value, its type, whether its place has a default.
+type InnerValue<'f, 'a> = dyn FnMut(&mut Walk<'a>, &'a Value, &Type, bool) + 'f;
+
 struct Walk<'a> {
     schema: &'a Supergraph,
     doc: &'a ExecutableDocument,
@@ -300,6 +372,15 @@ impl<'a> Walk<'a> {
                                 self.value(&arg.node, &value.node, value.pos, arg_def, usages);
                             }
                         }
+                    } else if name == "__type" {
+                        // Introspection's own field: `__type(name: String!)`.
+                        let string = Type {
+                            base: BaseType::Named(Name::new("String")),
+                            nullable: false,
+                        };
+                        for (arg, value) in field.arguments.iter().filter(|(a, _)| a.node == "name") {
+                            self.typed_value(&arg.node, &value.node, value.pos, &string, false, usages);
+                        }
                     }
                     let child = def.map(|d| crate::schema::named_type(&d.ty).as_str());
                     self.set(&field.selection_set.node, child, usages, spreads);
@@ -333,20 +414,59 @@ impl<'a> Walk<'a> {
             error.locations = at(arg.pos);
             self.literals.push(error);
         }
-        for directive in &field.node.directives {
-            let name = directive.node.name.node.as_str();
-            let message = if !matches!(name, "skip" | "include") {
-                format!("Unknown directive \"{name}\"")
-            } else if !directive.node.arguments.iter().any(|(a, _)| a.node == "if") {
-                format!(
-                    "Directive \"@{name}\" argument \"if\" of type \"Boolean!\" is required but not provided"
-                )
-            } else {
-                continue;
-            };
-            let mut error = GraphQLError::new(message, ErrorCode::GraphqlValidationFailed);
-            error.locations = at(directive.pos);
+        if !field.node.selection_set.node.items.is_empty() {
+            let mut error = GraphQLError::new(
+                "Field \"__typename\" must not have a selection since type \"String!\" has no subfields",
+                ErrorCode::GraphqlValidationFailed,
+            );
+            error.locations = at(field.pos);
             self.literals.push(error);
+        }
+        let boolean = Type {
+            base: BaseType::Named(Name::new("Boolean")),
+            nullable: false,
+        };
+        for (i, directive) in field.node.directives.iter().enumerate() {
+            let name = directive.node.name.node.as_str();
+            let arguments = &directive.node.arguments;
+            let mut messages = Vec::new();
+            if !matches!(name, "skip" | "include") {
+                messages.push(format!("Unknown directive \"{name}\""));
+            } else {
+                if field.node.directives[..i]
+                    .iter()
+                    .any(|d| d.node.name.node == name)
+                {
+                    messages.push(format!(
+                        "The directive \"@{name}\" can only be used once at this location"
+                    ));
+                }
+                let ifs = arguments.iter().filter(|(a, _)| a.node == "if").count();
+                if ifs == 0 {
+                    messages.push(format!(
+                        "Directive \"@{name}\" argument \"if\" of type \"Boolean!\" is required but not provided"
+                    ));
+                } else if ifs > 1 {
+                    messages.push("There can be only one argument named \"if\"".to_owned());
+                }
+                for (arg, value) in arguments {
+                    if arg.node != "if" {
+                        messages.push(format!(
+                            "Unknown argument \"{}\" on directive \"@{name}\"",
+                            arg.node
+                        ));
+                    } else if let Err(why) = self.scalar_or_variable_fits(&value.node, &boolean) {
+                        messages.push(format!(
+                            "Invalid value for argument \"if\", expected type \"Boolean!\": {why}"
+                        ));
+                    }
+                }
+            }
+            for message in messages {
+                let mut error = GraphQLError::new(message, ErrorCode::GraphqlValidationFailed);
+                error.locations = at(directive.pos);
+                self.literals.push(error);
+            }
         }
         let from = usages.len();
         self.directives(&field.node.directives, usages);
@@ -407,74 +527,183 @@ impl<'a> Walk<'a> {
         location_default: bool,
         usages: &mut Vec<Usage<'a>>,
     ) {
-        match value {
-            Value::Variable(variable) => usages.push(Usage {
+        if let Value::Variable(variable) = value {
+            usages.push(Usage {
                 variable,
                 pos,
                 expected: expected.clone(),
                 location_default,
                 on_typename: false,
-            }),
-            Value::List(items) => {
-                // A single value where a list is expected is coerced to a
-                // list of one: its items are then of the list's item type.
-                let item = match &expected.base {
-                    BaseType::List(item) => item.as_ref(),
-                    BaseType::Named(_) => expected,
-                };
-                for value in items {
-                    self.typed_value(arg, value, pos, item, false, usages);
-                }
-            }
-            Value::Object(fields) => {
-                let Some(input_fields) = self.schema.input_fields(crate::schema::named_type(expected)) else {
-                    return;
-                };
-                for (name, value) in fields {
-                    if let Some(def) = input_fields.get(name.as_str()) {
-                        self.value(arg, value, pos, def, usages);
-                    }
-                }
-            }
-            Value::Number(n)
-                if crate::schema::named_type(expected) == "Int"
-                    && n.as_i64().and_then(|n| i32::try_from(n).ok()).is_none() =>
-            {
-                self.literal(
-                    arg,
-                    pos,
-                    expected,
-                    format!("Int cannot represent non 32-bit signed integer value: {n}"),
-                );
-            }
-            Value::String(text) if self.is_enum(expected) => {
-                let name = crate::schema::named_type(expected);
-                self.literal(
-                    arg,
-                    pos,
-                    expected,
-                    format!("Enum \"{name}\" cannot represent non-enum value: \"{text}\" (write it without quotes)"),
-                );
-            }
-            _ => {}
+            });
+            return;
+        }
+        if let Err(why) = self.fits(value, expected, &mut |walk, item, ty, default| {
+            walk.typed_value(arg, item, pos, ty, default, usages)
+        }) {
+            self.literal(&format!("argument \"{arg}\""), pos, expected, why);
         }
     }
 
-    fn is_enum(&self, ty: &Type) -> bool {
-        matches!(
-            self.schema.get(crate::schema::named_type(ty)).map(|t| &t.kind),
-            Some(TypeDefKind::Enum(_))
-        )
+    /// Values of Correct Type (§5.6.1) for the literal `value` of type
+    /// `expected`: why it does not fit, if it does not. The values inside
+    /// lists and input objects are handed to `inner` (with their type, and
+    /// whether their place has a default), which checks them in turn and
+    /// records their variables.
+    fn fits(
+        &mut self,
+        value: &'a Value,
+        expected: &Type,
+        inner: &mut InnerValue<'_, 'a>,
+    ) -> Result<(), String> {
+        let named = crate::schema::named_type(expected).as_str();
+        match (value, &expected.base) {
+            (Value::Variable(_), _) => {
+                inner(self, value, expected, false);
+                Ok(())
+            }
+            (Value::Null, _) if expected.nullable => Ok(()),
+            (Value::Null, _) => Err(format!("Expected value of type \"{expected}\", found null")),
+            (Value::List(items), BaseType::List(item)) => {
+                for value in items {
+                    inner(self, value, item, false);
+                }
+                Ok(())
+            }
+            // A single value where a list is expected is coerced to a list of one.
+            (_, BaseType::List(item)) => {
+                inner(self, value, item, false);
+                Ok(())
+            }
+            (Value::List(_), BaseType::Named(_)) => {
+                Err(format!("Expected value of type \"{expected}\", found a list"))
+            }
+            (Value::Object(fields), BaseType::Named(_)) => {
+                let Some(input_fields) = self.schema.input_fields(named) else {
+                    return match self.schema.get(named).map(|t| &t.kind) {
+                        // Custom scalars take any value.
+                        Some(TypeDefKind::Scalar) if !is_builtin_scalar(named) => Ok(()),
+                        _ => Err(format!("Expected value of type \"{expected}\", found an object")),
+                    };
+                };
+                if let Some(unknown) = fields.keys().find(|k| !input_fields.contains_key(k.as_str())) {
+                    return Err(format!("Field \"{unknown}\" is not defined by type \"{named}\""));
+                }
+                for (name, def) in input_fields {
+                    match fields.get(name.as_str()) {
+                        Some(value) => inner(self, value, &def.ty, def.default.is_some()),
+                        None if !def.ty.nullable && def.default.is_none() => {
+                            return Err(format!(
+                                "Field \"{named}.{name}\" of required type \"{}\" was not provided",
+                                def.ty
+                            ));
+                        }
+                        None => {}
+                    }
+                }
+                Ok(())
+            }
+            (scalar, BaseType::Named(_)) => self.scalar_fits(scalar, named),
+        }
     }
 
-    fn literal(&mut self, arg: &Name, pos: Pos, expected: &Type, why: String) {
+    fn scalar_fits(&self, value: &Value, named: &str) -> Result<(), String> {
+        let fits = match (named, value) {
+            ("Int", Value::Number(n)) => {
+                // `-0` is an integer (it reads as the float -0.0).
+                let whole = n.as_i64().or_else(|| (n.as_f64() == Some(0.0)).then_some(0));
+                if whole.and_then(|n| i32::try_from(n).ok()).is_none() {
+                    return Err(format!(
+                        "Int cannot represent non 32-bit signed integer value: {n}"
+                    ));
+                }
+                true
+            }
+            ("Float", Value::Number(_)) | ("String", Value::String(_)) | ("Boolean", Value::Boolean(_)) => {
+                true
+            }
+            ("ID", Value::String(_)) => true,
+            ("ID", Value::Number(n)) => n.is_i64() || n.is_u64() || n.as_f64() == Some(0.0),
+            ("Int" | "Float" | "String" | "Boolean" | "ID", _) => false,
+            _ => match self.schema.get(named).map(|t| &t.kind) {
+                Some(TypeDefKind::Enum(values)) => match value {
+                    Value::Enum(v) if values.contains(v) => true,
+                    Value::Enum(v) => {
+                        return Err(format!("Value \"{v}\" does not exist in \"{named}\" enum"));
+                    }
+                    Value::String(text) => {
+                        return Err(format!(
+                            "Enum \"{named}\" cannot represent non-enum value: \"{text}\" (write it without quotes)"
+                        ));
+                    }
+                    _ => false,
+                },
+                Some(TypeDefKind::InputObject(_)) => false,
+                // Custom scalars take any literal.
+                _ => true,
+            },
+        };
+        if fits {
+            Ok(())
+        } else {
+            Err(format!("{named} cannot represent the value {value}"))
+        }
+    }
+
+    /// A literal of a leaf type (a variable is checked with the usages).
+    fn scalar_or_variable_fits(&self, value: &Value, expected: &Type) -> Result<(), String> {
+        match value {
+            Value::Variable(_) => Ok(()),
+            Value::Null => Err(format!("Expected value of type \"{expected}\", found null")),
+            Value::List(_) | Value::Object(_) => {
+                Err(format!("Expected value of type \"{expected}\", found {value}"))
+            }
+            scalar => self.scalar_fits(scalar, crate::schema::named_type(expected)),
+        }
+    }
+
+    /// A variable's default value: a constant, checked against the variable's type.
+    fn default_value(&mut self, variable: &Name, value: &Value, pos: Pos, ty: &Type) {
+        // The value is the caller's: the walk keeps no reference to it.
+        let mut faults = Vec::new();
+        check_constant(self.schema, self.doc, value, ty, &mut faults);
+        for why in faults {
+            self.literal(&format!("default value of \"${variable}\""), pos, ty, why);
+        }
+    }
+
+    /// `subject`: `argument "limit"`, `default value of "$n"`.
+    fn literal(&mut self, subject: &str, pos: Pos, expected: &Type, why: String) {
         let mut error = GraphQLError::new(
-            format!("Invalid value for argument \"{arg}\", expected type \"{expected}\": {why}"),
+            format!("Invalid value for {subject}, expected type \"{expected}\": {why}"),
             ErrorCode::BadUserInput,
         );
         error.locations = vec![Location::from(pos)];
         self.literals.push(error);
     }
+}
+
+/// Why each part of the constant `value` does not fit `ty`.
+fn check_constant(
+    schema: &Supergraph,
+    doc: &ExecutableDocument,
+    value: &Value,
+    ty: &Type,
+    faults: &mut Vec<String>,
+) {
+    // `fits` hands inner values back with the walk's lifetime: a constant
+    // is checked on a walk of its own.
+    let mut own = Walk {
+        schema,
+        doc,
+        fragments: HashMap::new(),
+        literals: Vec::new(),
+    };
+    fn go<'v>(walk: &mut Walk<'v>, value: &'v Value, ty: &Type, faults: &mut Vec<String>) {
+        if let Err(why) = walk.fits(value, ty, &mut |walk, item, ty, _| go(walk, item, ty, faults)) {
+            faults.push(why);
+        }
+    }
+    go(&mut own, value, ty, faults);
 }
 
 #[cfg(test)]
@@ -529,6 +758,92 @@ mod tests {
             1
         );
         assert!(errors("{ contracts(status: ACTIVE, limit: 2147483647) { id } }").is_empty());
+    }
+
+    fn definition_errors(query: &str) -> Vec<String> {
+        let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
+        let doc = async_graphql::parser::parse_query(query).expect("parses");
+        match check_variable_definitions(&schema, &doc) {
+            Ok(()) => Vec::new(),
+            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
+        }
+    }
+
+    #[test]
+    fn literals_of_every_kind_must_fit_their_type() {
+        for bad in [
+            // Not an object where an input object is expected, or a wrong one.
+            "{ contractSearch(filter: \"x\") { totalCount } }",
+            "{ contractSearch(filter: [1]) { totalCount } }",
+            "{ contractSearch(filter: { nope: 1 }) { totalCount } }",
+            "mutation { createMember(input: { name: \"a\", kind: CUSTOMER }) { ok } }",
+            "mutation { createMember(input: { name: null, email: \"e\", kind: CUSTOMER }) { ok } }",
+            // Null, a list, a wrong scalar where a non-null scalar is expected.
+            "{ staff(id: null) { id } }",
+            "{ contracts(limit: [1]) { id } }",
+            "{ contracts(limit: \"1\") { id } }",
+            "{ contracts(limit: 1.5) { id } }",
+            "{ staff(id: 1.5) { id } }",
+            "{ contracts(status: NOPE) { id } }",
+        ] {
+            assert_eq!(errors(bad).len(), 1, "{bad}: {:?}", errors(bad));
+        }
+        for ok in [
+            "{ contracts(limit: -0) { id } }",
+            "{ contractSearch(filter: null, first: 1) { totalCount } }",
+            "mutation { createMember(input: { name: \"a\", email: \"e\", kind: CUSTOMER }) { ok } }",
+            // A single value for a list; an integer for an ID.
+            "{ contractSearch(orderBy: { field: CREATED_AT, direction: DESC }) { totalCount } }",
+            "{ staff(id: 12345678901234567890) { id } }",
+        ] {
+            assert_eq!(errors(ok), Vec::<String>::new(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn variable_definitions_are_checked_before_the_validator() {
+        assert_eq!(
+            definition_errors("query($v: [Nope] = 1) { __typename }"),
+            ["Unknown type \"Nope\""]
+        );
+        assert_eq!(
+            definition_errors("query($v: Contract) { __typename }"),
+            ["Variable \"$v\" cannot be non-input type \"Contract\""]
+        );
+        assert_eq!(
+            definition_errors("query($x: Int @skip(if: true)) { __typename }").len(),
+            1
+        );
+        assert_eq!(definition_errors("query($x: Int @nope) { __typename }").len(), 1);
+        for bad in [
+            "query($o: Int = 3000000000) { __typename }",
+            "query($s: ContractStatus = \"ACTIVE\") { __typename }",
+            "query($f: ContractFilter = \"x\") { __typename }",
+            "query($i: ID! = null) { __typename }",
+        ] {
+            assert_eq!(definition_errors(bad).len(), 1, "{bad}");
+        }
+        assert!(
+            definition_errors("query($s: [ContractStatus!] = ACTIVE, $n: Int = -0) { __typename }")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn typename_is_validated_like_any_field() {
+        for bad in [
+            "{ __typename { x } }",
+            "{ __typename @skip(if: false, foo: 1) }",
+            "{ __typename @skip(if: false, if: true) }",
+            "{ __typename @skip(if: \"yes\") }",
+            "{ __typename @skip(if: false) @skip(if: true) }",
+        ] {
+            assert_eq!(errors(bad).len(), 1, "{bad}: {:?}", errors(bad));
+        }
+        assert!(errors("query($a: Boolean!) { __typename @skip(if: $a) @include(if: true) }").is_empty());
+        // Introspection's `__type(name: String!)` takes a variable of that type only.
+        assert_eq!(errors("query($n: String) { __type(name: $n) { name } }").len(), 1);
+        assert!(errors("query($n: String!) { __type(name: $n) { name } }").is_empty());
     }
 
     #[test]
