@@ -256,13 +256,15 @@ impl Metrics {
     }
 
     fn request(&self, operation: Option<&str>, outcome: &'static str, took: Duration) {
-        let operation = match operation {
+        let operation = match operation.and_then(operation_label) {
             None => String::new(),
             Some(name) => {
                 let mut names = self.operation_names.lock();
                 if names.contains(name) {
                     name.to_owned()
-                } else if names.len() < MAX_OPERATION_NAMES {
+                } else if outcome != "refused" && names.len() < MAX_OPERATION_NAMES {
+                    // Only an operation that ran takes one of the labels: a
+                    // refused request's name may be in no document at all.
                     names.insert(name.to_owned());
                     name.to_owned()
                 } else {
@@ -346,7 +348,7 @@ impl Telemetry {
         let span = tracing::info_span!(
             "request",
             request_id,
-            operation = operation.unwrap_or(""),
+            operation = operation.and_then(operation_label).unwrap_or(""),
             trace_id = %trace.trace_id_hex(),
         );
         if trace.parent_id != 0 {
@@ -377,6 +379,19 @@ impl Telemetry {
         };
         metrics().request(operation, outcome, took);
     }
+}
+
+/// The longest operation name used as a metric label or span field.
+const MAX_OPERATION_LABEL: usize = 128;
+
+/// `name` when it can be an operation's name (a GraphQL name, not too
+/// long): it is client input, sent before anything checks it (a 500 KB
+/// `operationName` grew `/metrics` by 9 MB per request).
+fn operation_label(name: &str) -> Option<&str> {
+    let mut bytes = name.bytes();
+    let starts = bytes.next().is_some_and(|b| b == b'_' || b.is_ascii_alphabetic());
+    (starts && name.len() <= MAX_OPERATION_LABEL && bytes.all(|b| b == b'_' || b.is_ascii_alphanumeric()))
+        .then_some(name)
 }
 
 /// The `traceparent` for a request made inside the current span: that

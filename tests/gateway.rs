@@ -487,6 +487,21 @@ async fn automatic_persisted_queries_follow_apollos_protocol() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(code(&body), "PERSISTED_QUERY_HASH_MISMATCH", "{body}");
 
+    // A text that does not parse is answered with its error, and not kept.
+    let broken = "{ staff(id: 1) { id ";
+    let broken_hash: String = Sha256::digest(broken.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let broken_extensions = json!({ "persistedQuery": { "version": 1, "sha256Hash": broken_hash } });
+    let (status, body) = stack
+        .post(json!({ "query": broken, "extensions": broken_extensions }))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "GRAPHQL_PARSE_FAILED", "{body}");
+    let (_, body) = stack.post(json!({ "extensions": broken_extensions })).await;
+    assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
+
     let (status, registered) = stack
         .post(json!({ "query": query, "extensions": extensions }))
         .await;

@@ -312,8 +312,27 @@ async fn ready_reports_dead_services_and_metrics_are_exported() {
     );
     assert!(contracts["ageMs"].is_u64(), "{body}");
 
+    // Names of operations that are in no document, or no name at all, are
+    // no labels (a refused request's name took one of the 200 for good).
+    for name in [
+        "NoSuchOperation".to_owned(),
+        "L".repeat(5_000),
+        "two words".to_owned(),
+    ] {
+        let body = stack
+            .post_to(
+                &url,
+                json!({ "query": "query Page { staffCount }", "operationName": name }),
+            )
+            .await;
+        assert!(body["errors"].is_array(), "{body}");
+    }
+
     let (status, metrics) = get("/metrics").await;
     assert_eq!(status, 200);
+    for unwanted in ["NoSuchOperation", "LLLLLLLL", "two words"] {
+        assert!(!metrics.contains(unwanted), "{unwanted} in:\n{metrics}");
+    }
     for expected in [
         "tessera_request_duration_seconds_count{operation=\"Page\",outcome=\"ok\"}",
         "tessera_subgraph_request_duration_seconds_count{subgraph=\"members\",outcome=\"ok\"}",

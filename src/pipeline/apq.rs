@@ -21,14 +21,52 @@ pub struct PersistedQueries {
 pub enum Text<'r> {
     /// The request's own `query`.
     Given(&'r str),
+    /// The request's own `query`, sent with its hash to be kept: it is
+    /// ([`PersistedQueries::keep`]) once it has been prepared (a text that
+    /// does not parse or validate is not kept).
+    Register(&'r str, [u8; 32]),
     /// The text kept under the request's hash.
     Kept(Arc<str>),
+}
+
+impl Text<'_> {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Text::Given(text) | Text::Register(text, _) => text,
+            Text::Kept(text) => text,
+        }
+    }
+}
+
+/// An entry of a cache of operation texts weighs one per started
+/// [`TEXT_WEIGHT_UNIT`] bytes of text: a capacity counts operations of
+/// ordinary size, and texts padded to megabytes (comments cost no tokens)
+/// take their share of it, not one entry each.
+pub const TEXT_WEIGHT_UNIT: usize = 4096;
+
+pub fn text_weight(text: &str) -> u32 {
+    u32::try_from(text.len() / TEXT_WEIGHT_UNIT + 1).unwrap_or(u32::MAX)
 }
 
 impl PersistedQueries {
     pub fn new(capacity: u64) -> Self {
         Self {
-            texts: (capacity > 0).then(|| moka::sync::Cache::new(capacity)),
+            texts: (capacity > 0).then(|| {
+                moka::sync::Cache::builder()
+                    .max_capacity(capacity)
+                    .weigher(|_, text: &Arc<str>| text_weight(text))
+                    .build()
+            }),
+        }
+    }
+
+    /// Keeps `text` under `hash`, once the request that sent it has been
+    /// prepared.
+    pub fn keep(&self, text: &str, hash: [u8; 32]) {
+        if let Some(texts) = &self.texts {
+            if !texts.contains_key(&hash) {
+                texts.insert(hash, Arc::from(text));
+            }
         }
     }
 
@@ -72,10 +110,7 @@ impl PersistedQueries {
                         ErrorCode::PersistedQueryHashMismatch,
                     )));
                 }
-                if !texts.contains_key(&hash) {
-                    texts.insert(hash, Arc::from(text));
-                }
-                Ok(Some(Text::Given(text)))
+                Ok(Some(Text::Register(text, hash)))
             }
             None => match texts.get(&hash) {
                 Some(text) => Ok(Some(Text::Kept(text))),
@@ -128,15 +163,34 @@ mod tests {
             code(apq.text(None, Some(&ext(HASH)))),
             "PERSISTED_QUERY_NOT_FOUND"
         );
-        assert!(matches!(
-            apq.text(Some(QUERY), Some(&ext(HASH))),
-            Ok(Some(Text::Given(QUERY)))
-        ));
+        let Ok(Some(Text::Register(text, hash))) = apq.text(Some(QUERY), Some(&ext(HASH))) else {
+            panic!("a text with its hash is to be kept");
+        };
+        // Kept once the pipeline has prepared it.
+        assert_eq!(
+            code(apq.text(None, Some(&ext(HASH)))),
+            "PERSISTED_QUERY_NOT_FOUND"
+        );
+        apq.keep(text, hash);
         // Upper-case digits name the same hash.
         match apq.text(None, Some(&ext(&HASH.to_uppercase()))) {
             Ok(Some(Text::Kept(text))) => assert_eq!(&*text, QUERY),
             _ => panic!("the text is kept"),
         }
+    }
+
+    #[test]
+    fn long_texts_weigh_their_size() {
+        let apq = PersistedQueries::new(20);
+        for i in 0..10u8 {
+            // 8 KB each: three units of the capacity's twenty.
+            apq.keep(&format!("# {}\n{{ __typename }}", "x".repeat(8_192)), [i; 32]);
+        }
+        let texts = apq.texts.as_ref().expect("on");
+        texts.run_pending_tasks();
+        assert!(texts.weighted_size() <= 20, "{}", texts.weighted_size());
+        assert!(texts.entry_count() <= 6, "{}", texts.entry_count());
+        assert_eq!(text_weight("{ a }"), 1);
     }
 
     #[test]

@@ -302,8 +302,7 @@ impl Gateway {
             .text(request.query.as_deref(), request.extensions.as_ref())
             .map_err(|e| vec![*e])?;
         let query: &str = match &text {
-            Some(apq::Text::Given(query)) => query,
-            Some(apq::Text::Kept(query)) => query,
+            Some(text) => text.as_str(),
             None => {
                 return Err(vec![GraphQLError::new(
                     "the request has no `query`",
@@ -332,6 +331,9 @@ impl Gateway {
                 &self.options.limits,
             )
             .await?;
+        if let Some(apq::Text::Register(query, hash)) = text {
+            self.persisted.keep(query, hash);
+        }
         let plan = &prepared.plan;
         if method == Method::Get && plan.kind == OperationKind::Mutation {
             return Err(vec![GraphQLError::new(

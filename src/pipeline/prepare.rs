@@ -35,9 +35,14 @@ pub struct PlanCache {
 }
 
 impl PlanCache {
+    /// `capacity` in operations of up to [`super::apq::TEXT_WEIGHT_UNIT`]
+    /// bytes of text; a longer one counts once per started unit.
     pub fn new(capacity: u64) -> Self {
         Self {
-            cache: Cache::new(capacity),
+            cache: Cache::builder()
+                .max_capacity(capacity)
+                .weigher(|_, prepared: &Arc<Prepared>| super::apq::text_weight(&prepared.query))
+                .build(),
         }
     }
 
