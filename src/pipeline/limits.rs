@@ -187,7 +187,9 @@ impl CostTree {
                 Size::One => 1,
                 Size::Fixed(n) => *n,
                 Size::Variable { name, default } => match variables.get(name.as_str()) {
-                    Some(ConstValue::Number(n)) => n.as_u64().unwrap_or(0),
+                    // A negative size bounds nothing (a service may read it
+                    // as "all"): the cost has no bound.
+                    Some(ConstValue::Number(n)) => n.as_u64().unwrap_or(UNBOUNDED),
                     _ => *default,
                 },
             };
@@ -197,8 +199,18 @@ impl CostTree {
     }
 }
 
+/// The cost of an operation with a negative list size (or sizes whose
+/// product passes 2^64).
+const UNBOUNDED: u64 = u64::MAX;
+
 /// Refuses an estimated cost above `max_cost`.
 pub fn check_cost(cost: u64, limits: &Limits) -> Result<(), Box<GraphQLError>> {
+    if limits.max_cost > 0 && cost == UNBOUNDED {
+        return Err(Box::new(GraphQLError::new(
+            "the operation's estimated cost has no bound: a list size (`first`/`limit`/…) is negative, or the sizes multiply past 2^64",
+            ErrorCode::CostEstimatedTooExpensive,
+        )));
+    }
     if limits.max_cost > 0 && cost > limits.max_cost {
         return Err(Box::new(GraphQLError::new(
             format!(
@@ -541,7 +553,10 @@ fn size_argument(
             .find(|(n, _)| n.node.as_str() == *arg)
             .map(|(_, v)| &v.node)
         {
-            Some(GqlValue::Number(n)) => Some(Size::Fixed(n.as_u64().unwrap_or(0))),
+            Some(GqlValue::Number(n)) => Some(Size::Fixed(n.as_u64().unwrap_or(UNBOUNDED))),
+            // An explicit null is the service's to read: charged as the
+            // schema's default, or as a list that says no size.
+            Some(GqlValue::Null) => Some(Size::Fixed(default.unwrap_or(limits.default_list_size))),
             Some(GqlValue::Variable(var)) => Some(Size::Variable {
                 name: var.to_string(),
                 default: variable_default(operation, var.as_str())
@@ -634,6 +649,19 @@ mod tests {
                 vars
             ),
             1 + 7 * 2
+        );
+        // A negative size bounds nothing: refused, literal or variable.
+        let negative = estimate("{ contracts(limit: -1) { id } }", Variables::new());
+        assert!(check_cost(negative, &limits).is_err());
+        let mut vars = Variables::new();
+        vars.insert(async_graphql_value::Name::new("n"), ConstValue::from(-1));
+        let negative = estimate("query($n: Int) { contracts(limit: $n) { id } }", vars);
+        assert!(check_cost(negative, &limits).is_err());
+        // An explicit null is charged as the schema's default (it was not
+        // a size argument at all: `default_list_size`).
+        assert_eq!(
+            estimate("{ contracts(limit: null) { id } }", Variables::new()),
+            20
         );
     }
 
