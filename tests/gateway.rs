@@ -880,6 +880,42 @@ async fn operations_graphql_js_refuses_are_refused_and_those_it_accepts_are_serv
 }
 
 #[tokio::test]
+async fn conditions_nest_and_may_leave_an_object_with_nothing_selected() {
+    let stack = Stack::start().await;
+    // A field under two conditions of one kind (a fragment's and its own)
+    // was sent with `@skip` twice, which the subgraph refused.
+    let query = "query($a: Boolean!, $b: Boolean!) { contract(id: 1) { ... @skip(if: $a) { title @skip(if: $b) } id } \
+                 staff(id: 1) { ... @include(if: $a) { name @include(if: $b) } id } }";
+    let full = stack
+        .data(
+            "{ contract(id: 1) { title id } staff(id: 1) { name id } }",
+            json!({}),
+        )
+        .await;
+    for (a, b) in [(false, false), (false, true), (true, false), (true, true)] {
+        let data = stack.data(query, json!({ "a": a, "b": b })).await;
+        let mut contract = json!({ "id": full["contract"]["id"] });
+        if !a && !b {
+            contract = json!({ "title": full["contract"]["title"], "id": full["contract"]["id"] });
+        }
+        let mut staff = json!({ "id": full["staff"]["id"] });
+        if a && b {
+            staff = json!({ "name": full["staff"]["name"], "id": full["staff"]["id"] });
+        }
+        assert_eq!(
+            data,
+            json!({ "contract": contract, "staff": staff }),
+            "a={a} b={b}"
+        );
+    }
+    // Every field skipped at run time: the objects are there, empty (the
+    // services answer an empty selection with null).
+    let query = "query($s: Boolean!) { contract(id: 1) { id @skip(if: $s) } contracts(limit: 2) { title @skip(if: $s) } }";
+    let data = stack.data(query, json!({ "s": true })).await;
+    assert_eq!(data, json!({ "contract": {}, "contracts": [{}, {}] }));
+}
+
+#[tokio::test]
 async fn a_skipped_root_field_is_not_resolved_beside_another_of_its_subgraph() {
     let stack = Stack::start().await;
     for query in [

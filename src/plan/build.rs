@@ -565,13 +565,14 @@ impl<'a> Builder<'a> {
             self.arguments(buf, fdef, cf);
             conditions(buf, &cf.include);
             buf.text.push('{');
+            let open = buf.text.len();
             let scope = Scope {
                 provided: provides,
                 ..Scope::new(fetch, Some(graph), &path, &cf.include)
             };
             let keys: Vec<Name> = fields.iter().map(|(k, _)| (*k).clone()).collect();
             let nodes = self.fields_from(buf, scope, named, fields.into_iter())?;
-            close_selection(&mut buf.text);
+            close_selection(&mut buf.text, open);
             let first = *primary.get_or_insert(fetch);
             for (field_key, node) in keys.into_iter().zip(nodes) {
                 let node = match first == fetch {
@@ -657,6 +658,7 @@ impl<'a> Builder<'a> {
         let mut child_path = path.to_vec();
         child_path.push(key.clone());
         buf.text.push('{');
+        let open = buf.text.len();
         let selection = self.selection(
             buf,
             Scope {
@@ -667,7 +669,7 @@ impl<'a> Builder<'a> {
             named,
             &cf.selections,
         )?;
-        close_selection(&mut buf.text);
+        close_selection(&mut buf.text, open);
         Ok(FieldKind::Object {
             data_key: key.clone(),
             selection,
@@ -769,6 +771,7 @@ impl<'a> Builder<'a> {
             buf.text.push_str(" ...on ");
             buf.text.push_str(&subgraph_name);
             buf.text.push('{');
+            let open = buf.text.len();
             let scope = Scope {
                 typename: Some(&alias),
                 narrowed: None,
@@ -777,7 +780,7 @@ impl<'a> Builder<'a> {
             let collected = self.collector.collect(possible, sets)?;
             let kept: Vec<_> = collected.iter().filter(|(key, _)| !skip.contains(key)).collect();
             let fields = self.fields_from(buf, scope, possible, kept.into_iter())?;
-            close_selection(&mut buf.text);
+            close_selection(&mut buf.text, open);
             by_type.push((possible.clone(), fields));
         }
         Ok(SelectionSet {
@@ -1289,10 +1292,23 @@ fn conditions(buf: &mut FetchBuf, include: &Include) {
         base: async_graphql::parser::types::BaseType::Named(Name::new("Boolean")),
         nullable: false,
     };
+    // `@skip` and `@include` may each appear once on a field (§5.7.3): a
+    // conjunction of more is printed as its first of each kind, and the
+    // projection, which checks every field's whole condition, drops what
+    // the others exclude (the subgraph answers a little more).
+    let (mut skip, mut include) = (false, false);
     for condition in all {
         // Conditions of the whole fetch are checked before it is sent; a
         // root fetch's are known once all its fields are printed.
         if buf.pending.is_none() && buf.include.requires(condition) {
+            continue;
+        }
+        let printed = if condition.expected {
+            &mut include
+        } else {
+            &mut skip
+        };
+        if std::mem::replace(printed, true) {
             continue;
         }
         let var = condition_variable(condition);
@@ -1362,14 +1378,60 @@ fn response_keys(set: &AstSelectionSet, out: &mut HashSet<Name>) {
     }
 }
 
-/// Closes a selection set; one the subgraph is asked nothing in (the client
-/// selected only `__typename`, answered by the plan) asks for `__typename`,
-/// as an empty selection set is not GraphQL.
-pub(super) fn close_selection(text: &mut String) {
+/// Closes the selection set opened at `open`. One the subgraph is asked
+/// nothing in (the client selected only `__typename`, answered by the plan)
+/// asks for `__typename`, as an empty selection set is not GraphQL; so does
+/// one with a condition in it, which may select nothing at run time: a
+/// service answering `{}` as `null` there (graphene's, async-graphql's do)
+/// would make the object look missing.
+pub(super) fn close_selection(text: &mut String, open: usize) {
     if text.ends_with('{') {
         text.push_str("__typename");
+    } else if !selects_a_field_always(&text[open..]) {
+        text.push_str(" __typename");
     }
     text.push('}');
+}
+
+/// Whether a printed selection set (`a b@skip(if:$x) c:d(e:"f g"){h}`, no
+/// braces around it) has a field without a condition at its top level; an
+/// inline fragment may select nothing for some types.
+fn selects_a_field_always(set: &str) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    let (mut item_start, mut conditional) = (true, false);
+    // An inline fragment (`...on A{b}`) ends at its closing brace.
+    let (mut fragment, mut braced) = (false, false);
+    for b in set.bytes() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'{' if depth == 0 => {
+                braced = true;
+                depth += 1;
+            }
+            b'{' | b'(' | b'[' => depth += 1,
+            b'}' | b')' | b']' => depth = depth.saturating_sub(1),
+            b' ' | b',' if depth == 0 && (braced || !fragment) => {
+                if !item_start && !conditional && !fragment {
+                    return true;
+                }
+                (item_start, conditional, fragment, braced) = (true, false, false, false);
+            }
+            b'@' if depth == 0 => conditional = true,
+            b'.' if depth == 0 && item_start => fragment = true,
+            _ if depth == 0 => item_start = false,
+            _ => {}
+        }
+    }
+    !item_start && !conditional && !fragment
 }
 
 fn key_name<'c>(cf: &'c CollectedField<'_>) -> &'c Name {
@@ -1384,5 +1446,30 @@ fn nullable(name: &str) -> async_graphql::parser::types::Type {
     async_graphql::parser::types::Type {
         base: async_graphql::parser::types::BaseType::Named(Name::new(name)),
         nullable: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::selects_a_field_always;
+
+    #[test]
+    fn a_selection_with_a_field_under_no_condition_selects_it_always() {
+        for always in [
+            "id",
+            "a@skip(if:$x) b",
+            "c:d(e:\"f @g\"){h@skip(if:$x)}",
+            "x(s:\"a\\\" b\") y@skip(if:$z)",
+        ] {
+            assert!(selects_a_field_always(always), "{always}");
+        }
+        for maybe_nothing in [
+            "a@skip(if:$x)",
+            "a@skip(if:$x) b(c:1)@include(if:$y){d}",
+            "...on A{b}",
+            "",
+        ] {
+            assert!(!selects_a_field_always(maybe_nothing), "{maybe_nothing}");
+        }
     }
 }
