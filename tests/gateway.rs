@@ -1059,4 +1059,19 @@ async fn a_non_numeric_id_for_a_numeric_service_is_bad_input() {
         body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
         "{body}"
     );
+    // Beside root fields of the same service, only that field fails: the
+    // others are asked without it (they shared its request, and its error).
+    stack.reset_stats().await;
+    let (status, body) = stack
+        .post(json!({ "query": "query($a10: ID!) { a: contract(id: \"abc\") { id } b: contracts(limit: 1) { id } c: contract(id: $a10) { title } }", "variables": { "a10": "1" } }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["a"], Value::Null, "{body}");
+    assert_eq!(body["data"]["b"].as_array().map(Vec::len), Some(1), "{body}");
+    assert!(body["data"]["c"]["title"].is_string(), "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["path"], json!(["a"]), "{body}");
+    assert_eq!(errors[0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+    assert_eq!(stack.requests().await.get("contracts"), Some(&1));
 }

@@ -197,14 +197,15 @@ pub fn subgraph_variables(
 }
 
 /// [`subgraph_variables`], and the values the subgraph's types cannot take
-/// (an `ID` that is not a number where the subgraph wants `Int`), described
-/// for a `BAD_USER_INPUT` error.
+/// (an `ID` that is not a number where the subgraph wants `Int`): the
+/// subgraph variable, and why, for a `BAD_USER_INPUT` error.
 pub fn checked_subgraph_variables(
     schema: &Supergraph,
     bindings: &[ArgBinding],
     vars: &Variables,
-) -> (Map<String, Json>, Vec<String>) {
+) -> (Map<String, Json>, Vec<(String, String)>) {
     let mut problems = Vec::new();
+    let mut own = Vec::new();
     let mut out = Map::with_capacity(bindings.len());
     for b in bindings {
         let default;
@@ -227,15 +228,9 @@ pub fn checked_subgraph_variables(
             .unwrap_or(ConstValue::Null);
         out.insert(
             b.var.clone(),
-            to_subgraph(
-                schema,
-                &b.def,
-                &b.def.ty,
-                &b.def.source_type,
-                &value,
-                &mut problems,
-            ),
+            to_subgraph(schema, &b.def, &b.def.ty, &b.def.source_type, &value, &mut own),
         );
+        problems.extend(own.drain(..).map(|why| (b.var.clone(), why)));
     }
     (out, problems)
 }

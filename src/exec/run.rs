@@ -243,26 +243,77 @@ impl<'r> Run<'r> {
     }
 
     async fn fetch_root(&self, fetch: &Fetch, query: &SubgraphQuery) -> FetchResult {
-        let (variables, problems) = checked_subgraph_variables(self.schema, &fetch.arguments, self.variables);
-        if let Some(problem) = problems.into_iter().next() {
-            let error = FetchError::BadInput {
-                subgraph: query.subgraph.clone(),
-                message: problem,
+        let (mut variables, problems) =
+            checked_subgraph_variables(self.schema, &fetch.arguments, self.variables);
+        let mut refused = Vec::new();
+        let mut document = std::borrow::Cow::Borrowed(query.document.as_str());
+        if let Some((_, first)) = problems.first() {
+            // Only the root fields whose arguments the subgraph cannot take
+            // fail; the others are asked without them.
+            let uses = |text: &str, var: &str| mentions(text, var);
+            let (failed, kept): (Vec<_>, Vec<_>) = query.root_fields.iter().partition(|(_, range)| {
+                let text = &query.selection[range.clone()];
+                problems.iter().any(|(var, _)| uses(text, var))
+            });
+            if kept.is_empty() || failed.is_empty() {
+                let error = FetchError::BadInput {
+                    subgraph: query.subgraph.clone(),
+                    message: first.clone(),
+                };
+                return FetchResult::Root(Err(error), Vec::new());
+            }
+            let mut selection = String::with_capacity(query.selection.len());
+            let mut at = 0;
+            for (key, range) in &failed {
+                selection.push_str(&query.selection[at..range.start]);
+                at = range.end;
+                let text = &query.selection[range.clone()];
+                let why = problems
+                    .iter()
+                    .find(|(var, _)| uses(text, var))
+                    .map(|(_, why)| why.clone());
+                refused.push(RawError {
+                    message: why.unwrap_or_default(),
+                    path: Some(vec![PathSegment::Key((*key).clone())]),
+                    extensions: Some(Map::from_iter([(
+                        "code".to_owned(),
+                        Value::String(ErrorCode::BadUserInput.as_str().to_owned()),
+                    )])),
+                });
+            }
+            selection.push_str(&query.selection[at..]);
+            let arguments: Vec<_> = fetch
+                .arguments
+                .iter()
+                .filter(|a| uses(&selection, &a.var))
+                .cloned()
+                .collect();
+            variables.retain(|var, _| arguments.iter().any(|a| a.var == *var));
+            let keyword = match self.plan.kind {
+                OperationKind::Query => "query",
+                OperationKind::Mutation => "mutation",
             };
-            return FetchResult::Root(Err(error), Vec::new());
+            document = std::borrow::Cow::Owned(format!(
+                "{keyword}{}{{{}}}",
+                crate::plan::variable_definitions(None, &arguments),
+                selection.trim_start()
+            ));
         }
         let response = self
             .fetcher
             .fetch(SubgraphRequest {
                 subgraph: &query.subgraph,
-                query: &query.document,
+                query: &document,
                 variables,
                 headers: self.headers,
                 mutation: self.plan.kind == OperationKind::Mutation,
             })
             .await;
         match response {
-            Ok(SubgraphResponse { data, errors }) => FetchResult::Root(Ok(data.unwrap_or_default()), errors),
+            Ok(SubgraphResponse { data, mut errors }) => {
+                errors.append(&mut refused);
+                FetchResult::Root(Ok(data.unwrap_or_default()), errors)
+            }
             Err(e) => FetchResult::Root(Err(e), Vec::new()),
         }
     }
@@ -838,6 +889,21 @@ impl BatchLoader {
     }
 }
 
+/// Whether the printed `text` uses the variable `$var` (not only one whose
+/// name starts with it: `$_a1` in `$_a10`).
+fn mentions(text: &str, var: &str) -> bool {
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        if let Some(after) = rest.strip_prefix(var) {
+            if !after.starts_with(|c: char| c == '_' || c.is_ascii_alphanumeric()) {
+                return true;
+            }
+        }
+    }
+    false
+}
+
 /// `query($_a0:…){_0:staff(id:7){…} _1:staff(id:9){…}}` with the keys
 /// inline, so any number of keys is one request. For this strategy the plan's
 /// `document` holds just the operation header with its variable definitions.
@@ -857,4 +923,18 @@ fn alias_document(spec: &BatchSpec, keys: &[(&str, Value)]) -> String {
     }
     doc.push('}');
     doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mentions;
+
+    #[test]
+    fn a_variable_is_mentioned_by_its_whole_name() {
+        assert!(mentions("a:contract(id:$_a1){id}", "_a1"));
+        assert!(mentions("x(a:$_a10,b:$_a1)", "_a1"));
+        assert!(!mentions("x(a:$_a10)", "_a1"));
+        assert!(!mentions("x(a:\"_a1\")", "_a1"));
+        assert!(mentions("x @skip(if:$_if_x)", "_if_x"));
+    }
 }

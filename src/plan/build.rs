@@ -213,6 +213,7 @@ fn plan_choosing(
         let shared = kind == OperationKind::Query;
         let (fetch, buf) = builder.root_fetch(&mut open, &mut roots, subgraph, shared);
         buf.include = buf.include.or(&cf.include);
+        let start = buf.text.len();
         let kind = builder.owned_field(
             buf,
             fetch,
@@ -229,6 +230,7 @@ fn plan_choosing(
                 narrowed: None,
             },
         )?;
+        buf.root_fields.push((key.clone(), start..buf.text.len()));
         output.push(RootField {
             source: RootSource::Fetch(fetch),
             node: FieldNode {
@@ -257,6 +259,7 @@ fn plan_choosing(
                 subgraph,
                 selection: buf.text,
                 document,
+                root_fields: buf.root_fields,
             }),
             arguments: buf.args,
             include: buf.include,
@@ -333,6 +336,8 @@ pub(super) struct FetchBuf {
     /// tests) until [`FetchBuf::settle_conditions`]. `None`: the condition
     /// is final, and a redundant directive is not printed at all.
     pub(super) pending: Option<Vec<(Range<usize>, Condition)>>,
+    /// A root fetch's fields: the response key and where its text is.
+    pub(super) root_fields: Vec<(Name, Range<usize>)>,
 }
 
 impl FetchBuf {
@@ -364,6 +369,17 @@ impl FetchBuf {
         }
         text.push_str(&self.text[at..]);
         self.text = text;
+        // Each position moves back by what was cut before it.
+        let moved = |pos: usize| {
+            pos - redundant
+                .iter()
+                .filter(|(r, _)| r.end <= pos)
+                .map(|(r, _)| r.len())
+                .sum::<usize>()
+        };
+        for (_, range) in &mut self.root_fields {
+            *range = moved(range.start)..moved(range.end);
+        }
         let unused: HashSet<String> = redundant
             .iter()
             .filter(|(_, c)| !kept.iter().any(|(_, k)| k.var == c.var))
@@ -554,6 +570,7 @@ impl<'a> Builder<'a> {
             let RootGraph { graph, provides } = &alternatives[graph];
             let (fetch, buf) = self.root_fetch(open, roots, graph, true);
             buf.include = buf.include.or(&cf.include);
+            let start = buf.text.len();
             if !buf.text.is_empty() && !buf.text.ends_with('{') {
                 buf.text.push(' ');
             }
@@ -573,6 +590,7 @@ impl<'a> Builder<'a> {
             let keys: Vec<Name> = fields.iter().map(|(k, _)| (*k).clone()).collect();
             let nodes = self.fields_from(buf, scope, named, fields.into_iter())?;
             close_selection(&mut buf.text, open);
+            buf.root_fields.push((key.clone(), start..buf.text.len()));
             let first = *primary.get_or_insert(fetch);
             for (field_key, node) in keys.into_iter().zip(nodes) {
                 let node = match first == fetch {
@@ -1220,6 +1238,7 @@ impl<'a> Builder<'a> {
             result_key: Some((result_key_alias, result_key_global_id)),
         };
         let query = SubgraphQuery {
+            root_fields: Vec::new(),
             subgraph,
             selection: buf.text,
             document,
@@ -1347,7 +1366,7 @@ fn condition_variable(condition: &Condition) -> String {
 }
 
 /// `($_keys:[Int!]!,$_a0:String)`, or nothing when there are no variables.
-pub(super) fn variable_definitions(
+pub(crate) fn variable_definitions(
     keys: Option<&async_graphql::parser::types::Type>,
     args: &[ArgBinding],
 ) -> String {

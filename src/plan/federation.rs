@@ -514,6 +514,7 @@ impl<'a> Builder<'a> {
                     subgraph: graph,
                     selection: buf.text,
                     document,
+                    root_fields: Vec::new(),
                 },
                 EntityFetch {
                     keys,

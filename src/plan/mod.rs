@@ -15,6 +15,7 @@ use async_graphql::parser::types::Type;
 use async_graphql_value::{Name, Value};
 
 pub use build::plan;
+pub(crate) use build::variable_definitions;
 pub use normalize::{Condition, Include, MAX_CONDITION_ALTERNATIVES, MAX_FRAGMENT_DEPTH};
 
 use crate::schema::InputValueDef;
@@ -110,6 +111,10 @@ pub struct SubgraphQuery {
     /// The complete subgraph document for every fetch but an `Alias` lookup,
     /// whose document depends on the number of keys (this is its header).
     pub document: String,
+    /// A root fetch's fields: each response key and where its text is in
+    /// `selection` (a field whose argument the subgraph cannot take is left
+    /// out of the request, and only it fails).
+    pub root_fields: Vec<(Name, std::ops::Range<usize>)>,
 }
 
 /// A root field with `@search`: its arguments become a search query; the
