@@ -636,6 +636,19 @@ async fn bad_requests_get_spec_shaped_errors() {
             json!({ "query": "query A { staff(id: 1) { id } } query B { staff(id: 2) { id } }" }),
             "GRAPHQL_VALIDATION_FAILED",
         ),
+        // Rules the parser applies are validation's all the same.
+        (
+            json!({ "query": "query A { staffCount } query A { staffCount }", "operationName": "A" }),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({ "query": "{ staffCount } query B { staffCount }" }),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
+        (
+            json!({ "query": "{ ...F } fragment F on Query { staffCount } fragment F on Query { staffCount }" }),
+            "GRAPHQL_VALIDATION_FAILED",
+        ),
         (
             json!({ "query": "query($n: Int!) { contracts(limit: $n) { id } }", "variables": { "n": "ten" } }),
             "BAD_USER_INPUT",

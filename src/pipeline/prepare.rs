@@ -208,8 +208,17 @@ async fn prepare(
 ) -> Result<Prepared, Vec<GraphQLError>> {
     limits::check_tokens(query, limits).map_err(|e| vec![*e])?;
     let doc = async_graphql::parser::parse_query(query).map_err(|e| {
+        use async_graphql::parser::Error;
         let locations = e.positions().map(Location::from).collect();
-        let mut error = GraphQLError::new(format!("syntax error: {e}"), ErrorCode::GraphqlParseFailed);
+        // The parser also applies three validation rules (§5.1.1.1,
+        // §5.1.2.1, §5.5.1.1): what they refuse parses.
+        let mut error = match e {
+            Error::MultipleOperations { .. }
+            | Error::OperationDuplicated { .. }
+            | Error::FragmentDuplicated { .. }
+            | Error::MissingOperation => GraphQLError::new(e.to_string(), ErrorCode::GraphqlValidationFailed),
+            _ => GraphQLError::new(format!("syntax error: {e}"), ErrorCode::GraphqlParseFailed),
+        };
         error.locations = locations;
         vec![error]
     })?;
