@@ -929,6 +929,43 @@ async fn conditions_nest_and_may_leave_an_object_with_nothing_selected() {
 }
 
 #[tokio::test]
+async fn a_key_goes_where_its_first_selection_that_holds_is() {
+    let stack = Stack::start().await;
+    // The response's own text: serde_json's maps here sort their keys.
+    let keys = |text: &str| -> Vec<&str> {
+        let mut at: Vec<(usize, &str)> = ["\"title\"", "\"id\""]
+            .into_iter()
+            .filter_map(|k| Some((text.find(k)?, k.trim_matches('"'))))
+            .collect();
+        at.sort_unstable();
+        at.into_iter().map(|(_, k)| k).collect()
+    };
+    // §6.3.2: a skipped selection is not collected, so `id` comes after
+    // `title` when its first selection is skipped (the key kept its first
+    // place whatever the variables said).
+    for query in [
+        "query($s: Boolean!) { contract(id: 1) { id @skip(if: $s) title id } }",
+        "query($s: Boolean!) { contract(id: 1) { ...F @skip(if: $s) title ...F } } fragment F on Contract { id }",
+        "query($s: Boolean!) { id: staffCount @skip(if: $s) title: staffCount id: staffCount }",
+    ] {
+        for (skip, expected) in [(true, ["title", "id"]), (false, ["id", "title"])] {
+            let text = stack
+                .client
+                .post(&stack.gateway)
+                .json(&json!({ "query": query, "variables": { "s": skip } }))
+                .send()
+                .await
+                .expect("answer")
+                .text()
+                .await
+                .expect("text");
+            assert!(!text.contains("errors"), "{text}");
+            assert_eq!(keys(&text), expected, "{query} with s={skip}: {text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_skipped_root_field_is_not_resolved_beside_another_of_its_subgraph() {
     let stack = Stack::start().await;
     for query in [

@@ -199,7 +199,8 @@ impl<'a, 'r> Projector<'a, 'r> {
         }
         self.out.push(b'{');
         let mut first = true;
-        for root in &run.plan.output {
+        let order = crate::plan::response_order(&run.plan.output, |r| &r.node, self.variables);
+        for root in in_order(&run.plan.output, order.as_deref()) {
             let node = &root.node;
             if !node.include.holds(self.variables) {
                 continue;
@@ -511,7 +512,8 @@ impl<'a, 'r> Projector<'a, 'r> {
         self.out.push(b'{');
         let mut first = true;
         let mut values = Fields::new(object);
-        for field in fields {
+        let order = crate::plan::response_order(fields, |f| f, self.variables);
+        for field in in_order(fields, order.as_deref()) {
             if !field.include.holds(self.variables) {
                 continue;
             }
@@ -888,4 +890,13 @@ fn has_sibling(node: &FieldNode, fetch: usize) -> bool {
         .iter()
         .flat_map(|(_, fields)| fields)
         .any(|f| matches!(f.kind, FieldKind::Sibling { fetch: f2, .. } if f2 == fetch))
+}
+
+/// `items` in `order` (indices) when there is one, else as they are.
+fn in_order<'i, T>(items: &'i [T], order: Option<&'i [usize]>) -> impl Iterator<Item = &'i T> {
+    let (all, some) = match order {
+        None => (Some(items.iter()), None),
+        Some(order) => (None, Some(order.iter().filter_map(|&i| items.get(i)))),
+    };
+    all.into_iter().flatten().chain(some.into_iter().flatten())
 }

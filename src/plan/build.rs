@@ -152,6 +152,7 @@ fn plan_choosing(
                 output.push(RootField {
                     source: RootSource::Introspection,
                     node: FieldNode {
+                        order: None,
                         response_key: key.clone(),
                         ty: nullable("__Type"),
                         include: cf.include.clone(),
@@ -176,6 +177,7 @@ fn plan_choosing(
             output.push(RootField {
                 source: RootSource::Fetch(fetch),
                 node: FieldNode {
+                    order: None,
                     response_key: key.clone(),
                     ty: fdef.ty.clone(),
                     include: cf.include.clone(),
@@ -234,6 +236,7 @@ fn plan_choosing(
         output.push(RootField {
             source: RootSource::Fetch(fetch),
             node: FieldNode {
+                order: None,
                 response_key: key.clone(),
                 ty: fdef.ty.clone(),
                 include: cf.include.clone(),
@@ -242,6 +245,13 @@ fn plan_choosing(
         });
     }
 
+    if let Some(mut orders) = response_orders(collected.values()) {
+        for root in &mut output {
+            if let Some(i) = collected.get_index_of(&root.node.response_key) {
+                root.node.order = Some(std::mem::take(&mut orders[i]));
+            }
+        }
+    }
     let keyword = match kind {
         OperationKind::Query => "query",
         OperationKind::Mutation => "mutation",
@@ -617,6 +627,7 @@ impl<'a> Builder<'a> {
             }
         }
         let node = FieldNode {
+            order: None,
             response_key: key.clone(),
             ty: fdef.ty.clone(),
             include: cf.include.clone(),
@@ -831,6 +842,8 @@ impl<'a> Builder<'a> {
         // A slot per field, in the client's order; fields another subgraph
         // resolves (Federation) are filled once their entity fetches are planned.
         let mut slots: Vec<Option<FieldNode>> = Vec::with_capacity(collected.len());
+        let collected: Vec<_> = collected.collect();
+        let orders = response_orders(collected.iter().map(|(_, cf)| *cf));
         let mut hops: Vec<Hop<'c, 'a>> = Vec::new();
         let mut plain: Vec<Name> = Vec::new();
         for (key, cf) in collected {
@@ -998,6 +1011,7 @@ impl<'a> Builder<'a> {
                 plain.push(key.clone());
             }
             slots.push(Some(FieldNode {
+                order: None,
                 response_key: key.clone(),
                 ty: fdef.ty.clone(),
                 include: cf.include.clone(),
@@ -1010,6 +1024,13 @@ impl<'a> Builder<'a> {
         };
         for hop in merge_hops(hops) {
             self.entity_fetch(buf, scope, type_name, hop, &mut slots, &mut parent)?;
+        }
+        if let Some(orders) = orders {
+            for (slot, order) in slots.iter_mut().zip(orders) {
+                if let Some(node) = slot {
+                    node.order = Some(order);
+                }
+            }
         }
         Ok(slots.into_iter().flatten().collect())
     }
@@ -1036,6 +1057,7 @@ impl<'a> Builder<'a> {
             field: cf.field,
             selections: vec![(&op.node.selection_set.node, Include::Always)],
             include: cf.include.clone(),
+            occurrences: Vec::new(),
         };
         let (fetch, planned, _) = self.keyed_fetch(scope, &key, relation, &leaf, include, None, None)?;
         let inner = planned
@@ -1451,6 +1473,22 @@ fn selects_a_field_always(set: &str) -> bool {
         }
     }
     !item_start && !conditional && !fragment
+}
+
+/// Each field's occurrences, when the response order of the set they make
+/// up depends on the variables: a field whose first occurrence may be
+/// skipped while a later one is not goes where the first that holds is
+/// (§6.3.2). `None`: the collected order is the response order.
+fn response_orders<'c, 'a: 'c>(
+    fields: impl Iterator<Item = &'c CollectedField<'a>> + Clone,
+) -> Option<Vec<crate::plan::Occurrences>> {
+    let moves = fields.clone().any(|f| {
+        f.occurrences.len() > 1
+            && f.occurrences
+                .first()
+                .is_some_and(|(_, first)| *first != f.include)
+    });
+    moves.then(|| fields.map(|f| f.occurrences.clone().into_boxed_slice()).collect())
 }
 
 fn key_name<'c>(cf: &'c CollectedField<'_>) -> &'c Name {

@@ -329,6 +329,7 @@ impl<'a> Builder<'a> {
         );
         for ((slot, _, _), node) in hop.fields.iter().zip(nodes) {
             slots[*slot] = Some(FieldNode {
+                order: None,
                 response_key: node.response_key,
                 ty: node.ty,
                 include: node.include,

@@ -301,6 +301,38 @@ pub struct FieldNode {
     pub ty: Type,
     pub include: Include,
     pub kind: FieldKind,
+    /// Set on every field of a set whose response order depends on the
+    /// variables: this field's occurrences (see `build::response_orders`).
+    pub order: Option<Occurrences>,
+}
+
+/// A field's occurrences in its selection set: each one's place (in
+/// document order, fragments expanded) and its condition.
+pub type Occurrences = Box<[(u32, Include)]>;
+
+/// The order to write `fields` in for the request's `variables`: the
+/// collected order, unless the fields carry occurrences, then by each
+/// field's first occurrence that holds. Indices into `fields`.
+pub fn response_order<T>(
+    fields: &[T],
+    node: impl Fn(&T) -> &FieldNode,
+    variables: &std::collections::HashMap<Name, async_graphql_value::ConstValue>,
+) -> Option<Vec<usize>> {
+    node(fields.first()?).order.as_ref()?;
+    let mut placed: Vec<(u32, usize)> = fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let first = node(f)
+                .order
+                .as_deref()?
+                .iter()
+                .find(|(_, include)| include.holds(variables))?;
+            Some((first.0, i))
+        })
+        .collect();
+    placed.sort_unstable();
+    Some(placed.into_iter().map(|(_, i)| i).collect())
 }
 
 impl FieldNode {
@@ -314,6 +346,7 @@ impl FieldNode {
             },
             include,
             kind: FieldKind::Typename(type_name),
+            order: None,
         }
     }
 }

@@ -171,6 +171,10 @@ pub struct CollectedField<'a> {
     /// Sub-selections of every occurrence, each with the condition it was under.
     pub selections: Vec<(&'a SelectionSet, Include)>,
     pub include: Include,
+    /// Each occurrence's place among the set's selections (in document
+    /// order, fragments expanded) and its condition: the response key
+    /// goes where its first occurrence that holds is (§6.3.2).
+    pub occurrences: Vec<(u32, Include)>,
 }
 
 pub struct Collector<'a> {
@@ -186,8 +190,9 @@ impl<'a> Collector<'a> {
         sets: &[(&'a SelectionSet, Include)],
     ) -> Result<IndexMap<Name, CollectedField<'a>>, PlanError> {
         let mut out = IndexMap::new();
+        let mut seq = 0;
         for (set, include) in sets {
-            self.collect_into(runtime_type, set, include, &mut out, 0)?;
+            self.collect_into(runtime_type, set, include, &mut out, 0, &mut seq)?;
         }
         out.retain(|_, f| f.include != Include::Never);
         Ok(out)
@@ -200,6 +205,7 @@ impl<'a> Collector<'a> {
         inherited: &Include,
         out: &mut IndexMap<Name, CollectedField<'a>>,
         depth: usize,
+        seq: &mut u32,
     ) -> Result<(), PlanError> {
         for selection in &set.items {
             let include = inherited.and(&directives_include(selection.node.directives()));
@@ -225,8 +231,11 @@ impl<'a> Collector<'a> {
                         field,
                         selections: Vec::new(),
                         include: Include::Never,
+                        occurrences: Vec::new(),
                     });
                     entry.include = entry.include.or(&include);
+                    entry.occurrences.push((*seq, include.clone()));
+                    *seq += 1;
                     if entry.include.alternatives() > MAX_CONDITION_ALTERNATIVES {
                         return Err(PlanError::TooManyConditions {
                             field: entry.field.node.response_key().node.to_string(),
@@ -247,6 +256,7 @@ impl<'a> Collector<'a> {
                             &include,
                             out,
                             depth + 1,
+                            seq,
                         )?;
                     }
                 }
@@ -262,6 +272,7 @@ impl<'a> Collector<'a> {
                             &include,
                             out,
                             depth + 1,
+                            seq,
                         )?;
                     }
                 }

@@ -137,6 +137,7 @@ impl<'a> Builder<'a> {
                 }
             };
             nodes.push(FieldNode {
+                order: None,
                 response_key: key.clone(),
                 ty: fdef.ty.clone(),
                 include: cf.include.clone(),
@@ -283,6 +284,7 @@ impl<'a> Builder<'a> {
                     }
                 };
                 slots.push(kind.map(|kind| FieldNode {
+                    order: None,
                     response_key: key.clone(),
                     ty: fdef.ty.clone(),
                     include: cf.include.clone(),
@@ -320,6 +322,7 @@ impl<'a> Builder<'a> {
                     .unwrap_or_default();
                 for ((slot, _, _), node) in hydrate.iter().zip(planned) {
                     slots[*slot] = Some(FieldNode {
+                        order: None,
                         response_key: node.response_key,
                         ty: node.ty,
                         include: node.include,
