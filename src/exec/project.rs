@@ -455,7 +455,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                 continue;
             };
             if let Some(FetchResult::Keyed(keyed)) = run.results.get(fetch).and_then(|r| r.get()) {
-                if let Some(Ok(entry)) = keyed.entries.get(&key) {
+                if let Some(Ok(entry)) = keyed.entries.get(key.as_str()) {
                     if matches!(entry.value, Found::Nothing) && entry.errors.is_empty() {
                         return Some((type_name.to_string(), key));
                     }

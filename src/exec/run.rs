@@ -42,7 +42,7 @@ pub enum FetchResult {
 #[derive(Debug, Default)]
 pub struct Keyed {
     /// By canonical key.
-    pub entries: FastMap<String, Loaded>,
+    pub entries: FastMap<Arc<str>, Loaded>,
     /// By the parent object that gave the key, for keys that are built
     /// (`_entities` representations): the projection finds them without
     /// building the representation a second time.
@@ -97,6 +97,9 @@ struct InFlight {
 /// Keys are hashed several times each on their way through a batch: a fast
 /// hash (seeded per process) where the maps are ours to choose.
 pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A fetch's keys, deduplicated, in the order the parent objects gave them.
+type KeySet = IndexSet<Arc<str>, foldhash::fast::RandomState>;
 type KeyLoader = Loader<LoaderKey, Loaded, BatchLoader, FastMap<LoaderKey, Loaded>>;
 
 /// A canonical key as the loader holds it. The loader's own maps hash with
@@ -105,7 +108,9 @@ type KeyLoader = Loader<LoaderKey, Loaded, BatchLoader, FastMap<LoaderKey, Loade
 /// hash seeded per process, and prints as it is, without escaping.
 #[derive(Clone, PartialEq, Eq)]
 pub struct LoaderKey {
-    text: String,
+    /// Shared: the loader and the batch function clone every key a few
+    /// times on its way (a reference count each, not a copy).
+    text: Arc<str>,
     hash: u64,
 }
 
@@ -113,9 +118,9 @@ static KEY_HASHER: std::sync::LazyLock<foldhash::fast::RandomState> =
     std::sync::LazyLock::new(Default::default);
 
 impl LoaderKey {
-    fn new(text: String) -> Self {
+    fn new(text: Arc<str>) -> Self {
         use std::hash::BuildHasher;
-        let hash = KEY_HASHER.hash_one(text.as_str());
+        let hash = KEY_HASHER.hash_one(&*text);
         LoaderKey { text, hash }
     }
 }
@@ -372,13 +377,7 @@ impl<'r> Run<'r> {
 
     /// Every key the parent's objects at `key_path` give, deduplicated in
     /// order; and for built keys, the index of the key each object gave.
-    fn collect_keys(
-        &self,
-        keyed: &KeyInput,
-    ) -> (
-        IndexSet<String, foldhash::fast::RandomState>,
-        Vec<(Identity, usize)>,
-    ) {
+    fn collect_keys(&self, keyed: &KeyInput) -> (KeySet, Vec<(Identity, usize)>) {
         let mut keys = IndexSet::default();
         let mut holders = Vec::new();
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
@@ -391,7 +390,7 @@ impl<'r> Run<'r> {
                 keys::with_parent_key(&keyed.key, holder, |key| {
                     let index = match keys.get_index_of(key) {
                         Some(index) => index,
-                        None => keys.insert_full(key.to_owned()).0,
+                        None => keys.insert_full(Arc::from(key)).0,
                     };
                     if built {
                         holders.push((holder.identity(), index));
@@ -613,13 +612,13 @@ impl BatchLoader {
         let sendable: Vec<(&str, Value)> = match &spec.key_type {
             None => chunk
                 .iter()
-                .filter_map(|k| serde_json::from_str(&k.text).ok().map(|v| (k.text.as_str(), v)))
+                .filter_map(|k| serde_json::from_str(&k.text).ok().map(|v| (&*k.text, v)))
                 .collect(),
             Some(key_type) => chunk
                 .iter()
                 .filter_map(|k| {
                     keys::to_argument(&k.text, key_type, spec.send_global_id.as_deref())
-                        .map(|v| (k.text.as_str(), v))
+                        .map(|v| (&*k.text, v))
                 })
                 .collect(),
         };
@@ -780,10 +779,10 @@ impl BatchLoader {
         errors: Vec<RawError>,
     ) -> Vec<(LoaderKey, Loaded)> {
         let spec = &*self.spec;
-        let mut entries: FastMap<String, Entry> =
+        let mut entries: FastMap<Arc<str>, Entry> =
             FastMap::with_capacity_and_hasher(sent.len(), Default::default());
         // (key, index in its group) of each item, by position in the response list.
-        let mut positions: Vec<Option<(String, usize)>> = Vec::with_capacity(items.len());
+        let mut positions: Vec<Option<(Arc<str>, usize)>> = Vec::with_capacity(items.len());
         let aliased = matches!(spec.sends, Sends::Aliases);
         for (i, item) in items.into_iter().enumerate() {
             // Aliased fields are the keys sent at their position; lookups
@@ -793,13 +792,13 @@ impl BatchLoader {
             } else {
                 None
             };
-            let key = spec
+            let key: Option<Arc<str>> = spec
                 .result_key
                 .as_ref()
                 .and_then(|(alias, global_id)| {
-                    keys::node_canonical(item.node().get(alias)?, global_id.as_deref())
+                    keys::with_canonical(item.node().get(alias)?, global_id.as_deref(), |k| Arc::from(k))
                 })
-                .or_else(|| fallback.map(str::to_owned));
+                .or_else(|| fallback.map(Arc::from));
             let Some(key) = key else {
                 positions.push(None);
                 continue;
@@ -858,10 +857,7 @@ impl BatchLoader {
             // The keys that got nothing are the ones it failed (a silent
             // null or empty list otherwise); when every key got something,
             // it is reported on each of them.
-            let missing: Vec<&LoaderKey> = chunk
-                .iter()
-                .filter(|k| !entries.contains_key(k.text.as_str()))
-                .collect();
+            let missing: Vec<&LoaderKey> = chunk.iter().filter(|k| !entries.contains_key(&*k.text)).collect();
             if missing.is_empty() {
                 for entry in entries.values_mut() {
                     entry.errors.push(SubgraphError {
