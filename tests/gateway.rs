@@ -479,6 +479,15 @@ async fn automatic_persisted_queries_follow_apollos_protocol() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
     assert_eq!(body["errors"][0]["message"], "PersistedQueryNotFound");
+    // GraphQL over HTTP: without `data`, a graphql-response+json answer is 4xx.
+    let (status, body) = stack
+        .post_with(
+            json!({ "extensions": extensions }),
+            &[("accept", "application/graphql-response+json")],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
 
     // A text that is not the hash's is refused, and not kept.
     let (status, body) = stack

@@ -397,11 +397,13 @@ async fn execute(
     respond(response, &id, response_media_type(headers))
 }
 
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
 /// GraphQL over HTTP: a client that accepts `application/graphql-response+json`
 /// gets it (the status codes are the same either way: 4xx for a request
-/// that cannot run, 200 with partial data); `application/json` otherwise.
+/// that cannot run, 200 with partial data; but for
+/// `PERSISTED_QUERY_NOT_FOUND`, see [`respond`]); `application/json` otherwise.
 fn response_media_type(headers: &HeaderMap) -> &'static str {
-    const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
     let accepts = headers
         .get_all(ACCEPT)
         .iter()
@@ -422,7 +424,14 @@ fn response_media_type(headers: &HeaderMap) -> &'static str {
 }
 
 fn respond(response: GraphQLResponse, request_id: &str, media_type: &'static str) -> Response {
-    let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // GraphQL over HTTP: with `application/graphql-response+json`, a response
+    // without `data` is 4xx or 5xx. `PERSISTED_QUERY_NOT_FOUND` is answered 200
+    // to `application/json` clients, as Apollo Router does; Apollo Client's
+    // persisted-queries link reads the error from a 400's body as well.
+    if response.refused && status == StatusCode::OK && media_type == GRAPHQL_RESPONSE {
+        status = StatusCode::BAD_REQUEST;
+    }
     let mut res = (status, response.body).into_response();
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));

@@ -63,6 +63,8 @@ pub struct GraphQLResponse {
     pub timing: Option<(Duration, Duration)>,
     /// An executed operation's response carries errors.
     pub has_errors: bool,
+    /// Refused before execution: the body has no `data`.
+    pub refused: bool,
 }
 
 /// How a request arrived; GET may not run mutations.
@@ -221,6 +223,7 @@ impl Gateway {
             body: exec::response_body(None, &errors, None),
             timing: None,
             has_errors: true,
+            refused: true,
         }
     }
 
@@ -277,6 +280,7 @@ impl Gateway {
             body: exec::response_body(Some(&data), &errors, Some(&extensions)),
             timing: Some((started.elapsed(), subgraph_time)),
             has_errors: !errors.is_empty(),
+            refused: false,
         }
     }
 
