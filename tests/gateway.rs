@@ -547,6 +547,17 @@ async fn bad_requests_get_spec_shaped_errors() {
             "application/graphql-response+json",
         ),
         (Some("application/graphql-response+json;q=0"), "application/json"),
+        (Some("application/graphql-response+json;Q=0"), "application/json"),
+        // The weights decide, not the order.
+        (
+            Some("application/json;q=0.9, application/graphql-response+json;q=0.1"),
+            "application/json",
+        ),
+        (
+            Some("application/json;q=0.5, application/graphql-response+json"),
+            "application/graphql-response+json",
+        ),
+        (Some("*/*"), "application/json"),
     ] {
         let mut request = stack
             .client
@@ -565,6 +576,74 @@ async fn bad_requests_get_spec_shaped_errors() {
             "{accept:?}"
         );
     }
+
+    // No Content-Type, or a charset the body is not read in: 415.
+    for content_type in [None, Some("application/json; charset=utf-16")] {
+        let mut request = stack
+            .client
+            .post(&stack.gateway)
+            .header("apollo-require-preflight", "true")
+            .body(r#"{"query":"{ staffCount }"}"#);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let response = request.send().await.expect("answer");
+        assert_eq!(response.status(), 415, "{content_type:?}");
+    }
+    let response = stack
+        .client
+        .post(&stack.gateway)
+        .header("content-type", "application/json; Charset=\"UTF-8\"")
+        .body(r#"{"query":"{ staffCount }"}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("vary").and_then(|v| v.to_str().ok()),
+        Some("accept")
+    );
+
+    // GraphiQL is for a client that names text/html, not one that refuses it.
+    for (accept, html) in [
+        ("text/html,application/xhtml+xml", true),
+        ("text/html;q=0, application/json", false),
+    ] {
+        let response = stack
+            .client
+            .get(&stack.gateway)
+            .header("accept", accept)
+            .header("apollo-require-preflight", "true")
+            .send()
+            .await
+            .expect("answer");
+        let content_type = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(
+            content_type.starts_with("text/html"),
+            html,
+            "{accept}: {content_type}"
+        );
+    }
+
+    // GET: an empty parameter is an absent one; of a repeated one, the first counts.
+    let response = stack
+        .client
+        .get(format!(
+            "{}?query=%7BstaffCount%7D&operationName=&variables=&extensions=&query=%7Bnope%7D",
+            stack.gateway
+        ))
+        .header("apollo-require-preflight", "true")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.expect("json");
+    assert!(body["data"]["staffCount"].is_number(), "{body}");
 
     // A body that is not JSON.
     let response = stack

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Query, Request, State};
-use axum::http::header::{ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, VARY};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
@@ -229,19 +229,33 @@ async fn graphql_post(State(app): State<App>, request: Request) -> Response {
     }
     // GraphQL over HTTP: the body is JSON. Refusing form and text bodies also
     // stops cross-site "simple" POSTs from running mutations.
-    if let Some(content_type) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) {
-        let essence = content_type
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        if essence != "application/json" && essence != "application/graphql-response+json" {
-            return refuse(GraphQLError::new(
-                format!("POST bodies must be `Content-Type: application/json`, not `{content_type}`"),
-                ErrorCode::UnsupportedMediaType,
-            ));
+    // A body without a `Content-Type` is refused too (the spec's SHOULD), and
+    // so is a charset other than UTF-8 (the body is read as UTF-8).
+    let content_type = headers
+        .get(CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("(not text)"))
+        .unwrap_or_default();
+    let mut parts = content_type.split(';');
+    let essence = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+    let utf8 = parts.all(|p| match p.split_once('=') {
+        Some((name, value)) if name.trim().eq_ignore_ascii_case("charset") => {
+            matches!(
+                value.trim().trim_matches('"').to_ascii_lowercase().as_str(),
+                "utf-8" | "utf8"
+            )
         }
+        _ => true,
+    });
+    if !(essence == "application/json" || essence == "application/graphql-response+json") || !utf8 {
+        let sent = if content_type.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("`{content_type}`")
+        };
+        return refuse(GraphQLError::new(
+            format!("POST bodies must be `Content-Type: application/json` (UTF-8), not {sent}"),
+            ErrorCode::UnsupportedMediaType,
+        ));
     }
     // Bodies are read as sent: a compressed one would be refused as bad
     // JSON, blaming the wrong thing (RFC 9110 §15.5.16: 415).
@@ -327,14 +341,27 @@ async fn read_body(headers: &HeaderMap, body: Body, max: usize) -> Result<axum::
 async fn graphql_get(
     State(app): State<App>,
     headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
-    let wants_html = headers
-        .get(ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    // GraphQL over HTTP: an empty parameter is an absent one; of a repeated
+    // one the first counts (as `URLSearchParams.get` reads it, and so a
+    // proxy checking it sees what runs).
+    let mut params: HashMap<String, String> = HashMap::new();
+    for (name, value) in pairs {
+        if !value.is_empty() {
+            params.entry(name).or_insert(value);
+        }
+    }
+    // A browser names `text/html`; `*/*` alone (curl, fetch) is not one.
+    let wants_html = accepted(&headers)
+        .0
+        .iter()
+        .any(|(range, q)| range == "text/html" && *q > 0.0);
     if wants_html && !params.contains_key("query") && app.options.playground {
-        return Html(playground_html()).into_response();
+        let mut page = Html(playground_html()).into_response();
+        page.headers_mut()
+            .insert(VARY, HeaderValue::from_static("accept"));
+        return page;
     }
     let id = request_id(&headers);
     let media = response_media_type(&headers);
@@ -399,24 +426,67 @@ async fn execute(
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
-/// GraphQL over HTTP: a client that accepts `application/graphql-response+json`
-/// gets it (the status codes are the same either way: 4xx for a request
-/// that cannot run, 200 with partial data; but for
-/// `PERSISTED_QUERY_NOT_FOUND`, see [`respond`]); `application/json` otherwise.
-fn response_media_type(headers: &HeaderMap) -> &'static str {
-    let accepts = headers
+/// The media ranges of a request's `Accept` headers, with their weights.
+struct Accepted(Vec<(String, f32)>);
+
+fn accepted(headers: &HeaderMap) -> Accepted {
+    let ranges = headers
         .get_all(ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .any(|range| {
+        .filter_map(|range| {
             let mut parts = range.split(';');
-            let essence = parts.next().unwrap_or_default().trim();
-            // `q=0` means "not this one".
-            let refused = parts.any(|p| matches!(p.trim(), "q=0" | "q=0.0" | "q=0.00" | "q=0.000"));
-            essence.eq_ignore_ascii_case(GRAPHQL_RESPONSE) && !refused
-        });
-    if accepts {
+            let essence = parts.next()?.trim().to_ascii_lowercase();
+            // RFC 9110 §12.4.2: `q` (any case), 0 to 1; 1 when absent.
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(name, _)| name.trim().eq_ignore_ascii_case("q"))
+                .map_or(1.0, |(_, value)| value.trim().parse::<f32>().unwrap_or(0.0));
+            (!essence.is_empty()).then_some((essence, q.clamp(0.0, 1.0)))
+        })
+        .collect();
+    Accepted(ranges)
+}
+
+impl Accepted {
+    /// The weight the client gives `media` (`type/subtype`): its most
+    /// specific range's (RFC 9110 §12.5.1); 0 when none matches.
+    fn quality(&self, media: &str) -> f32 {
+        let kind = media.split('/').next().unwrap_or_default();
+        let mut best: Option<(u8, f32)> = None;
+        for (range, q) in &self.0 {
+            let specificity = if range == media {
+                2
+            } else if range.strip_suffix("/*") == Some(kind) {
+                1
+            } else if range == "*/*" {
+                0
+            } else {
+                continue;
+            };
+            if best.is_none_or(|(s, _)| specificity > s) {
+                best = Some((specificity, *q));
+            }
+        }
+        best.map_or(0.0, |(_, q)| q)
+    }
+}
+
+/// GraphQL over HTTP: the media type the client weighs highest of the two
+/// (`application/graphql-response+json` on a tie, and when the client
+/// names neither but accepts anything: the status codes are the same
+/// either way, 4xx for a request that cannot run, 200 with partial data;
+/// but for `PERSISTED_QUERY_NOT_FOUND`, see [`respond`]); `application/json`
+/// when there is no `Accept`, or it accepts neither (no 406: the spec lets
+/// a server answer in a type the client did not list).
+fn response_media_type(headers: &HeaderMap) -> &'static str {
+    let accepted = accepted(headers);
+    let (response, json) = (
+        accepted.quality(GRAPHQL_RESPONSE),
+        accepted.quality("application/json"),
+    );
+    if response > 0.0 && response >= json && accepted.0.iter().any(|(r, _)| r == GRAPHQL_RESPONSE) {
         GRAPHQL_RESPONSE
     } else {
         "application/json"
@@ -435,6 +505,8 @@ fn respond(response: GraphQLResponse, request_id: &str, media_type: &'static str
     let mut res = (status, response.body).into_response();
     let headers = res.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static(media_type));
+    // The same request gets another media type (or GraphiQL) with another `Accept`.
+    headers.insert(VARY, HeaderValue::from_static("accept"));
     if let Ok(v) = HeaderValue::from_str(request_id) {
         headers.insert(REQUEST_ID_HEADER, v);
     }
