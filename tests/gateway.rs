@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{include_ladder, Stack};
+use common::{include_ladder, Stack, StackOptions};
 use serde_json::{json, Value};
 
 #[tokio::test]
@@ -1051,6 +1051,26 @@ async fn a_key_goes_where_its_first_selection_that_holds_is() {
             assert_eq!(keys(&text), expected, "{query} with s={skip}: {text}");
         }
     }
+}
+
+#[tokio::test]
+async fn a_search_index_not_built_yet_is_unavailable_and_the_rest_is_served() {
+    let stack = Stack::start_with(StackOptions {
+        search: true,
+        ..StackOptions::default()
+    })
+    .await;
+    let (status, body) = stack
+        .post(json!({ "query": "{ contractSearch(first: 1) { totalCount } staffCount }" }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["data"]["contractSearch"], Value::Null, "{body}");
+    assert!(body["data"]["staffCount"].is_number(), "{body}");
+    assert_eq!(code(&body), "SEARCH_UNAVAILABLE", "{body}");
+    assert_eq!(
+        body["errors"][0]["message"], "the search index is not built yet",
+        "{body}"
+    );
 }
 
 #[tokio::test]

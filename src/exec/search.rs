@@ -190,6 +190,10 @@ fn from_search_error(e: SearchError) -> FetchError {
     }
     let (message, code) = match e {
         SearchError::Unavailable { .. } => ("the search index is unavailable", ErrorCode::SearchUnavailable),
+        // Never built (no backfill yet), or its alias removed: nothing to ask yet.
+        SearchError::UnknownIndex { .. } => {
+            ("the search index is not built yet", ErrorCode::SearchUnavailable)
+        }
         _ => ("the search index failed to answer", ErrorCode::SearchBackendError),
     };
     FetchError::Search {
