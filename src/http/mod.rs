@@ -353,10 +353,7 @@ async fn graphql_get(
         }
     }
     // A browser names `text/html`; `*/*` alone (curl, fetch) is not one.
-    let wants_html = accepted(&headers)
-        .0
-        .iter()
-        .any(|(range, q)| range == "text/html" && *q > 0.0);
+    let wants_html = accepted(&headers).names("text/html");
     if wants_html && !params.contains_key("query") && app.options.playground {
         let mut page = Html(playground_html()).into_response();
         page.headers_mut()
@@ -427,9 +424,9 @@ async fn execute(
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
 
 /// The media ranges of a request's `Accept` headers, with their weights.
-struct Accepted(Vec<(String, f32)>);
+struct Accepted<'h>(Vec<(&'h str, f32)>);
 
-fn accepted(headers: &HeaderMap) -> Accepted {
+fn accepted(headers: &HeaderMap) -> Accepted<'_> {
     let ranges = headers
         .get_all(ACCEPT)
         .iter()
@@ -437,7 +434,7 @@ fn accepted(headers: &HeaderMap) -> Accepted {
         .flat_map(|v| v.split(','))
         .filter_map(|range| {
             let mut parts = range.split(';');
-            let essence = parts.next()?.trim().to_ascii_lowercase();
+            let essence = parts.next()?.trim();
             // RFC 9110 §12.4.2: `q` (any case), 0 to 1; 1 when absent.
             let q = parts
                 .filter_map(|p| p.split_once('='))
@@ -449,16 +446,19 @@ fn accepted(headers: &HeaderMap) -> Accepted {
     Accepted(ranges)
 }
 
-impl Accepted {
-    /// The weight the client gives `media` (`type/subtype`): its most
-    /// specific range's (RFC 9110 §12.5.1); 0 when none matches.
+impl Accepted<'_> {
+    /// The weight the client gives `media` (`type/subtype`, lowercase): its
+    /// most specific range's (RFC 9110 §12.5.1); 0 when none matches.
     fn quality(&self, media: &str) -> f32 {
         let kind = media.split('/').next().unwrap_or_default();
         let mut best: Option<(u8, f32)> = None;
-        for (range, q) in &self.0 {
-            let specificity = if range == media {
+        for &(range, q) in &self.0 {
+            let specificity = if range.eq_ignore_ascii_case(media) {
                 2
-            } else if range.strip_suffix("/*") == Some(kind) {
+            } else if range
+                .strip_suffix("/*")
+                .is_some_and(|k| k.eq_ignore_ascii_case(kind))
+            {
                 1
             } else if range == "*/*" {
                 0
@@ -466,10 +466,17 @@ impl Accepted {
                 continue;
             };
             if best.is_none_or(|(s, _)| specificity > s) {
-                best = Some((specificity, *q));
+                best = Some((specificity, q));
             }
         }
         best.map_or(0.0, |(_, q)| q)
+    }
+
+    /// Whether the client names `media` itself, with a weight above 0.
+    fn names(&self, media: &str) -> bool {
+        self.0
+            .iter()
+            .any(|&(range, q)| range.eq_ignore_ascii_case(media) && q > 0.0)
     }
 }
 
@@ -486,7 +493,7 @@ fn response_media_type(headers: &HeaderMap) -> &'static str {
         accepted.quality(GRAPHQL_RESPONSE),
         accepted.quality("application/json"),
     );
-    if response > 0.0 && response >= json && accepted.0.iter().any(|(r, _)| r == GRAPHQL_RESPONSE) {
+    if accepted.names(GRAPHQL_RESPONSE) && response >= json {
         GRAPHQL_RESPONSE
     } else {
         "application/json"
