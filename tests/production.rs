@@ -709,3 +709,34 @@ async fn spans_are_exported_over_otlp_in_the_callers_trace() {
     let _ = gateway.kill().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A request every caller gave up on lets go of its subgraph slot. Held in
+/// the deduplication map, abandoned requests were never driven again and
+/// kept their slots for good: enough of them wedged the subgraph, and every
+/// later request touching it timed out.
+#[tokio::test]
+async fn requests_given_up_on_free_their_subgraph_slots() {
+    let mut stack = Stack::start().await;
+    let mut config = stack.config.clone();
+    config.traffic.max_concurrent_per_subgraph = 2;
+    config.limits.request_timeout = Duration::from_millis(300);
+    let gateway = Arc::new(tessera::build_gateway(&config, SCHEMA).expect("gateway"));
+    let url = stack.serve(gateway).await;
+    stack.faults("contracts", json!({ "latency_ms": 3000 })).await;
+    // Distinct requests (no two deduplicated), each given up at 300 ms: two
+    // holding the slots, the others waiting for one.
+    for id in 1..=4 {
+        let query = format!("{{ contract(id: {id}) {{ id }} }}");
+        let body = stack.post_to(&url, json!({ "query": query })).await;
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"], "GATEWAY_TIMEOUT",
+            "{body}"
+        );
+    }
+    stack.faults("contracts", json!({ "latency_ms": 0 })).await;
+    let body = stack
+        .post_to(&url, json!({ "query": "{ contract(id: 9) { id } staffCount }" }))
+        .await;
+    assert_eq!(body["data"]["contract"]["id"], "9", "{body}");
+    assert!(body["data"]["staffCount"].is_number(), "{body}");
+}

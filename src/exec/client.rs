@@ -170,7 +170,38 @@ enum Circuit {
     },
 }
 
-type Shared = futures::future::Shared<BoxFuture<'static, Result<SubgraphResponse, FetchError>>>;
+type Exchanged = BoxFuture<'static, Result<SubgraphResponse, FetchError>>;
+
+/// A request in flight that later identical ones join. The map holds it
+/// weakly: when every caller has given up on it (the client went away, its
+/// request timed out), it is dropped, with the concurrency slot it held or
+/// waited for, and [`Leave`] takes it out of the map. Held strongly, an
+/// abandoned request was never driven again: it kept its slot for good,
+/// and enough of them wedged the subgraph for every later request.
+struct InFlight {
+    sent: Instant,
+    id: u64,
+    exchange: futures::future::WeakShared<Exchanged>,
+}
+
+/// Takes a request out of the in-flight map when it ends or is dropped
+/// (unless another has taken its key since).
+struct Leave {
+    subgraph: Arc<Subgraph>,
+    key: u64,
+    id: u64,
+}
+
+impl Drop for Leave {
+    fn drop(&mut self) {
+        let mut in_flight = self.subgraph.in_flight.lock();
+        if in_flight.get(&self.key).is_some_and(|entry| entry.id == self.id) {
+            in_flight.remove(&self.key);
+        }
+    }
+}
+
+static IN_FLIGHT_IDS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Per subgraph: where, the breaker, the bound on requests in flight, and
 /// the requests in flight by content (deduplication).
@@ -183,9 +214,8 @@ struct Subgraph {
     uri: Result<http::Uri, String>,
     circuit: Mutex<Circuit>,
     slots: Semaphore,
-    /// With when it was sent: an entry older than the timeout (every caller
-    /// gave up on it, nobody drove it) is replaced, not joined.
-    in_flight: Mutex<HashMap<u64, (Instant, Shared)>>,
+    /// By content; one older than the timeout is replaced, not joined.
+    in_flight: Mutex<HashMap<u64, InFlight>>,
 }
 
 /// The HTTP [`Fetcher`]: one pooled client; per subgraph a timeout,
@@ -280,22 +310,33 @@ impl Fetcher for HttpFetcher {
             let key = dedup_key(&exchange.body, request.headers);
             let shared = {
                 let mut in_flight = subgraph.in_flight.lock();
+                // Upgraded only when fresh: a clone dropped here, if the
+                // last, would take this lock again (in `Leave`).
                 let live = in_flight
                     .get(&key)
-                    .filter(|(sent, _)| sent.elapsed() < subgraph.endpoint.timeout);
-                if let Some((_, shared)) = live {
+                    .filter(|entry| entry.sent.elapsed() < subgraph.endpoint.timeout)
+                    .and_then(|entry| entry.exchange.upgrade());
+                if let Some(shared) = live {
                     crate::telemetry::metrics().deduplicated(&subgraph.name);
-                    shared.clone()
+                    shared
                 } else {
-                    let owner = Arc::clone(subgraph);
-                    let shared = async move {
-                        let result = tracing::Instrument::instrument(exchange.run(), span).await;
-                        owner.in_flight.lock().remove(&key);
-                        result
+                    let id = IN_FLIGHT_IDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let leave = Leave {
+                        subgraph: Arc::clone(subgraph),
+                        key,
+                        id,
+                    };
+                    let exchanged: Exchanged = async move {
+                        let _leave = leave;
+                        tracing::Instrument::instrument(exchange.run(), span).await
                     }
-                    .boxed()
-                    .shared();
-                    in_flight.insert(key, (Instant::now(), shared.clone()));
+                    .boxed();
+                    let shared = exchanged.shared();
+                    if let Some(exchange) = shared.downgrade() {
+                        let sent = Instant::now();
+                        // A replaced entry is only a weak reference: dropping it drops no request.
+                        in_flight.insert(key, InFlight { sent, id, exchange });
+                    }
                     shared
                 }
             };
