@@ -346,3 +346,51 @@ async fn a_leaf_of_the_wrong_kind_is_an_error_not_passed_on() {
         "{body}"
     );
 }
+
+/// A 5xx answer is a failure of the service even with a GraphQL body: it
+/// counts toward the circuit breaker (five of them open it, the default),
+/// where it was taken as an ordinary answer with errors.
+#[tokio::test]
+async fn a_server_error_with_a_graphql_body_counts_toward_the_breaker() {
+    use axum::{http::StatusCode, routing::post, Json, Router};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&asked);
+    let app = Router::new().route(
+        "/graphql",
+        post(move || {
+            count.fetch_add(1, Ordering::Relaxed);
+            async {
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(json!({ "data": null, "errors": [{ "message": "database is down" }] })),
+                )
+            }
+        }),
+    );
+    let gateway = with_members(app).await;
+    let headers = axum::http::HeaderMap::new();
+    let run = || {
+        gateway.handle(
+            tessera::pipeline::GraphQLRequest {
+                query: Some("{ member(id: 1) { name } }".into()),
+                ..Default::default()
+            },
+            tessera::pipeline::Method::Post,
+            &headers,
+            Default::default(),
+        )
+    };
+    for _ in 0..5 {
+        let body: Value = serde_json::from_slice(&run().await.body).expect("json");
+        assert_eq!(body["errors"][0]["message"], "database is down", "{body}");
+    }
+    let body: Value = serde_json::from_slice(&run().await.body).expect("json");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "SUBGRAPH_UNAVAILABLE",
+        "{body}"
+    );
+    assert_eq!(asked.load(Ordering::Relaxed), 5, "the open circuit fails fast");
+}

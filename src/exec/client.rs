@@ -415,13 +415,22 @@ impl Exchange {
                 self.attempt().await
             };
             let outcome = match &result {
-                Ok(_) => "ok",
+                Ok((_, false)) => "ok",
+                Ok((_, true)) => "error",
                 Err(FetchError::Unreachable { .. }) => "unreachable",
                 Err(FetchError::Timeout { .. }) => "timeout",
                 Err(_) => "error",
             };
             metrics.subgraph_request(name, outcome, started.elapsed());
-            self.settle(&result, probe);
+            let server_failed = matches!(
+                result,
+                Ok((_, true))
+                    | Err(FetchError::Unreachable { .. }
+                        | FetchError::Timeout { .. }
+                        | FetchError::HttpStatus { status: 500.., .. })
+            );
+            self.settle(server_failed, probe);
+            let result = result.map(|(response, _)| response);
             match result {
                 Err(FetchError::Unreachable { .. }) if attempt < self.retries => {
                     attempt += 1;
@@ -458,16 +467,12 @@ impl Exchange {
     }
 
     /// Counts a failure of the service (not of one request's content).
-    fn settle(&self, result: &Result<SubgraphResponse, FetchError>, probe: bool) {
+    /// `failed`: the service failed (unreachable, timed out, a 5xx status,
+    /// with a GraphQL body or not).
+    fn settle(&self, failed: bool, probe: bool) {
         if self.breaker == 0 {
             return;
         }
-        let failed = matches!(
-            result,
-            Err(FetchError::Unreachable { .. }
-                | FetchError::Timeout { .. }
-                | FetchError::HttpStatus { status: 500.., .. })
-        );
         let mut circuit = self.subgraph.circuit.lock();
         let next = match (&*circuit, failed) {
             (_, false) => Circuit::Closed { failures: 0 },
@@ -495,7 +500,9 @@ impl Exchange {
         *circuit = next;
     }
 
-    async fn attempt(&self) -> Result<SubgraphResponse, FetchError> {
+    /// The answer, and whether it came with a server error status (5xx):
+    /// a GraphQL body with errors is kept, but the service failed.
+    async fn attempt(&self) -> Result<(SubgraphResponse, bool), FetchError> {
         let subgraph = self.subgraph.name.as_str();
         let endpoint = &self.subgraph.endpoint;
         let mut headers = self.headers.clone();
@@ -546,7 +553,7 @@ impl Exchange {
                 // A GraphQL server may answer errors with 4xx/5xx and a GraphQL body.
                 if let Ok(parsed) = SubgraphResponse::from_body(subgraph, bytes) {
                     if !parsed.errors.is_empty() {
-                        return Ok(parsed);
+                        return Ok((parsed, status.is_server_error()));
                     }
                 }
                 return Err(FetchError::HttpStatus {
@@ -554,7 +561,7 @@ impl Exchange {
                     status: status.as_u16(),
                 });
             }
-            SubgraphResponse::from_body(subgraph, bytes)
+            SubgraphResponse::from_body(subgraph, bytes).map(|parsed| (parsed, false))
         };
         match tokio::time::timeout(endpoint.timeout, exchange).await {
             Ok(result) => result,
