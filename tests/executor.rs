@@ -111,6 +111,47 @@ async fn keyed_results_match_by_key_not_position() {
     );
 }
 
+/// A lookup answered with the wrong shape is an invalid answer, at the
+/// list it fed: read as nothing, it told the client there was nothing
+/// (not a list, the field missing), or gave one key's entity to another
+/// (an object without its key, placed by position).
+#[tokio::test]
+async fn a_lookup_answered_in_the_wrong_shape_is_an_error_not_nothing() {
+    let shapes: [fn(&[Value]) -> Value; 3] = [
+        |_| json!({ "data": { "membersByIds": { "_key": "x", "name": "not a list" } } }),
+        |_| json!({ "data": {} }),
+        |keys| {
+            let items: Vec<Value> = keys.iter().map(|_| json!({ "name": "whose?" })).collect();
+            json!({ "data": { "membersByIds": items } })
+        },
+    ];
+    for shape in shapes {
+        let (body, _) = run(
+            "{ contracts { id member { name } } }",
+            500,
+            contracts_then_members(shape),
+        )
+        .await;
+        let rows = body["data"]["contracts"].as_array().expect("rows");
+        assert!(rows.iter().all(|r| r["member"].is_null()), "{body}");
+        let errors = body["errors"].as_array().expect("errors");
+        assert_eq!(errors.len(), 1, "{body}");
+        assert_eq!(
+            errors[0]["extensions"]["code"], "SUBGRAPH_INVALID_RESPONSE",
+            "{body}"
+        );
+        assert_eq!(errors[0]["path"], json!(["contracts"]), "{body}");
+    }
+    // Null, with no error, is no entity: a valid answer.
+    let (body, _) = run(
+        "{ contracts { id member { name } } }",
+        500,
+        contracts_then_members(|_| json!({ "data": { "membersByIds": null } })),
+    )
+    .await;
+    assert!(body.get("errors").is_none(), "{body}");
+}
+
 #[tokio::test]
 async fn an_item_error_lands_on_the_items_that_reference_it() {
     let handler = contracts_then_members(|keys| {

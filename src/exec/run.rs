@@ -671,9 +671,13 @@ impl BatchLoader {
                     mutation: false,
                 })
                 .await
-                .map(|response| {
-                    let items = self.items(response.data.as_ref(), sendable.len());
-                    (items, response.errors)
+                .and_then(|response| {
+                    let items = self.items(
+                        response.data.as_ref(),
+                        sendable.len(),
+                        !response.errors.is_empty(),
+                    )?;
+                    Ok((items, response.errors))
                 }),
         };
         match answer {
@@ -686,14 +690,20 @@ impl BatchLoader {
     }
 
     /// The items of an answer, by position: the aliased fields `_0`, `_1`…
-    /// (`sent` of them), or the list the field returned.
-    fn items(&self, data: Option<&Held>, sent: usize) -> Vec<Held> {
+    /// (`sent` of them), or the list the field returned. A list field that
+    /// is missing (with no error to say why) or is not a list is an invalid
+    /// answer: read as no items, it told the client there were none.
+    fn items(&self, data: Option<&Held>, sent: usize, has_errors: bool) -> Result<Vec<Held>, FetchError> {
         let spec = &*self.spec;
+        let invalid = |reason: String| FetchError::InvalidResponse {
+            subgraph: spec.subgraph.clone(),
+            reason,
+        };
         match (&spec.sends, data) {
             // Every key sent gets its item, null when the field is missing.
             (Sends::Aliases, _) => {
                 let mut alias = String::with_capacity(8);
-                (0..sent)
+                Ok((0..sent)
                     .map(|i| {
                         alias.clear();
                         alias.push('_');
@@ -701,14 +711,18 @@ impl BatchLoader {
                         data.and_then(|d| Some(Held::of(d.tape(), d.node().get(&alias)?)))
                             .unwrap_or_default()
                     })
-                    .collect()
+                    .collect())
             }
-            (_, None) => Vec::new(),
-            (_, Some(data)) => data
-                .node()
-                .get(&spec.field)
-                .map(|list| list.items().map(|item| Held::of(data.tape(), item)).collect())
-                .unwrap_or_default(),
+            (_, None) => Ok(Vec::new()),
+            (_, Some(data)) => match data.node().get(&spec.field) {
+                Some(list) if list.is_array() => {
+                    Ok(list.items().map(|item| Held::of(data.tape(), item)).collect())
+                }
+                Some(list) if list.is_null() => Ok(Vec::new()),
+                None if has_errors || data.node().is_null() => Ok(Vec::new()),
+                None => Err(invalid(format!("the answer has no `{}`", spec.field))),
+                Some(_) => Err(invalid(format!("`{}` is not a list", spec.field))),
+            },
         }
     }
 
@@ -739,13 +753,14 @@ impl BatchLoader {
                     mutation: false,
                 })
                 .await?;
+            let errored = !response.errors.is_empty();
             for mut error in response.errors {
                 if let Some([_, PathSegment::Index(i), ..]) = error.path.as_deref_mut() {
                     *i += offset;
                 }
                 errors.push(error);
             }
-            let page_rows = self.items(response.data.as_ref(), 0);
+            let page_rows = self.items(response.data.as_ref(), 0, errored)?;
             let full = page_rows.len() >= page.size;
             offset += page_rows.len();
             rows.extend(page_rows);
@@ -792,13 +807,26 @@ impl BatchLoader {
             } else {
                 None
             };
-            let key: Option<Arc<str>> = spec
-                .result_key
-                .as_ref()
-                .and_then(|(alias, global_id)| {
-                    keys::with_canonical(item.node().get(alias)?, global_id.as_deref(), |k| Arc::from(k))
-                })
-                .or_else(|| fallback.map(Arc::from));
+            let read = spec.result_key.as_ref().map(|(alias, global_id)| {
+                keys::with_canonical(item.node().get(alias)?, global_id.as_deref(), |k| Arc::from(k))
+            });
+            let key: Option<Arc<str>> = match read {
+                Some(Some(key)) => Some(key),
+                // An object without the key it was asked for cannot be placed:
+                // taken by its position, a reordered answer gave one key's
+                // entity to another.
+                Some(None) if !item.node().is_null() => {
+                    let failure = Arc::new(FetchError::InvalidResponse {
+                        subgraph: spec.subgraph.clone(),
+                        reason: format!("item {i} of `{}` has no key", spec.field),
+                    });
+                    return chunk
+                        .iter()
+                        .map(|k| (k.clone(), Err(Arc::clone(&failure))))
+                        .collect();
+                }
+                _ => fallback.map(Arc::from),
+            };
             let Some(key) = key else {
                 positions.push(None);
                 continue;
