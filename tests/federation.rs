@@ -328,3 +328,28 @@ fn unsupported_supergraph_constructs_are_refused_with_the_line_and_why() {
         "{errors:?}"
     );
 }
+
+/// A field selected twice, the first time under a variable condition, in
+/// sets whose fields come from several subgraphs: every field is answered,
+/// in the order the first selection that holds gives (ordering the keys by
+/// the variables left out the fields planned without their occurrences).
+#[tokio::test]
+async fn a_conditional_repeat_loses_no_field_across_subgraphs() {
+    let fed = Federation::start().await;
+    for query in [
+        "query($c: Boolean!) { topProducts(first: 3) { inStock @include(if: $c) inStock name upc shippingEstimate } }",
+        "query($c: Boolean!) { topProducts(first: 3) { __typename @skip(if: $c) __typename upc reviews { id } } }",
+        "query($c: Boolean!) { me { username @include(if: $c) username id reviews { product { name inStock } } } }",
+        "query($c: Boolean!) { topReviews(first: 2) { author { name @skip(if: $c) name username } id } }",
+    ] {
+        let plain = query
+            .replace("query($c: Boolean!) ", "")
+            .replace("@include(if: $c)", "")
+            .replace("@skip(if: $c)", "");
+        let all = fed.data(&plain, json!({})).await;
+        for c in [true, false] {
+            let data = fed.data(query, json!({ "c": c })).await;
+            assert_eq!(data, all, "{query} with c={c}");
+        }
+    }
+}

@@ -1197,3 +1197,27 @@ on_both_backends!(
     merge_pages_by_key_so_writes_between_pages_repeat_or_skip_nothing,
     id_filters_take_integers_and_an_empty_page_has_no_next,
 );
+
+/// A field selected twice, the first time under a variable condition,
+/// beside fields the search plan builds itself: every field is answered
+/// (ordering the keys by the variables dropped the fields that carried no
+/// order), in the order the first selection that holds gives.
+#[tokio::test]
+async fn a_conditional_repeat_beside_search_fields_loses_no_field() {
+    let stack = Stack::start_indexed(StackOptions::default()).await;
+    for query in [
+        "query($c: Boolean!) { contractSearch(first: 2) { totalCount @include(if: $c) totalCount edges { cursor node { id title } } } }",
+        "query($c: Boolean!) { contractSearch(first: 2) { edges { node { title @include(if: $c) title id member { name } } } } }",
+        "query($c: Boolean!) { feed(first: 3) { edges { node { __typename @skip(if: $c) __typename ... on Post { id title } ... on Event { id } ... on Product { id } } } } }",
+    ] {
+        let plain = query
+            .replace("query($c: Boolean!) ", "")
+            .replace("@include(if: $c)", "")
+            .replace("@skip(if: $c)", "");
+        let all = stack.data(&plain, json!({})).await;
+        for c in [true, false] {
+            let data = stack.data(query, json!({ "c": c })).await;
+            assert_eq!(data, all, "{query} with c={c}");
+        }
+    }
+}

@@ -318,7 +318,12 @@ pub fn response_order<T>(
     node: impl Fn(&T) -> &FieldNode,
     variables: &std::collections::HashMap<Name, async_graphql_value::ConstValue>,
 ) -> Option<Vec<usize>> {
-    node(fields.first()?).order.as_ref()?;
+    // Only when every field carries its occurrences (fields made outside
+    // the collected set, as an entity hop's, carry none): one without
+    // would have no place, and must not be left out.
+    if !fields.iter().all(|f| node(f).order.is_some()) {
+        return None;
+    }
     let mut placed: Vec<(u32, usize)> = fields
         .iter()
         .enumerate()
@@ -495,4 +500,37 @@ pub enum PlanError {
         max: usize,
         pos: async_graphql::Pos,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(key: &str, order: Option<Vec<(u32, Include)>>) -> FieldNode {
+        FieldNode {
+            order: order.map(Vec::into_boxed_slice),
+            ..FieldNode::typename(Name::new(key), Include::Always, Name::new("T"))
+        }
+    }
+
+    #[test]
+    fn fields_are_ordered_by_the_variables_only_when_each_has_its_occurrences() {
+        let skipped = Include::When(vec![vec![Condition {
+            var: Name::new("s"),
+            expected: false,
+        }]]);
+        let skip = std::collections::HashMap::from([(
+            Name::new("s"),
+            async_graphql_value::ConstValue::Boolean(true),
+        )]);
+        // `a @skip(if: $s) b a`: with `s`, b comes first.
+        let fields = [
+            field("a", Some(vec![(0, skipped), (2, Include::Always)])),
+            field("b", Some(vec![(1, Include::Always)])),
+        ];
+        assert_eq!(response_order(&fields, |f| f, &skip), Some(vec![1, 0]));
+        // A field planned without its occurrences: the collected order, every field kept.
+        let fields = [fields[0].clone(), field("c", None)];
+        assert_eq!(response_order(&fields, |f| f, &skip), None);
+    }
 }
