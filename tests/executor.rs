@@ -54,6 +54,16 @@ async fn run(query: &str, max_batch: usize, handler: Box<Handler>) -> (Value, Lo
 }
 
 async fn run_on(schema: &str, query: &str, max_batch: usize, handler: Box<Handler>) -> (Value, Log) {
+    run_with(schema, query, Map::new(), max_batch, handler).await
+}
+
+async fn run_with(
+    schema: &str,
+    query: &str,
+    variables: Map<String, Value>,
+    max_batch: usize,
+    handler: Box<Handler>,
+) -> (Value, Log) {
     let schema = Arc::new(Supergraph::parse(schema).expect("schema"));
     let fetcher = Arc::new(FakeFetcher {
         handler,
@@ -62,7 +72,7 @@ async fn run_on(schema: &str, query: &str, max_batch: usize, handler: Box<Handle
     let executor = Executor::new(Arc::clone(&schema), fetcher.clone(), max_batch);
     let doc = async_graphql::parser::parse_query(query).expect("parses");
     let plan = tessera::plan::plan(&schema, &doc, None).expect("plans");
-    let vars = tessera::exec::coerce_variables(&schema, &plan.variables, &Map::new()).expect("vars");
+    let vars = tessera::exec::coerce_variables(&schema, &plan.variables, &variables).expect("vars");
     let execution = executor.execute(&plan, &vars, &Default::default(), None).await;
     let body = tessera::exec::response_body(Some(&execution.data), &execution.errors, None);
     let log = fetcher.log.lock().clone();
@@ -619,6 +629,27 @@ async fn interface_objects_learn_their_implementation_from_the_interfaces_subgra
         json!({ "id": "2", "plan": "free" })
     );
     assert_eq!(log.len(), 1, "{log:?}");
+}
+
+/// A field selected on the interface and again in a fragment on one
+/// implementation, under another condition: that implementation gets it by
+/// its own selections (it got the interface's, and lost the field).
+#[tokio::test]
+async fn an_implementations_own_selection_of_an_interface_object_field_counts() {
+    let query = "query($c: Boolean!) { topAccounts { id plan @skip(if: $c) ... on Customer { plan } } }";
+    for (c, admin) in [
+        (true, json!({ "id": "1" })),
+        (false, json!({ "id": "1", "plan": "gold" })),
+    ] {
+        let mut variables = Map::new();
+        variables.insert("c".into(), json!(c));
+        let (body, _) = run_with(INTERFACE_OBJECTS, query, variables, 500, accounts_subgraphs()).await;
+        assert_eq!(
+            body,
+            json!({ "data": { "topAccounts": [admin, { "id": "2", "plan": "free" }] } }),
+            "c={c}"
+        );
+    }
 }
 
 #[tokio::test]

@@ -370,9 +370,9 @@ impl<'a> Builder<'a> {
             .map(|member| Ok((member, self.collector.collect(member, sets)?)))
             .collect::<Result<_, PlanError>>()?;
         let by_implementation = members.iter().any(|(_, fields)| {
-            fields
-                .iter()
-                .any(|(key, cf)| is_typename(cf) || !common.iter().any(|(k, _)| *k == key))
+            fields.iter().any(|(key, cf)| {
+                is_typename(cf) || !common.iter().any(|(k, on)| *k == key && same_selections(on, cf))
+            })
         });
         if !by_implementation {
             let nodes = self.fields_from(buf, scope, interface, common.into_iter())?;
@@ -462,9 +462,19 @@ impl<'a> Builder<'a> {
                 .find(|(m, _)| **m == member)
                 .map(|(_, fields)| fields);
             let mut merged = Vec::new();
-            for key in order.into_iter().flat_map(|fields| fields.keys()) {
+            for (key, cf) in order.into_iter().flat_map(|fields| fields.iter()) {
                 match common_keys.iter().position(|k| k == key) {
-                    Some(i) => merged.push(common_nodes[i].clone()),
+                    // Selected on this implementation as on the interface.
+                    Some(i) if on_interface.get(key).is_some_and(|on| same_selections(on, cf)) => {
+                        merged.push(common_nodes[i].clone())
+                    }
+                    // Selected again in a fragment on this implementation
+                    // (more sub-fields, another condition): planned with
+                    // all of this implementation's selections, beside the
+                    // interface's (the subgraph merges the two).
+                    Some(_) => {
+                        merged.extend(self.fields_from(buf, scope, interface, std::iter::once((key, cf)))?)
+                    }
                     None => merged.extend(owned.next()),
                 }
             }
@@ -751,4 +761,15 @@ fn merge_item(set: &mut Vec<FieldSetItem>, item: FieldSetItem) {
             None => there.fragments.push((on, fields)),
         }
     }
+}
+
+/// Two collections of one response key select the same: the same
+/// sub-selections under the same conditions.
+fn same_selections(a: &CollectedField<'_>, b: &CollectedField<'_>) -> bool {
+    a.include == b.include
+        && a.selections.len() == b.selections.len()
+        && a.selections
+            .iter()
+            .zip(&b.selections)
+            .all(|((x, xi), (y, yi))| std::ptr::eq(*x, *y) && xi == yi)
 }
