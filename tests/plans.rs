@@ -451,3 +451,21 @@ fn requirements_with_different_arguments_travel_in_separate_representations() {
     );
     assert_eq!(plan.matches(r#"Entities(service: "a""#).count(), 2, "{plan}");
 }
+
+/// `__typename` in a `@requires` field set is given by every subgraph: the
+/// field plans (it was refused as unresolvable, a 500 for every operation
+/// touching it), and the representation carries it.
+#[test]
+fn typename_in_a_requirement_is_given_by_every_subgraph() {
+    let sdl = include_str!("../subgraphs/federation/supergraph.graphql").replace(
+        r#"requires: "price weight""#,
+        r#"requires: "__typename price weight""#,
+    );
+    let plan = plan_on(&sdl, "{ topProducts(first: 2) { upc shippingEstimate } }");
+    let entities = plan
+        .lines()
+        .find(|l| l.contains("_entities"))
+        .unwrap_or_else(|| panic!("an entity fetch: {plan}"));
+    assert!(entities.contains("shippingEstimate"), "{plan}");
+    assert!(plan.contains("__typename"), "{plan}");
+}

@@ -593,6 +593,10 @@ impl<'a> Builder<'a> {
     /// these objects came from), or a `@provides` on the way says it does;
     /// and, for an object, every field of the item's selection.
     fn gives(&self, scope: Scope<'_>, type_name: &Name, item: &FieldSetItem) -> bool {
+        // Every subgraph answers `__typename` of what it returns.
+        if item.name == "__typename" {
+            return true;
+        }
         if let Some(provided) = scope.provided.iter().find(|p| p.name == item.name) {
             return item
                 .selection
@@ -610,6 +614,9 @@ impl<'a> Builder<'a> {
 
     /// Whether `graph` resolves `item` of `type_name` (and its selection) with no requirements.
     fn resolves(&self, graph: &str, type_name: &Name, item: &FieldSetItem) -> bool {
+        if item.name == "__typename" {
+            return true;
+        }
         self.federated(type_name, &item.name)
             .and_then(|f| f.resolved_by(graph))
             .is_some_and(|g| g.requires.is_none())
@@ -624,15 +631,8 @@ impl<'a> Builder<'a> {
             return false;
         };
         let nested = crate::schema::named_type(&def.ty);
-        let of = |type_name: &Name, sub: &FieldSetItem| match self
-            .schema
-            .field(type_name, &sub.name)
-            .map(|f| &f.resolver)
-        {
-            Some(Resolver::Federated(_)) => self.resolves(graph, type_name, sub),
-            // A value type's own fields come with it.
-            Some(_) => true,
-            None => false,
+        let of = |type_name: &Name, sub: &FieldSetItem| {
+            sub.name == "__typename" || self.field_resolves(graph, type_name, sub)
         };
         item.selection.iter().all(|sub| of(nested, sub))
             && item.fragments.iter().all(|(on, subs)| {
@@ -640,6 +640,16 @@ impl<'a> Builder<'a> {
                 // are the parent subgraph's own values, which it answers.
                 self.schema.get(on).is_none() || subs.iter().all(|sub| of(on, sub))
             })
+    }
+
+    /// Whether `graph` gives `sub`, a field of a nested object of `type_name`.
+    fn field_resolves(&self, graph: &str, type_name: &Name, sub: &FieldSetItem) -> bool {
+        match self.schema.field(type_name, &sub.name).map(|f| &f.resolver) {
+            Some(Resolver::Federated(_)) => self.resolves(graph, type_name, sub),
+            // A value type's own fields come with it.
+            Some(_) => true,
+            None => false,
+        }
     }
 
     fn federated(&self, type_name: &Name, field: &str) -> Option<&'a FederatedField> {
