@@ -1221,3 +1221,44 @@ async fn a_conditional_repeat_beside_search_fields_loses_no_field() {
         }
     }
 }
+
+/// A MERGE page whose denormalized fields (a post's author's name) come
+/// from a service that is down is served without them, with one error at
+/// the field: it failed whole, though the sources answered.
+#[tokio::test]
+async fn a_merge_page_is_served_when_only_a_denormalizing_service_fails() {
+    let mut stack = stack(60, Backend::Tantivy).await;
+    let mut config = stack.config.clone();
+    config
+        .search
+        .strategies
+        .insert("feed".into(), tessera::config::StrategyName::Merge);
+    let merge = tessera::build(&config, include_str!("../schema.graphql")).expect("merge gateway");
+    let url = stack.serve(Arc::clone(&merge.gateway)).await;
+    let query =
+        json!({ "query": "{ feed(first: 5) { edges { node { __typename id title authorName } } } }" });
+    let healthy = stack.post_to(&url, query.clone()).await;
+    assert!(healthy.get("errors").is_none(), "{healthy}");
+
+    stack.faults("members", json!({ "down": true })).await;
+    stack.faults("staff", json!({ "down": true })).await;
+    let body = stack.post_to(&url, query.clone()).await;
+    let edges = body["data"]["feed"]["edges"]
+        .as_array()
+        .expect("the page is served");
+    let expected = healthy["data"]["feed"]["edges"].as_array().expect("edges");
+    assert_eq!(edges.len(), expected.len(), "{body}");
+    for (edge, want) in edges.iter().zip(expected) {
+        assert_eq!(edge["node"]["id"], want["node"]["id"], "{body}");
+        assert_eq!(edge["node"]["title"], want["node"]["title"], "{body}");
+        assert_eq!(edge["node"]["authorName"], Value::Null, "{body}");
+    }
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["path"], json!(["feed"]), "{body}");
+
+    // A source itself down fails the page, as before.
+    stack.faults("posts", json!({ "down": true })).await;
+    let body = stack.post_to(&url, query).await;
+    assert_eq!(body["data"]["feed"], Value::Null, "{body}");
+}

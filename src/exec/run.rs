@@ -341,8 +341,24 @@ impl<'r> Run<'r> {
             self.headers,
         )
         .await;
-        let answer = result.map(|value| Held::root(Arc::new(Tape::from_value(&value))));
-        FetchResult::Root(answer, Vec::new())
+        match result {
+            Ok((value, degraded)) => {
+                // Reported at the field (no path: the root field this fetch feeds).
+                let errors = degraded
+                    .map(|message| RawError {
+                        message,
+                        path: None,
+                        extensions: Some(Map::from_iter([(
+                            "code".to_owned(),
+                            Value::String(ErrorCode::DownstreamServiceError.as_str().to_owned()),
+                        )])),
+                    })
+                    .into_iter()
+                    .collect();
+                FetchResult::Root(Ok(Held::root(Arc::new(Tape::from_value(&value)))), errors)
+            }
+            Err(e) => FetchResult::Root(Err(e), Vec::new()),
+        }
     }
 
     async fn fetch_keyed(

@@ -601,7 +601,9 @@ fn connection(edges: Vec<(String, Value)>, has_next: bool, has_previous: bool, t
     })
 }
 
-/// Runs a search fetch: the connection under the client's response key.
+/// Runs a search fetch: the connection under the client's response key,
+/// and why part of it is missing, if it is (a MERGE page served without
+/// the fields another service failed to give).
 pub(super) async fn run(
     ctx: &SearchContext,
     executor: &super::Executor,
@@ -609,7 +611,7 @@ pub(super) async fn run(
     bindings: &[ArgBinding],
     vars: &Variables,
     headers: &reqwest::header::HeaderMap,
-) -> Result<Value, FetchError> {
+) -> Result<(Value, Option<String>), FetchError> {
     let schema = executor.schema();
     let def = schema.index(&search.index).ok_or_else(|| {
         from_search_error(SearchError::UnknownIndex {
@@ -617,13 +619,13 @@ pub(super) async fn run(
         })
     })?;
     let mut client = read_query(schema, def, bindings, vars, search.counts)?;
-    let connection = match ctx.strategy(&search.field) {
-        Strategy::Index => search_index(ctx, def, &mut client).await?,
+    let (connection, degraded) = match ctx.strategy(&search.field) {
+        Strategy::Index => (search_index(ctx, def, &mut client).await?, None),
         Strategy::Merge => merge(ctx, executor, def, &client, headers).await?,
     };
     let mut data = Map::new();
     data.insert(search.response_key.to_string(), connection);
-    Ok(Value::Object(data))
+    Ok((Value::Object(data), degraded))
 }
 
 async fn search_index(
@@ -762,12 +764,13 @@ fn page_args(
 }
 
 /// The fields a MERGE node is served from: those copied from the entity,
-/// and denormalized ones the entity exposes with the same `@from` path.
-fn merge_selection(schema: &Supergraph, source: &IndexSource) -> String {
+/// and (`with_paths`) denormalized ones the entity exposes with the same
+/// `@from` path, which other services answer.
+fn merge_selection(schema: &Supergraph, source: &IndexSource, with_paths: bool) -> String {
     let mut selection = String::from("id");
     for f in source.fields.iter().filter(|f| {
         f.path.is_none()
-            || matches!(
+            || with_paths && matches!(
                 schema.field(&source.entity, &f.name).map(|e| &e.resolver),
                 Some(crate::schema::Resolver::Path { relation, leaf, .. })
                     if f.reduce.is_none() && f.path.as_deref() == Some(&[relation.clone(), leaf.clone()][..])
@@ -786,7 +789,7 @@ async fn merge(
     def: &IndexDef,
     client: &ClientQuery,
     headers: &reqwest::header::HeaderMap,
-) -> Result<Value, FetchError> {
+) -> Result<(Value, Option<String>), FetchError> {
     if client.offset.is_some() {
         return Err(bad_input(
             "the MERGE strategy pages by cursor only (`first`/`after`), not by `page`",
@@ -875,11 +878,11 @@ async fn merge(
     // Each source's rows strictly after its position: one unified query for
     // every source's page and count (one request per service); a keyed
     // source whose page was all rows already seen is asked again further on.
-    let fetch = |requests: Vec<(usize, String, String)>, counts: bool| {
+    let fetch = |requests: Vec<(usize, String, String)>, counts: bool, with_paths: bool| {
         let asks_nothing = requests.is_empty() && !counts;
         let mut text = String::from("{");
         for (slot, field, args) in &requests {
-            let selection = merge_selection(schema, &def.sources[*slot]);
+            let selection = merge_selection(schema, &def.sources[*slot], with_paths);
             text.push_str(&format!(" items{slot}:{field}({args}){{{selection}}}"));
         }
         if counts {
@@ -905,6 +908,13 @@ async fn merge(
                 })
         }
     };
+    let source_subgraphs: Vec<&str> = active
+        .iter()
+        .filter_map(|(_, source, _)| schema.object(&source.entity)?.owner.as_ref())
+        .map(|owner| owner.subgraph.as_str())
+        .collect();
+    let mut with_paths = true;
+    let mut degraded = None;
     let wanted = client.first + 1;
     let mut sources: Vec<SourceRows> = active
         .iter()
@@ -941,7 +951,24 @@ async fn merge(
         if requests.is_empty() && total.is_some() {
             break;
         }
-        let mut data = fetch(requests, total.is_none()).await?;
+        let mut data = match fetch(requests.clone(), total.is_none(), with_paths).await {
+            Ok(data) => data,
+            // A service that only a denormalized field reads (a post's
+            // author's name) failed: the page is served without those
+            // fields, with one error, rather than not at all.
+            Err(FetchError::Source {
+                message,
+                subgraph: Some(subgraph),
+                ..
+            }) if with_paths && !source_subgraphs.contains(&subgraph.as_str()) => {
+                with_paths = false;
+                degraded = Some(format!(
+                    "fields read from other services are null on this page ({message})"
+                ));
+                fetch(requests, total.is_none(), false).await?
+            }
+            Err(e) => return Err(e),
+        };
         if total.is_none() {
             let counts: Option<Vec<u64>> = active
                 .iter()
@@ -1064,7 +1091,10 @@ async fn merge(
         .iter()
         .enumerate()
         .any(|(i, s)| s.rows.len() > cursors[i] || (s.more && s.rows.len() < wanted));
-    Ok(connection(edges, has_next, client.after.is_some(), total))
+    Ok((
+        connection(edges, has_next, client.after.is_some(), total),
+        degraded,
+    ))
 }
 
 /// A row's place in the merge: its sort value and document id.
