@@ -162,6 +162,21 @@ async fn a_lookup_answered_in_the_wrong_shape_is_an_error_not_nothing() {
     assert!(body.get("errors").is_none(), "{body}");
 }
 
+/// An error about a whole lookup keeps the service's own code, as a root
+/// field's does (it was always `DOWNSTREAM_SERVICE_ERROR`).
+#[tokio::test]
+async fn a_lookups_whole_failure_keeps_the_services_code() {
+    let handler = contracts_then_members(
+        |_| json!({ "data": { "membersByIds": null }, "errors": [{ "message": "database is down", "extensions": { "code": "DB_DOWN" } }] }),
+    );
+    let (body, _) = run("{ contracts { id member { name } } }", 500, handler).await;
+    let errors = body["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{body}");
+    assert_eq!(errors[0]["extensions"]["code"], "DB_DOWN", "{body}");
+    assert_eq!(errors[0]["extensions"]["subgraph"], "members", "{body}");
+    assert_eq!(errors[0]["message"], "database is down", "{body}");
+}
+
 #[tokio::test]
 async fn an_item_error_lands_on_the_items_that_reference_it() {
     let handler = contracts_then_members(|keys| {

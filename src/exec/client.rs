@@ -407,7 +407,13 @@ impl Exchange {
         let name = &self.subgraph.name;
         let mut attempt = 0;
         loop {
-            let probe = self.admit()?;
+            let probe = match self.admit() {
+                Ok(probe) => probe,
+                Err(open) => {
+                    metrics.subgraph_request(name, "circuit_open", Duration::ZERO);
+                    return Err(open);
+                }
+            };
             let started = Instant::now();
             let result = {
                 // The semaphore is never closed.

@@ -142,9 +142,14 @@ pub enum FetchError {
     /// The circuit breaker of the subgraph is open: it was not asked.
     #[error("subgraph \"{subgraph}\" is failing; not asked until it recovers")]
     CircuitOpen { subgraph: String },
-    /// The subgraph answered with an error about the whole request.
+    /// The subgraph answered with an error about the whole request (its
+    /// `extensions`, its own `code` among them, go on to the client).
     #[error("{message}")]
-    Downstream { subgraph: String, message: String },
+    Downstream {
+        subgraph: String,
+        message: String,
+        extensions: Map<String, Value>,
+    },
     /// An argument the subgraph's types cannot take (a non-numeric `ID`
     /// where it wants `Int`): the client's input, not the subgraph, is wrong.
     #[error("{message}")]
@@ -384,6 +389,11 @@ impl GraphQLError {
         let mut out = Self::new(error.client_message(), error.code());
         out.detail = error.detail();
         out.transient = error.is_transient();
+        if let FetchError::Downstream { extensions, .. } = error {
+            for (key, value) in extensions {
+                out.extensions.insert(key.clone(), value.clone());
+            }
+        }
         if let Some(subgraph) = error.subgraph() {
             out = out.with_extension("subgraph", subgraph);
         }

@@ -914,6 +914,7 @@ impl BatchLoader {
                 let failure = Arc::new(FetchError::Downstream {
                     subgraph: spec.subgraph.clone(),
                     message: error.message,
+                    extensions: error.extensions.unwrap_or_default(),
                 });
                 failed_keys = missing
                     .into_iter()
