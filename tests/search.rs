@@ -486,13 +486,7 @@ fn feed_expected(rows: &[(String, String, i64)], types: Option<&[&str]>, desc: b
 
 async fn merge_and_index_return_the_same_pages_even_when_skewed(backend: Backend) {
     let mut stack = stack(150, backend.clone()).await;
-    let mut config = stack.config.clone();
-    config
-        .search
-        .strategies
-        .insert("feed".into(), tessera::config::StrategyName::Merge);
-    let merge = tessera::build(&config, include_str!("../schema.graphql")).expect("merge gateway");
-    let merge_url = stack.serve(Arc::clone(&merge.gateway)).await;
+    let merge_url = merge_gateway(&mut stack).await;
     let index_url = stack.gateway.clone();
 
     // Skew: the newest 25 items all come from one service.
@@ -1228,13 +1222,7 @@ async fn a_conditional_repeat_beside_search_fields_loses_no_field() {
 #[tokio::test]
 async fn a_merge_page_is_served_when_only_a_denormalizing_service_fails() {
     let mut stack = stack(60, Backend::Tantivy).await;
-    let mut config = stack.config.clone();
-    config
-        .search
-        .strategies
-        .insert("feed".into(), tessera::config::StrategyName::Merge);
-    let merge = tessera::build(&config, include_str!("../schema.graphql")).expect("merge gateway");
-    let url = stack.serve(Arc::clone(&merge.gateway)).await;
+    let url = merge_gateway(&mut stack).await;
     let query =
         json!({ "query": "{ feed(first: 5) { edges { node { __typename id title authorName } } } }" });
     let healthy = stack.post_to(&url, query.clone()).await;
