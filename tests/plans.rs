@@ -469,3 +469,22 @@ fn typename_in_a_requirement_is_given_by_every_subgraph() {
     assert!(entities.contains("shippingEstimate"), "{plan}");
     assert!(plan.contains("__typename"), "{plan}");
 }
+
+/// One value for one argument type is one subgraph variable: a field
+/// printed twice in a fetch (an interface object's field asked again for one
+/// implementation) must carry the same arguments, or the subgraph refuses
+/// the two as conflicting (`last:$_a1` beside `last:$_a2`).
+#[test]
+fn the_same_argument_value_is_one_variable() {
+    let printed =
+        plan("{ a: contract(id: 1) { id } b: contract(id: 1) { title } c: contract(id: 2) { id } }");
+    let document = printed
+        .lines()
+        .find(|l| l.contains("contract("))
+        .unwrap_or_else(|| panic!("a contracts fetch: {printed}"));
+    assert!(
+        document.contains("a:contract(id:$_a0)") && document.contains("b:contract(id:$_a0)"),
+        "{printed}"
+    );
+    assert!(document.contains("c:contract(id:$_a1)"), "{printed}");
+}

@@ -724,17 +724,33 @@ impl<'a> Builder<'a> {
                     None => continue,
                 },
             };
-            let var = format!("_a{}", buf.args.len());
+            // The same value for the same argument type is the same
+            // variable: a field printed twice in one fetch (an interface
+            // object's field again for one implementation) must have the
+            // same arguments, or the subgraph refuses the two as conflicting.
+            let same = buf.args.iter().find(|b| {
+                b.value == value
+                    && b.def.ty == def.ty
+                    && b.def.source_type == def.source_type
+                    && b.def.global_id == def.global_id
+            });
+            let var = match same {
+                Some(binding) => binding.var.clone(),
+                None => {
+                    let var = format!("_a{}", buf.args.len());
+                    buf.args.push(ArgBinding {
+                        var: var.clone(),
+                        value,
+                        def: def.clone(),
+                    });
+                    var
+                }
+            };
             buf.text.push(if first { '(' } else { ',' });
             first = false;
             buf.text.push_str(&def.source_name);
             buf.text.push_str(":$");
             buf.text.push_str(&var);
-            buf.args.push(ArgBinding {
-                var,
-                value,
-                def: def.clone(),
-            });
         }
         if !first {
             buf.text.push(')');
