@@ -162,6 +162,10 @@ pub struct TrafficConfig {
     pub max_concurrent_per_subgraph: usize,
     /// Identical query requests in flight to one subgraph share one answer.
     pub deduplicate: bool,
+    /// The largest answer read from a subgraph, in bytes; a larger one is
+    /// `SUBGRAPH_INVALID_RESPONSE` (read whole, one answer of a service gone
+    /// wrong could take the gateway's memory).
+    pub max_response_bytes: usize,
 }
 
 impl Default for TrafficConfig {
@@ -173,6 +177,7 @@ impl Default for TrafficConfig {
             breaker_cooldown: Duration::from_millis(500),
             max_concurrent_per_subgraph: 256,
             deduplicate: true,
+            max_response_bytes: 64 << 20,
         }
     }
 }
@@ -767,6 +772,15 @@ impl Config {
                 ),
             });
         }
+        if self.traffic.max_response_bytes < 1024 {
+            return Err(ConfigError::Invalid {
+                key: "traffic.max_response_bytes".into(),
+                message: format!(
+                    "{} is too small for a GraphQL answer; write at least 1024",
+                    self.traffic.max_response_bytes
+                ),
+            });
+        }
         if self.traffic.max_concurrent_per_subgraph == 0 {
             return Err(ConfigError::Invalid {
                 key: "traffic.max_concurrent_per_subgraph".into(),
@@ -930,5 +944,8 @@ mod tests {
         assert!(err.to_string().contains("t.toml"), "{err}");
         let err = Config::from_toml("[execution]\nmax_batch_size = 0\n", "t.toml").expect_err("zero batch");
         assert!(err.to_string().contains("max_batch_size"), "{err}");
+        let err =
+            Config::from_toml("[traffic]\nmax_response_bytes = 10\n", "t.toml").expect_err("tiny bound");
+        assert!(err.to_string().contains("traffic.max_response_bytes"), "{err}");
     }
 }

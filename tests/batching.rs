@@ -394,3 +394,49 @@ async fn a_server_error_with_a_graphql_body_counts_toward_the_breaker() {
     );
     assert_eq!(asked.load(Ordering::Relaxed), 5, "the open circuit fails fast");
 }
+
+/// An answer larger than `traffic.max_response_bytes` is an invalid answer
+/// at the field it fed, not read whole (a 200 MB answer was, and served).
+#[tokio::test]
+async fn a_subgraph_answer_past_the_size_bound_is_refused() {
+    use axum::{routing::post, Json, Router};
+    let app = Router::new().route(
+        "/graphql",
+        post(|| async { Json(json!({ "data": { "member": { "name": "x".repeat(8_192) } } })) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let mut config = tessera::config::Config::default();
+    config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
+    let answer = |config: &tessera::config::Config| {
+        let gateway = tessera::build_gateway(config, include_str!("../schema.graphql")).expect("gateway");
+        async move {
+            let response = gateway
+                .handle(
+                    tessera::pipeline::GraphQLRequest {
+                        query: Some("{ member(id: 1) { name } }".into()),
+                        ..Default::default()
+                    },
+                    tessera::pipeline::Method::Post,
+                    &axum::http::HeaderMap::new(),
+                    Default::default(),
+                )
+                .await;
+            serde_json::from_slice::<Value>(&response.body).expect("json")
+        }
+    };
+    let body = answer(&config).await;
+    assert_eq!(
+        body["data"]["member"]["name"].as_str().map(str::len),
+        Some(8_192),
+        "{body}"
+    );
+    config.traffic.max_response_bytes = 4_096;
+    let body = answer(&config).await;
+    assert_eq!(body["data"]["member"], Value::Null, "{body}");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "SUBGRAPH_INVALID_RESPONSE",
+        "{body}"
+    );
+}

@@ -302,6 +302,7 @@ impl Fetcher for HttpFetcher {
                 backoff: self.traffic.retry_backoff,
                 breaker: self.traffic.breaker_failures,
                 cooldown: self.traffic.breaker_cooldown,
+                max_response_bytes: self.traffic.max_response_bytes,
             };
             let span = tracing::info_span!("subgraph", subgraph = %subgraph.name);
             if request.mutation || !self.traffic.deduplicate {
@@ -399,6 +400,7 @@ struct Exchange {
     backoff: Duration,
     breaker: u32,
     cooldown: Duration,
+    max_response_bytes: usize,
 }
 
 impl Exchange {
@@ -548,10 +550,23 @@ impl Exchange {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
                 .unwrap_or(0);
+            let too_large = || FetchError::InvalidResponse {
+                subgraph: subgraph.to_string(),
+                reason: format!(
+                    "the answer is larger than traffic.max_response_bytes ({} bytes)",
+                    self.max_response_bytes
+                ),
+            };
+            if size > self.max_response_bytes {
+                return Err(too_large());
+            }
             let mut bytes = Vec::with_capacity(size.min(MAX_PRESIZED_BODY));
             let mut body = response.into_body();
             while let Some(frame) = body.frame().await {
                 if let Some(data) = frame.map_err(|e| unreachable(&e))?.data_ref() {
+                    if bytes.len() + data.len() > self.max_response_bytes {
+                        return Err(too_large());
+                    }
                     bytes.extend_from_slice(data);
                 }
             }
