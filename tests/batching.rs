@@ -222,12 +222,34 @@ async fn a_service_that_is_down_or_answers_garbage_fails_partially() {
 
 /// A gateway whose members service is `app` (a stand-in), the others as configured.
 async fn with_members(app: axum::Router) -> tessera::pipeline::Gateway {
+    let config = members_at(app).await;
+    tessera::build_gateway(&config, include_str!("../schema.graphql")).expect("gateway")
+}
+
+/// The default configuration, its members service `app` (a stand-in, served here).
+async fn members_at(app: axum::Router) -> tessera::config::Config {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
     let mut config = tessera::config::Config::default();
     config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
-    tessera::build_gateway(&config, include_str!("../schema.graphql")).expect("gateway")
+    config
+}
+
+/// `query`'s response body from `gateway`, POSTed with no headers.
+async fn ask(gateway: &tessera::pipeline::Gateway, query: &str) -> Value {
+    let response = gateway
+        .handle(
+            tessera::pipeline::GraphQLRequest {
+                query: Some(query.into()),
+                ..Default::default()
+            },
+            tessera::pipeline::Method::Post,
+            &Default::default(),
+            Default::default(),
+        )
+        .await;
+    serde_json::from_slice(&response.body).expect("json")
 }
 
 #[tokio::test]
@@ -299,23 +321,7 @@ async fn a_leaf_of_the_wrong_kind_is_an_error_not_passed_on() {
         }),
     );
     let gateway = with_members(app).await;
-    let run = |query: &'static str| {
-        let gateway = &gateway;
-        async move {
-            let response = gateway
-                .handle(
-                    tessera::pipeline::GraphQLRequest {
-                        query: Some(query.into()),
-                        ..Default::default()
-                    },
-                    tessera::pipeline::Method::Post,
-                    &Default::default(),
-                    Default::default(),
-                )
-                .await;
-            serde_json::from_slice::<Value>(&response.body).expect("json")
-        }
-    };
+    let run = |query: &'static str| ask(&gateway, query);
 
     // A nullable String given a number: null, and why. A custom scalar
     // (DateTime) is the service's to shape: passed on as it came.
@@ -371,23 +377,12 @@ async fn a_server_error_with_a_graphql_body_counts_toward_the_breaker() {
         }),
     );
     let gateway = with_members(app).await;
-    let headers = axum::http::HeaderMap::new();
-    let run = || {
-        gateway.handle(
-            tessera::pipeline::GraphQLRequest {
-                query: Some("{ member(id: 1) { name } }".into()),
-                ..Default::default()
-            },
-            tessera::pipeline::Method::Post,
-            &headers,
-            Default::default(),
-        )
-    };
+    let query = "{ member(id: 1) { name } }";
     for _ in 0..5 {
-        let body: Value = serde_json::from_slice(&run().await.body).expect("json");
+        let body = ask(&gateway, query).await;
         assert_eq!(body["errors"][0]["message"], "database is down", "{body}");
     }
-    let body: Value = serde_json::from_slice(&run().await.body).expect("json");
+    let body = ask(&gateway, query).await;
     assert_eq!(
         body["errors"][0]["extensions"]["code"], "SUBGRAPH_UNAVAILABLE",
         "{body}"
@@ -404,27 +399,10 @@ async fn a_subgraph_answer_past_the_size_bound_is_refused() {
         "/graphql",
         post(|| async { Json(json!({ "data": { "member": { "name": "x".repeat(8_192) } } })) }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    let mut config = tessera::config::Config::default();
-    config.subgraphs.get_mut("members").expect("members").url = format!("http://{addr}/graphql");
+    let mut config = members_at(app).await;
     let answer = |config: &tessera::config::Config| {
         let gateway = tessera::build_gateway(config, include_str!("../schema.graphql")).expect("gateway");
-        async move {
-            let response = gateway
-                .handle(
-                    tessera::pipeline::GraphQLRequest {
-                        query: Some("{ member(id: 1) { name } }".into()),
-                        ..Default::default()
-                    },
-                    tessera::pipeline::Method::Post,
-                    &axum::http::HeaderMap::new(),
-                    Default::default(),
-                )
-                .await;
-            serde_json::from_slice::<Value>(&response.body).expect("json")
-        }
+        async move { ask(&gateway, "{ member(id: 1) { name } }").await }
     };
     let body = answer(&config).await;
     assert_eq!(
