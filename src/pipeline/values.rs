@@ -710,13 +710,24 @@ fn check_constant(
 mod tests {
     use super::*;
 
-    fn errors(query: &str) -> Vec<String> {
+    type Pass = fn(&Supergraph, &ExecutableDocument) -> Result<(), Vec<GraphQLError>>;
+
+    /// The messages `pass` gives `query` on schema.graphql.
+    fn messages(pass: Pass, query: &str) -> Vec<String> {
         let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
         let doc = async_graphql::parser::parse_query(query).expect("parses");
-        match check(&schema, &doc) {
+        match pass(&schema, &doc) {
             Ok(()) => Vec::new(),
             Err(errors) => errors.into_iter().map(|e| e.message).collect(),
         }
+    }
+
+    fn errors(query: &str) -> Vec<String> {
+        messages(check, query)
+    }
+
+    fn definition_errors(query: &str) -> Vec<String> {
+        messages(check_variable_definitions, query)
     }
 
     #[test]
@@ -758,15 +769,6 @@ mod tests {
             1
         );
         assert!(errors("{ contracts(status: ACTIVE, limit: 2147483647) { id } }").is_empty());
-    }
-
-    fn definition_errors(query: &str) -> Vec<String> {
-        let schema = Supergraph::parse(include_str!("../../schema.graphql")).expect("schema");
-        let doc = async_graphql::parser::parse_query(query).expect("parses");
-        match check_variable_definitions(&schema, &doc) {
-            Ok(()) => Vec::new(),
-            Err(errors) => errors.into_iter().map(|e| e.message).collect(),
-        }
     }
 
     #[test]
