@@ -259,8 +259,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = load_config(&common)?;
             let (file, sdl) = read_schema(&common, &config)?;
             let schema = parse_schema(&sdl, &file)?;
-            let doc = async_graphql::parser::parse_query(&query).context("the operation does not parse")?;
-            let plan = tessera::plan::plan(&schema, &doc, operation_name.as_deref())?;
+            // Prepared as a request would be: an operation the gateway
+            // refuses has no plan to show.
+            let plan =
+                tessera::pipeline::plan_operation(&schema, &query, operation_name.as_deref(), &config.limits)
+                    .await
+                    .map_err(|errors| {
+                        let lines: Vec<String> = errors
+                            .iter()
+                            .map(|e| match e.locations.first() {
+                                Some(at) => format!("{}:{}: {}", at.line, at.column, e.message),
+                                None => e.message.clone(),
+                            })
+                            .collect();
+                        anyhow::anyhow!("{}", lines.join("\n"))
+                    })?;
             println!("{plan}");
             Ok(())
         }

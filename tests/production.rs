@@ -740,3 +740,43 @@ async fn requests_given_up_on_free_their_subgraph_slots() {
     assert_eq!(body["data"]["contract"]["id"], "9", "{body}");
     assert!(body["data"]["staffCount"].is_number(), "{body}");
 }
+
+/// `tessera plan` prints the plan of an operation the gateway would take,
+/// and refuses, with the validator's message, one it would refuse: an
+/// argument the field does not have was dropped from the plan silently.
+#[tokio::test]
+async fn plan_refuses_what_a_request_would_be_refused() {
+    let plan = |operation: &'static str| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args([
+                "plan",
+                "--schema",
+                concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"),
+                operation,
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env_remove("TESSERA_CONFIG")
+            .output()
+            .await
+            .expect("tessera plan")
+    };
+    let output = plan("query($id: ID!) { contract(id: $id) { id member { name } } }").await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("membersByIds"));
+    for (operation, why) in [
+        ("{ contracts(first: 2) { id } }", "Unknown argument \"first\""),
+        (
+            "query($a: Int = \"x\") { contracts(limit: $a) { id } }",
+            "default value of \"$a\"",
+        ),
+    ] {
+        let output = plan(operation).await;
+        assert!(!output.status.success(), "{operation} was planned");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(why), "{operation}: {stderr}");
+    }
+}

@@ -38,7 +38,7 @@ fn fragment_type<'a>(
 }
 
 pub use limits::{count_tokens, CostTree, Limits};
-pub use prepare::{PlanCache, Prepared};
+pub use prepare::{plan_operation, PlanCache, Prepared};
 
 /// A GraphQL-over-HTTP request, from a POST body or a GET query string.
 #[derive(Debug, Default, Deserialize)]

@@ -72,7 +72,7 @@ impl PlanCache {
             }
         }
         crate::telemetry::metrics().plan_cache(false);
-        let planning = prepare(schema, query, operation_name, variables, limits);
+        let planning = prepare(schema, query, operation_name, Some(variables), limits);
         let prepared =
             Arc::new(tracing::Instrument::instrument(planning, tracing::info_span!("plan")).await?);
         self.cache.insert(key, Arc::clone(&prepared));
@@ -199,11 +199,24 @@ fn cache_key(query: &str, operation_name: Option<&str>) -> u64 {
     hasher.digest()
 }
 
+/// The plan of an operation as a request would prepare it (parsed, within
+/// the limits, validated), for any variables: what `tessera plan` prints.
+pub async fn plan_operation(
+    schema: &Supergraph,
+    query: &str,
+    operation_name: Option<&str>,
+    limits: &Limits,
+) -> Result<plan::QueryPlan, Vec<GraphQLError>> {
+    Ok(prepare(schema, query, operation_name, None, limits).await?.plan)
+}
+
+/// `variables`: the request's, checked once the document is; `None` when
+/// there is no request (the document alone is checked).
 async fn prepare(
     schema: &Supergraph,
     query: &str,
     operation_name: Option<&str>,
-    variables: &Map<String, Value>,
+    variables: Option<&Map<String, Value>>,
     limits: &Limits,
 ) -> Result<Prepared, Vec<GraphQLError>> {
     limits::check_tokens(query, limits).map_err(|e| vec![*e])?;
@@ -242,11 +255,11 @@ async fn prepare(
     // that do not coerce are reported after the document's own errors
     // (validation and planning come first, spec §6.1); the validator
     // checks the document alone then.
-    let coerced = coerce_for_validation(schema, &doc, operation_name, variables);
-    let mut request = async_graphql::Request::new(query).variables(match &coerced {
-        Some(Ok(values)) => values.clone(),
-        Some(Err(_)) => Variables::default(),
-        None => Variables::from_json(Value::Object(variables.clone())),
+    let coerced = variables.and_then(|v| coerce_for_validation(schema, &doc, operation_name, v));
+    let mut request = async_graphql::Request::new(query).variables(match (&coerced, variables) {
+        (Some(Ok(values)), _) => values.clone(),
+        (Some(Err(_)), _) | (None, None) => Variables::default(),
+        (None, Some(variables)) => Variables::from_json(Value::Object(variables.clone())),
     });
     if let Some(name) = operation_name {
         request = request.operation_name(name);
