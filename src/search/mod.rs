@@ -24,6 +24,8 @@ pub mod opensearch;
 pub mod query;
 pub mod spec;
 pub mod tantivy;
+#[cfg(test)]
+mod testkit;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,6 @@
 //! Tests of what only the tantivy backend has: segments, restarts, deep
 //! pages. The contract every backend keeps is in `search/conformance.rs`.
 
-use std::cmp::Ordering;
 use std::sync::LazyLock;
 use std::time::Instant;
 
@@ -9,117 +8,18 @@ use serde_json::{json, Value};
 
 use ::tantivy::query::AllQuery;
 
-use super::collector::{self, SortVal};
+use super::collector;
 use super::matches::Matches;
 use super::*;
 use crate::search::query::FieldValue;
-use crate::search::spec::{document_values, FieldKind, FieldSpec};
+use crate::search::spec::{FieldKind, FieldSpec};
 use crate::search::SortKey;
 
+use crate::search::testkit::{
+    corpus_writes, ids, oracle, random_doc, spec, Rng, DATES, MANAGERS, PRICES, WORDS,
+};
+
 type TestResult = Result<(), SearchError>;
-
-fn spec() -> IndexSpec {
-    IndexSpec::new(
-        "contracts",
-        vec![
-            FieldSpec::new("amount", FieldKind::I64).filterable().sortable(),
-            FieldSpec::new("price", FieldKind::F64).filterable().sortable(),
-            FieldSpec::new("managerName", FieldKind::Keyword)
-                .filterable()
-                .sortable(),
-            FieldSpec::new("title", FieldKind::Text)
-                .searchable()
-                .filterable()
-                .sortable(),
-            FieldSpec::new("createdAt", FieldKind::DateTime)
-                .filterable()
-                .sortable(),
-            FieldSpec::new("status", FieldKind::Keyword)
-                .filterable()
-                .sortable(),
-            FieldSpec::new("tags", FieldKind::Keyword).filterable(),
-            FieldSpec::new("notes", FieldKind::Text).searchable().not_stored(),
-            FieldSpec::new("a.b", FieldKind::Bool).filterable(),
-        ],
-    )
-}
-
-/// SplitMix64: a seeded generator, so failures reproduce.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        usize::try_from(self.next() % n as u64).unwrap_or(0)
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-
-    /// Whether a field is left out (one time in `n`).
-    fn missing(&mut self, n: usize) -> bool {
-        self.below(n) == 0
-    }
-}
-
-const MANAGERS: [&str; 8] = ["Ann", "Al", "Alice", "Bob", "bob", "Zoë", "Émile", "Bo"];
-const STATUSES: [&str; 3] = ["open", "closed", "draft"];
-const WORDS: [&str; 6] = ["alpha", "beta", "gamma", "delta", "Alpha", "beta-max"];
-const DATES: [&str; 5] = [
-    "2024-01-01T00:00:00Z",
-    "2024-01-01T01:00:00+01:00", // the same instant as the first
-    "2024-03-05T12:30:00.250Z",
-    "1969-07-20T20:17:40Z",
-    "2030-12-31T23:59:59.999Z",
-];
-const PRICES: [f64; 5] = [-2.5, -0.0, 0.0, 1.25, 1e10];
-
-fn random_doc(rng: &mut Rng, id: &str, version: i64) -> Document {
-    let mut doc = Document::new();
-    doc.insert("id".into(), json!(id));
-    doc.insert("_version".into(), json!(version));
-    if !rng.missing(8) {
-        doc.insert(
-            "amount".into(),
-            json!(i64::try_from(rng.below(16)).unwrap_or(0) - 3),
-        );
-    }
-    if !rng.missing(8) {
-        doc.insert("price".into(), json!(rng.pick(&PRICES)));
-    }
-    if !rng.missing(6) {
-        doc.insert("managerName".into(), json!(rng.pick(&MANAGERS)));
-    }
-    if !rng.missing(10) {
-        let title = format!("{} {}", rng.pick(&WORDS), rng.pick(&WORDS));
-        doc.insert("title".into(), json!(title));
-    }
-    if !rng.missing(7) {
-        doc.insert("createdAt".into(), json!(rng.pick(&DATES)));
-    }
-    doc.insert("status".into(), json!(rng.pick(&STATUSES)));
-    doc.insert("tags".into(), json!([rng.pick(&STATUSES), rng.pick(&WORDS)]));
-    doc.insert("notes".into(), json!(format!("note {}", rng.pick(&WORDS))));
-    doc.insert("a.b".into(), json!(rng.below(2) == 0));
-    doc.insert("extra".into(), json!({"kept": true}));
-    doc
-}
-
-fn ids(result: &SearchResult) -> Vec<String> {
-    result.hits.iter().map(|h| h.id.clone()).collect()
-}
-
-fn upserts(docs: &[Document]) -> Vec<WriteOp> {
-    docs.iter().cloned().map(WriteOp::Upsert).collect()
-}
 
 /// 2,000 documents written in shuffled batches (several segments), then
 /// partly rewritten and deleted, with the surviving documents as the
@@ -136,154 +36,11 @@ fn build_corpus(n: usize, seed: u64) -> Result<Corpus, SearchError> {
     backend.inner.create_index(spec(), "contracts_v1".into())?;
     backend.inner.point_alias("contracts", "contracts_v1")?;
     let handle = backend.handle("contracts")?;
-    let mut rng = Rng(seed);
-    let mut order: Vec<usize> = (0..n).collect();
-    for i in (1..order.len()).rev() {
-        order.swap(i, rng.below(i + 1));
+    let (writes, docs) = corpus_writes(n, seed);
+    for batch in writes {
+        handle.write(batch, None)?;
     }
-    let mut docs: BTreeMap<String, Document> = BTreeMap::new();
-    for chunk in order.chunks(n.div_ceil(5).max(1)) {
-        let batch: Vec<Document> = chunk
-            .iter()
-            .map(|i| random_doc(&mut rng, &format!("c{i}"), 1))
-            .collect();
-        handle.write(upserts(&batch), None)?;
-        docs.extend(
-            batch
-                .into_iter()
-                .map(|d| (d["id"].as_str().unwrap_or_default().to_owned(), d)),
-        );
-    }
-    let rewrites: Vec<Document> = (0..n / 12)
-        .map(|_| {
-            let id = format!("c{}", rng.below(n));
-            random_doc(&mut rng, &id, 2)
-        })
-        .collect();
-    handle.write(upserts(&rewrites), None)?;
-    for d in rewrites {
-        docs.insert(d["id"].as_str().unwrap_or_default().to_owned(), d);
-    }
-    let deletes: Vec<WriteOp> = (0..n / 20)
-        .map(|_| WriteOp::Delete {
-            id: format!("c{}", rng.below(n)),
-            version: 5,
-        })
-        .collect();
-    for op in &deletes {
-        if let WriteOp::Delete { id, .. } = op {
-            docs.remove(id);
-        }
-    }
-    handle.write(deletes, None)?;
-    Ok(Corpus {
-        backend,
-        docs: docs.into_values().collect(),
-    })
-}
-
-// --- The oracle: filters and the total order on plain JSON ------------
-
-fn json_values(doc: &Document, field: &FieldSpec) -> Vec<SortVal> {
-    document_values(field, doc.get(&field.name))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|s| match s {
-            Scalar::Str(s) => SortVal::Str(s),
-            Scalar::I64(i) => SortVal::I64(i),
-            Scalar::F64(f) => SortVal::F64(f),
-            Scalar::Bool(b) => SortVal::Bool(b),
-        })
-        .collect()
-}
-
-fn filter_value(field: &FieldSpec, value: &FieldValue) -> Option<SortVal> {
-    match coerce(field, value, "test").ok()?? {
-        Scalar::Str(s) => Some(SortVal::Str(s)),
-        Scalar::I64(i) => Some(SortVal::I64(i)),
-        Scalar::F64(f) => Some(SortVal::F64(f)),
-        Scalar::Bool(b) => Some(SortVal::Bool(b)),
-    }
-}
-
-fn oracle_matches(spec: &IndexSpec, doc: &Document, filter: &Filter) -> bool {
-    let field = |name: &str| {
-        spec.field(name)
-            .cloned()
-            .unwrap_or_else(|| FieldSpec::new(name, FieldKind::Bool))
-    };
-    let cmp = |a: &SortVal, b: &SortVal| a.cmp_directed(b, false);
-    match filter {
-        Filter::Term { field: f, value } => {
-            let f = field(f);
-            let values = json_values(doc, &f);
-            match filter_value(&f, value) {
-                None => values.is_empty(),
-                Some(v) => values.contains(&v),
-            }
-        }
-        Filter::In {
-            field: f,
-            values: wanted,
-        } => wanted.iter().any(|w| {
-            oracle_matches(
-                spec,
-                doc,
-                &Filter::Term {
-                    field: f.clone(),
-                    value: w.clone(),
-                },
-            )
-        }),
-        Filter::Range {
-            field: f,
-            gte,
-            gt,
-            lte,
-            lt,
-        } => {
-            let f = field(f);
-            let bound = |b: &Option<FieldValue>| b.as_ref().and_then(|v| filter_value(&f, v));
-            let (gte, gt, lte, lt) = (bound(gte), bound(gt), bound(lte), bound(lt));
-            json_values(doc, &f).iter().any(|v| {
-                gte.as_ref().is_none_or(|b| cmp(v, b).is_ge())
-                    && gt.as_ref().is_none_or(|b| cmp(v, b).is_gt())
-                    && lte.as_ref().is_none_or(|b| cmp(v, b).is_le())
-                    && lt.as_ref().is_none_or(|b| cmp(v, b).is_lt())
-            })
-        }
-        Filter::Prefix { field: f, prefix } => json_values(doc, &field(f))
-            .iter()
-            .any(|v| matches!(v, SortVal::Str(s) if s.starts_with(prefix.as_str()))),
-        Filter::FullText { .. } => true,
-    }
-}
-
-fn oracle(spec: &IndexSpec, docs: &[Document], query: &SearchQuery) -> Vec<String> {
-    let keys = query.sort_with_tiebreak();
-    let mut rows: Vec<(Vec<SortVal>, String)> = docs
-        .iter()
-        .filter(|d| query.filters.iter().all(|f| oracle_matches(spec, d, f)))
-        .map(|d| {
-            let values = keys
-                .iter()
-                .map(|k| {
-                    spec.field(&k.field)
-                        .and_then(|f| json_values(d, f).into_iter().next())
-                        .unwrap_or(SortVal::Missing)
-                })
-                .collect();
-            (values, d["id"].as_str().unwrap_or_default().to_owned())
-        })
-        .collect();
-    rows.sort_by(|(a, _), (b, _)| {
-        keys.iter()
-            .zip(a.iter().zip(b))
-            .map(|(k, (x, y))| x.cmp_directed(y, k.descending))
-            .find(|o| o.is_ne())
-            .unwrap_or(Ordering::Equal)
-    });
-    rows.into_iter().map(|(_, id)| id).collect()
+    Ok(Corpus { backend, docs })
 }
 
 #[test]
