@@ -488,3 +488,60 @@ fn the_same_argument_value_is_one_variable() {
     );
     assert!(document.contains("c:contract(id:$_a1)"), "{printed}");
 }
+
+/// An implementation that narrows its interface's field (`samePrice: Book`
+/// for `Product`'s `samePrice: Product`), as composed supergraphs have.
+const NARROWING: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
+enum join__Graph {
+  A @join__graph(name: "a", url: "http://127.0.0.1:1/a")
+}
+interface Product @join__type(graph: A) { samePrice: Product }
+interface Similar @join__type(graph: A) { similar: [Similar] }
+type Book implements Product & Similar @join__implements(graph: A, interface: "Product") @join__implements(graph: A, interface: "Similar") @join__type(graph: A, key: "id") {
+  id: ID!
+  samePrice: Book
+  similar: [Book]
+  isbn: String
+}
+type Pen implements Product @join__implements(graph: A, interface: "Product") @join__type(graph: A, key: "id") {
+  id: ID!
+  samePrice: Product
+}
+type Query @join__type(graph: A) { product: Product }
+"#
+);
+
+/// Fragments on a narrowing implementation validate through its interfaces
+/// (the validator's own schema cannot hold the narrowing; a fragment on
+/// `Book` inside a `Product` was refused as one that can never apply).
+#[tokio::test]
+async fn fragments_on_an_implementation_that_narrows_a_field_validate() {
+    let schema = Supergraph::parse(NARROWING).expect("the supergraph loads");
+    let limits = tessera::pipeline::Limits::default();
+    let plan = |query: &'static str| {
+        let schema = &schema;
+        let limits = &limits;
+        async move { tessera::pipeline::plan_operation(schema, query, None, limits).await }
+    };
+    for query in [
+        "{ product { ... on Book { id samePrice { isbn } } } }",
+        "{ product { samePrice { ... on Book { id } } ... on Similar { similar { ... on Book { isbn } } } } }",
+        "{ product { ...B } } fragment B on Book { isbn }",
+    ] {
+        let planned = plan(query).await;
+        assert!(planned.is_ok(), "{query}: {:?}", planned.err().map(|e| e[0].message.clone()));
+    }
+    // A fragment that can never apply is still refused: a `Pen` is no `Book`.
+    let refused = plan("{ product { ... on Pen { ... on Book { id } } } }")
+        .await
+        .err()
+        .map(|errors| errors[0].message.clone());
+    assert!(
+        refused
+            .as_deref()
+            .is_some_and(|m| m.contains("can never be of type \"Book\"")),
+        "{refused:?}"
+    );
+}

@@ -32,8 +32,10 @@ pub(super) fn build(doc: &ServiceDocument, query: &Name, mutation: Option<&Name>
     // async-graphql's check wants an implementing field's type to equal the
     // interface's; GraphQL allows a subtype (`similar: [Book]` for
     // `similar: [Product]`), which composed supergraphs use. Such an edge is
-    // left out of this schema (the planner has its own): the type validates
-    // and introspects as not implementing that interface.
+    // left out of this schema (the planner has its own): the type
+    // introspects as not implementing that interface, and the validator's
+    // reports that a fragment on it can never apply there are checked
+    // against the real types (`pipeline/prepare.rs`).
     let covariant = |fields: &[Positioned<FieldDefinition>], interface: &str| {
         interface_fields.get(interface).is_some_and(|declared| {
             declared.iter().any(|d| {
