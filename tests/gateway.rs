@@ -90,6 +90,40 @@ async fn arguments_are_renamed_and_converted() {
     assert_eq!(data["contract"]["id"], "4");
 }
 
+/// An argument whose variable the request leaves unset is not given
+/// (spec §6.4.1): the services read a declared, unsent variable as null, so
+/// the gateway sends the field without it. `phone: $p` without `$p` cleared
+/// the phone.
+#[tokio::test]
+async fn an_argument_bound_to_an_unset_variable_is_left_out() {
+    let stack = Stack::start().await;
+    let set = stack
+        .data(
+            "mutation { updateStaff(id: 2, phone: \"010-1234-5678\") { phone } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(set["updateStaff"]["phone"], "010-1234-5678");
+    let kept = stack
+        .data(
+            "mutation($p: String, $n: String) { updateStaff(id: 2, name: $n, phone: $p) { name phone } }",
+            json!({ "n": "Kim" }),
+        )
+        .await;
+    assert_eq!(
+        kept["updateStaff"],
+        json!({ "name": "Kim", "phone": "010-1234-5678" })
+    );
+    // Sent as null, it is cleared.
+    let cleared = stack
+        .data(
+            "mutation($p: String) { updateStaff(id: 2, phone: $p) { phone } }",
+            json!({ "p": null }),
+        )
+        .await;
+    assert_eq!(cleared["updateStaff"]["phone"], Value::Null);
+}
+
 #[tokio::test]
 async fn mutations_run_in_order_through_the_gateway() {
     let stack = Stack::start().await;

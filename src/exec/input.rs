@@ -235,6 +235,85 @@ pub fn checked_subgraph_variables(
     (out, problems)
 }
 
+/// The subgraph variables of `bindings` the request left unset (a client
+/// variable given no value, with no default): `variables` has none.
+pub fn unset_variables<'b>(bindings: &'b [ArgBinding], variables: &Map<String, Json>) -> Vec<&'b str> {
+    bindings
+        .iter()
+        .map(|b| b.var.as_str())
+        .filter(|var| !variables.contains_key(*var))
+        .collect()
+}
+
+/// `text` (a printed subgraph document, or its selection) without the
+/// variables named in `unset`: their definitions (`$v:Type`) and the
+/// arguments they are the value of (`name:$v`). A variable given no value
+/// leaves its argument unset (spec §6.4.1), but the legacy services read a
+/// declared, unsent variable as null: `updateStaff(phone: $p)` without
+/// `$p` cleared the phone instead of keeping it. Sent without the argument,
+/// the service applies its own default, or keeps the field.
+pub fn without_unset_arguments<'t>(text: &'t str, unset: &[&str]) -> std::borrow::Cow<'t, str> {
+    if unset.is_empty() {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut text = text.to_owned();
+    while let Some(range) = unset_item(&text, unset) {
+        text.replace_range(range, "");
+    }
+    std::borrow::Cow::Owned(text)
+}
+
+/// The byte range to remove for the first use or definition of an unset
+/// variable outside string literals: the item (`$v:Type` or `name:$v`) with
+/// one of its separators, or with its parentheses when it is alone.
+fn unset_item(text: &str, unset: &[&str]) -> Option<std::ops::Range<usize>> {
+    let bytes = text.as_bytes();
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut in_string = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' if in_string => i += 1,
+            b'"' => in_string = !in_string,
+            b'$' if !in_string => {
+                let end = i + 1 + bytes[i + 1..].iter().take_while(|b| is_name(**b)).count();
+                if unset.contains(&&text[i + 1..end]) {
+                    let before = text[..i].trim_end();
+                    let (start, end) = if let Some(arg) = before.strip_suffix(':') {
+                        // A use: `name:$v`.
+                        let name = arg.trim_end();
+                        let start = name.len() - name.bytes().rev().take_while(|b| is_name(*b)).count();
+                        (start, end)
+                    } else {
+                        // A definition: `$v:Type`, up to the next separator.
+                        let len = bytes[end..]
+                            .iter()
+                            .take_while(|b| !matches!(b, b',' | b')'))
+                            .count();
+                        (i, end + len)
+                    };
+                    let open = text[..start].trim_end();
+                    let close = text[end..].trim_start();
+                    return Some(if open.ends_with(',') {
+                        open.len() - 1..end
+                    } else if close.starts_with(',') {
+                        start..text.len() - close.len() + 1
+                    } else if open.ends_with('(') && close.starts_with(')') {
+                        open.len() - 1..text.len() - close.len() + 1
+                    } else {
+                        start..end
+                    });
+                }
+                i = end;
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// `value` (of type `ty`) with the defaults of the input-object fields it
 /// leaves out (GraphQL spec §5.6.4 CoerceInputValues): a literal such as
 /// `{field: CREATED_AT}` means the field's default `direction`, as the same
@@ -407,6 +486,30 @@ mod tests {
         assert_eq!(
             fields.get("tags"),
             Some(&Value::List(vec![Value::Variable(Name::new("x"))]))
+        );
+    }
+
+    #[test]
+    fn unset_variables_leave_their_arguments_out() {
+        let strip = |text: &str, unset: &[&str]| without_unset_arguments(text, unset).into_owned();
+        let doc = "mutation($_a0:Int!,$_a1:String,$_a2:[String!]){updateStaff(id:$_a0,name:$_a1,phone:$_a2){phone}}";
+        assert_eq!(strip(doc, &[]), doc);
+        assert_eq!(
+            strip(doc, &["_a2"]),
+            "mutation($_a0:Int!,$_a1:String){updateStaff(id:$_a0,name:$_a1){phone}}"
+        );
+        assert_eq!(
+            strip(doc, &["_a1"]),
+            "mutation($_a0:Int!,$_a2:[String!]){updateStaff(id:$_a0,phone:$_a2){phone}}"
+        );
+        assert_eq!(strip(doc, &["_a0", "_a1", "_a2"]), "mutation{updateStaff{phone}}");
+        // `$_a1` is not `$_a10`; a string literal is not a use; every use goes.
+        assert_eq!(
+            strip(
+                r#"query($_a1:Int,$_a10:Int){a(x:$_a10,s:"y:$_a1"){b(f:$_a1)} c(f:$_a1,g:1)}"#,
+                &["_a1"]
+            ),
+            r#"query($_a10:Int){a(x:$_a10,s:"y:$_a1"){b} c(g:1)}"#
         );
     }
 }

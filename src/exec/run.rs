@@ -18,7 +18,9 @@ use serde_json::{Map, Value};
 
 use super::client::{Fetcher, RawError, SubgraphRequest, SubgraphResponse};
 use super::error::{ErrorCode, FetchError, PathSegment, SubgraphError};
-use super::input::{checked_subgraph_variables, subgraph_variables, Variables};
+use super::input::{
+    checked_subgraph_variables, subgraph_variables, unset_variables, without_unset_arguments, Variables,
+};
 use super::keys;
 use super::tape::{Held, Identity, Node, Tape};
 use crate::plan::{
@@ -304,6 +306,10 @@ impl<'r> Run<'r> {
                 selection.trim_start()
             ));
         }
+        let unset = unset_variables(&fetch.arguments, &variables);
+        if !unset.is_empty() {
+            document = std::borrow::Cow::Owned(without_unset_arguments(&document, &unset).into_owned());
+        }
         let response = self
             .fetcher
             .fetch(SubgraphRequest {
@@ -535,6 +541,7 @@ enum Sends {
 
 impl BatchSpec {
     fn keyed(fetch: &Fetch, query: &SubgraphQuery, keyed: &KeyedFetch, run: &Run<'_>) -> Self {
+        let (variables, document, selection) = Self::texts(fetch, query, run);
         Self {
             subgraph: query.subgraph.clone(),
             sends: match keyed.strategy {
@@ -542,15 +549,15 @@ impl BatchSpec {
                 KeyStrategy::Alias => Sends::Aliases,
             },
             is_join: matches!(fetch.kind, FetchKind::Join(..)),
-            document: query.document.clone(),
-            selection: query.selection.clone(),
+            document,
+            selection,
             field: keyed.field.clone(),
             arg: keyed.arg.clone(),
             key_type: Some(keyed.arg_type.clone()),
             send_global_id: keyed.send_global_id.clone(),
             result_key: result_key(&keyed.keys),
             page: keyed.page.clone(),
-            variables: subgraph_variables(run.schema, &fetch.arguments, run.variables),
+            variables,
         }
     }
 
@@ -570,20 +577,33 @@ impl BatchSpec {
             ),
             Representations::Built => (Sends::BuiltRepresentations, None, None),
         };
+        let (variables, document, selection) = Self::texts(fetch, query, run);
         Self {
             subgraph: query.subgraph.clone(),
             sends,
             is_join: false,
-            document: query.document.clone(),
-            selection: query.selection.clone(),
+            document,
+            selection,
             field: "_entities".into(),
             arg: "representations".into(),
             key_type,
             send_global_id,
             result_key: result_key(&entities.keys),
             page: None,
-            variables: subgraph_variables(run.schema, &fetch.arguments, run.variables),
+            variables,
         }
+    }
+}
+
+impl BatchSpec {
+    /// The fetch's variables, and its document and selection without the
+    /// arguments whose variables the request left unset.
+    fn texts(fetch: &Fetch, query: &SubgraphQuery, run: &Run<'_>) -> (Map<String, Value>, String, String) {
+        let variables = subgraph_variables(run.schema, &fetch.arguments, run.variables);
+        let unset = unset_variables(&fetch.arguments, &variables);
+        let document = without_unset_arguments(&query.document, &unset).into_owned();
+        let selection = without_unset_arguments(&query.selection, &unset).into_owned();
+        (variables, document, selection)
     }
 }
 
