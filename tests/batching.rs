@@ -31,6 +31,71 @@ async fn page_costs(stack: &Stack, n: usize) -> (Vec<Value>, HashMap<String, u64
     (rows, stack.requests().await)
 }
 
+/// The same relation selected twice under one parent (two aliases with
+/// different selections, or a denormalized field beside the relation) is
+/// one request per service, and each selection reads its own fields: the
+/// two lookups were sent apart.
+#[tokio::test]
+async fn a_relation_selected_twice_is_one_request_per_service() {
+    let stack = Stack::start().await;
+    stack.reset_stats().await;
+    let data = stack
+        .data(
+            "{ posts(first: 20) { authorName author { email accounts { bankName } } a: author { mail: email accounts { id } } } }",
+            json!({}),
+        )
+        .await;
+    let requests = stack.requests().await;
+    assert_eq!(requests["members"], 1, "{requests:?}");
+    assert_eq!(requests["accounts"], 1, "{requests:?}");
+    let posts = data["posts"].as_array().expect("posts");
+    assert_eq!(posts.len(), 20);
+    for post in posts {
+        let (author, a) = (&post["author"], &post["a"]);
+        assert!(author["email"].is_string(), "{post}");
+        assert_eq!(a["mail"], author["email"], "{post}");
+        assert!(post["authorName"].is_string(), "{post}");
+        let banks: Vec<_> = author["accounts"]
+            .as_array()
+            .expect("accounts")
+            .iter()
+            .map(|x| x.as_object().map(|o| o.keys().cloned().collect::<Vec<_>>()))
+            .collect();
+        assert!(
+            banks
+                .iter()
+                .all(|k| k.as_deref() == Some(&["bankName".to_string()][..])),
+            "{post}"
+        );
+        let ids = a["accounts"].as_array().expect("accounts");
+        assert_eq!(
+            ids.len(),
+            author["accounts"].as_array().map_or(0, Vec::len),
+            "{post}"
+        );
+        assert!(
+            ids.iter()
+                .all(|x| x["id"].is_string() && x.get("bankName").is_none()),
+            "{post}"
+        );
+    }
+    // Selections that cannot share a request (`name` is the name in one,
+    // the email in the other) are sent apart, each answered as asked.
+    let data = stack
+        .data(
+            "{ posts(first: 5) { author { name } a: author { name: email } } }",
+            json!({}),
+        )
+        .await;
+    for post in data["posts"].as_array().expect("posts") {
+        let (name, email) = (&post["author"]["name"], &post["a"]["name"]);
+        assert!(
+            name.is_string() && email.as_str().is_some_and(|e| e.contains('@')) && name != email,
+            "{post}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_page_costs_one_request_per_service_whatever_its_size() {
     let max_batch = 500;

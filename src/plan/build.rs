@@ -293,7 +293,7 @@ fn plan_choosing(
         })
         .collect();
 
-    Ok(QueryPlan {
+    let mut plan = QueryPlan {
         kind,
         operation_name: name,
         variables,
@@ -303,7 +303,9 @@ fn plan_choosing(
         has_introspection,
         response_size: Default::default(),
         internal_keys: builder.aliases.made,
-    })
+    };
+    super::siblings::merge(&mut plan);
+    Ok(plan)
 }
 
 fn select_operation<'d>(

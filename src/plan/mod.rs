@@ -10,6 +10,7 @@ mod display;
 mod federation;
 mod normalize;
 mod search;
+mod siblings;
 
 use async_graphql::parser::types::Type;
 use async_graphql_value::{Name, Value};
