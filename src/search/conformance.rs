@@ -595,6 +595,44 @@ async fn ids_where_finds_every_dependent_document(engine: Engine) -> TestResult 
     Ok(())
 }
 
+/// Instants are indexed to the millisecond; a range bound between two
+/// milliseconds holds the same instants on every backend as it would
+/// exactly (`lt: …17.8325Z` holds `…17.832Z`; `gte` does not).
+async fn range_bounds_finer_than_a_millisecond_hold_what_they_say(engine: Engine) -> TestResult {
+    let Some(backend) = backend_with_index(engine).await? else {
+        return Ok(());
+    };
+    let b = backend.as_ref();
+    let mut d = doc("a", 1, 1);
+    d.insert("createdAt".into(), json!("2019-01-01T01:28:17.832Z"));
+    b.upsert("contracts", vec![d]).await?;
+    let bound = || Some(FieldValue::Str("2019-01-01T01:28:17.8325Z".into()));
+    let range = |gte, gt, lte, lt| SearchQuery {
+        filters: vec![Filter::Range {
+            field: "createdAt".into(),
+            gte,
+            gt,
+            lte,
+            lt,
+        }],
+        sort: vec![],
+        page: Page::After {
+            first: 10,
+            after: None,
+        },
+        count: true,
+    };
+    for (query, want) in [
+        (range(None, None, None, bound()), vec!["a"]),
+        (range(None, None, bound(), None), vec!["a"]),
+        (range(bound(), None, None, None), vec![]),
+        (range(None, bound(), None, None), vec![]),
+    ] {
+        assert_eq!(ids(&b.search("contracts", &query).await?), want, "{query:?}");
+    }
+    Ok(())
+}
+
 // --- Bad input ----------------------------------------------------------
 
 async fn bad_queries_are_client_errors_naming_the_field(engine: Engine) -> TestResult {
@@ -862,4 +900,5 @@ for_each_engine!(
     tampered_and_foreign_cursors_are_refused,
     alias_swap_moves_searches_to_the_new_index,
     terms_list_every_distinct_keyword,
+    range_bounds_finer_than_a_millisecond_hold_what_they_say,
 );

@@ -9,7 +9,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::spec::{parse_datetime_millis, FieldKind, FieldSpec, IndexSpec, Scalar, ID_FIELD};
+use super::spec::{
+    parse_datetime_millis, parse_datetime_millis_rounded, FieldKind, FieldSpec, IndexSpec, Scalar, ID_FIELD,
+};
 use super::SearchError;
 
 /// A document as indexed and as returned in hits: one JSON object per entity
@@ -295,6 +297,25 @@ pub(crate) fn coerce(
         expected: expected_values(field.kind).to_owned(),
         got: value.describe(),
     })
+}
+
+/// A range bound as the index compares it. Instants are indexed to the
+/// millisecond: a bound between two milliseconds is rounded so that the
+/// range holds the same indexed instants, up for an inclusive lower bound
+/// or an exclusive upper one (`lt: "…17.8325Z"` holds `…17.832Z`, `gte`
+/// does not), down for the others.
+pub(crate) fn range_bound(
+    field: &FieldSpec,
+    value: &FieldValue,
+    up: bool,
+) -> Result<Option<Scalar>, SearchError> {
+    match (field.kind, value) {
+        (FieldKind::DateTime, FieldValue::Str(s)) => match parse_datetime_millis_rounded(s, up) {
+            Some(ms) => Ok(Some(Scalar::I64(ms))),
+            None => coerce(field, value, "a range bound"),
+        },
+        _ => coerce(field, value, "a range bound"),
+    }
 }
 
 /// The words a `Text` field is searched by, as every backend splits them:

@@ -227,8 +227,16 @@ pub(crate) enum Scalar {
 
 /// Parses an RFC 3339 timestamp into epoch milliseconds.
 pub(crate) fn parse_datetime_millis(s: &str) -> Option<i64> {
+    parse_datetime_millis_rounded(s, false)
+}
+
+/// [`parse_datetime_millis`], rounded up to the next millisecond when `up`
+/// and the instant falls between two.
+pub(crate) fn parse_datetime_millis_rounded(s: &str, up: bool) -> Option<i64> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()?;
-    i64::try_from(t.unix_timestamp_nanos().div_euclid(1_000_000)).ok()
+    let nanos = t.unix_timestamp_nanos();
+    let carry = i128::from(up && nanos.rem_euclid(1_000_000) != 0);
+    i64::try_from(nanos.div_euclid(1_000_000) + carry).ok()
 }
 
 /// [`Scalar`] borrowing its string from the document.
@@ -352,6 +360,18 @@ mod tests {
         assert_eq!(parse_datetime_millis("1970-01-01T01:00:00+01:00"), Some(0));
         assert_eq!(parse_datetime_millis("1969-12-31T23:59:59.9995Z"), Some(-1));
         assert_eq!(parse_datetime_millis("yesterday"), None);
+        assert_eq!(
+            parse_datetime_millis_rounded("1970-01-01T00:00:01.5001Z", true),
+            Some(1501)
+        );
+        assert_eq!(
+            parse_datetime_millis_rounded("1970-01-01T00:00:01.5Z", true),
+            Some(1500)
+        );
+        assert_eq!(
+            parse_datetime_millis_rounded("1969-12-31T23:59:59.9995Z", true),
+            Some(0)
+        );
     }
 
     #[test]

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 
 use super::mapping::{exact_field, words_field, Mapping};
-use crate::search::query::{coerce, words, FieldValue, Filter, SortKey};
+use crate::search::query::{coerce, range_bound, words, FieldValue, Filter, SortKey};
 use crate::search::spec::{FieldKind, Scalar};
 use crate::search::{SearchError, ID_FIELD};
 
@@ -98,7 +98,7 @@ fn filter(mapping: &Mapping, f: &Filter) -> Result<Value, SearchError> {
             let mut ranges = Vec::new();
             for (op, bound) in [("gte", gte), ("gt", gt), ("lte", lte), ("lt", lt)] {
                 if let Some(v) = bound {
-                    if let Some(v) = coerce(spec, v, "a range bound")? {
+                    if let Some(v) = range_bound(spec, v, matches!(op, "gte" | "lt"))? {
                         let mut range = serde_json::Map::new();
                         match (spec.kind, v) {
                             // As an ISO instant: `epoch_millis` bounds before 1970

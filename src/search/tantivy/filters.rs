@@ -15,7 +15,7 @@ use ::tantivy::schema::{Field, IndexRecordOption};
 use ::tantivy::{BitSet, DocId, DocSet, Score, SegmentReader, TantivyError, Term};
 
 use super::Handle;
-use crate::search::query::{coerce, FieldValue, Filter};
+use crate::search::query::{coerce, range_bound, FieldValue, Filter};
 use crate::search::spec::Scalar;
 use crate::search::SearchError;
 
@@ -101,23 +101,26 @@ impl Handle {
             } => {
                 let (f, column) = self.layout.exact(field)?;
                 let spec = spec_of(field)?;
-                let bound =
-                    |v: &Option<FieldValue>, inclusive: bool| -> Result<Option<Bound<Term>>, SearchError> {
-                        let Some(v) = v else { return Ok(None) };
-                        Ok(coerce(spec, v, "a range bound")?.map(|s| {
-                            let t = term(f, &s);
-                            if inclusive {
-                                Bound::Included(t)
-                            } else {
-                                Bound::Excluded(t)
-                            }
-                        }))
-                    };
-                let lowers: Vec<_> = [bound(gte, true)?, bound(gt, false)?]
+                // `up`: an inclusive lower bound or an exclusive upper one.
+                let bound = |v: &Option<FieldValue>,
+                             inclusive: bool,
+                             up: bool|
+                 -> Result<Option<Bound<Term>>, SearchError> {
+                    let Some(v) = v else { return Ok(None) };
+                    Ok(range_bound(spec, v, up)?.map(|s| {
+                        let t = term(f, &s);
+                        if inclusive {
+                            Bound::Included(t)
+                        } else {
+                            Bound::Excluded(t)
+                        }
+                    }))
+                };
+                let lowers: Vec<_> = [bound(gte, true, true)?, bound(gt, false, false)?]
                     .into_iter()
                     .flatten()
                     .collect();
-                let uppers: Vec<_> = [bound(lte, true)?, bound(lt, false)?]
+                let uppers: Vec<_> = [bound(lte, true, false)?, bound(lt, false, true)?]
                     .into_iter()
                     .flatten()
                     .collect();
