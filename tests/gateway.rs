@@ -1105,6 +1105,26 @@ async fn a_search_index_not_built_yet_is_unavailable_and_the_rest_is_served() {
         body["errors"][0]["message"], "the search index is not built yet",
         "{body}"
     );
+    // Created, its first backfill not finished (running, stopped, failed):
+    // still unavailable, never a part of the matches served as all of them.
+    stack
+        .syncer()
+        .ensure_index("contracts")
+        .await
+        .expect("index created");
+    let (_, body) = stack
+        .post(json!({ "query": "{ contractSearch(first: 1) { totalCount } }" }))
+        .await;
+    assert_eq!(code(&body), "SEARCH_UNAVAILABLE", "{body}");
+    stack
+        .syncer()
+        .backfill("contracts", false, &|_| {})
+        .await
+        .expect("backfill");
+    let data = stack
+        .data("{ contractSearch(first: 1) { totalCount } }", json!({}))
+        .await;
+    assert!(data["contractSearch"]["totalCount"].as_u64() > Some(0), "{data}");
 }
 
 #[tokio::test]

@@ -45,7 +45,19 @@ pub struct SearchContext {
     repairs: Option<tokio::sync::mpsc::Sender<Change>>,
     /// When each index last applied a change, as the backend keeps it.
     applied: Arc<parking_lot::Mutex<HashMap<String, Applied>>>,
+    /// Whether each index's backfill had finished when last read.
+    built: parking_lot::Mutex<HashMap<String, Built>>,
 }
+
+/// An index's build state as last read from its checkpoint.
+struct Built {
+    live: bool,
+    read: Instant,
+}
+
+/// How long an index found built is trusted before its checkpoint is read
+/// again (`sync backfill --restart` rebuilds it in place).
+const BUILT_RECHECK: Duration = Duration::from_secs(5);
 
 /// An index's last applied change as last read from the backend.
 struct Applied {
@@ -72,6 +84,7 @@ impl SearchContext {
             strategies,
             repairs: None,
             applied: Arc::default(),
+            built: Default::default(),
         }
     }
 
@@ -124,6 +137,39 @@ impl SearchContext {
             }
         };
         local.max(stored)
+    }
+
+    /// Whether `index` can answer: its backfill has finished. An index whose
+    /// first build is running, or was stopped half-way, holds part of its
+    /// documents; served, it answered a fraction of the matches (a
+    /// `totalCount` of 50,000 for 120,000) with no error.
+    async fn ensure_built(&self, index: &str) -> Result<(), FetchError> {
+        if let Some(built) = self.built.lock().get(index) {
+            if built.live && built.read.elapsed() < BUILT_RECHECK {
+                return Ok(());
+            }
+        }
+        let raw = self.backend.checkpoint(index).await.map_err(from_search_error)?;
+        let live = raw
+            .as_deref()
+            .and_then(|raw| serde_json::from_str::<crate::sync::Checkpoint>(raw).ok())
+            .is_some_and(|c| matches!(c, crate::sync::Checkpoint::Live { .. }));
+        self.built.lock().insert(
+            index.to_owned(),
+            Built {
+                live,
+                read: Instant::now(),
+            },
+        );
+        if live {
+            Ok(())
+        } else {
+            Err(FetchError::Search {
+                message: "the search index is not built yet".into(),
+                code: ErrorCode::SearchUnavailable,
+                detail: None,
+            })
+        }
     }
 
     /// Reports hits whose entity is gone to `repairs`, whose reader
@@ -633,6 +679,7 @@ async fn search_index(
     def: &IndexDef,
     client: &mut ClientQuery,
 ) -> Result<Value, FetchError> {
+    ctx.ensure_built(&def.name).await?;
     if let Some(cursor) = &client.after {
         let position = ctx
             .codec
