@@ -475,8 +475,13 @@ impl http::Readiness for Readiness {
             });
             let indexes = self.indexes.iter().map(|index| async move {
                 let backend = self.backend.as_ref()?;
-                match tokio::time::timeout(self.budget, backend.resolve(index)).await {
-                    Ok(Ok(_)) => None,
+                // Its checkpoint, not only its alias: an index whose first
+                // backfill has not finished answers nothing yet.
+                match tokio::time::timeout(self.budget, backend.checkpoint(index)).await {
+                    Ok(Ok(stored)) if sync::Checkpoint::is_built(stored.as_deref()) => None,
+                    Ok(Ok(_)) => Some(format!(
+                        "index {index}: not built yet (its backfill has not finished)"
+                    )),
                     Ok(Err(e)) => Some(format!("index {index}: {e}")),
                     Err(_) => Some(format!(
                         "index {index}: no answer within {}",

@@ -266,6 +266,48 @@ async fn a_service_killed_under_load_fails_fast_and_is_served_again_within_a_sec
     assert!(served_again < Duration::from_secs(1), "{served_again:?}");
 }
 
+/// `/ready` waits for every index's first backfill to finish: an index
+/// created (its alias set) but not built answers nothing yet, and a load
+/// balancer sending it traffic got a part of the matches.
+#[tokio::test]
+async fn ready_waits_until_every_index_is_built() {
+    let mut stack = Stack::start_with(common::StackOptions {
+        search: true,
+        ..common::StackOptions::default()
+    })
+    .await;
+    let app = tessera::app(&stack.config, stack.search.as_ref().expect("search")).expect("app");
+    let base = stack
+        .serve_app(app)
+        .await
+        .trim_end_matches("/graphql")
+        .to_string();
+    let ready = || {
+        let (client, url) = (stack.client.clone(), format!("{base}/ready"));
+        async move {
+            let response = client.get(url).send().await.expect("answer");
+            (response.status().as_u16(), response.text().await.expect("text"))
+        }
+    };
+    stack
+        .syncer()
+        .ensure_index("contracts")
+        .await
+        .expect("index created");
+    let (status, body) = ready().await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("index contracts: not built yet"), "{body}");
+    for index in stack.syncer().index_names() {
+        stack
+            .syncer()
+            .backfill(&index, false, &|_| {})
+            .await
+            .expect("backfill");
+    }
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn ready_reports_dead_services_and_metrics_are_exported() {
     let (stack, url) = Stack::with_app().await;

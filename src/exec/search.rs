@@ -150,10 +150,7 @@ impl SearchContext {
             }
         }
         let raw = self.backend.checkpoint(index).await.map_err(from_search_error)?;
-        let live = raw
-            .as_deref()
-            .and_then(|raw| serde_json::from_str::<crate::sync::Checkpoint>(raw).ok())
-            .is_some_and(|c| matches!(c, crate::sync::Checkpoint::Live { .. }));
+        let live = crate::sync::Checkpoint::is_built(raw.as_deref());
         self.built.lock().insert(
             index.to_owned(),
             Built {

@@ -147,6 +147,16 @@ pub enum Checkpoint {
     Live { watermark: String },
 }
 
+impl Checkpoint {
+    /// Whether the checkpoint an index stores (as the backend keeps it)
+    /// says its backfill has finished: only then does it hold every document.
+    pub fn is_built(stored: Option<&str>) -> bool {
+        stored
+            .and_then(|raw| serde_json::from_str::<Checkpoint>(raw).ok())
+            .is_some_and(|c| matches!(c, Checkpoint::Live { .. }))
+    }
+}
+
 /// What a backfill reports as it goes.
 #[derive(Debug, Clone, Copy)]
 pub struct Progress {
