@@ -475,6 +475,67 @@ async fn invalid_documents_are_rejected_alone(engine: Engine) -> TestResult {
     Ok(())
 }
 
+/// A string longer than `MAX_EXACT_CHARS` is stored and served, its words
+/// searchable, but filters and sorts do not see it (Elasticsearch's
+/// `ignore_above`): OpenSearch refused the whole document for a term over
+/// 32,766 bytes, and tantivy kept it; both now answer alike.
+async fn strings_too_long_to_index_exactly_are_stored_not_matched(engine: Engine) -> TestResult {
+    let Some(backend) = backend_with_index(engine).await? else {
+        return Ok(());
+    };
+    let b = backend.as_ref();
+    let long_name = "가".repeat(12_000);
+    let mut a = doc("a", 1, 1);
+    a.insert("managerName".into(), json!(long_name));
+    a.insert("title".into(), json!(format!("alpha {}", "b".repeat(40_000))));
+    let mut short = doc("b", 1, 2);
+    short.insert("managerName".into(), json!("Ann"));
+    short.insert("title".into(), json!("alpha beta"));
+    let out = b.upsert("contracts", vec![a, short, doc("c", 1, 3)]).await?;
+    assert_eq!((out.written, out.rejected.len()), (3, 0), "{out:?}");
+    let query = |filters: Vec<Filter>, sort: Vec<SortKey>| SearchQuery {
+        filters,
+        sort,
+        page: Page::After {
+            first: 10,
+            after: None,
+        },
+        count: true,
+    };
+    let term = Filter::Term {
+        field: "managerName".into(),
+        value: FieldValue::Str(long_name.clone()),
+    };
+    assert!(ids(&b.search("contracts", &query(vec![term], vec![])).await?).is_empty());
+    let prefix = Filter::Prefix {
+        field: "managerName".into(),
+        prefix: "가가".into(),
+    };
+    assert!(ids(&b.search("contracts", &query(vec![prefix], vec![])).await?).is_empty());
+    // Sorted with the missing values, after every indexed one, both ways.
+    for sort in [
+        SortKey::asc("managerName"),
+        SortKey::desc("managerName"),
+        SortKey::asc("title"),
+    ] {
+        let found = ids(&b.search("contracts", &query(vec![], vec![sort.clone()])).await?);
+        assert_eq!(found[0], "b", "{sort:?}: {found:?}");
+    }
+    let words = Filter::FullText {
+        fields: vec!["title".into()],
+        text: "alpha".into(),
+    };
+    let mut found = ids(&b.search("contracts", &query(vec![words], vec![])).await?);
+    found.sort();
+    assert_eq!(found, vec!["a", "b"]);
+    let stored = b.get("contracts", &["a".into()]).await?;
+    assert_eq!(
+        stored[0].as_ref().and_then(|d| d["managerName"].as_str()),
+        Some(long_name.as_str())
+    );
+    Ok(())
+}
+
 // --- Reads ------------------------------------------------------------
 
 async fn hits_carry_the_stored_document_and_positions(engine: Engine) -> TestResult {
@@ -901,4 +962,5 @@ for_each_engine!(
     alias_swap_moves_searches_to_the_new_index,
     terms_list_every_distinct_keyword,
     range_bounds_finer_than_a_millisecond_hold_what_they_say,
+    strings_too_long_to_index_exactly_are_stored_not_matched,
 );

@@ -28,14 +28,21 @@ use sha2::Sha256;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::query::{FieldValue, Filter, SearchQuery, SortKey, SortPosition};
+use super::spec::MAX_EXACT_CHARS;
 
 /// 2: HMAC-SHA256 tags (1 had an xxh3 checksum, refused now).
 const VERSION: u8 = 2;
 /// Bytes of the HMAC kept in a cursor (128 bits, as RFC 2104 allows).
 const TAG_LEN: usize = 16;
 /// Longer cursors are refused before decoding, to bound the work an
-/// arbitrary client string can cause.
+/// arbitrary client string can cause; each sort key allows
+/// [`SORT_VALUE_CHARS`] more.
 const MAX_CURSOR_CHARS: usize = 16 * 1024;
+/// The most a string sort value adds to a cursor: sorts see strings of at
+/// most `MAX_EXACT_CHARS` UTF-16 units (3 bytes of UTF-8 each at most),
+/// base64 makes 4 characters of 3 bytes. A cursor the codec issued is never
+/// refused as too long (one sealing a 13,000-character title was).
+const SORT_VALUE_CHARS: usize = 4 * MAX_EXACT_CHARS + 16;
 
 /// Why a cursor was refused. All of these are client errors: the client
 /// should start again from the first page.
@@ -118,7 +125,7 @@ impl CursorCodec {
         let malformed = |reason: &str| CursorError::Malformed {
             reason: reason.to_owned(),
         };
-        if cursor.len() > MAX_CURSOR_CHARS {
+        if cursor.len() > MAX_CURSOR_CHARS + query.sort.len() * SORT_VALUE_CHARS {
             return Err(malformed("too long"));
         }
         let bytes = URL_SAFE_NO_PAD
@@ -446,7 +453,8 @@ mod tests {
     fn short_and_long_inputs_are_malformed() {
         let codec = CursorCodec::new(&1_u64.to_le_bytes());
         let q = base_query();
-        for input in ["", "abc", "!!!!", &"A".repeat(MAX_CURSOR_CHARS + 1)] {
+        let too_long = "A".repeat(MAX_CURSOR_CHARS + q.sort.len() * SORT_VALUE_CHARS + 1);
+        for input in ["", "abc", "!!!!", &too_long] {
             assert!(
                 matches!(
                     codec.decode(input, "contracts", &q),

@@ -19,6 +19,22 @@ use super::SearchError;
 /// The implicit document id every index has (a `Keyword`, filterable and
 /// sortable; the final tiebreaker of every sort).
 pub const ID_FIELD: &str = "id";
+
+/// The longest string (in UTF-16 code units, as Elasticsearch counts) that
+/// filters and sorts see. A longer one is stored and served, and its words
+/// found by full-text search, but it is not indexed for exact matching:
+/// filters do not match it and sorts place it with the missing values, as
+/// Elasticsearch's `ignore_above` does. Lucene refuses a term over 32,766
+/// bytes, and OpenSearch refused the whole document for it (a 45 KB title,
+/// or a member renamed to 33,000 letters, left the documents stale); every
+/// backend applies the same bound, so they still answer alike.
+pub const MAX_EXACT_CHARS: usize = 1024;
+
+/// Whether a string value of `field` is indexed for exact matching (see
+/// [`MAX_EXACT_CHARS`]); an `id` always is.
+pub(crate) fn exact_indexed(field: &FieldSpec, s: &str) -> bool {
+    field.name == ID_FIELD || s.len() <= MAX_EXACT_CHARS || s.encode_utf16().count() <= MAX_EXACT_CHARS
+}
 /// The implicit version every index has (an `I64`); writes with a lower
 /// version than the one indexed are skipped.
 pub const VERSION_FIELD: &str = "_version";

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::query::{coerce, Document, FieldValue, Filter, SearchQuery, SearchResult};
-use super::spec::{document_values, FieldKind, FieldSpec, IndexSpec, Scalar};
+use super::spec::{document_values, FieldKind, FieldSpec, IndexSpec, Scalar, MAX_EXACT_CHARS};
 use super::WriteOp;
 
 /// A sort value as the oracle compares it: missing last in both
@@ -195,6 +195,8 @@ fn json_values(doc: &Document, field: &FieldSpec) -> Vec<Val> {
     document_values(field, doc.get(&field.name))
         .unwrap_or_default()
         .into_iter()
+        // A string too long to index exactly is neither matched nor sorted by.
+        .filter(|s| !matches!(s, Scalar::Str(s) if s.encode_utf16().count() > MAX_EXACT_CHARS && field.name != "id"))
         .map(|s| match s {
             Scalar::Str(s) => Val::Str(s),
             Scalar::I64(i) => Val::I64(i),

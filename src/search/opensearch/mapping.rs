@@ -22,7 +22,7 @@ use serde_json::{json, Map, Value};
 
 use crate::search::query::{words as query_words, Document};
 use crate::search::spec::{
-    document_values, FieldKind, FieldSpec, IndexSpec, Scalar, ID_FIELD, VERSION_FIELD,
+    document_values, FieldKind, FieldSpec, IndexSpec, Scalar, ID_FIELD, MAX_EXACT_CHARS, VERSION_FIELD,
 };
 use crate::search::SearchError;
 
@@ -80,7 +80,10 @@ impl Mapping {
             let name = os_name(&f.name);
             let exact = f.filterable || f.sortable || f.name == ID_FIELD;
             let ty = match f.kind {
-                FieldKind::Text | FieldKind::Keyword => json!({"type": "keyword"}),
+                FieldKind::Text | FieldKind::Keyword if f.name == ID_FIELD => json!({"type": "keyword"}),
+                FieldKind::Text | FieldKind::Keyword => {
+                    json!({"type": "keyword", "ignore_above": MAX_EXACT_CHARS})
+                }
                 FieldKind::I64 => json!({"type": "long"}),
                 FieldKind::F64 => json!({"type": "double"}),
                 FieldKind::DateTime => {

@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{ID_COLUMN, SOURCE_COLUMN, VERSION_COLUMN};
 use crate::search::query::Document;
 use crate::search::spec::{
-    each_document_value, FieldKind, FieldSpec, IndexSpec, ScalarRef, ID_FIELD, VERSION_FIELD,
+    each_document_value, exact_indexed, FieldKind, FieldSpec, IndexSpec, ScalarRef, ID_FIELD, VERSION_FIELD,
 };
 use crate::search::SearchError;
 
@@ -185,6 +185,7 @@ impl Layout {
             each_document_value(&layout.spec, value, |value| {
                 if let Some((field, _)) = layout.exact {
                     match value {
+                        ScalarRef::Str(s) if !exact_indexed(&layout.spec, s) => {}
                         ScalarRef::Str(s) => out.add_text(field, s),
                         ScalarRef::I64(i) => out.add_i64(field, i),
                         ScalarRef::F64(f) => out.add_f64(field, f),
