@@ -370,6 +370,25 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
     let (_, sdl) = read_schema(&common, &config)?;
     let tessera = tessera::build(&config, &sdl)?;
     let syncer = &tessera.syncer;
+    sync_action(syncer, &config, &tessera, action).await?;
+    // A document the index refused is not in it: every command says so
+    // and fails, whichever step met it (the backfill counted it as done).
+    let refused = syncer.rejected();
+    if !refused.is_empty() {
+        for d in &refused {
+            eprintln!("  refused {} in {}: {}", d.id, d.index, d.reason);
+        }
+        bail!("{} document(s) could not be written", refused.len());
+    }
+    Ok(())
+}
+
+async fn sync_action(
+    syncer: &Arc<tessera::sync::Syncer>,
+    config: &Config,
+    tessera: &tessera::Tessera,
+    action: SyncAction,
+) -> anyhow::Result<()> {
     match action {
         SyncAction::Backfill { index, restart } => {
             let started = Instant::now();
@@ -384,7 +403,10 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
         }
         SyncAction::Poll { index } => {
             let r = syncer.poll(&index).await?;
-            println!("{index}: {} written, {} deleted", r.written, r.deleted);
+            println!(
+                "{index}: {} written, {} deleted, {} failed",
+                r.written, r.deleted, r.failed
+            );
         }
         SyncAction::Scan { index } => {
             let r = syncer.scan(&index).await?;
@@ -399,12 +421,6 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
                 "{index}: {} written, {} deleted, {} unchanged, {} skipped (newer already indexed), {} failed",
                 r.written, r.deleted, r.unchanged, r.skipped, r.failed
             );
-            if r.failed > 0 {
-                for d in syncer.rejected() {
-                    eprintln!("  refused {}: {}", d.id, d.reason);
-                }
-                bail!("{} document(s) could not be written", r.failed);
-            }
         }
         SyncAction::Reindex { index } => {
             let started = Instant::now();
@@ -426,7 +442,7 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
             );
         }
         SyncAction::Run => {
-            let worker = run_worker(&config, &tessera).await?;
+            let worker = run_worker(config, tessera).await?;
             println!(
                 "following {} as a member of group {}",
                 worker.topics().join(", "),
@@ -440,7 +456,7 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
         }
         SyncAction::Dlq { action } => match action {
             DlqAction::List => {
-                let letters = tessera::sync::kafka::list_dead_letters(&kafka_options(&config)).await?;
+                let letters = tessera::sync::kafka::list_dead_letters(&kafka_options(config)).await?;
                 for l in &letters {
                     println!(
                         "{}/{}@{} key {}: {} (tried {}): {}",
@@ -456,7 +472,7 @@ async fn sync_command(common: Common, action: SyncAction) -> anyhow::Result<()> 
                 println!("{} dead letter(s) waiting", letters.len());
             }
             DlqAction::Replay => {
-                let r = tessera::sync::kafka::replay_dead_letters(syncer, &kafka_options(&config)).await?;
+                let r = tessera::sync::kafka::replay_dead_letters(syncer, &kafka_options(config)).await?;
                 println!("{} dead letter(s) applied", r.applied);
                 for letter in &r.failed_again {
                     println!(
