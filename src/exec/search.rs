@@ -70,6 +70,10 @@ struct Applied {
 const APPLIED_REFRESH: Duration = Duration::from_secs(1);
 /// How long the first read of it may hold up a response.
 const APPLIED_FIRST_READ: Duration = Duration::from_millis(250);
+/// A stored stamp read longer ago than this is not reported: read again
+/// first (a refresh only runs after a request, so after an idle spell the
+/// stamp was as old as the spell: an `ageMs` a minute behind).
+const APPLIED_STALE: Duration = Duration::from_secs(5);
 
 impl SearchContext {
     /// `strategies` maps root field names to their strategy (default `Index`).
@@ -92,12 +96,16 @@ impl SearchContext {
     /// by any other writer whose stamp the backend keeps (`tessera sync
     /// run` workers beside an OpenSearch cluster). The stored stamp is read
     /// once per index on the first request, then refreshed in the background
-    /// at most once a second: a response never waits for it again.
+    /// at most once a second; a response waits for it again only after the
+    /// gateway was idle for [`APPLIED_STALE`].
     pub async fn last_applied(&self, index: &str) -> Option<SystemTime> {
         let local = crate::telemetry::metrics().last_applied(index);
         let stored = {
             let mut applied = self.applied.lock();
             match applied.get_mut(index) {
+                // Read long ago (the gateway was idle): as stale as the
+                // idle spell, it is read again now, as the first time.
+                Some(entry) if entry.read.elapsed() >= APPLIED_STALE => None,
                 Some(entry) => {
                     if entry.read.elapsed() >= APPLIED_REFRESH && !entry.refreshing {
                         entry.refreshing = true;
@@ -1203,6 +1211,45 @@ fn compare_keys(a: &(FieldValue, String), b: &(FieldValue, String)) -> Ordering 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// After an idle spell the stored stamp of another writer is read
+    /// again before it is reported: it was reported as old as the spell.
+    #[tokio::test]
+    async fn the_last_applied_change_of_another_writer_is_fresh_after_an_idle_spell() {
+        use crate::search::{OpenSearchBackend, OpenSearchOptions};
+        let Some(url) = crate::search::conformance::opensearch_url() else {
+            return;
+        };
+        let options = OpenSearchOptions {
+            url,
+            index_prefix: crate::search::conformance::unique_prefix(),
+            replicas: 0,
+            ..OpenSearchOptions::default()
+        };
+        let writer = |options: &OpenSearchOptions| OpenSearchBackend::new(options.clone()).expect("backend");
+        let first = writer(&options);
+        first
+            .create_index(&crate::search::testkit::spec(), "c_v1")
+            .await
+            .expect("index");
+        first.point_alias("c", "c_v1").await.expect("alias");
+        let doc = |id: &str| {
+            serde_json::json!({"id": id, "_version": 1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+        };
+        first.upsert("c", vec![doc("a")]).await.expect("write");
+        let ctx = SearchContext::new(Arc::new(writer(&options)), b"secret", HashMap::new());
+        let before = ctx.last_applied("c").await.expect("a stamp");
+        tokio::time::sleep(APPLIED_STALE + Duration::from_millis(500)).await;
+        writer(&options).upsert("c", vec![doc("b")]).await.expect("write");
+        let after = ctx.last_applied("c").await.expect("a stamp");
+        assert!(
+            after.duration_since(before).unwrap_or_default() >= APPLIED_STALE,
+            "{before:?} then {after:?}"
+        );
+    }
 
     #[test]
     fn enum_values_become_field_names() {

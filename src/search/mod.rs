@@ -18,14 +18,14 @@
 //! (`tantivy.rs` with its `tantivy/` files).
 
 #[cfg(test)]
-mod conformance;
+pub(crate) mod conformance;
 pub mod cursor;
 pub mod opensearch;
 pub mod query;
 pub mod spec;
 pub mod tantivy;
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 use std::collections::BTreeMap;
 
