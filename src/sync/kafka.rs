@@ -14,8 +14,8 @@
 //!   backoff `max_attempts` times; then each of its events is tried alone,
 //!   and one that still fails goes to the dead-letter topic with the error
 //!   and its original payload, so the partition keeps flowing. A malformed
-//!   event, or one for a type no index reads a service for, goes there at
-//!   once. [`list_dead_letters`] and [`replay_dead_letters`] show and
+//!   event, or one for a type the schema does not give to that service,
+//!   goes there at once (one of a type no index reads changes nothing). [`list_dead_letters`] and [`replay_dead_letters`] show and
 //!   re-drive them; a letter that fails again is written back behind the
 //!   others, so none holds back the rest.
 //! - **Outages are not dead letters**: a failure that is not about the
