@@ -291,6 +291,25 @@ async fn malformed_and_unknown_events_are_dead_lettered_at_once() {
     handle.await.expect("worker");
 }
 
+/// The contracts index refuses a document whose title is over 32,766
+/// bytes: a sub-field an operator added indexes the whole title, and
+/// Lucene refuses so long a term (Tessera's own fields skip such values).
+async fn refuse_long_titles(stack: &Stack) {
+    let os = &stack.config.search.opensearch;
+    let whole = json!({"properties": {"title": {
+        "type": "keyword",
+        "ignore_above": tessera::search::spec::MAX_EXACT_CHARS,
+        "fields": {"whole": {"type": "keyword"}}
+    }}});
+    let response = reqwest::Client::new()
+        .put(format!("{}/{}contracts/_mapping", os.url, os.index_prefix))
+        .json(&whole)
+        .send()
+        .await
+        .expect("mapping");
+    assert!(response.status().is_success(), "{:?}", response.text().await);
+}
+
 /// A letter that fails again on replay (here: the index still refuses
 /// its document) stays a dead letter, written back behind the others, and
 /// holds back none of them; a replay once the cause is fixed applies it.
@@ -306,8 +325,8 @@ async fn a_replay_keeps_the_letters_that_fail_again_and_applies_the_rest() {
     let kafka = options(&brokers, 1);
     let stack = stack(100, backend, &kafka).await;
     let (stop, handle) = worker(&stack, &kafka).await;
-    // The title is sortable (a keyword): Lucene refuses a term over 32,766
-    // bytes. Contract 31 is poisoned at its service, 30's document refused.
+    refuse_long_titles(&stack).await;
+    // Contract 31 is poisoned at its service, 30's document refused.
     stack
         .faults("contracts", json!({"error_when": "\"_a0\":31"}))
         .await;
@@ -374,6 +393,21 @@ async fn a_worker_on_an_empty_index_backfills_then_follows_without_a_gap() {
     let (stop, handle) = worker(&stack, &kafka).await;
     writer.await.expect("writer");
     converged(&stack, Duration::from_secs(30)).await;
+    // Caught up, the worker says how current the indexes are (no poll
+    // moves the watermark in Kafka mode): the lag stays small while idle.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    common::eventually(
+        Duration::from_secs(10),
+        "the indexes' lag follows the events",
+        || async {
+            let status = stack.syncer().status().await.expect("status");
+            status
+                .iter()
+                .filter(|s| !s.aliases.is_empty())
+                .all(|s| s.lag.is_some_and(|lag| lag < Duration::from_secs(5)))
+        },
+    )
+    .await;
     drop(stop);
     assert!(
         handle.await.expect("worker") > 0,

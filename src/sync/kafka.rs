@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Message, OwnedMessage};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
@@ -142,9 +142,16 @@ pub struct Worker {
     syncer: Arc<Syncer>,
     options: KafkaOptions,
     consumer: StreamConsumer,
+    /// Asks the broker how far the group is (from a blocking thread); not
+    /// a member of the group, so its calls never wait on the group's.
+    monitor: Arc<BaseConsumer>,
     dead_letters: FutureProducer,
     topics: Vec<String>,
 }
+
+/// How often a worker records how current the indexes are (and at least
+/// when idle that long).
+const CAUGHT_UP_EVERY: Duration = Duration::from_secs(2);
 
 /// What a worker did since it started.
 #[derive(Debug, Default, Clone, Copy)]
@@ -215,10 +222,17 @@ impl Worker {
             .subscribe(&subscribed)
             .map_err(|e| kafka_error("subscribing", e))?;
         let dead_letters = dead_letter_producer(&options)?;
+        let monitor: BaseConsumer = client_config(&options)
+            .set("group.id", &options.group)
+            .set("enable.auto.commit", "false")
+            .create()
+            .map_err(|e| kafka_error("consumer", e))?;
+        let monitor = Arc::new(monitor);
         Ok(Self {
             syncer,
             options,
             consumer,
+            monitor,
             dead_letters,
             topics,
         })
@@ -237,10 +251,19 @@ impl Worker {
         // The wait before a kept batch is tried again; doubles while it fails.
         let mut backoff = self.options.retry_backoff;
         tokio::pin!(shutdown);
+        // Per partition, when the last event applied was published.
+        let mut applied: BTreeMap<(String, i32), i64> = BTreeMap::new();
+        let mut checked = Instant::now();
         loop {
+            if checked.elapsed() >= CAUGHT_UP_EVERY {
+                self.mark_current(&applied).await;
+                checked = Instant::now();
+            }
             let first = tokio::select! {
                 _ = &mut shutdown => break,
                 m = self.consumer.recv() => m,
+                // Idle: how far the group is is worth knowing now.
+                _ = tokio::time::sleep(CAUGHT_UP_EVERY) => continue,
             };
             let first = match first {
                 Ok(m) => m.detach(),
@@ -265,6 +288,15 @@ impl Worker {
                     report.dead_letters += dead;
                     if let Err(e) = self.commit(&batch) {
                         tracing::warn!(error = %e, "committing offsets failed; the events will be applied again");
+                    } else {
+                        for m in &batch {
+                            if let Some(at) = m.timestamp().to_millis() {
+                                let entry = applied
+                                    .entry((m.topic().to_string(), m.partition()))
+                                    .or_insert(at);
+                                *entry = (*entry).max(at);
+                            }
+                        }
                     }
                 }
                 Err(e) => {
@@ -366,6 +398,37 @@ impl Worker {
             failed_at: super::now_millis(),
         };
         write_dead_letter(&self.dead_letters, &self.options, &letter).await
+    }
+
+    /// Marks every index current up to the moment everything the services
+    /// had published was applied: now, when the group has committed every
+    /// partition up to its end; else when the oldest of the partitions
+    /// still behind had its last applied event published (`applied`; one
+    /// this worker has not applied from leaves the watermark where it is).
+    /// Without it the watermark only moved on polls, which Kafka mode does
+    /// not make: `sync status` and `tessera_index_lag_seconds` grew for good.
+    async fn mark_current(&self, applied: &BTreeMap<(String, i32), i64>) {
+        let asked_at = super::now_millis();
+        let monitor = Arc::clone(&self.monitor);
+        let topics = self.topics.clone();
+        let behind = tokio::task::spawn_blocking(move || partitions_behind(&monitor, &topics)).await;
+        let behind = match behind {
+            Ok(Ok(behind)) => behind,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "could not read how far the group is");
+                return;
+            }
+            Err(_) => return,
+        };
+        let at = behind.iter().try_fold(asked_at, |at, partition| {
+            applied.get(partition).map(|t| at.min(*t))
+        });
+        let Some(at) = at else { return };
+        for index in self.syncer.index_names() {
+            if let Err(e) = self.syncer.mark_current(&index, at).await {
+                tracing::debug!(%index, error = %e, "could not record how current the index is");
+            }
+        }
     }
 
     /// Commits, per partition, the offset after the batch's last message.
@@ -490,10 +553,31 @@ fn pin_start_to_end(consumer: &StreamConsumer, topics: &[String]) -> Result<(), 
     Ok(())
 }
 
+/// The partitions of `topics` where the group's committed offset is short
+/// of the end (blocking: ask from a blocking thread).
+fn partitions_behind(consumer: &BaseConsumer, topics: &[String]) -> Result<Vec<(String, i32)>, SyncError> {
+    let timeout = Duration::from_secs(5);
+    let committed = committed_offsets(consumer, topics, timeout)?;
+    let mut behind = Vec::new();
+    for element in committed.elements() {
+        let (low, high) = consumer
+            .fetch_watermarks(element.topic(), element.partition(), timeout)
+            .map_err(|e| kafka_error("end offsets", e))?;
+        let done = match element.offset() {
+            Offset::Offset(o) => o >= high,
+            _ => high <= low,
+        };
+        if !done {
+            behind.push((element.topic().to_string(), element.partition()));
+        }
+    }
+    Ok(behind)
+}
+
 /// Every partition of `topics`, with the group's committed offset
 /// (`Offset::Invalid` where it has none).
 fn committed_offsets(
-    consumer: &StreamConsumer,
+    consumer: &impl Consumer,
     topics: &[String],
     timeout: Duration,
 ) -> Result<TopicPartitionList, SyncError> {

@@ -1413,6 +1413,27 @@ impl Syncer {
         Ok((previous, current))
     }
 
+    /// Records that `index` holds every change made up to `at` (epoch
+    /// milliseconds): a change-event worker that has applied everything
+    /// published until then says so, where a poll would have moved the
+    /// watermark (else `sync status` and `tessera_index_lag_seconds` only
+    /// grew). Never moves a watermark back, nor marks an index not built.
+    pub async fn mark_current(&self, index: &str, at: i64) -> Result<(), SyncError> {
+        let _guard = self.lock(index).await;
+        let Some(Checkpoint::Live { watermark }) = self.checkpoint(index).await? else {
+            return Ok(());
+        };
+        if crate::search::spec::parse_datetime_millis(&watermark).is_some_and(|w| w >= at) {
+            return Ok(());
+        }
+        let checkpoint = Checkpoint::Live {
+            watermark: format_millis(at),
+        };
+        self.write(index, Vec::new(), serde_json::to_string(&checkpoint).ok())
+            .await?;
+        Ok(())
+    }
+
     /// Every physical index of the schema's indexes, with its aliases,
     /// document count and how far behind it may be.
     pub async fn status(&self) -> Result<Vec<IndexStatus>, SyncError> {
