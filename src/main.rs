@@ -389,6 +389,16 @@ async fn sync_action(
     tessera: &tessera::Tessera,
     action: SyncAction,
 ) -> anyhow::Result<()> {
+    // Writing documents of this schema into an index built from another
+    // would leave one the gateway refuses to start on: only a reindex
+    // (a new index) or a rollback (checked itself) may change declarations.
+    if let SyncAction::Backfill { index, .. }
+    | SyncAction::Poll { index }
+    | SyncAction::Scan { index }
+    | SyncAction::Reconcile { index } = &action
+    {
+        syncer.check(index).await?;
+    }
     match action {
         SyncAction::Backfill { index, restart } => {
             let started = Instant::now();

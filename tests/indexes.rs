@@ -157,6 +157,23 @@ async fn an_index_built_from_another_schema_is_refused(backend: Backend) {
     ] {
         assert!(message.contains(needle), "{message}");
     }
+    // Nor is it rolled back to: the gateway would not start on it.
+    let this_schema = search.spec("contracts_v1").await.expect("spec");
+    search
+        .create_index(&this_schema, "contracts_v10")
+        .await
+        .expect("create");
+    search
+        .point_alias("contracts", "contracts_v10")
+        .await
+        .expect("alias");
+    let err = syncer.rollback("contracts").await.expect_err("another spec");
+    assert!(
+        err.to_string()
+            .contains("`contracts_v9` was built from another version"),
+        "{err}"
+    );
+    assert_eq!(search.resolve("contracts").await.expect("alias"), "contracts_v10");
 }
 
 on_both_backends!(

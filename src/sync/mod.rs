@@ -535,8 +535,13 @@ impl Syncer {
     /// Checks that the live index was built from this schema's declaration
     /// (an index that does not exist yet is fine: it is built at start).
     pub async fn check(&self, name: &str) -> Result<(), SyncError> {
+        self.check_target(name, name).await
+    }
+
+    /// [`check`](Self::check) of `target`, the alias or a physical index of `name`.
+    async fn check_target(&self, name: &str, target: &str) -> Result<(), SyncError> {
         let want = index_spec(self.def(name)?, self.schema());
-        let have = match self.backend.spec(name).await {
+        let have = match self.backend.spec(target).await {
             Ok(spec) => spec,
             Err(SearchError::UnknownIndex { .. }) => return Ok(()),
             Err(e) => return Err(e.into()),
@@ -561,7 +566,7 @@ impl Syncer {
             differences.push("the fields are in another order".into());
         }
         Err(SyncError::SpecMismatch {
-            index: name.to_string(),
+            index: target.to_string(),
             differences: differences.join(", "),
         })
     }
@@ -1402,6 +1407,13 @@ impl Syncer {
             .max_by_key(|p| version_of(name, p))
             .cloned()
             .ok_or_else(|| refuse(format!("no index older than `{current}` is kept")))?;
+        // The gateway refuses to start on an index of another declaration:
+        // rolled back to with this schema, it would not start again.
+        if let Err(SyncError::SpecMismatch { differences, .. }) = self.check_target(name, &previous).await {
+            return Err(refuse(format!(
+                "`{previous}` was built from another version of schema.graphql ({differences}); roll back with the schema it was built from"
+            )));
+        }
         let _guard = self.lock(name).await;
         let before_swap = now_rfc3339();
         self.poll_into(model, &previous).await?;
