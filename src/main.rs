@@ -513,17 +513,24 @@ async fn sync_action(
                 "index", "alias", "documents", "lag"
             );
             for s in syncer.status().await? {
-                let state = match &s.checkpoint {
-                    Some(tessera::sync::Checkpoint::Live { watermark }) => {
+                // Only an index behind an alias is kept in sync; another is
+                // one kept for a rollback (or a reindex's target, building).
+                let state = match (&s.checkpoint, s.aliases.is_empty()) {
+                    (Some(tessera::sync::Checkpoint::Live { watermark }), false) => {
                         format!("live, synced to {watermark}")
                     }
-                    Some(tessera::sync::Checkpoint::Backfill { done, .. }) => {
+                    (Some(tessera::sync::Checkpoint::Live { watermark }), true) => {
+                        format!("kept, synced to {watermark} until it was swapped out")
+                    }
+                    (Some(tessera::sync::Checkpoint::Backfill { done, .. }), _) => {
                         format!("backfill at {done} documents")
                     }
-                    None => "empty".into(),
+                    (None, _) if s.documents > 0 => "partly built (no checkpoint yet)".into(),
+                    (None, _) => "empty".into(),
                 };
                 let lag = s
                     .lag
+                    .filter(|_| !s.aliases.is_empty())
                     .map(|l| format!("{:.1}s", l.as_secs_f64()))
                     .unwrap_or_else(|| "-".into());
                 let aliases = if s.aliases.is_empty() {
