@@ -242,10 +242,17 @@ impl Inner {
                     .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
                     .body(text.clone()),
             };
-            let response = request
-                .send()
-                .await
-                .map_err(|e| unavailable(format!("OpenSearch at {} cannot be reached: {e}", self.base)))?;
+            let response = request.send().await.map_err(|e| {
+                let why = if e.is_timeout() {
+                    format!(
+                        "did not answer within {}",
+                        humantime::format_duration(self.options.timeout)
+                    )
+                } else {
+                    format!("cannot be reached: {e}")
+                };
+                unavailable(format!("OpenSearch at {} {why}", self.base))
+            })?;
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS && attempt < THROTTLE_TRIES {
                 tokio::time::sleep(delay).await;
