@@ -297,13 +297,7 @@ async fn ready_waits_until_every_index_is_built() {
     let (status, body) = ready().await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("index contracts: not built yet"), "{body}");
-    for index in stack.syncer().index_names() {
-        stack
-            .syncer()
-            .backfill(&index, false, &|_| {})
-            .await
-            .expect("backfill");
-    }
+    stack.backfill_all().await;
     let (status, body) = ready().await;
     assert_eq!(status, 200, "{body}");
 }

@@ -22,7 +22,7 @@ use super::{
     TantivyBackend,
 };
 
-use super::testkit::{corpus_writes, ids, oracle, spec, DATES, MANAGERS};
+use super::testkit::{corpus_writes, first_page, ids, oracle, spec, DATES, MANAGERS};
 
 type TestResult = Result<(), SearchError>;
 
@@ -493,15 +493,7 @@ async fn strings_too_long_to_index_exactly_are_stored_not_matched(engine: Engine
     short.insert("title".into(), json!("alpha beta"));
     let out = b.upsert("contracts", vec![a, short, doc("c", 1, 3)]).await?;
     assert_eq!((out.written, out.rejected.len()), (3, 0), "{out:?}");
-    let query = |filters: Vec<Filter>, sort: Vec<SortKey>| SearchQuery {
-        filters,
-        sort,
-        page: Page::After {
-            first: 10,
-            after: None,
-        },
-        count: true,
-    };
+    let query = first_page;
     let term = Filter::Term {
         field: "managerName".into(),
         value: FieldValue::Str(long_name.clone()),
@@ -668,20 +660,15 @@ async fn range_bounds_finer_than_a_millisecond_hold_what_they_say(engine: Engine
     d.insert("createdAt".into(), json!("2019-01-01T01:28:17.832Z"));
     b.upsert("contracts", vec![d]).await?;
     let bound = || Some(FieldValue::Str("2019-01-01T01:28:17.8325Z".into()));
-    let range = |gte, gt, lte, lt| SearchQuery {
-        filters: vec![Filter::Range {
+    let range = |gte, gt, lte, lt| {
+        let range = Filter::Range {
             field: "createdAt".into(),
             gte,
             gt,
             lte,
             lt,
-        }],
-        sort: vec![],
-        page: Page::After {
-            first: 10,
-            after: None,
-        },
-        count: true,
+        };
+        first_page(vec![range], vec![])
     };
     for (query, want) in [
         (range(None, None, None, bound()), vec!["a"]),

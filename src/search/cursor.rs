@@ -318,15 +318,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn query(sort: Vec<SortKey>, filters: Vec<Filter>) -> SearchQuery {
-        SearchQuery {
-            filters,
-            sort,
-            page: Page::After {
-                first: 10,
-                after: None,
-            },
-            count: true,
-        }
+        crate::search::testkit::first_page(filters, sort)
     }
 
     fn base_query() -> SearchQuery {

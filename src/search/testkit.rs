@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-use super::query::{coerce, Document, FieldValue, Filter, SearchQuery, SearchResult};
+use super::query::{coerce, Document, FieldValue, Filter, Page, SearchQuery, SearchResult, SortKey};
 use super::spec::{document_values, FieldKind, FieldSpec, IndexSpec, Scalar, MAX_EXACT_CHARS};
 use super::WriteOp;
 
@@ -136,6 +136,19 @@ pub(crate) fn random_doc(rng: &mut Rng, id: &str, version: i64) -> Document {
     doc.insert("a.b".into(), json!(rng.below(2) == 0));
     doc.insert("extra".into(), json!({"kept": true}));
     doc
+}
+
+/// The first ten hits of `filters` in `sort` order, counted.
+pub(crate) fn first_page(filters: Vec<Filter>, sort: Vec<SortKey>) -> SearchQuery {
+    SearchQuery {
+        filters,
+        sort,
+        page: Page::After {
+            first: 10,
+            after: None,
+        },
+        count: true,
+    }
 }
 
 pub(crate) fn ids(result: &SearchResult) -> Vec<String> {

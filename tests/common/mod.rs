@@ -217,14 +217,18 @@ impl Stack {
             ..options
         })
         .await;
-        for index in stack.syncer().index_names() {
-            stack
-                .syncer()
+        stack.backfill_all().await;
+        stack
+    }
+
+    /// Backfills every index of a stack started with `search: true`.
+    pub async fn backfill_all(&self) {
+        for index in self.syncer().index_names() {
+            self.syncer()
                 .backfill(&index, false, &|_| {})
                 .await
                 .expect("backfill");
         }
-        stack
     }
 
     /// A stack with search, its indexes backfilled, served as `tessera
