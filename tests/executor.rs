@@ -800,3 +800,77 @@ async fn a_split_root_field_with_one_subgraph_down_says_so() {
         assert_eq!(errors[0]["extensions"]["subgraph"], "pricing", "{body}");
     }
 }
+
+/// One field selected twice under one parent (`member { name } m: member {
+/// email }`) is one fetch; its errors are still each field's own: an error
+/// in `email` is `m`'s only, and a failed fetch is reported at both places.
+#[tokio::test]
+async fn errors_of_a_fetch_shared_by_sibling_fields_are_each_fields_own() {
+    let query = r#"{ contract(id: "1") { member { name } m: member { email } } }"#;
+    let contracts = || json!({"data": {"contract": {"_k_member_id": 7}}});
+    let (body, log) = run(
+        query,
+        100,
+        Box::new(move |subgraph, _, _| match subgraph {
+            "contracts" => contracts(),
+            _ => json!({
+                "data": {"membersByIds": [{"_key": "TWVtYmVyTm9kZTo3", "name": "Ann", "email": null}]},
+                "errors": [{"message": "email hidden", "path": ["membersByIds", 0, "email"]}]
+            }),
+        }),
+    )
+    .await;
+    assert_eq!(
+        log.iter().filter(|(s, _, _)| s == "members").count(),
+        1,
+        "{log:?}"
+    );
+    assert_eq!(body["data"]["contract"]["member"]["name"], "Ann", "{body}");
+    let paths: Vec<&Value> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| &e["path"])
+        .collect();
+    assert_eq!(paths, vec![&json!(["contract", "m", "email"])], "{body}");
+
+    let (body, _) = run(
+        query,
+        100,
+        Box::new(move |subgraph, _, _| match subgraph {
+            "contracts" => contracts(),
+            _ => Value::Null,
+        }),
+    )
+    .await;
+    let mut paths: Vec<String> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["path"].to_string())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![r#"["contract","m"]"#, r#"["contract","member"]"#],
+        "{body}"
+    );
+}
+
+/// An unset variable given to two arguments is each argument's own default
+/// (spec 6.4.1): they shared one subgraph variable, and the first one's default.
+#[tokio::test]
+async fn an_unset_variable_takes_each_arguments_own_default() {
+    let (_, log) = run(
+        "query($n: Int) { staffList(offset: $n, limit: $n) { id } }",
+        100,
+        Box::new(|_, _, _| json!({"data": {"allStaff": []}})),
+    )
+    .await;
+    let (_, document, variables) = &log[0];
+    let sent: Vec<&Value> = variables.values().collect();
+    assert!(
+        sent.contains(&&json!(0)) && sent.contains(&&json!(50)),
+        "{document} {variables:?}"
+    );
+}

@@ -99,7 +99,9 @@ pub struct Projector<'a, 'r> {
     /// Search hits left out because their entity is gone: `(type, id)`.
     gone: Vec<(String, String)>,
     /// Keyed fetches whose failure has been reported.
-    failed_fetches: HashSet<usize>,
+    /// Failed fetches already reported, with where: a fetch merged from
+    /// sibling fields fails each of them, reported at each one's place.
+    failed_fetches: HashSet<(usize, Vec<PathSegment>)>,
     /// The entity the last hydrated field found: `(fetch, parent object,
     /// entity)`. Several fields of one object read the same entity; its key
     /// (a representation, for Federation) is built and looked up once.
@@ -113,7 +115,9 @@ type LastEntity<'a> = (usize, super::tape::Identity, Fields<'a>, &'a [SubgraphEr
 /// itself, or one of its fields (by the key it has in the entity).
 #[derive(Clone, Copy)]
 enum Reads<'k> {
-    Entity,
+    /// The current field is the entity; with the selection it reads, when
+    /// the fetch may hold other fields' too (merged from sibling fields).
+    Entity(Option<&'k SelectionSet>),
     Field(&'k str),
     /// The caller places the entity's errors itself (a `@merge` item's
     /// place is known only once the parts are sorted).
@@ -481,7 +485,7 @@ impl<'a, 'r> Projector<'a, 'r> {
                         .and_then(|t| self.run.schema.unified_type_name(subgraph, t)),
                     TypeNames::Entity { fetch, key, subgraph } => {
                         let recorded = self.errors.len();
-                        let entity = match self.keyed_value(object, *fetch, key, false, Reads::Entity) {
+                        let entity = match self.keyed_value(object, *fetch, key, false, Reads::Entity(None)) {
                             Val::Node(entity) if entity.is_object() => entity,
                             _ => {
                                 if self.errors.len() == recorded {
@@ -571,9 +575,18 @@ impl<'a, 'r> Projector<'a, 'r> {
                 Some(parent) => self.write_kind(&mut Fields::new(parent), ty, inner),
                 None => self.complete(ty, Val::null(), inner),
             },
-            FieldKind::Ref { fetch, key, .. } | FieldKind::Join { fetch, key, .. } => {
+            FieldKind::Ref {
+                fetch,
+                key,
+                selection,
+            }
+            | FieldKind::Join {
+                fetch,
+                key,
+                selection,
+            } => {
                 let is_join = matches!(kind, FieldKind::Join { .. });
-                let value = self.keyed_value(object, *fetch, key, is_join, Reads::Entity);
+                let value = self.keyed_value(object, *fetch, key, is_join, Reads::Entity(Some(selection)));
                 self.complete(ty, value, kind)
             }
             FieldKind::Merge { parts, descending } => self.write_merge(object, ty, kind, parts, *descending),
@@ -588,8 +601,8 @@ impl<'a, 'r> Projector<'a, 'r> {
             Some(FetchResult::Root(Ok(data), _)) => data,
             Some(FetchResult::Root(Err(failure), _)) => {
                 // One error per failed fetch, at the root field it fed.
-                if self.failed_fetches.insert(fetch) {
-                    let root = self.path.first().cloned().into_iter().collect();
+                let root: Vec<PathSegment> = self.path.first().cloned().into_iter().collect();
+                if self.failed_fetches.insert((fetch, root.clone())) {
                     self.errors
                         .push(GraphQLError::from_fetch(failure).with_path(root));
                 }
@@ -659,14 +672,14 @@ impl<'a, 'r> Projector<'a, 'r> {
             Some(Err(failure)) => {
                 // One error per failed fetch, at the list it fed (as the
                 // federation routers report it), not one per row.
-                if self.failed_fetches.insert(fetch) {
-                    let list = self
-                        .path
-                        .iter()
-                        .position(|p| matches!(p, PathSegment::Index(_)))
-                        .unwrap_or(self.path.len());
-                    let error = GraphQLError::from_fetch(failure).with_path(self.path[..list].to_vec());
-                    self.errors.push(error);
+                let list = self
+                    .path
+                    .iter()
+                    .position(|p| matches!(p, PathSegment::Index(_)))
+                    .unwrap_or(self.path.len());
+                let at = self.path[..list].to_vec();
+                if self.failed_fetches.insert((fetch, at.clone())) {
+                    self.errors.push(GraphQLError::from_fetch(failure).with_path(at));
                 }
                 self.error_paths.insert(self.path.clone());
                 Val::null()
@@ -693,7 +706,8 @@ impl<'a, 'r> Projector<'a, 'r> {
         for e in errors {
             let error = match reads {
                 Reads::Later => return,
-                Reads::Entity => e.to_client(subgraph, &self.path),
+                Reads::Entity(Some(selection)) if !reads_error(selection, &e.path) => continue,
+                Reads::Entity(_) => e.to_client(subgraph, &self.path),
                 Reads::Field(key) => match e.path.split_first() {
                     None => e.to_client(subgraph, &self.path),
                     Some((PathSegment::Key(first), rest)) if first.as_str() == key => {
@@ -899,4 +913,25 @@ fn in_order<'i, T>(items: &'i [T], order: Option<&'i [usize]>) -> impl Iterator<
         Some(order) => (None, Some(order.iter().filter_map(|&i| items.get(i)))),
     };
     all.into_iter().flatten().chain(some.into_iter().flatten())
+}
+
+/// Whether an error inside an entity (its path relative to the entity, or
+/// to a join's rows) is about a field `selection` reads: a fetch merged
+/// from sibling fields (`member { name } m: member { email }`) holds the
+/// other's fields too, and an error in `email` is not `member`'s. Errors
+/// without a field, or in the gateway's own keys, are every reader's.
+fn reads_error(selection: &SelectionSet, path: &[PathSegment]) -> bool {
+    let first = path.iter().find_map(|p| match p {
+        PathSegment::Key(k) => Some(k.as_str()),
+        PathSegment::Index(_) => None,
+    });
+    match first {
+        None => true,
+        Some(key) if key.starts_with('_') => true,
+        Some(key) => selection
+            .by_type
+            .iter()
+            .flat_map(|(_, fields)| fields)
+            .any(|f| f.kind.data_key() == Some(key) || f.response_key.as_str() == key),
+    }
 }
