@@ -730,8 +730,11 @@ impl<'a> Builder<'a> {
             // variable: a field printed twice in one fetch (an interface
             // object's field again for one implementation) must have the
             // same arguments, or the subgraph refuses the two as conflicting.
+            // The defaults too: an unset variable takes each argument's own
+            // (`offset: $n, limit: $n` without `$n` is 0 and 50, not 0 and 0).
             let same = buf.args.iter().find(|b| {
                 b.value == value
+                    && b.def.default == def.default
                     && b.def.ty == def.ty
                     && b.def.source_type == def.source_type
                     && b.def.global_id == def.global_id
