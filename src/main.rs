@@ -522,8 +522,12 @@ async fn sync_action(
                     (Some(tessera::sync::Checkpoint::Live { watermark }), true) => {
                         format!("kept, synced to {watermark} until it was swapped out")
                     }
-                    (Some(tessera::sync::Checkpoint::Backfill { done, .. }), _) => {
-                        format!("backfill at {done} documents")
+                    (Some(tessera::sync::Checkpoint::Backfill { done, complete, .. }), _) => {
+                        if *complete {
+                            format!("rebuilding in place at {done} documents (serving meanwhile)")
+                        } else {
+                            format!("backfill at {done} documents (not served until it ends)")
+                        }
                     }
                     (None, _) if s.documents > 0 => "partly built (no checkpoint yet)".into(),
                     (None, _) => "empty".into(),

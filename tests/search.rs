@@ -767,10 +767,24 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(backend: Backend) {
         _ = stop.notified() => {}
     }
     let checkpoint = syncer.checkpoint("feed").await.expect("checkpoint");
-    let Some(tessera::sync::Checkpoint::Backfill { done, source, .. }) = checkpoint else {
+    let Some(tessera::sync::Checkpoint::Backfill {
+        done,
+        source,
+        complete,
+        ..
+    }) = checkpoint
+    else {
         panic!("an interrupted backfill leaves its position: {checkpoint:?}");
     };
     assert!(done > 0 && source > 0, "first source written: {checkpoint:?}");
+    // A first build half done holds a part of the documents: not served.
+    assert!(!complete);
+    let feed = json!({"query": "{ feed(first: 1) { totalCount } }"});
+    let half = stack.post_to(&stack.gateway, feed.clone()).await;
+    assert_eq!(
+        half["errors"][0]["extensions"]["code"], "SEARCH_UNAVAILABLE",
+        "{half}"
+    );
 
     // Resumed: starts at the checkpoint, not from zero, and completes.
     let first_report = std::sync::Mutex::new(None);
@@ -789,6 +803,24 @@ async fn an_interrupted_backfill_resumes_from_its_checkpoint(backend: Backend) {
     assert_eq!(index.count("feed").await.expect("count"), total);
     let expected = feed_rows(&stack).await.len() as u64;
     assert_eq!(total, expected);
+
+    // Rebuilt in place (a backfill of a built index) and stopped half-way:
+    // it still holds every document, and is served meanwhile.
+    calls.store(0, std::sync::atomic::Ordering::SeqCst);
+    tokio::select! {
+        r = syncer.backfill("feed", true, &progress) => panic!("the backfill should have been stopped: {r:?}"),
+        _ = stop.notified() => {}
+    }
+    let checkpoint = syncer.checkpoint("feed").await.expect("checkpoint");
+    assert!(
+        matches!(
+            checkpoint,
+            Some(tessera::sync::Checkpoint::Backfill { complete: true, .. })
+        ),
+        "{checkpoint:?}"
+    );
+    let served = stack.post_to(&stack.gateway, feed).await;
+    assert_eq!(served["data"]["feed"]["totalCount"], total, "{served}");
 }
 
 #[tokio::test]

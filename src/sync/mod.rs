@@ -142,6 +142,11 @@ pub enum Checkpoint {
         done: u64,
         /// Watermark to poll from once the backfill ends (when it started).
         started: String,
+        /// The index held every document when this backfill began (a
+        /// rebuild in place of a built index): it answers meanwhile. A
+        /// first build does not, until it ends.
+        #[serde(default)]
+        complete: bool,
     },
     /// Built; changes after `watermark` are not indexed yet.
     Live { watermark: String },
@@ -153,7 +158,12 @@ impl Checkpoint {
     pub fn is_built(stored: Option<&str>) -> bool {
         stored
             .and_then(|raw| serde_json::from_str::<Checkpoint>(raw).ok())
-            .is_some_and(|c| matches!(c, Checkpoint::Live { .. }))
+            .is_some_and(|c| {
+                matches!(
+                    c,
+                    Checkpoint::Live { .. } | Checkpoint::Backfill { complete: true, .. }
+                )
+            })
     }
 }
 
@@ -675,12 +685,19 @@ impl Syncer {
         progress: &(dyn Fn(Progress) + Send + Sync),
     ) -> Result<u64, SyncError> {
         let started_at = Instant::now();
-        let (mut source_index, mut offset, mut done, started) = match self.checkpoint(target).await? {
+        let previous = self.checkpoint(target).await?;
+        let complete = match &previous {
+            Some(Checkpoint::Live { .. }) => true,
+            Some(Checkpoint::Backfill { complete, .. }) => *complete,
+            None => false,
+        };
+        let (mut source_index, mut offset, mut done, started) = match previous {
             Some(Checkpoint::Backfill {
                 source,
                 offset,
                 done,
                 started,
+                ..
             }) if !restart => (source, offset, done, started),
             _ => (0, 0, 0, now_rfc3339()),
         };
@@ -710,6 +727,7 @@ impl Syncer {
                             offset: 0,
                             done,
                             started: started.clone(),
+                            complete,
                         },
                         false,
                     ),
@@ -719,6 +737,7 @@ impl Syncer {
                             offset: *o,
                             done,
                             started: started.clone(),
+                            complete,
                         },
                         false,
                     ),
@@ -728,6 +747,7 @@ impl Syncer {
                             offset: 0,
                             done,
                             started: started.clone(),
+                            complete,
                         },
                         true,
                     ),
