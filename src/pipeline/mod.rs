@@ -149,7 +149,12 @@ async fn index_freshness(executor: &Executor, plan: &crate::plan::QueryPlan) -> 
         let age = std::time::SystemTime::now()
             .duration_since(at)
             .unwrap_or_default();
-        let stamp = time::OffsetDateTime::from(at)
+        // To the millisecond, as every other instant the gateway writes
+        // (and as a stamp read back from OpenSearch is).
+        let at = time::OffsetDateTime::from(at);
+        let stamp = at
+            .replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000)
+            .unwrap_or(at)
             .format(&time::format_description::well_known::Rfc3339)
             .unwrap_or_default();
         out.insert(
