@@ -49,6 +49,16 @@ impl Fetcher for FakeFetcher {
     }
 }
 
+/// The `path` of each error of a response.
+fn error_paths(body: &Value) -> Vec<&Value> {
+    body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| &e["path"])
+        .collect()
+}
+
 async fn run(query: &str, max_batch: usize, handler: Box<Handler>) -> (Value, Log) {
     run_on(include_str!("../schema.graphql"), query, max_batch, handler).await
 }
@@ -204,12 +214,7 @@ async fn an_item_error_lands_on_the_items_that_reference_it() {
     assert_eq!(rows[2]["member"], Value::Null);
     // …and nowhere else.
     assert_eq!(rows[1]["member"]["name"], "ok");
-    let paths: Vec<&Value> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| &e["path"])
-        .collect();
+    let paths = error_paths(&body);
     assert_eq!(
         paths,
         vec![
@@ -826,12 +831,7 @@ async fn errors_of_a_fetch_shared_by_sibling_fields_are_each_fields_own() {
         "{log:?}"
     );
     assert_eq!(body["data"]["contract"]["member"]["name"], "Ann", "{body}");
-    let paths: Vec<&Value> = body["errors"]
-        .as_array()
-        .expect("errors")
-        .iter()
-        .map(|e| &e["path"])
-        .collect();
+    let paths = error_paths(&body);
     assert_eq!(paths, vec![&json!(["contract", "m", "email"])], "{body}");
 
     let (body, _) = run(
