@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde_json::json;
 
 use super::query::{coerce, Document, FieldValue, Filter, Page, SearchQuery, SearchResult, SortKey};
-use super::spec::{document_values, FieldKind, FieldSpec, IndexSpec, Scalar, MAX_EXACT_CHARS};
+use super::spec::{document_values, exact_indexed, FieldKind, FieldSpec, IndexSpec, Scalar};
 use super::WriteOp;
 
 /// A sort value as the oracle compares it: missing last in both
@@ -209,7 +209,7 @@ fn json_values(doc: &Document, field: &FieldSpec) -> Vec<Val> {
         .unwrap_or_default()
         .into_iter()
         // A string too long to index exactly is neither matched nor sorted by.
-        .filter(|s| !matches!(s, Scalar::Str(s) if s.encode_utf16().count() > MAX_EXACT_CHARS && field.name != "id"))
+        .filter(|s| !matches!(s, Scalar::Str(s) if !exact_indexed(field, s)))
         .map(|s| match s {
             Scalar::Str(s) => Val::Str(s),
             Scalar::I64(i) => Val::I64(i),
