@@ -874,3 +874,104 @@ async fn an_unset_variable_takes_each_arguments_own_default() {
         "{document} {variables:?}"
     );
 }
+
+const NESTED: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    include_str!("supergraphs/nested.graphql")
+);
+
+/// The three subgraphs of `supergraphs/nested.graphql`: product 1 in
+/// category c1 with tags a and b, product 2 with no category and no tags.
+/// `None` for "stats": it cannot be reached.
+fn nested_subgraphs(stats_up: bool) -> Box<Handler> {
+    Box::new(move |subgraph, query, vars| {
+        let keys = || vars["_keys"].as_array().expect("representations").clone();
+        match subgraph {
+            "shop" => json!({ "data": { "products": [
+                { "id": "1", "category": { "slug": "tools" }, "tags": [ { "label": "a" }, { "label": "b" } ] },
+                { "id": "2", "category": null, "tags": [] }
+            ] } }),
+            "stats" if !stats_up => Value::Null,
+            "stats" => {
+                assert!(query.contains("...on Product{"), "{query}");
+                let entities: Vec<Value> = keys()
+                    .iter()
+                    .map(|rep| match rep["id"].as_str() {
+                        Some("1") => json!({
+                            "category": { "id": "c1", "_r_id": "c1", "details": { "count": 3 } },
+                            "tags": [ { "score": 5 }, { "score": null } ]
+                        }),
+                        _ => json!({ "category": null, "tags": [] }),
+                    })
+                    .collect();
+                json!({ "data": { "_entities": entities } })
+            }
+            "catalog" => {
+                assert_eq!(keys(), [json!({ "__typename": "Category", "id": "c1" })]);
+                json!({ "data": { "_entities": [ { "name": "Tools" } ] } })
+            }
+            other => panic!("unexpected subgraph {other}: {query}"),
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_value_objects_fields_come_through_the_entity_above_from_the_subgraph_that_has_them() {
+    let query = "{ products { id category { slug id name details { count } } tags { label score } } }";
+    let (body, log) = run_on(NESTED, query, 500, nested_subgraphs(true)).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "products": [
+            { "id": "1",
+              "category": { "slug": "tools", "id": "c1", "name": "Tools", "details": { "count": 3 } },
+              "tags": [ { "label": "a", "score": 5 }, { "label": "b", "score": null } ] },
+            { "id": "2", "category": null, "tags": [] }
+        ] } })
+    );
+    // One request each: "stats" is asked for the category's and the tags'
+    // fields in one `_entities` fetch of the products; "catalog" by the
+    // category ids "stats" gave.
+    let asked: Vec<&str> = log.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(asked, ["shop", "stats", "catalog"], "{log:?}");
+    let stats = &log[1];
+    assert!(stats.1.contains("tags{score}"), "{}", stats.1);
+    assert_eq!(
+        stats.2["_keys"],
+        json!([{ "__typename": "Product", "id": "1" }, { "__typename": "Product", "id": "2" }])
+    );
+}
+
+#[tokio::test]
+async fn a_value_objects_fields_fail_alone_when_the_subgraph_above_is_down() {
+    let query = "{ products { id category { slug details { count } } tags { label score } } }";
+    let (body, _) = run_on(NESTED, query, 500, nested_subgraphs(false)).await;
+    assert_eq!(
+        body["data"],
+        json!({ "products": [
+            { "id": "1", "category": { "slug": "tools", "details": null },
+              "tags": [ { "label": "a", "score": null }, { "label": "b", "score": null } ] },
+            { "id": "2", "category": null, "tags": [] }
+        ] }),
+        "{body}"
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    assert!(
+        errors.iter().all(|e| e["extensions"]["subgraph"] == "stats"),
+        "{body}"
+    );
+}
+
+#[test]
+fn a_value_objects_field_no_entity_above_can_ask_for_is_refused_when_planned() {
+    // Without a key of `Product` in "stats", nothing leads to its `details`.
+    let sdl = NESTED.replace(
+        r#"@join__type(graph: STATS, key: "id") {"#,
+        "@join__type(graph: STATS) {",
+    );
+    assert_ne!(sdl, NESTED);
+    let schema = Supergraph::parse(&sdl).expect("schema");
+    let doc = async_graphql::parser::parse_query("{ products { category { details { count } } } }")
+        .expect("parses");
+    let error = tessera::plan::plan(&schema, &doc, None).expect_err("no entity leads to stats");
+    assert!(error.to_string().contains("Category.details"), "{error}");
+}

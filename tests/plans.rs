@@ -371,6 +371,19 @@ fn interface_objects_are_keyed_as_their_interface() {
     ));
 }
 
+/// Value objects whose fields one subgraph has without a key of them: asked
+/// of it through the entity above, and from there on to a third subgraph.
+#[test]
+fn value_objects_are_reached_through_their_parent_entity() {
+    insta::assert_snapshot!(plan_on(
+        concat!(
+            include_str!("supergraphs/preamble.graphql"),
+            include_str!("supergraphs/nested.graphql")
+        ),
+        "{ products { id category { slug id name details { count } } tags { label score } } }"
+    ));
+}
+
 /// A root field two subgraphs resolve (`node`), where one of them cannot
 /// reach a member's fields (`Chat.id` is external there, `text` lives in
 /// the other): each alias goes to a subgraph from which its selection plans.

@@ -106,6 +106,10 @@ pub struct Projector<'a, 'r> {
     /// entity)`. Several fields of one object read the same entity; its key
     /// (a representation, for Federation) is built and looked up once.
     last_entity: Option<LastEntity<'a>>,
+    /// The objects being written, outermost first, each with the length
+    /// of the path where it is: a [`FieldKind::Nested`] field reads its
+    /// entity by the key of one of them.
+    objects: Vec<(Node<'a>, usize)>,
 }
 
 /// `(fetch, the parent object it was found for, the entity, its errors)`.
@@ -145,6 +149,7 @@ impl<'a, 'r> Projector<'a, 'r> {
             gone: Vec::new(),
             failed_fetches: HashSet::new(),
             last_entity: None,
+            objects: Vec::new(),
         }
     }
 
@@ -333,7 +338,10 @@ impl<'a, 'r> Projector<'a, 'r> {
                 self.write_list(inner, items, kind)
             }
             BaseType::Named(_) => match kind {
-                FieldKind::Merge { .. } | FieldKind::Hydrated { .. } | FieldKind::Sibling { .. } => {
+                FieldKind::Merge { .. }
+                | FieldKind::Hydrated { .. }
+                | FieldKind::Nested { .. }
+                | FieldKind::Sibling { .. } => {
                     self.error(GraphQLError::new(
                         "a merged or hydrated field in a nested position",
                         ErrorCode::InternalServerError,
@@ -513,6 +521,13 @@ impl<'a, 'r> Projector<'a, 'r> {
             ));
             return Err(Bubble);
         };
+        self.objects.push((object, self.path.len()));
+        let written = self.write_fields(object, fields);
+        self.objects.pop();
+        written
+    }
+
+    fn write_fields(&mut self, object: Node<'a>, fields: &[FieldNode]) -> Result<(), Bubble> {
         self.out.push(b'{');
         let mut first = true;
         let mut values = Fields::new(object);
@@ -571,6 +586,15 @@ impl<'a, 'r> Projector<'a, 'r> {
                     None => self.complete(ty, Val::null(), inner),
                 }
             }
+            FieldKind::Nested {
+                fetch,
+                key,
+                up,
+                inner,
+            } => match self.nested_parent(*fetch, key, *up) {
+                Some(parent) => self.write_kind(&mut Fields::new(parent), ty, inner),
+                None => self.complete(ty, Val::null(), inner),
+            },
             FieldKind::Sibling { fetch, inner } => match self.sibling_parent(*fetch) {
                 Some(parent) => self.write_kind(&mut Fields::new(parent), ty, inner),
                 None => self.complete(ty, Val::null(), inner),
@@ -614,6 +638,33 @@ impl<'a, 'r> Projector<'a, 'r> {
         let (_, to_parent) = self.path.split_last()?;
         let mut node = data.node();
         for segment in to_parent {
+            node = match segment {
+                PathSegment::Key(key) => node.get(key.as_str())?,
+                PathSegment::Index(i) => node.items().nth(*i)?,
+            };
+        }
+        node.is_object().then_some(node)
+    }
+
+    /// The object that holds the current field in the entity `fetch` found
+    /// for the key of the object `up` levels above: down from the entity
+    /// along the client's path from there (its response keys, which the
+    /// fetch asked by, and list positions).
+    fn nested_parent(&mut self, fetch: usize, key: &ParentKey, up: usize) -> Option<Node<'a>> {
+        let at = self.objects.len().checked_sub(up + 1)?;
+        let (ancestor, from) = self.objects[at];
+        let Some(PathSegment::Key(first)) = self.path.get(from).cloned() else {
+            return None;
+        };
+        let mut node = match self
+            .keyed_entry(ancestor, fetch, key, false, Reads::Field(&first))
+            .0
+        {
+            Val::Node(entity) if entity.is_object() => entity,
+            _ => return None,
+        };
+        let (_, to_parent) = self.path.split_last()?;
+        for segment in to_parent.get(from..)? {
             node = match segment {
                 PathSegment::Key(key) => node.get(key.as_str())?,
                 PathSegment::Index(i) => node.items().nth(*i)?,

@@ -17,7 +17,7 @@ use async_graphql::parser::types::{
 use async_graphql::parser::Positioned;
 use async_graphql::Name;
 
-use super::federation::{merge_hops, Hop, ParentSelection};
+use super::federation::{merge_hops, Hop, Nested, ParentSelection};
 use super::normalize::{CollectedField, Collector, Condition, Include};
 use super::{
     ArgBinding, EntityFetch, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyInput, KeyStrategy,
@@ -126,6 +126,7 @@ fn plan_choosing(
             taken,
             made: HashSet::new(),
         },
+        nested: Vec::new(),
     };
 
     let collected = builder
@@ -243,6 +244,10 @@ fn plan_choosing(
                 kind,
             },
         });
+    }
+    // A field no entity above could take.
+    if let Some(waiting) = builder.nested.pop() {
+        return Err(waiting.error);
     }
 
     if let Some(mut orders) = response_orders(collected.values()) {
@@ -432,6 +437,10 @@ pub(super) struct Builder<'a> {
     pub(super) collector: Collector<'a>,
     pub(super) fetches: Vec<Fetch>,
     pub(super) aliases: Aliases,
+    /// Federation: fields of value objects waiting for an entity above to
+    /// take them (see [`Nested`]); what is still here once the root fields
+    /// are planned cannot be resolved.
+    pub(super) nested: Vec<Nested<'a>>,
 }
 
 /// Where the fields being printed sit: in which fetch, and at which path
@@ -458,6 +467,10 @@ pub(super) struct Scope<'s> {
     /// Federation: the subgraph types the field that returned these objects
     /// as this one member of its abstract type: only its fragment is printed.
     pub(super) narrowed: Option<&'s Name>,
+    /// Federation: the objects are another subgraph's `_entities` answers
+    /// for the parent fetch's objects (an entity hop), which are the ones
+    /// the client's response is written from.
+    pub(super) for_parent: bool,
 }
 
 /// What Federation says about the objects a field returns, in the subgraph asked.
@@ -486,6 +499,7 @@ impl<'s> Scope<'s> {
             typename: None,
             hops: 0,
             narrowed: None,
+            for_parent: false,
         }
     }
 
@@ -866,6 +880,7 @@ impl<'a> Builder<'a> {
         let collected: Vec<_> = collected.collect();
         let orders = response_orders(collected.iter().map(|(_, cf)| *cf));
         let mut hops: Vec<Hop<'c, 'a>> = Vec::new();
+        let waiting_before = self.nested.len();
         let mut plain: Vec<Name> = Vec::new();
         for (key, cf) in collected {
             let field_name = cf.field.node.name.node.as_str();
@@ -995,22 +1010,36 @@ impl<'a> Builder<'a> {
                             self.schema.object(n).is_some() && self.schema.is_abstract(named_type(&fdef.ty))
                         });
                     match local {
-                        Some(provided) => self.owned_field(
-                            buf,
-                            scope.fetch,
-                            here,
-                            fdef,
-                            cf,
-                            &printed,
-                            field_name,
-                            false,
-                            scope.path,
-                            &include,
-                            Returned { provided, narrowed },
-                        )?,
+                        Some(provided) => {
+                            let below = self.nested.len();
+                            let kind = self.owned_field(
+                                buf,
+                                scope.fetch,
+                                here,
+                                fdef,
+                                cf,
+                                &printed,
+                                field_name,
+                                false,
+                                scope.path,
+                                &include,
+                                Returned { provided, narrowed },
+                            )?;
+                            // Fields below waiting for an entity above: this field leads there.
+                            for waiting in &mut self.nested[below..] {
+                                waiting
+                                    .chain
+                                    .insert(0, (key.clone(), cf.clone(), type_name.clone()));
+                            }
+                            kind
+                        }
                         None => {
-                            self.entity_hop(scope, type_name, slots.len(), key, cf, &mut hops)?;
-                            slots.push(None);
+                            match self.entity_hop(scope, type_name, slots.len(), key, cf, &mut hops) {
+                                Ok(()) => slots.push(None),
+                                Err(error) => slots.push(Some(
+                                    self.wait_for_entity_above(scope, type_name, key, cf, fdef, error)?,
+                                )),
+                            }
                             continue;
                         }
                     }
@@ -1046,6 +1075,7 @@ impl<'a> Builder<'a> {
         for hop in merge_hops(hops) {
             self.entity_fetch(buf, scope, type_name, hop, &mut slots, &mut parent)?;
         }
+        self.nested_fetches(buf, scope, type_name, waiting_before, &mut slots, &mut parent)?;
         if let Some(orders) = orders {
             for (slot, order) in slots.iter_mut().zip(orders) {
                 if let Some(node) = slot {
@@ -1343,7 +1373,7 @@ impl<'a> Builder<'a> {
 /// field is neither resolved there nor a source of errors. One conjunction
 /// of conditions prints as directives; a field reached under alternative
 /// conditions (two fragments) is fetched, and the projection leaves it out.
-fn conditions(buf: &mut FetchBuf, include: &Include) {
+pub(super) fn conditions(buf: &mut FetchBuf, include: &Include) {
     let Include::When(alternatives) = include else {
         return;
     };

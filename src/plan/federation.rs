@@ -20,13 +20,15 @@ use indexmap::IndexMap;
 use async_graphql::parser::types::{BaseType, SelectionSet as AstSelectionSet, Type};
 use async_graphql::Name;
 
-use super::build::{unresolvable, variable_definitions, Builder, FetchBuf, Scope};
+use super::build::{conditions, unresolvable, variable_definitions, Builder, FetchBuf, Scope};
 use super::normalize::{CollectedField, Include};
 use super::{
     EntityFetch, Fetch, FetchId, FetchKind, FieldKind, FieldNode, KeyInput, ParentKey, PlanError,
     Representation, RepresentationField, Representations, SelectionSet, SubgraphQuery, TypeNames,
 };
-use crate::schema::{FederatedField, FederatedType, FieldGraph, FieldSetItem, InterfaceObject, Resolver};
+use crate::schema::{
+    FederatedField, FederatedType, FieldDef, FieldGraph, FieldSetItem, InterfaceObject, Resolver,
+};
 
 /// Subgraphs in a row one field may need (each giving the next what it requires).
 const MAX_CHAINED_HOPS: usize = 4;
@@ -79,6 +81,25 @@ pub(super) fn merge_hops<'c, 'a>(mut hops: Vec<Hop<'c, 'a>>) -> Vec<Hop<'c, 'a>>
         }
     }
     hops
+}
+
+/// A field of a value object that no subgraph can be asked for by the
+/// object's own key (`products { category { details } }`, where the only
+/// subgraph with `details` has `Category` without a key): it waits in
+/// [`Builder::nested`] for the nearest entity above, whose `_entities`
+/// fetch from a subgraph that resolves the fields leading down to it asks
+/// for them and the field (`...on Product{category{details}}`). The
+/// projection reads it as [`FieldKind::Nested`].
+pub(super) struct Nested<'a> {
+    /// The fields from the entity down to the object: each with its
+    /// response key and the type that has it (filled in on the way up).
+    pub(super) chain: Vec<(Name, CollectedField<'a>, Name)>,
+    /// The object's type.
+    type_name: Name,
+    key: Name,
+    field: CollectedField<'a>,
+    /// Why it cannot be planned where it is: the plan's error if no entity above takes it.
+    pub(super) error: PlanError,
 }
 
 /// What the selection of the objects a hop starts from already holds.
@@ -153,6 +174,255 @@ impl<'a> Builder<'a> {
                 hop.requires.push(item);
             }
         }
+        Ok(())
+    }
+
+    /// A field no hop from here reaches (`error` says why): it waits for an
+    /// entity above to take it ([`Nested`]). Its node keeps its place until
+    /// then; a plan never keeps it ([`plan`](super::plan) refuses what is still waiting).
+    pub(super) fn wait_for_entity_above(
+        &mut self,
+        scope: Scope<'_>,
+        type_name: &Name,
+        key: &Name,
+        cf: &CollectedField<'a>,
+        fdef: &FieldDef,
+        error: PlanError,
+    ) -> Result<FieldNode, PlanError> {
+        // Under an abstract type the fields above are planned per member:
+        // the path down from an entity would not say which.
+        if scope.typename.is_some() {
+            return Err(error);
+        }
+        self.nested.push(Nested {
+            chain: Vec::new(),
+            type_name: type_name.clone(),
+            key: key.clone(),
+            field: cf.clone(),
+            error,
+        });
+        Ok(FieldNode {
+            order: None,
+            response_key: key.clone(),
+            ty: fdef.ty.clone(),
+            include: cf.include.clone(),
+            kind: FieldKind::Nested {
+                fetch: FetchId::MAX,
+                key: ParentKey::Field {
+                    alias: key.clone(),
+                    global_id: None,
+                },
+                up: 0,
+                inner: Box::new(FieldKind::Typename(type_name.clone())),
+            },
+        })
+    }
+
+    /// Takes the fields waiting below these objects (those raised since
+    /// `mark`) that a subgraph can give through them: these objects are
+    /// entities it resolves by a key they give, and it resolves the fields
+    /// leading down and the field (or reaches it in one more hop). One
+    /// `_entities` fetch per subgraph; the others wait on, for the entity above.
+    pub(super) fn nested_fetches(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        mark: usize,
+        slots: &mut [Option<FieldNode>],
+        parent: &mut ParentSelection,
+    ) -> Result<(), PlanError> {
+        if self.nested.len() <= mark {
+            return Ok(());
+        }
+        if scope.typename.is_some() {
+            return Err(self.nested.swap_remove(mark).error);
+        }
+        // An entity hop's objects stand for the parent's, which take them.
+        if scope.for_parent || scope.subgraph.is_none() {
+            return Ok(());
+        }
+        let Ok(entity) = self.entity(type_name) else {
+            return Ok(());
+        };
+        let mut by_graph: Vec<(String, Vec<Nested<'a>>)> = Vec::new();
+        let mut i = mark;
+        while i < self.nested.len() {
+            let waiting = &self.nested[i];
+            let graph = match waiting.chain.is_empty() {
+                true => None,
+                false => self.nested_graph(scope, type_name, entity, waiting),
+            };
+            let Some(graph) = graph else {
+                i += 1;
+                continue;
+            };
+            let waiting = self.nested.remove(i);
+            match by_graph.iter_mut().find(|(g, _)| *g == graph) {
+                Some((_, all)) => all.push(waiting),
+                None => by_graph.push((graph, vec![waiting])),
+            }
+        }
+        for (graph, waiting) in by_graph {
+            self.nested_fetch(buf, scope, type_name, entity, graph, waiting, slots, parent)?;
+        }
+        Ok(())
+    }
+
+    /// The subgraph that gives `waiting` through these objects: one that
+    /// resolves it, else one from where it is one hop on.
+    fn nested_graph(
+        &self,
+        scope: Scope<'_>,
+        type_name: &Name,
+        entity: &FederatedType,
+        waiting: &Nested<'a>,
+    ) -> Option<String> {
+        let field = &waiting.field.field.node.name.node;
+        let resolves = |graph: &str, on: &Name, name: &Name| {
+            self.federated(on, name)
+                .and_then(|f| f.resolved_by(graph))
+                .is_some_and(|g| g.requires.is_none())
+        };
+        let leads = |graph: &str| {
+            entity
+                .keys
+                .iter()
+                .any(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
+                && waiting
+                    .chain
+                    .iter()
+                    .all(|(_, cf, on)| resolves(graph, on, &cf.field.node.name.node))
+        };
+        let resolvers = self
+            .federated(&waiting.type_name, field)
+            .into_iter()
+            .flat_map(|f| &f.graphs);
+        if let Some(g) = resolvers
+            .filter(|g| resolves(&g.graph, &waiting.type_name, field))
+            .find(|g| leads(&g.graph))
+        {
+            return Some(g.graph.clone());
+        }
+        let graphs = self.schema.federation()?.urls.keys();
+        graphs
+            .filter(|g| leads(g))
+            .find(|g| {
+                let there = Scope::new(scope.fetch, Some(g), &[], scope.include);
+                self.route(there, &waiting.type_name, field, &[], MAX_CHAINED_HOPS)
+                    .is_some()
+            })
+            .cloned()
+    }
+
+    /// Plans the `_entities` fetch from `graph` that gives the `waiting`
+    /// fields through these objects, and puts each in its place below.
+    #[allow(clippy::too_many_arguments)]
+    fn nested_fetch(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        entity: &'a FederatedType,
+        graph: String,
+        waiting: Vec<Nested<'a>>,
+        slots: &mut [Option<FieldNode>],
+        parent: &mut ParentSelection,
+    ) -> Result<(), PlanError> {
+        let key = entity
+            .keys
+            .iter()
+            .find(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
+            .ok_or_else(|| unresolvable(format!("{type_name}: no key of it for \"{graph}\"")))?;
+        let parent_key = self.representation(buf, scope, type_name, &key.fields, key.sent_as.clone(), parent);
+        let entity_type = key.sent_as.as_ref().unwrap_or(type_name);
+        let id = self.reserve();
+        self.fetches[scope.fetch].children.push(id);
+        let under = |w: &Nested<'_>| {
+            w.chain
+                .iter()
+                .fold(w.field.include.clone(), |all, (_, cf, _)| all.and(&cf.include))
+        };
+        let wanted = waiting.iter().fold(Include::Never, |any, w| any.or(&under(w)));
+        let include = scope.include.and(&wanted);
+        let mut hop_buf = FetchBuf {
+            include: include.clone(),
+            ..FetchBuf::default()
+        };
+        // Fields waiting below the same fields are asked together.
+        let mut groups: Vec<Vec<Nested<'a>>> = Vec::new();
+        for w in waiting {
+            let same = |g: &&mut Vec<Nested<'a>>| {
+                g[0].chain.len() == w.chain.len() && g[0].chain.iter().zip(&w.chain).all(|(a, b)| a.0 == b.0)
+            };
+            match groups.iter_mut().find(same) {
+                Some(group) => group.push(w),
+                None => groups.push(vec![w]),
+            }
+        }
+        for group in &groups {
+            let chain = &group[0].chain;
+            for (key, cf, on) in chain {
+                let name = &cf.field.node.name.node;
+                let fdef = self
+                    .schema
+                    .field(on, name)
+                    .ok_or_else(|| unresolvable(format!("{on}.{name} is not in the schema")))?;
+                if !hop_buf.text.is_empty() && !hop_buf.text.ends_with('{') {
+                    hop_buf.text.push(' ');
+                }
+                if key != name {
+                    hop_buf.text.push_str(key);
+                    hop_buf.text.push(':');
+                }
+                hop_buf.text.push_str(name);
+                self.arguments(&mut hop_buf, fdef, cf);
+                conditions(&mut hop_buf, &cf.include);
+                hop_buf.text.push('{');
+            }
+            let path: Vec<Name> = chain.iter().map(|(key, _, _)| key.clone()).collect();
+            let there = Scope {
+                hops: scope.hops + 1,
+                ..Scope::new(id, Some(&graph), &path, &include)
+            };
+            let fields: Vec<(&Name, &CollectedField<'a>)> =
+                group.iter().map(|w| (&w.key, &w.field)).collect();
+            let below = self.nested.len();
+            let nodes = self.fields_from(&mut hop_buf, there, &group[0].type_name, fields.into_iter())?;
+            if self.nested.len() > below {
+                return Err(self.nested.swap_remove(below).error);
+            }
+            for _ in chain {
+                hop_buf.text.push('}');
+            }
+            for (w, node) in group.iter().zip(nodes) {
+                let at = waiting_node(slots, &w.chain, &w.key).ok_or_else(|| {
+                    unresolvable(format!("{type_name}: the place of `{}` below is lost", w.key))
+                })?;
+                at.kind = FieldKind::Nested {
+                    fetch: id,
+                    key: parent_key.clone(),
+                    up: w.chain.len(),
+                    inner: Box::new(node.kind),
+                };
+            }
+        }
+        let selection = format!("...on {entity_type}{{{}}}", hop_buf.text);
+        let keys = KeyInput {
+            parent: scope.fetch,
+            key_path: scope.path.to_vec(),
+            key: parent_key,
+            result_key: None,
+        };
+        self.store_entities(
+            id,
+            graph,
+            entity_type.to_string(),
+            hop_buf,
+            &selection,
+            keys,
+            include,
+        );
         Ok(())
     }
 
@@ -251,40 +521,7 @@ impl<'a> Builder<'a> {
         for item in hop.requires {
             merge_item(&mut items, item);
         }
-        let mut fields = Vec::with_capacity(items.len());
-        for item in &items {
-            // A scalar the client's selection already asks of these objects,
-            // under its own name, is read from there: the subgraph is not
-            // asked for it twice.
-            let shared = scope.typename.is_none()
-                && item.arguments.is_empty()
-                && item.selection.is_empty()
-                && item.fragments.is_empty()
-                && parent.plain.contains(&item.name);
-            if shared {
-                fields.push(RepresentationField {
-                    name: item.name.to_string(),
-                    alias: item.name.to_string(),
-                    selection: Vec::new(),
-                    conditional: false,
-                });
-                continue;
-            }
-            // In a fragment of an abstract selection, the same field of two
-            // types may have two types: aliases per type keep them apart.
-            let alias = match scope.typename {
-                Some(_) => self.aliases.named(&format!("_r_{type_name}_{}", item.name)),
-                None => self.aliases.named(&format!("_r_{}", item.name)),
-            };
-            // Two hops from the same objects share what they both send.
-            fields.push(representation_field(buf, &alias, item, &mut parent.printed));
-        }
-        let parent_key = ParentKey::Representation(Arc::new(Representation {
-            type_name: type_name.to_string(),
-            typename_alias: scope.typename.cloned(),
-            sent_as: key.sent_as.clone(),
-            fields,
-        }));
+        let parent_key = self.representation(buf, scope, type_name, &items, key.sent_as.clone(), parent);
         // The type the subgraph knows these objects as.
         let entity_type = key.sent_as.as_ref().unwrap_or(type_name);
 
@@ -302,6 +539,7 @@ impl<'a> Builder<'a> {
         let hop_scope = Scope {
             requirements_met: &hop.met,
             hops: scope.hops + 1,
+            for_parent: true,
             ..Scope::new(id, Some(&hop.graph), &[], &include)
         };
         let collected: Vec<(&Name, &CollectedField<'a>)> =
@@ -341,6 +579,53 @@ impl<'a> Builder<'a> {
             });
         }
         Ok(())
+    }
+
+    /// Prints what a representation of the scope's objects carries (`items`)
+    /// into their selection, and returns the key that reads it back.
+    fn representation(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        items: &[FieldSetItem],
+        sent_as: Option<Name>,
+        parent: &mut ParentSelection,
+    ) -> ParentKey {
+        let mut fields = Vec::with_capacity(items.len());
+        for item in items {
+            // A scalar the client's selection already asks of these objects,
+            // under its own name, is read from there: the subgraph is not
+            // asked for it twice.
+            let shared = scope.typename.is_none()
+                && item.arguments.is_empty()
+                && item.selection.is_empty()
+                && item.fragments.is_empty()
+                && parent.plain.contains(&item.name);
+            if shared {
+                fields.push(RepresentationField {
+                    name: item.name.to_string(),
+                    alias: item.name.to_string(),
+                    selection: Vec::new(),
+                    conditional: false,
+                });
+                continue;
+            }
+            // In a fragment of an abstract selection, the same field of two
+            // types may have two types: aliases per type keep them apart.
+            let alias = match scope.typename {
+                Some(_) => self.aliases.named(&format!("_r_{type_name}_{}", item.name)),
+                None => self.aliases.named(&format!("_r_{}", item.name)),
+            };
+            // Two hops from the same objects share what they both send.
+            fields.push(representation_field(buf, &alias, item, &mut parent.printed));
+        }
+        ParentKey::Representation(Arc::new(Representation {
+            type_name: type_name.to_string(),
+            typename_alias: scope.typename.cloned(),
+            sent_as,
+            fields,
+        }))
     }
 
     /// Objects of an interface that their subgraph knows as an
@@ -416,6 +701,7 @@ impl<'a> Builder<'a> {
         };
         let hop_scope = Scope {
             hops: scope.hops + 1,
+            for_parent: true,
             ..Scope::new(id, Some(&key.graph), &[], scope.include)
         };
         let by_owner = self.abstract_selection(&mut hop_buf, hop_scope, interface, sets, &common_keys)?;
@@ -657,6 +943,38 @@ impl<'a> Builder<'a> {
             Some(Resolver::Federated(f)) => Some(f),
             _ => None,
         }
+    }
+}
+
+/// The node of the field `key` waiting below the slots' objects, down `chain`.
+fn waiting_node<'n>(
+    slots: &'n mut [Option<FieldNode>],
+    chain: &[(Name, CollectedField<'_>, Name)],
+    key: &Name,
+) -> Option<&'n mut FieldNode> {
+    let ((first, _, _), rest) = chain.split_first()?;
+    let mut node = slots.iter_mut().flatten().find(|n| n.response_key == *first)?;
+    for (next, _, _) in rest {
+        node = object_fields(&mut node.kind)?
+            .iter_mut()
+            .find(|n| n.response_key == *next)?;
+    }
+    object_fields(&mut node.kind)?
+        .iter_mut()
+        .find(|n| n.response_key == *key)
+}
+
+/// The fields of the object a field's value is (of one concrete type).
+fn object_fields(kind: &mut FieldKind) -> Option<&mut Vec<FieldNode>> {
+    match kind {
+        FieldKind::Object { selection, .. } => match selection.by_type.as_mut_slice() {
+            [(_, fields)] => Some(fields),
+            _ => None,
+        },
+        FieldKind::Hydrated { inner, .. }
+        | FieldKind::Nested { inner, .. }
+        | FieldKind::Sibling { inner, .. } => object_fields(inner),
+        _ => None,
     }
 }
 

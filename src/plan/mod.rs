@@ -435,6 +435,18 @@ pub enum FieldKind {
         key: ParentKey,
         inner: Box<FieldKind>,
     },
+    /// A field of a value object that only another subgraph resolves, and
+    /// only through the entity `up` objects above (Federation: the object
+    /// has no key there, `products { category { details } }` with
+    /// `details` in a subgraph that has `Category` without a key): read
+    /// from the entity `fetch` found for that ancestor's key, down the
+    /// response keys and list positions the client's path takes from it.
+    Nested {
+        fetch: FetchId,
+        key: ParentKey,
+        up: usize,
+        inner: Box<FieldKind>,
+    },
     /// A field of a root field's object that another subgraph answers (a
     /// root field several subgraphs resolve, its selection split between
     /// them): read from root fetch `fetch` at the same path.
@@ -458,7 +470,9 @@ impl FieldKind {
             | FieldKind::EnumLeaf { data_key, .. }
             | FieldKind::Object { data_key, .. }
             | FieldKind::SearchEdges { data_key, .. } => Some(data_key.as_str()),
-            FieldKind::Hydrated { inner, .. } | FieldKind::Sibling { inner, .. } => inner.data_key(),
+            FieldKind::Hydrated { inner, .. }
+            | FieldKind::Nested { inner, .. }
+            | FieldKind::Sibling { inner, .. } => inner.data_key(),
             _ => None,
         }
     }

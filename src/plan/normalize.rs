@@ -165,7 +165,7 @@ fn satisfiable(all: &[Condition]) -> bool {
 }
 
 /// All occurrences of one response key in a selection set, merged.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CollectedField<'a> {
     pub field: &'a Positioned<Field>,
     /// Sub-selections of every occurrence, each with the condition it was under.

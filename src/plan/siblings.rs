@@ -210,7 +210,9 @@ fn renumber_kind(kind: &mut FieldKind, to: &impl Fn(&mut FetchId)) {
             to(fetch);
             renumber_selection(selection, to);
         }
-        FieldKind::Hydrated { fetch, inner, .. } | FieldKind::Sibling { fetch, inner } => {
+        FieldKind::Hydrated { fetch, inner, .. }
+        | FieldKind::Nested { fetch, inner, .. }
+        | FieldKind::Sibling { fetch, inner } => {
             to(fetch);
             renumber_kind(inner, to);
         }
