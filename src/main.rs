@@ -267,9 +267,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     .map_err(|errors| {
                         let lines: Vec<String> = errors
                             .iter()
-                            .map(|e| match e.locations.first() {
-                                Some(at) => format!("{}:{}: {}", at.line, at.column, e.message),
-                                None => e.message.clone(),
+                            .map(|e| {
+                                // The operator asking for a plan is told why there is none.
+                                let message = match &e.detail {
+                                    Some(detail) => format!("{} ({detail})", e.message),
+                                    None => e.message.clone(),
+                                };
+                                match e.locations.first() {
+                                    Some(at) => format!("{}:{}: {message}", at.line, at.column),
+                                    None => message,
+                                }
                             })
                             .collect();
                         anyhow::anyhow!("{}", lines.join("\n"))

@@ -975,3 +975,114 @@ fn a_value_objects_field_no_entity_above_can_ask_for_is_refused_when_planned() {
     let error = tessera::plan::plan(&schema, &doc, None).expect_err("no entity leads to stats");
     assert!(error.to_string().contains("Category.details"), "{error}");
 }
+
+const ASSEMBLED: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    include_str!("supergraphs/assembled.graphql")
+);
+
+/// The two subgraphs of `supergraphs/assembled.graphql`: post p1 by u1
+/// (one year of experience), p2 by u2 (ten). Each representation is
+/// checked for what the field requires. `feed_authors_up: false`: "feed"
+/// fails its `Author` entities.
+fn assembled_subgraphs(feed_authors_up: bool) -> Box<Handler> {
+    Box::new(move |subgraph, query, vars| {
+        let keys = || vars["_keys"].as_array().expect("representations").clone();
+        let entities = |f: &dyn Fn(&Value) -> Value| json!({ "data": { "_entities": keys().iter().map(f).collect::<Vec<_>>() } });
+        let author_of = |post: &Value| if post["id"] == "p1" { "u1" } else { "u2" };
+        match subgraph {
+            "feed" if query.contains("feed{") => {
+                json!({ "data": { "feed": [ { "id": "p1", "_r_id": "p1" }, { "id": "p2", "_r_id": "p2" } ] } })
+            }
+            "feed" if query.contains("yearsOfExperience") && !feed_authors_up => {
+                json!({ "data": null, "errors": [ { "message": "authors are down" } ] })
+            }
+            "feed" if query.contains("yearsOfExperience") => entities(&|author| {
+                assert_eq!(author["__typename"], "Author", "{author}");
+                json!({ "yearsOfExperience": if author["id"] == "u1" { 1 } else { 10 } })
+            }),
+            "feed" if query.contains("byExpert") => entities(&|post| {
+                let novice = post["byNovice"]
+                    .as_bool()
+                    .expect("byNovice in the representation");
+                json!({ "byExpert": !novice })
+            }),
+            "blog" if query.contains("author{") && query.contains("byNovice") => {
+                panic!("`byNovice` asked before its requirement was fetched: {query}")
+            }
+            "blog" if query.contains("author{") => entities(&|post| {
+                let id = author_of(post);
+                json!({ "_r_id": post["id"], "_q_author": { "id": id, "_r_id": id } })
+            }),
+            "blog" if query.contains("byNovice") => entities(&|post| {
+                let years = post["author"]["yearsOfExperience"]
+                    .as_i64()
+                    .expect("the author's experience in the representation");
+                json!({ "_r_id": post["id"], "byNovice": years < 5, "_q_byNovice": years < 5 })
+            }),
+            other => panic!("unexpected request to {other}: {query}"),
+        }
+    })
+}
+
+#[tokio::test]
+async fn a_requirement_no_one_subgraph_gives_is_fetched_first_and_sent_assembled() {
+    let (body, log) = run_on(
+        ASSEMBLED,
+        "{ feed { id byNovice } }",
+        500,
+        assembled_subgraphs(true),
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "id": "p1", "byNovice": true }, { "id": "p2", "byNovice": false } ] } })
+    );
+    // The authors from "blog", their experience from "feed", then `byNovice`
+    // from "blog" with both in each representation.
+    let asked: Vec<&str> = log.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(asked, ["feed", "blog", "feed", "blog"], "{log:#?}");
+    assert_eq!(
+        log[3].2["_keys"],
+        json!([
+            { "__typename": "Post", "id": "p1", "author": { "yearsOfExperience": 1 } },
+            { "__typename": "Post", "id": "p2", "author": { "yearsOfExperience": 10 } }
+        ])
+    );
+
+    // A requirement that is itself assembled.
+    let (body, log) = run_on(ASSEMBLED, "{ feed { byExpert } }", 500, assembled_subgraphs(true)).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "byExpert": false }, { "byExpert": true } ] } })
+    );
+    assert_eq!(log.len(), 5, "{log:?}");
+}
+
+#[tokio::test]
+async fn a_requirement_that_cannot_be_fetched_fails_the_field_that_needs_it() {
+    let (body, log) = run_on(
+        ASSEMBLED,
+        "{ feed { id byNovice } }",
+        500,
+        assembled_subgraphs(false),
+    )
+    .await;
+    // `byNovice` is non-null: each post goes, the list stays; the error
+    // says why (the requirement's failure), once, at the list.
+    assert_eq!(body["data"], json!({ "feed": [null, null] }), "{body}");
+    let errors = body["errors"].as_array().expect("errors");
+    assert!(
+        errors.iter().any(|e| e["message"] == "authors are down"),
+        "{body}"
+    );
+    assert!(
+        errors.iter().all(|e| !e["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Cannot return null")),
+        "{body}"
+    );
+    // No representation could be assembled: "blog" is not asked for `byNovice`.
+    assert_eq!(log.len(), 3, "{log:?}");
+}

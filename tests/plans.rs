@@ -384,6 +384,21 @@ fn value_objects_are_reached_through_their_parent_entity() {
     ));
 }
 
+/// Requirements no one subgraph gives (`byNovice` needs the author from
+/// "blog" and the author's experience from "feed"; `byExpert` needs
+/// `byNovice`): fetched first, one fetch after the other, and the
+/// representation assembled from their answers.
+#[test]
+fn requirements_from_several_subgraphs_are_fetched_first() {
+    insta::assert_snapshot!(plan_on(
+        concat!(
+            include_str!("supergraphs/preamble.graphql"),
+            include_str!("supergraphs/assembled.graphql")
+        ),
+        "{ feed { id byExpert } }"
+    ));
+}
+
 /// A root field two subgraphs resolve (`node`), where one of them cannot
 /// reach a member's fields (`Chat.id` is external there, `text` lives in
 /// the other): each alias goes to a subgraph from which its selection plans.

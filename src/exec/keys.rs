@@ -174,6 +174,21 @@ pub fn with_parent_key<R>(key: &ParentKey, holder: Node<'_>, f: impl FnOnce(&str
     }
 }
 
+/// A representation's text with the fields of a JSON object (`{"a":1}`) added.
+pub fn with_fields(representation: &str, fields: &str) -> String {
+    let inner = fields
+        .strip_prefix('{')
+        .and_then(|f| f.strip_suffix('}'))
+        .unwrap_or_default();
+    let Some(open) = representation.strip_suffix('}') else {
+        return representation.to_string();
+    };
+    if inner.is_empty() {
+        return representation.to_string();
+    }
+    format!("{open},{inner}}}")
+}
+
 /// Appends `,"name":value` for each field (the object is open); `false`
 /// when a top-level field is absent or null (the object cannot be identified).
 fn write_representation_fields(
@@ -332,6 +347,7 @@ mod tests {
                 field("upc", "_r_upc", vec![]),
                 field("dimensions", "_r_dimensions", vec![field("size", "size", vec![])]),
             ],
+            assembled: Vec::new(),
         }));
         let tape = |v: serde_json::Value| Tape::from_value(&v);
         let product = tape(serde_json::json!({
@@ -366,6 +382,7 @@ mod tests {
                     field("__typename", "__typename", vec![]),
                 ],
             )],
+            assembled: Vec::new(),
         }));
         let shelf = tape(serde_json::json!({
             "_r_media": [{ "upc": "1", "__typename": "Book" }, { "title": "T", "__typename": "Movie" }]

@@ -907,6 +907,30 @@ impl<'a, 'r> Projector<'a, 'r> {
     }
 }
 
+/// The JSON object of a representation's `fields` fetched from other
+/// subgraphs ([`Representation::assembled`](crate::plan::Representation))
+/// for `object`, as the client's response would have them; when a
+/// non-null one is missing, the first error met on the way.
+pub(super) fn assembled_fields<'a>(
+    run: &'a Run<'_>,
+    object: Node<'a>,
+    fields: &[FieldNode],
+) -> Result<String, Box<GraphQLError>> {
+    let mut projector = Projector::new(run, run.variables, 64);
+    let written = projector.write_fields(object, fields);
+    match (written, String::from_utf8(projector.out)) {
+        (Ok(()), Ok(text)) => Ok(text),
+        _ => Err(Box::new(projector.errors.into_iter().next().unwrap_or_else(
+            || {
+                GraphQLError::new(
+                    "a field this one requires could not be fetched",
+                    ErrorCode::SubgraphInvalidResponse,
+                )
+            },
+        ))),
+    }
+}
+
 fn display_path(path: &[PathSegment]) -> String {
     path.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(".")
 }

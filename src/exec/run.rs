@@ -102,6 +102,15 @@ pub(crate) type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// A fetch's keys, deduplicated, in the order the parent objects gave them.
 type KeySet = IndexSet<Arc<str>, foldhash::fast::RandomState>;
+
+/// What a keyed fetch found in its parent's objects.
+struct CollectedKeys {
+    keys: KeySet,
+    /// For built keys (representations): each object and the index of its key.
+    holders: Vec<(Identity, usize)>,
+    /// Objects whose representation could not be assembled, with why.
+    unbuilt: Vec<(Identity, Loaded)>,
+}
 type KeyLoader = Loader<LoaderKey, Loaded, BatchLoader, FastMap<LoaderKey, Loaded>>;
 
 /// A canonical key as the loader holds it. The loader's own maps hash with
@@ -374,9 +383,16 @@ impl<'r> Run<'r> {
         input: &KeyInput,
         spec: impl FnOnce() -> BatchSpec,
     ) -> FetchResult {
-        let (keys, holders) = self.collect_keys(input);
+        let CollectedKeys {
+            keys,
+            holders,
+            unbuilt,
+        } = self.collect_keys(input, &query.subgraph);
         if keys.is_empty() {
-            return FetchResult::Keyed(Keyed::default());
+            return FetchResult::Keyed(Keyed {
+                by_parent: unbuilt.into_iter().collect(),
+                ..Keyed::default()
+            });
         }
         let loader = self.loader(fetch, query, keys.len(), spec);
         let keys: Vec<LoaderKey> = keys.into_iter().map(LoaderKey::new).collect();
@@ -389,6 +405,7 @@ impl<'r> Run<'r> {
         let by_parent = holders
             .into_iter()
             .filter_map(|(holder, i)| Some((holder, loaded.get(asked.get(i)?)?.clone())))
+            .chain(unbuilt)
             .collect();
         // The projection looks every key up again (once per parent object), by its text.
         FetchResult::Keyed(Keyed {
@@ -398,18 +415,53 @@ impl<'r> Run<'r> {
     }
 
     /// Every key the parent's objects at `key_path` give, deduplicated in
-    /// order; and for built keys, the index of the key each object gave.
-    fn collect_keys(&self, keyed: &KeyInput) -> (KeySet, Vec<(Identity, usize)>) {
+    /// order; for built keys, the index of the key each object gave; and
+    /// the objects whose representation could not be assembled (a field it
+    /// requires failed in another subgraph), with why, for `subgraph`.
+    fn collect_keys(&self, keyed: &KeyInput, subgraph: &str) -> CollectedKeys {
         let mut keys = IndexSet::default();
         let mut holders = Vec::new();
+        let mut unbuilt = Vec::new();
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
-            return (keys, holders);
+            return CollectedKeys {
+                keys,
+                holders,
+                unbuilt,
+            };
         };
         let built = matches!(keyed.key, crate::plan::ParentKey::Representation(_));
+        let assembled = match &keyed.key {
+            crate::plan::ParentKey::Representation(r) if !r.assembled.is_empty() => &r.assembled[..],
+            _ => &[],
+        };
         let mut visit = |object: Node<'_>| {
             walk(object, &keyed.key_path, &mut |holder| {
+                // Requirements fetched from other subgraphs, as the client's response would have them.
+                let fields = match assembled {
+                    [] => None,
+                    fields => match super::project::assembled_fields(self, holder, fields) {
+                        Ok(fields) => Some(fields),
+                        // One the subgraph needs is missing: no representation,
+                        // and the fields it would resolve fail with why.
+                        Err(why) => {
+                            unbuilt.push((
+                                holder.identity(),
+                                Err(Arc::new(requirement_failed(*why, subgraph))),
+                            ));
+                            return;
+                        }
+                    },
+                };
                 // Most keys repeat (twenty contracts, three managers): allocate only new ones.
                 keys::with_parent_key(&keyed.key, holder, |key| {
+                    let joined;
+                    let key = match &fields {
+                        Some(fields) => {
+                            joined = keys::with_fields(key, fields);
+                            joined.as_str()
+                        }
+                        None => key,
+                    };
                     let index = match keys.get_index_of(key) {
                         Some(index) => index,
                         None => keys.insert_full(Arc::from(key)).0,
@@ -434,7 +486,11 @@ impl<'r> Run<'r> {
                 }
             }
         }
-        (keys, holders)
+        CollectedKeys {
+            keys,
+            holders,
+            unbuilt,
+        }
     }
 
     /// The request's loader for this fetch's (subgraph, selection): two paths
@@ -484,6 +540,27 @@ impl<'r> Run<'r> {
                     .with_yield_count(1)
             })
             .clone()
+    }
+}
+
+/// A representation's requirement that failed (in another subgraph, or
+/// missing), as the failure of the fetch that needed it.
+fn requirement_failed(why: super::error::GraphQLError, subgraph: &str) -> FetchError {
+    let from = why
+        .extensions
+        .get("subgraph")
+        .and_then(Value::as_str)
+        .unwrap_or(subgraph)
+        .to_string();
+    let mut extensions = why.extensions;
+    extensions.remove("subgraph");
+    extensions
+        .entry("code")
+        .or_insert_with(|| Value::String(why.code.as_str().into()));
+    FetchError::Downstream {
+        subgraph: from,
+        message: why.message,
+        extensions,
     }
 }
 

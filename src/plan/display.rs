@@ -115,7 +115,14 @@ fn key_location(keys: &KeyInput) -> String {
     match &keys.key {
         ParentKey::Field { alias, .. } => at.push_str(alias),
         ParentKey::Representation(r) => {
-            let fields: Vec<&str> = r.fields.iter().map(|f| f.alias.as_str()).collect();
+            // Fields assembled from other fetches: `+name`.
+            let assembled = r.assembled.iter().map(|f| format!("+{}", f.response_key));
+            let fields: Vec<String> = r
+                .fields
+                .iter()
+                .map(|f| f.alias.clone())
+                .chain(assembled)
+                .collect();
             let _ = write!(at, "{{{}}}", fields.join(" "));
         }
     }

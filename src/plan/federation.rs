@@ -34,7 +34,7 @@ use crate::schema::{
 const MAX_CHAINED_HOPS: usize = 4;
 
 /// Where a field's entity hop goes first.
-struct Route {
+struct Route<'a> {
     graph: String,
     /// Fields of the object the representation carries.
     requires: Vec<FieldSetItem>,
@@ -42,6 +42,9 @@ struct Route {
     met: Vec<Name>,
     /// The subgraph the field goes on to from there.
     onward: Option<String>,
+    /// What the field requires there, when no one subgraph gives it from
+    /// here: fetched as a selection first (see [`Representation::assembled`]).
+    assembled: Option<&'a AstSelectionSet>,
 }
 
 /// Fields of one object that one subgraph resolves, planned as one entity fetch.
@@ -56,6 +59,8 @@ pub(super) struct Hop<'c, 'a> {
     /// Subgraphs some of the fields hop on to from there: they need fields
     /// that subgraph resolves first (a key, their `@requires`).
     onward: Vec<String>,
+    /// Requirements fetched as selections of the objects first.
+    assembled: Vec<&'a AstSelectionSet>,
 }
 
 /// Fields whose hop goes where another hop of the same object goes next
@@ -134,7 +139,10 @@ impl<'a> Builder<'a> {
             )));
         }
         let preferred: Vec<&str> = hops.iter().map(|h| h.graph.as_str()).collect();
-        let Some(route) = self.route(scope, type_name, field_name, &preferred, MAX_CHAINED_HOPS) else {
+        let route = self
+            .route(scope, type_name, field_name, &preferred, MAX_CHAINED_HOPS)
+            .or_else(|| self.assembled_route(scope, type_name, field_name, MAX_CHAINED_HOPS));
+        let Some(route) = route else {
             return Err(unresolvable(format!(
                 "{type_name}.{field_name}: no subgraph can resolve it from \"{here}\" (none that resolves it can be given a key of {type_name} and the fields it requires)"
             )));
@@ -158,12 +166,14 @@ impl<'a> Builder<'a> {
                     requires: Vec::new(),
                     met: Vec::new(),
                     onward: Vec::new(),
+                    assembled: Vec::new(),
                 });
                 hops.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
             }
         };
         hop.fields.push((slot, key, cf));
         hop.met.extend(route.met);
+        hop.assembled.extend(route.assembled);
         if let Some(onward) = route.onward {
             if !hop.onward.contains(&onward) {
                 hop.onward.push(onward);
@@ -334,7 +344,15 @@ impl<'a> Builder<'a> {
             .iter()
             .find(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
             .ok_or_else(|| unresolvable(format!("{type_name}: no key of it for \"{graph}\"")))?;
-        let parent_key = self.representation(buf, scope, type_name, &key.fields, key.sent_as.clone(), parent);
+        let parent_key = self.representation(
+            buf,
+            scope,
+            type_name,
+            &key.fields,
+            key.sent_as.clone(),
+            Vec::new(),
+            parent,
+        );
         let entity_type = key.sent_as.as_ref().unwrap_or(type_name);
         let id = self.reserve();
         self.fetches[scope.fetch].children.push(id);
@@ -438,7 +456,7 @@ impl<'a> Builder<'a> {
         field: &Name,
         preferred: &[&str],
         depth: usize,
-    ) -> Option<Route> {
+    ) -> Option<Route<'a>> {
         let federated = self.federated(type_name, field)?;
         let entity = self.entity(type_name).ok()?;
         let here = scope.subgraph?;
@@ -469,6 +487,7 @@ impl<'a> Builder<'a> {
                 requires,
                 met,
                 onward: None,
+                assembled: None,
             });
         }
         if depth == 0 {
@@ -491,6 +510,108 @@ impl<'a> Builder<'a> {
                 ..first
             })
         })
+    }
+
+    /// A subgraph that resolves `field` by a key these objects give, with
+    /// requirements no one subgraph gives from here but each of whose
+    /// fields some subgraph does (`comments(limit: 3) { authorId }`: the
+    /// comments from one, each comment's `authorId` from another): they
+    /// are planned as a selection of these objects, fetched first, and the
+    /// representation is assembled from the answers.
+    fn assembled_route(
+        &self,
+        scope: Scope<'_>,
+        type_name: &Name,
+        field: &Name,
+        depth: usize,
+    ) -> Option<Route<'a>> {
+        let federated = self.federated(type_name, field)?;
+        let entity = self.entity(type_name).ok()?;
+        let keyed = |graph: &str| {
+            entity
+                .keys
+                .iter()
+                .any(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
+        };
+        let reachable = |item: &FieldSetItem| {
+            let top = FieldSetItem {
+                selection: Vec::new(),
+                fragments: Vec::new(),
+                ..item.clone()
+            };
+            self.gives(scope, type_name, &top)
+                || self
+                    .route(scope, type_name, &item.name, &[], MAX_CHAINED_HOPS)
+                    .is_some()
+                // A requirement that is itself assembled (`byExpert` needs
+                // `byNovice`, which needs `author { yearsOfExperience }`).
+                || depth > 0
+                    && self
+                        .assembled_route(scope, type_name, &item.name, depth - 1)
+                        .is_some()
+        };
+        federated
+            .graphs
+            .iter()
+            .filter(|g| !g.external && keyed(&g.graph))
+            .find_map(|g| {
+                let selection = g.requires_selection.as_ref()?;
+                g.requires.as_ref()?.iter().all(reachable).then(|| Route {
+                    graph: g.graph.clone(),
+                    requires: Vec::new(),
+                    met: vec![field.clone()],
+                    onward: None,
+                    assembled: Some(selection),
+                })
+            })
+    }
+
+    /// Plans the requirements of a hop that no one subgraph gives
+    /// ([`Builder::assembled_route`]) as a selection of the scope's
+    /// objects: the fields (under the names the representation sends),
+    /// and the fetch the hop must wait for. The fetches they need run one
+    /// after the other, the hop after the last.
+    fn assemble(
+        &mut self,
+        buf: &mut FetchBuf,
+        scope: Scope<'_>,
+        type_name: &Name,
+        sets: &[&'a AstSelectionSet],
+    ) -> Result<(Vec<FieldNode>, FetchId), PlanError> {
+        if sets.is_empty() {
+            return Ok((Vec::new(), scope.fetch));
+        }
+        let mark = self.fetches.len();
+        let mut assembled: Vec<FieldNode> = Vec::new();
+        for set in sets {
+            let collected = self.collector.collect(type_name, &[(*set, Include::Always)])?;
+            // Under aliases of their own: the client may ask the same
+            // fields with other arguments.
+            let aliases: Vec<Name> = collected
+                .keys()
+                .map(|name| self.aliases.named(&format!("_q_{name}")))
+                .collect();
+            let nodes = self.fields_from(buf, scope, type_name, aliases.iter().zip(collected.values()))?;
+            for (node, name) in nodes.into_iter().zip(collected.keys()) {
+                if !assembled.iter().any(|n| n.response_key == *name) {
+                    assembled.push(FieldNode {
+                        response_key: name.clone(),
+                        order: None,
+                        ..node
+                    });
+                }
+            }
+        }
+        let planned: Vec<FetchId> = (mark..self.fetches.len()).collect();
+        for &id in std::iter::once(&scope.fetch).chain(&planned) {
+            self.fetches[id].children.retain(|&child| child < mark);
+        }
+        let mut last = scope.fetch;
+        for id in planned {
+            self.fetches[last].children.push(id);
+            last = id;
+        }
+        Ok((assembled, last))
     }
 
     /// Plans one hop: prints the representation's fields into the parent's
@@ -521,12 +642,21 @@ impl<'a> Builder<'a> {
         for item in hop.requires {
             merge_item(&mut items, item);
         }
-        let parent_key = self.representation(buf, scope, type_name, &items, key.sent_as.clone(), parent);
+        let (assembled, after) = self.assemble(buf, scope, type_name, &hop.assembled)?;
+        let parent_key = self.representation(
+            buf,
+            scope,
+            type_name,
+            &items,
+            key.sent_as.clone(),
+            assembled,
+            parent,
+        );
         // The type the subgraph knows these objects as.
         let entity_type = key.sent_as.as_ref().unwrap_or(type_name);
 
         let id = self.reserve();
-        self.fetches[scope.fetch].children.push(id);
+        self.fetches[after].children.push(id);
         let wanted = hop
             .fields
             .iter()
@@ -582,7 +712,9 @@ impl<'a> Builder<'a> {
     }
 
     /// Prints what a representation of the scope's objects carries (`items`)
-    /// into their selection, and returns the key that reads it back.
+    /// into their selection, and returns the key that reads it back (and
+    /// writes the `assembled` fields).
+    #[allow(clippy::too_many_arguments)]
     fn representation(
         &mut self,
         buf: &mut FetchBuf,
@@ -590,6 +722,7 @@ impl<'a> Builder<'a> {
         type_name: &Name,
         items: &[FieldSetItem],
         sent_as: Option<Name>,
+        assembled: Vec<FieldNode>,
         parent: &mut ParentSelection,
     ) -> ParentKey {
         let mut fields = Vec::with_capacity(items.len());
@@ -625,6 +758,7 @@ impl<'a> Builder<'a> {
             typename_alias: scope.typename.cloned(),
             sent_as,
             fields,
+            assembled,
         }))
     }
 
@@ -692,6 +826,7 @@ impl<'a> Builder<'a> {
             typename_alias: None,
             sent_as: None,
             fields,
+            assembled: Vec::new(),
         }));
         let id = self.reserve();
         self.fetches[scope.fetch].children.push(id);

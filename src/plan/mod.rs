@@ -180,6 +180,12 @@ pub struct Representation {
     /// knows as an `@interfaceObject`.
     pub sent_as: Option<Name>,
     pub fields: Vec<RepresentationField>,
+    /// Required fields no one subgraph gives (`comments(limit: 3) {
+    /// authorId }`: the comments from one, each one's author from
+    /// another): planned as a selection of the object, fetched before this
+    /// fetch, and written into the representation as the client's
+    /// response would be.
+    pub assembled: Vec<FieldNode>,
 }
 
 /// One field of a representation: read from the parent object under

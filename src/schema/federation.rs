@@ -559,6 +559,7 @@ impl Reader {
                             })
                             .ok()
                     };
+                    let requires_selection = g.requires.as_ref().and_then(|(text, _)| selection_of(text));
                     let requires = set("requires", g.requires);
                     // A `@provides` only saves hops: one that cannot be read is not used.
                     let provides = g.provides.and_then(|(text, _)| parse_field_set(&text).ok());
@@ -570,6 +571,7 @@ impl Reader {
                         subgraph_type,
                         external: g.external,
                         requires,
+                        requires_selection,
                         provides,
                     });
                 }
@@ -620,6 +622,7 @@ impl Reader {
                             graph: graph.clone(),
                             external: false,
                             requires: None,
+                            requires_selection: None,
                             provides: None,
                             subgraph_type: None,
                         })
@@ -630,6 +633,7 @@ impl Reader {
                         .map(|g| FieldGraph {
                             graph: g.graph,
                             external: g.external,
+                            requires_selection: g.requires.as_ref().and_then(|(text, _)| selection_of(text)),
                             requires: g.requires.and_then(|(text, _)| parse_field_set(&text).ok()),
                             provides: g.provides.and_then(|(text, _)| parse_field_set(&text).ok()),
                             subgraph_type: None,
@@ -682,6 +686,15 @@ fn entity_keys(
 /// `"id organization { id }"` → its fields. Field sets name fields, never
 /// aliases; a fragment (`... on Bar { bar }`) is kept for the field whose
 /// selection holds it (what `@requires` of an abstract field needs).
+/// A field set (`a b { c }`) as the selection set of a query.
+fn selection_of(text: &str) -> Option<SelectionSet> {
+    let doc = async_graphql::parser::parse_query(format!("{{{text}}}")).ok()?;
+    match doc.operations {
+        DocumentOperations::Single(op) => Some(op.node.selection_set.node),
+        DocumentOperations::Multiple(_) => None,
+    }
+}
+
 pub(super) fn parse_field_set(text: &str) -> Result<FieldSet, String> {
     let doc = async_graphql::parser::parse_query(format!("{{{text}}}")).map_err(|e| e.to_string())?;
     let DocumentOperations::Single(op) = &doc.operations else {

@@ -161,6 +161,9 @@ pub struct FieldGraph {
     pub external: bool,
     /// Fields of the parent the subgraph needs in the representation (`@requires`).
     pub requires: Option<FieldSet>,
+    /// The same, as a selection set the planner can plan like a client's
+    /// (when the fields come from several subgraphs, they are fetched so).
+    pub requires_selection: Option<async_graphql::parser::types::SelectionSet>,
     /// Fields of the returned entity the subgraph resolves on this path (`@provides`).
     pub provides: Option<FieldSet>,
     /// The field's type in the subgraph, where it differs from the
