@@ -991,9 +991,19 @@ fn assembled_subgraphs(feed_authors_up: bool) -> Box<Handler> {
         let entities = |f: &dyn Fn(&Value) -> Value| json!({ "data": { "_entities": keys().iter().map(f).collect::<Vec<_>>() } });
         let author_of = |post: &Value| if post["id"] == "p1" { "u1" } else { "u2" };
         match subgraph {
-            "feed" if query.contains("feed{") => {
-                json!({ "data": { "feed": [ { "id": "p1", "_r_id": "p1" }, { "id": "p2", "_r_id": "p2" } ] } })
-            }
+            "feed" if query.contains("feed{") => json!({ "data": { "feed": [
+                { "id": "p1", "_r_id": "p1", "_q_score": 7 },
+                { "id": "p2", "_r_id": "p2", "_q_score": 9 }
+            ] } }),
+            "blog" if query.contains("slug") => entities(
+                &|post| json!({ "_q_slug": format!("post-{}", post["id"].as_str().expect("an id")) }),
+            ),
+            "stats" => entities(&|post| {
+                assert_eq!(post.as_object().map(|o| o.len()), Some(3), "{post}");
+                let slug = post["slug"].as_str().expect("the slug in the representation");
+                let score = post["score"].as_i64().expect("the score in the representation");
+                json!({ "views": if slug == "post-p1" { score * 100 } else { score } })
+            }),
             "feed" if query.contains("yearsOfExperience") && !feed_authors_up => {
                 json!({ "data": null, "errors": [ { "message": "authors are down" } ] })
             }
@@ -1057,6 +1067,25 @@ async fn a_requirement_no_one_subgraph_gives_is_fetched_first_and_sent_assembled
         json!({ "data": { "feed": [ { "byExpert": false }, { "byExpert": true } ] } })
     );
     assert_eq!(log.len(), 5, "{log:?}");
+}
+
+#[tokio::test]
+async fn a_key_no_one_subgraph_gives_is_fetched_first_and_sent_assembled() {
+    let (body, log) = run_on(ASSEMBLED, "{ feed { id views } }", 500, assembled_subgraphs(true)).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "id": "p1", "views": 700 }, { "id": "p2", "views": 9 } ] } })
+    );
+    // The slug from "blog", the score with the posts, then "stats" by both.
+    let asked: Vec<&str> = log.iter().map(|(s, _, _)| s.as_str()).collect();
+    assert_eq!(asked, ["feed", "blog", "stats"], "{log:?}");
+    assert_eq!(
+        log[2].2["_keys"],
+        json!([
+            { "__typename": "Post", "slug": "post-p1", "score": 7 },
+            { "__typename": "Post", "slug": "post-p2", "score": 9 }
+        ])
+    );
 }
 
 #[tokio::test]

@@ -27,7 +27,7 @@ use super::{
     Representation, RepresentationField, Representations, SelectionSet, SubgraphQuery, TypeNames,
 };
 use crate::schema::{
-    FederatedField, FederatedType, FieldDef, FieldGraph, FieldSetItem, InterfaceObject, Resolver,
+    EntityKey, FederatedField, FederatedType, FieldDef, FieldGraph, FieldSetItem, InterfaceObject, Resolver,
 };
 
 /// Subgraphs in a row one field may need (each giving the next what it requires).
@@ -44,7 +44,9 @@ struct Route<'a> {
     onward: Option<String>,
     /// What the field requires there, when no one subgraph gives it from
     /// here: fetched as a selection first (see [`Representation::assembled`]).
-    assembled: Option<&'a AstSelectionSet>,
+    assembled: Vec<&'a AstSelectionSet>,
+    /// The key, when no one subgraph gives it from here: assembled too.
+    key: Option<&'a EntityKey>,
 }
 
 /// Fields of one object that one subgraph resolves, planned as one entity fetch.
@@ -61,6 +63,8 @@ pub(super) struct Hop<'c, 'a> {
     onward: Vec<String>,
     /// Requirements fetched as selections of the objects first.
     assembled: Vec<&'a AstSelectionSet>,
+    /// The key the representations are assembled by, when no one subgraph gives one.
+    key: Option<&'a EntityKey>,
 }
 
 /// Fields whose hop goes where another hop of the same object goes next
@@ -139,9 +143,17 @@ impl<'a> Builder<'a> {
             )));
         }
         let preferred: Vec<&str> = hops.iter().map(|h| h.graph.as_str()).collect();
-        let route = self
-            .route(scope, type_name, field_name, &preferred, MAX_CHAINED_HOPS)
-            .or_else(|| self.assembled_route(scope, type_name, field_name, MAX_CHAINED_HOPS));
+        // A chain of hops that would not get there (each hop needing the
+        // next for what it lacks, round and round) gives way to assembling
+        // what the field needs from several subgraphs here.
+        let route = match self.route(scope, type_name, field_name, &preferred, MAX_CHAINED_HOPS) {
+            Some(route) if self.arrives(scope, type_name, field_name, &route, MAX_CHAINED_HOPS) => {
+                Some(route)
+            }
+            chained => self
+                .assembled_route(scope, type_name, field_name, MAX_CHAINED_HOPS)
+                .or(chained),
+        };
         let Some(route) = route else {
             return Err(unresolvable(format!(
                 "{type_name}.{field_name}: no subgraph can resolve it from \"{here}\" (none that resolves it can be given a key of {type_name} and the fields it requires)"
@@ -157,7 +169,15 @@ impl<'a> Builder<'a> {
                     .any(|h| h.name == r.name && (h.arguments != r.arguments || h.selection != r.selection))
             })
         };
-        let hop = match hops.iter().position(|h| h.graph == route.graph && !conflicts(h)) {
+        let same_key = |hop: &Hop<'_, '_>| match (hop.key, route.key) {
+            (None, None) => true,
+            (Some(a), Some(b)) => std::ptr::eq(a, b),
+            _ => false,
+        };
+        let hop = match hops
+            .iter()
+            .position(|h| h.graph == route.graph && !conflicts(h) && same_key(h))
+        {
             Some(i) => &mut hops[i],
             None => {
                 hops.push(Hop {
@@ -167,13 +187,18 @@ impl<'a> Builder<'a> {
                     met: Vec::new(),
                     onward: Vec::new(),
                     assembled: Vec::new(),
+                    key: route.key,
                 });
                 hops.last_mut().unwrap_or_else(|| unreachable!("just pushed"))
             }
         };
         hop.fields.push((slot, key, cf));
         hop.met.extend(route.met);
-        hop.assembled.extend(route.assembled);
+        for set in route.assembled {
+            if !hop.assembled.iter().any(|s| std::ptr::eq(*s, set)) {
+                hop.assembled.push(set);
+            }
+        }
         if let Some(onward) = route.onward {
             if !hop.onward.contains(&onward) {
                 hop.onward.push(onward);
@@ -487,7 +512,8 @@ impl<'a> Builder<'a> {
                 requires,
                 met,
                 onward: None,
-                assembled: None,
+                assembled: Vec::new(),
+                key: None,
             });
         }
         if depth == 0 {
@@ -512,12 +538,39 @@ impl<'a> Builder<'a> {
         })
     }
 
-    /// A subgraph that resolves `field` by a key these objects give, with
-    /// requirements no one subgraph gives from here but each of whose
-    /// fields some subgraph does (`comments(limit: 3) { authorId }`: the
-    /// comments from one, each comment's `authorId` from another): they
-    /// are planned as a selection of these objects, fetched first, and the
-    /// representation is assembled from the answers.
+    /// Whether `route` gets to a subgraph that resolves `field`: it goes
+    /// there, or to a subgraph from where a route does, within `depth` hops.
+    fn arrives(
+        &self,
+        scope: Scope<'_>,
+        type_name: &Name,
+        field: &Name,
+        route: &Route<'a>,
+        depth: usize,
+    ) -> bool {
+        if route.onward.is_none() {
+            return true;
+        }
+        let there = Scope {
+            subgraph: Some(&route.graph),
+            requirements_met: &route.met,
+            provided: &[],
+            typename: None,
+            ..scope
+        };
+        depth > 0
+            && self
+                .route(there, type_name, field, &[], depth - 1)
+                .is_some_and(|next| self.arrives(there, type_name, field, &next, depth - 1))
+    }
+
+    /// A subgraph that resolves `field` with requirements no one subgraph
+    /// gives from here but each of whose fields some subgraph does
+    /// (`comments(limit: 3) { authorId }`: the comments from one, each
+    /// comment's `authorId` from another), or by a key no one subgraph
+    /// gives (`id pid category { id tag }`: `pid` from one, the category
+    /// from another): they are planned as a selection of these objects,
+    /// fetched first, and the representation is assembled from the answers.
     fn assembled_route(
         &self,
         scope: Scope<'_>,
@@ -550,20 +603,40 @@ impl<'a> Builder<'a> {
                         .assembled_route(scope, type_name, &item.name, depth - 1)
                         .is_some()
         };
-        federated
-            .graphs
-            .iter()
-            .filter(|g| !g.external && keyed(&g.graph))
-            .find_map(|g| {
-                let selection = g.requires_selection.as_ref()?;
-                g.requires.as_ref()?.iter().all(reachable).then(|| Route {
-                    graph: g.graph.clone(),
-                    requires: Vec::new(),
-                    met: vec![field.clone()],
-                    onward: None,
-                    assembled: Some(selection),
-                })
+        federated.graphs.iter().filter(|g| !g.external).find_map(|g| {
+            let mut assembled = Vec::new();
+            if let Some(requires) = &g.requires {
+                if !requires.iter().all(reachable) {
+                    return None;
+                }
+                assembled.push(g.requires_selection.as_ref()?);
+            }
+            let key = match keyed(&g.graph) {
+                // By a key given here: only the requirements are assembled.
+                true if assembled.is_empty() => return None,
+                true => None,
+                false => {
+                    let key = entity
+                        .keys
+                        .iter()
+                        .filter(|k| k.graph == g.graph)
+                        .find(|k| k.fields.iter().all(reachable))?;
+                    assembled.insert(0, key.selection.as_ref()?);
+                    Some(key)
+                }
+            };
+            Some(Route {
+                graph: g.graph.clone(),
+                requires: Vec::new(),
+                met: match g.requires {
+                    Some(_) => vec![field.clone()],
+                    None => Vec::new(),
+                },
+                onward: None,
+                assembled,
+                key,
             })
+        })
     }
 
     /// Plans the requirements of a hop that no one subgraph gives
@@ -627,18 +700,26 @@ impl<'a> Builder<'a> {
     ) -> Result<(), PlanError> {
         let here = scope.printed_subgraph()?.to_string();
         let entity = self.entity(type_name)?;
-        let key = entity
-            .keys
-            .iter()
-            .filter(|k| k.graph == hop.graph)
-            .find(|k| k.fields.iter().all(|i| self.gives(scope, type_name, i)))
-            .ok_or_else(|| {
-                unresolvable(format!(
-                    "{type_name}: \"{here}\" cannot give any key by which \"{}\" resolves it",
-                    hop.graph
-                ))
-            })?;
-        let mut items: Vec<FieldSetItem> = key.fields.clone();
+        let given = || {
+            entity
+                .keys
+                .iter()
+                .filter(|k| k.graph == hop.graph)
+                .find(|k| k.fields.iter().all(|i| self.gives(scope, type_name, i)))
+        };
+        // An assembled key travels with the assembled fields.
+        let (key, mut items) = match hop.key {
+            Some(key) => (key, Vec::new()),
+            None => {
+                let key = given().ok_or_else(|| {
+                    unresolvable(format!(
+                        "{type_name}: \"{here}\" cannot give any key by which \"{}\" resolves it",
+                        hop.graph
+                    ))
+                })?;
+                (key, key.fields.clone())
+            }
+        };
         for item in hop.requires {
             merge_item(&mut items, item);
         }

@@ -672,6 +672,7 @@ fn entity_keys(
             Ok(fields) => parsed.push(EntityKey {
                 graph: graph.clone(),
                 fields,
+                selection: selection_of(key),
                 sent_as: sent_as.cloned(),
             }),
             Err(why) => errors.push(SchemaError::new(
@@ -683,9 +684,6 @@ fn entity_keys(
     parsed
 }
 
-/// `"id organization { id }"` → its fields. Field sets name fields, never
-/// aliases; a fragment (`... on Bar { bar }`) is kept for the field whose
-/// selection holds it (what `@requires` of an abstract field needs).
 /// A field set (`a b { c }`) as the selection set of a query.
 fn selection_of(text: &str) -> Option<SelectionSet> {
     let doc = async_graphql::parser::parse_query(format!("{{{text}}}")).ok()?;
@@ -695,6 +693,9 @@ fn selection_of(text: &str) -> Option<SelectionSet> {
     }
 }
 
+/// `"id organization { id }"` → its fields. Field sets name fields, never
+/// aliases; a fragment (`... on Bar { bar }`) is kept for the field whose
+/// selection holds it (what `@requires` of an abstract field needs).
 pub(super) fn parse_field_set(text: &str) -> Result<FieldSet, String> {
     let doc = async_graphql::parser::parse_query(format!("{{{text}}}")).map_err(|e| e.to_string())?;
     let DocumentOperations::Single(op) = &doc.operations else {

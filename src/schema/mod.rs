@@ -85,6 +85,9 @@ pub struct FederatedType {
 pub struct EntityKey {
     pub graph: String,
     pub fields: FieldSet,
+    /// The same, as a selection set the planner can plan like a client's
+    /// (when no one subgraph gives the key's fields, they are fetched so).
+    pub selection: Option<async_graphql::parser::types::SelectionSet>,
     /// The `__typename` its representations carry when it is not the
     /// object's own: the interface a subgraph knows as an `@interfaceObject`
     /// (it has no idea which implementation an object is).
