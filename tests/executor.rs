@@ -995,6 +995,38 @@ fn assembled_subgraphs(feed_authors_up: bool) -> Box<Handler> {
                 { "id": "p1", "_r_id": "p1", "_q_score": 7 },
                 { "id": "p2", "_r_id": "p2", "_q_score": 9 }
             ] } }),
+            "blog" if query.contains(":comments(limit:") => {
+                // Comments c1… under the alias the plan asked them by.
+                let alias = query
+                    .split(":comments(")
+                    .next()
+                    .and_then(|head| head.rsplit(['{', ' ']).next())
+                    .expect("an alias")
+                    .to_string();
+                let limit = vars["_a0"].as_i64().expect("a limit");
+                entities(&|_| {
+                    let comments: Vec<Value> = (1..=limit)
+                        .map(|n| json!({ "id": format!("c{n}"), "_r_id": format!("c{n}") }))
+                        .collect();
+                    json!({ alias.clone(): comments })
+                })
+            }
+            "feed" if query.contains("authorId") => entities(&|comment| {
+                let id = comment["id"].as_str().expect("a comment id");
+                json!({ "authorId": id.replace('c', "u") })
+            }),
+            "blog" if query.contains("ommenter") => entities(&|post| {
+                let authors: Vec<&str> = post["comments"]
+                    .as_array()
+                    .expect("the comments in the representation")
+                    .iter()
+                    .map(|c| c["authorId"].as_str().expect("each comment's author"))
+                    .collect();
+                match query.contains("firstCommenter") {
+                    true => json!({ "firstCommenter": authors.join(",") }),
+                    false => json!({ "commenters": authors.join(",") }),
+                }
+            }),
             "blog" if query.contains("slug") => entities(
                 &|post| json!({ "_q_slug": format!("post-{}", post["id"].as_str().expect("an id")) }),
             ),
@@ -1086,6 +1118,14 @@ async fn a_key_no_one_subgraph_gives_is_fetched_first_and_sent_assembled() {
             { "__typename": "Post", "slug": "post-p2", "score": 9 }
         ])
     );
+}
+
+#[tokio::test]
+async fn two_requirements_of_one_field_with_other_arguments_are_assembled_apart() {
+    let query = "{ feed { firstCommenter commenters } }";
+    let (body, _) = run_on(ASSEMBLED, query, 500, assembled_subgraphs(true)).await;
+    let post = json!({ "firstCommenter": "u1", "commenters": "u1,u2,u3" });
+    assert_eq!(body, json!({ "data": { "feed": [post.clone(), post] } }));
 }
 
 #[tokio::test]

@@ -167,6 +167,10 @@ impl<'a> Builder<'a> {
                 hop.requires
                     .iter()
                     .any(|h| h.name == r.name && (h.arguments != r.arguments || h.selection != r.selection))
+            }) || route.assembled.iter().any(|r| {
+                hop.assembled
+                    .iter()
+                    .any(|h| !std::ptr::eq(*h, *r) && shares_a_field(h, r))
             })
         };
         let same_key = |hop: &Hop<'_, '_>| match (hop.key, route.key) {
@@ -659,10 +663,24 @@ impl<'a> Builder<'a> {
         for set in sets {
             let collected = self.collector.collect(type_name, &[(*set, Include::Always)])?;
             // Under aliases of their own: the client may ask the same
-            // fields with other arguments.
+            // fields with other arguments, and so may another requirement.
             let aliases: Vec<Name> = collected
-                .keys()
-                .map(|name| self.aliases.named(&format!("_q_{name}")))
+                .iter()
+                .map(|(name, cf)| {
+                    let arguments = &cf.field.node.arguments;
+                    let base = match arguments.is_empty() {
+                        true => format!("_q_{name}"),
+                        false => {
+                            let printed: Vec<String> = arguments
+                                .iter()
+                                .map(|(n, v)| format!("{}:{}", n.node, v.node))
+                                .collect();
+                            let hash = xxhash_rust::xxh3::xxh3_64(printed.join(",").as_bytes());
+                            format!("_q_{name}_{:08x}", hash as u32)
+                        }
+                    };
+                    self.aliases.named(&base)
+                })
                 .collect();
             let nodes = self.fields_from(buf, scope, type_name, aliases.iter().zip(collected.values()))?;
             for (node, name) in nodes.into_iter().zip(collected.keys()) {
@@ -1160,6 +1178,22 @@ impl<'a> Builder<'a> {
             _ => None,
         }
     }
+}
+
+/// Whether two field sets select a field of the same name at their top
+/// (an assembled representation carries one value under each name).
+fn shares_a_field(a: &AstSelectionSet, b: &AstSelectionSet) -> bool {
+    let names = |set: &AstSelectionSet| -> Vec<Name> {
+        set.items
+            .iter()
+            .filter_map(|s| match &s.node {
+                async_graphql::parser::types::Selection::Field(f) => Some(f.node.name.node.clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    let theirs = names(b);
+    names(a).iter().any(|n| theirs.contains(n))
 }
 
 /// The node of the field `key` waiting below the slots' objects, down `chain`.
