@@ -521,12 +521,16 @@ impl<'a, 'r> Projector<'a, 'r> {
             ));
             return Err(Bubble);
         };
+        if !self.run.plan.has_nested {
+            return self.write_fields(object, fields);
+        }
         self.objects.push((object, self.path.len()));
         let written = self.write_fields(object, fields);
         self.objects.pop();
         written
     }
 
+    #[inline]
     fn write_fields(&mut self, object: Node<'a>, fields: &[FieldNode]) -> Result<(), Bubble> {
         self.out.push(b'{');
         let mut first = true;

@@ -127,6 +127,7 @@ fn plan_choosing(
             made: HashSet::new(),
         },
         nested: Vec::new(),
+        has_nested: false,
     };
 
     let collected = builder
@@ -306,6 +307,7 @@ fn plan_choosing(
         roots,
         output,
         has_introspection,
+        has_nested: builder.has_nested,
         response_size: Default::default(),
         internal_keys: builder.aliases.made,
     };
@@ -441,6 +443,8 @@ pub(super) struct Builder<'a> {
     /// take them (see [`Nested`]); what is still here once the root fields
     /// are planned cannot be resolved.
     pub(super) nested: Vec<Nested<'a>>,
+    /// A [`FieldKind::Nested`] was planned.
+    pub(super) has_nested: bool,
 }
 
 /// Where the fields being printed sit: in which fetch, and at which path

@@ -446,6 +446,7 @@ impl<'a> Builder<'a> {
                 let at = waiting_node(slots, &w.chain, &w.key).ok_or_else(|| {
                     unresolvable(format!("{type_name}: the place of `{}` below is lost", w.key))
                 })?;
+                self.has_nested = true;
                 at.kind = FieldKind::Nested {
                     fetch: id,
                     key: parent_key.clone(),

@@ -36,6 +36,9 @@ pub struct QueryPlan {
     pub output: Vec<RootField>,
     /// The operation selects `__schema` or `__type`: answered by async-graphql.
     pub has_introspection: bool,
+    /// Some field is a [`FieldKind::Nested`]: the projection keeps the
+    /// objects it is writing (an ancestor gives that field's key).
+    pub has_nested: bool,
     /// Bytes of `data` the last run of this plan wrote: the next one's
     /// buffer starts that big instead of growing (and copying) to it.
     pub response_size: std::sync::atomic::AtomicUsize,
