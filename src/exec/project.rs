@@ -530,7 +530,7 @@ impl<'a, 'r> Projector<'a, 'r> {
         written
     }
 
-    #[inline]
+    #[inline(always)]
     fn write_fields(&mut self, object: Node<'a>, fields: &[FieldNode]) -> Result<(), Bubble> {
         self.out.push(b'{');
         let mut first = true;

@@ -436,32 +436,8 @@ impl<'r> Run<'r> {
         };
         let mut visit = |object: Node<'_>| {
             walk(object, &keyed.key_path, &mut |holder| {
-                // Requirements fetched from other subgraphs, as the client's response would have them.
-                let fields = match assembled {
-                    [] => None,
-                    fields => match super::project::assembled_fields(self, holder, fields) {
-                        Ok(fields) => Some(fields),
-                        // One the subgraph needs is missing: no representation,
-                        // and the fields it would resolve fail with why.
-                        Err(why) => {
-                            unbuilt.push((
-                                holder.identity(),
-                                Err(Arc::new(requirement_failed(*why, subgraph))),
-                            ));
-                            return;
-                        }
-                    },
-                };
                 // Most keys repeat (twenty contracts, three managers): allocate only new ones.
-                keys::with_parent_key(&keyed.key, holder, |key| {
-                    let joined;
-                    let key = match &fields {
-                        Some(fields) => {
-                            joined = keys::with_fields(key, fields);
-                            joined.as_str()
-                        }
-                        None => key,
-                    };
+                let mut add = |key: &str| {
                     let index = match keys.get_index_of(key) {
                         Some(index) => index,
                         None => keys.insert_full(Arc::from(key)).0,
@@ -469,7 +445,26 @@ impl<'r> Run<'r> {
                     if built {
                         holders.push((holder.identity(), index));
                     }
-                });
+                };
+                if assembled.is_empty() {
+                    keys::with_parent_key(&keyed.key, holder, add);
+                    return;
+                }
+                // Requirements fetched from other subgraphs, as the client's
+                // response would have them.
+                match super::project::assembled_fields(self, holder, assembled) {
+                    Ok(fields) => {
+                        keys::with_parent_key(&keyed.key, holder, |key| {
+                            add(&keys::with_fields(key, &fields))
+                        });
+                    }
+                    // One the subgraph needs is missing: no representation,
+                    // and the fields it would resolve fail with why.
+                    Err(why) => unbuilt.push((
+                        holder.identity(),
+                        Err(Arc::new(requirement_failed(*why, subgraph))),
+                    )),
+                }
             });
         };
         match parent {
