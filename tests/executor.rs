@@ -992,8 +992,8 @@ fn assembled_subgraphs(feed_authors_up: bool) -> Box<Handler> {
         let author_of = |post: &Value| if post["id"] == "p1" { "u1" } else { "u2" };
         match subgraph {
             "feed" if query.contains("feed{") => json!({ "data": { "feed": [
-                { "id": "p1", "_r_id": "p1", "_q_score": 7 },
-                { "id": "p2", "_r_id": "p2", "_q_score": 9 }
+                { "id": "p1", "_r_id": "p1", "_q1_score": 7 },
+                { "id": "p2", "_r_id": "p2", "_q1_score": 9 }
             ] } }),
             "blog" if query.contains(":comments(limit:") => {
                 // Comments c1… under the alias the plan asked them by.
@@ -1028,7 +1028,7 @@ fn assembled_subgraphs(feed_authors_up: bool) -> Box<Handler> {
                 }
             }),
             "blog" if query.contains("slug") => entities(
-                &|post| json!({ "_q_slug": format!("post-{}", post["id"].as_str().expect("an id")) }),
+                &|post| json!({ alias_of(query, "slug"): format!("post-{}", post["id"].as_str().expect("an id")) }),
             ),
             "stats" => entities(&|post| {
                 assert_eq!(post.as_object().map(|o| o.len()), Some(3), "{post}");
@@ -1054,13 +1054,17 @@ fn assembled_subgraphs(feed_authors_up: bool) -> Box<Handler> {
             }
             "blog" if query.contains("author{") => entities(&|post| {
                 let id = author_of(post);
-                json!({ "_r_id": post["id"], "_q_author": { "id": id, "_r_id": id } })
+                json!({ "_r_id": post["id"], alias_of(query, "author"): { "id": id, "_r_id": id } })
             }),
             "blog" if query.contains("byNovice") => entities(&|post| {
                 let years = post["author"]["yearsOfExperience"]
                     .as_i64()
                     .expect("the author's experience in the representation");
-                json!({ "_r_id": post["id"], "byNovice": years < 5, "_q_byNovice": years < 5 })
+                let key = match query.contains(":byNovice") {
+                    true => alias_of(query, "byNovice"),
+                    false => "byNovice".to_string(),
+                };
+                json!({ "_r_id": post["id"], key: years < 5 })
             }),
             other => panic!("unexpected request to {other}: {query}"),
         }
@@ -1154,4 +1158,296 @@ async fn a_requirement_that_cannot_be_fetched_fails_the_field_that_needs_it() {
     );
     // No representation could be assembled: "blog" is not asked for `byNovice`.
     assert_eq!(log.len(), 3, "{log:?}");
+}
+/// "stats" knows posts by `slug meta { a }` and its `views` requires `meta { b }`: the slug from "blog", the meta from "feed".
+const KEY_AND_REQUIREMENT: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
+enum join__Graph {
+  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
+  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
+  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
+}
+type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
+  feed: [Post] @join__field(graph: FEED)
+}
+type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "slug meta { a }") {
+  id: ID! @join__field(graph: FEED) @join__field(graph: BLOG)
+  slug: String! @join__field(graph: BLOG) @join__field(graph: STATS)
+  meta: Meta @join__field(graph: FEED) @join__field(graph: STATS)
+  views: String @join__field(graph: STATS, requires: "meta { b }")
+}
+type Meta @join__type(graph: FEED) @join__type(graph: STATS) {
+  a: String
+  b: String @join__field(graph: FEED) @join__field(graph: STATS, external: true)
+}
+"#
+);
+
+/// "blog"'s `x` requires `meta { score }`: `meta` is "feed"'s, `score` only "stats"' (where `Meta` has no key).
+const VALUE_OBJECT_REQUIREMENT: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
+enum join__Graph {
+  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
+  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
+  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
+}
+type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
+  feed: [Post] @join__field(graph: FEED)
+}
+type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
+  id: ID!
+  meta: Meta @join__field(graph: FEED) @join__field(graph: STATS) @join__field(graph: BLOG, external: true)
+  x: String @join__field(graph: BLOG, requires: "meta { score }")
+}
+type Meta @join__type(graph: FEED) @join__type(graph: STATS) @join__type(graph: BLOG) {
+  label: String @join__field(graph: FEED)
+  score: Int @join__field(graph: STATS) @join__field(graph: BLOG, external: true)
+}
+"#
+);
+
+/// "stats"' `x` requires `media { ... on Book { isbn } ... on Movie { title } }`: the media from "blog", a book's `isbn` from "feed".
+const ABSTRACT_REQUIREMENT: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
+enum join__Graph {
+  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
+  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
+  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
+}
+type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
+  feed: [Post] @join__field(graph: FEED)
+}
+union Media @join__type(graph: BLOG) @join__type(graph: STATS) @join__unionMember(graph: BLOG, member: "Book") @join__unionMember(graph: BLOG, member: "Movie") @join__unionMember(graph: STATS, member: "Book") @join__unionMember(graph: STATS, member: "Movie") = Book | Movie
+type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
+  id: ID!
+  media: Media @join__field(graph: BLOG) @join__field(graph: STATS, external: true)
+  x: String @join__field(graph: STATS, requires: "media { ... on Book { isbn } ... on Movie { title } }")
+}
+type Book @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
+  id: ID!
+  isbn: String @join__field(graph: FEED) @join__field(graph: STATS, external: true)
+}
+type Movie @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
+  id: ID!
+  title: String @join__field(graph: BLOG) @join__field(graph: STATS, external: true)
+}
+"#
+);
+
+/// `Post.f` requires the comments' `authorId`, which requires the comment's post's `f`.
+const CYCLIC_REQUIREMENTS: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
+enum join__Graph {
+  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
+  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
+  AUTH @join__graph(name: "auth", url: "http://127.0.0.1:1/auth")
+}
+type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: AUTH) {
+  feed: [Post] @join__field(graph: FEED)
+}
+type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: AUTH, key: "id") {
+  id: ID!
+  comments: [Comment!]! @join__field(graph: FEED) @join__field(graph: BLOG, external: true)
+  f: String @join__field(graph: BLOG, requires: "comments { authorId }") @join__field(graph: AUTH, external: true)
+}
+type Comment @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: AUTH, key: "id") {
+  id: ID!
+  post: Post @join__field(graph: FEED) @join__field(graph: AUTH, external: true)
+  authorId: ID @join__field(graph: AUTH, requires: "post { f }") @join__field(graph: BLOG, external: true)
+}
+"#
+);
+
+/// `x` and `y` require the author's posts, `first: 1` and `first: 2`, and the `tag` another subgraph has.
+const NESTED_ARGUMENT_REQUIREMENTS: &str = concat!(
+    include_str!("supergraphs/preamble.graphql"),
+    r#"
+enum join__Graph {
+  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
+  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
+  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
+}
+type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
+  feed: [Post] @join__field(graph: FEED)
+}
+type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
+  id: ID!
+  author: Author @join__field(graph: FEED) @join__field(graph: STATS, external: true)
+  tag: String @join__field(graph: BLOG) @join__field(graph: STATS, external: true)
+  x: String @join__field(graph: STATS, requires: "author { posts(first: 1) { id } } tag")
+  y: String @join__field(graph: STATS, requires: "author { posts(first: 2) { id } } tag")
+}
+type Author @join__type(graph: FEED) @join__type(graph: STATS) {
+  posts(first: Int!): [Post!]! @join__field(graph: FEED) @join__field(graph: STATS, external: true)
+}
+"#
+);
+
+/// The alias under which `query` asks for `field` (`_q1_meta` in `_q1_meta:meta{a b}`).
+fn alias_of(query: &str, field: &str) -> String {
+    let at = query
+        .find(&format!(":{field}"))
+        .unwrap_or_else(|| panic!("`{field}` under an alias in {query}"));
+    let start = query[..at].rfind(['{', ' ']).map_or(0, |i| i + 1);
+    query[start..at].to_string()
+}
+
+/// Answers every representation with `entity(representation)`.
+fn entities_of(vars: &Map<String, Value>, entity: impl Fn(&Value) -> Value) -> Value {
+    let keys = vars["_keys"].as_array().expect("representations");
+    json!({ "data": { "_entities": keys.iter().map(entity).collect::<Vec<_>>() } })
+}
+
+#[tokio::test]
+async fn a_key_and_a_requirement_selecting_one_field_send_both_its_selections() {
+    let handler: Box<Handler> = Box::new(|subgraph, query, vars| match subgraph {
+        "feed" => {
+            let meta = alias_of(query, "meta");
+            json!({ "data": { "feed": [ { "id": "p1", "_r_id": "p1", meta: { "a": "A", "b": "B" } } ] } })
+        }
+        "blog" => {
+            let slug = alias_of(query, "slug");
+            entities_of(
+                vars,
+                |post| json!({ slug.clone(): format!("slug-{}", post["id"].as_str().unwrap_or("?")) }),
+            )
+        }
+        "stats" => {
+            assert_eq!(
+                vars["_keys"],
+                json!([{ "__typename": "Post", "slug": "slug-p1", "meta": { "a": "A", "b": "B" } }])
+            );
+            entities_of(vars, |_| json!({ "views": "seen" }))
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run_on(KEY_AND_REQUIREMENT, "{ feed { id views } }", 500, handler).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "id": "p1", "views": "seen" } ] } })
+    );
+}
+
+#[tokio::test]
+async fn a_value_objects_field_in_a_requirement_is_sent_with_its_value() {
+    let handler: Box<Handler> = Box::new(|subgraph, query, vars| match subgraph {
+        "feed" => {
+            let meta = alias_of(query, "meta");
+            json!({ "data": { "feed": [ { "id": "p1", "_r_id": "p1", meta: { "__typename": "Meta" } } ] } })
+        }
+        "stats" => {
+            let meta = alias_of(query, "meta");
+            entities_of(vars, |_| json!({ meta.clone(): { "score": 42 } }))
+        }
+        "blog" => {
+            assert_eq!(
+                vars["_keys"],
+                json!([{ "__typename": "Post", "id": "p1", "meta": { "score": 42 } }])
+            );
+            entities_of(vars, |_| json!({ "x": "scored" }))
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run_on(VALUE_OBJECT_REQUIREMENT, "{ feed { id x } }", 500, handler).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "id": "p1", "x": "scored" } ] } })
+    );
+}
+
+#[tokio::test]
+async fn a_requirement_on_an_abstract_type_says_each_objects_type() {
+    let handler: Box<Handler> = Box::new(|subgraph, query, vars| match subgraph {
+        "feed" if query.contains("_entities") => entities_of(
+            vars,
+            |book| json!({ "isbn": format!("isbn-{}", book["id"].as_str().unwrap_or("?")) }),
+        ),
+        "feed" => {
+            json!({ "data": { "feed": [ { "id": "p1", "_r_id": "p1" }, { "id": "p2", "_r_id": "p2" } ] } })
+        }
+        "blog" => {
+            let media = alias_of(query, "media");
+            entities_of(vars, |post| match post["id"].as_str() {
+                Some("p1") => {
+                    json!({ media.clone(): { "_typename": "Book", "_r_Book_id": "b1", "id": "b1" } })
+                }
+                _ => json!({ media.clone(): { "_typename": "Movie", "title": "T" } }),
+            })
+        }
+        "stats" => {
+            assert_eq!(
+                vars["_keys"],
+                json!([
+                    { "__typename": "Post", "id": "p1", "media": { "__typename": "Book", "isbn": "isbn-b1" } },
+                    { "__typename": "Post", "id": "p2", "media": { "__typename": "Movie", "title": "T" } }
+                ])
+            );
+            entities_of(vars, |_| json!({ "x": "typed" }))
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run_on(ABSTRACT_REQUIREMENT, "{ feed { id x } }", 500, handler).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "id": "p1", "x": "typed" }, { "id": "p2", "x": "typed" } ] } })
+    );
+}
+
+#[test]
+fn requirements_that_need_one_another_are_refused_when_planned() {
+    let schema = Supergraph::parse(CYCLIC_REQUIREMENTS).expect("schema");
+    let doc = async_graphql::parser::parse_query("{ feed { f } }").expect("parses");
+    let error = tessera::plan::plan(&schema, &doc, None).expect_err("the requirements go round");
+    assert!(error.to_string().contains("requirements in a row"), "{error}");
+}
+
+#[test]
+fn requirements_of_one_field_with_other_arguments_below_are_asked_apart() {
+    let schema = Supergraph::parse(NESTED_ARGUMENT_REQUIREMENTS).expect("schema");
+    let doc = async_graphql::parser::parse_query("{ feed { id x y } }").expect("parses");
+    let plan = tessera::plan::plan(&schema, &doc, None).expect("plans");
+    let root = plan.fetches[plan.roots[0]].query().expect("a subgraph request");
+    // `author { posts(first: 1) }` and `author { posts(first: 2) }` under
+    // one response key would be refused by the subgraph.
+    let a = alias_of(&root.document, "author{posts(first:$_a0)");
+    let b = alias_of(&root.document, "author{posts(first:$_a1)");
+    assert_ne!(a, b, "{}", root.document);
+}
+
+#[tokio::test]
+async fn a_subgraphs_error_in_a_value_objects_field_is_at_that_field_once() {
+    let inner = nested_subgraphs(true);
+    let handler: Box<Handler> = Box::new(move |subgraph, query, vars| {
+        let mut answer = inner(subgraph, query, vars);
+        if subgraph == "stats" {
+            answer["errors"] = json!([
+                { "message": "bad score", "path": ["_entities", 0, "tags", 1, "score"] },
+                { "message": "no details", "path": ["_entities", 0, "category", "details"] }
+            ]);
+            answer["data"]["_entities"][0]["category"]["details"] = Value::Null;
+        }
+        answer
+    });
+    let query = "{ products { id category { slug id name details { count } } tags { label score } } }";
+    let (body, _) = run_on(NESTED, query, 500, handler).await;
+    assert_eq!(
+        body["data"]["products"][0]["category"]["details"],
+        Value::Null,
+        "{body}"
+    );
+    assert_eq!(body["data"]["products"][0]["category"]["name"], "Tools", "{body}");
+    let mut paths = error_paths(&body);
+    paths.sort_by_key(|p| p.to_string());
+    assert_eq!(
+        paths,
+        [
+            &json!(["products", 0, "category", "details"]),
+            &json!(["products", 0, "tags", 1, "score"])
+        ],
+        "{body}"
+    );
 }

@@ -521,16 +521,18 @@ impl<'a, 'r> Projector<'a, 'r> {
             ));
             return Err(Bubble);
         };
-        if !self.run.plan.has_nested {
-            return self.write_fields(object, fields);
+        let nested = self.run.plan.has_nested;
+        if nested {
+            self.objects.push((object, self.path.len()));
         }
-        self.objects.push((object, self.path.len()));
         let written = self.write_fields(object, fields);
-        self.objects.pop();
+        if nested {
+            self.objects.pop();
+        }
         written
     }
 
-    #[inline(always)]
+    #[inline]
     fn write_fields(&mut self, object: Node<'a>, fields: &[FieldNode]) -> Result<(), Bubble> {
         self.out.push(b'{');
         let mut first = true;
@@ -594,8 +596,9 @@ impl<'a, 'r> Projector<'a, 'r> {
                 fetch,
                 key,
                 up,
+                path,
                 inner,
-            } => match self.nested_parent(*fetch, key, *up) {
+            } => match self.nested_parent(*fetch, key, *up, path, inner.data_key()) {
                 Some(parent) => self.write_kind(&mut Fields::new(parent), ty, inner),
                 None => self.complete(ty, Val::null(), inner),
             },
@@ -652,23 +655,55 @@ impl<'a, 'r> Projector<'a, 'r> {
 
     /// The object that holds the current field in the entity `fetch` found
     /// for the key of the object `up` levels above: down from the entity
-    /// along the client's path from there (its response keys, which the
-    /// fetch asked by, and list positions).
-    fn nested_parent(&mut self, fetch: usize, key: &ParentKey, up: usize) -> Option<Node<'a>> {
+    /// along the client's path from there (its fields asked under the keys
+    /// in `path`, and its list positions). The subgraph's errors about the
+    /// field, or a field on the way down to it, are recorded at their place.
+    fn nested_parent(
+        &mut self,
+        fetch: usize,
+        key: &ParentKey,
+        up: usize,
+        path: &[async_graphql::Name],
+        field_key: Option<&str>,
+    ) -> Option<Node<'a>> {
         let at = self.objects.len().checked_sub(up + 1)?;
         let (ancestor, from) = self.objects[at];
-        let Some(PathSegment::Key(first)) = self.path.get(from).cloned() else {
-            return None;
-        };
-        let mut node = match self
-            .keyed_entry(ancestor, fetch, key, false, Reads::Field(&first))
-            .0
-        {
+        let (entity, errors) = self.keyed_entry(ancestor, fetch, key, false, Reads::Later);
+        // The client's path below the ancestor, in the keys the fetch asked by.
+        let below = self.path.get(from..).unwrap_or_default();
+        let mut keys = path.iter();
+        let here: Vec<PathSegment> = below
+            .iter()
+            .enumerate()
+            .map(|(i, segment)| match segment {
+                PathSegment::Index(n) => PathSegment::Index(*n),
+                PathSegment::Key(k) if i + 1 == below.len() => {
+                    PathSegment::Key(field_key.map_or_else(|| k.clone(), async_graphql::Name::new))
+                }
+                PathSegment::Key(k) => PathSegment::Key(keys.next().unwrap_or(k).clone()),
+            })
+            .collect();
+        let subgraph = self.run.plan.fetches[fetch].query().map(|q| q.subgraph.as_str());
+        for e in errors {
+            let at = if here.starts_with(&e.path) {
+                self.path[..from + e.path.len()].to_vec()
+            } else if e.path.starts_with(&here) {
+                let mut at = self.path.clone();
+                at.extend(e.path[here.len()..].iter().cloned());
+                at
+            } else {
+                continue;
+            };
+            let mut error = e.to_client(subgraph, &[]);
+            error.path = Some(at);
+            self.entity_error(error);
+        }
+        let mut node = match entity {
             Val::Node(entity) if entity.is_object() => entity,
             _ => return None,
         };
-        let (_, to_parent) = self.path.split_last()?;
-        for segment in to_parent.get(from..)? {
+        let (_, to_parent) = here.split_last()?;
+        for segment in to_parent {
             node = match segment {
                 PathSegment::Key(key) => node.get(key.as_str())?,
                 PathSegment::Index(i) => node.items().nth(*i)?,
@@ -921,6 +956,8 @@ pub(super) fn assembled_fields<'a>(
     fields: &[FieldNode],
 ) -> Result<String, Box<GraphQLError>> {
     let mut projector = Projector::new(run, run.variables, 64);
+    // The entity may give a nested field its key.
+    projector.objects.push((object, 0));
     let written = projector.write_fields(object, fields);
     match (written, String::from_utf8(projector.out)) {
         (Ok(()), Ok(text)) => Ok(text),

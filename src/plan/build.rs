@@ -128,6 +128,8 @@ fn plan_choosing(
         },
         nested: Vec::new(),
         has_nested: false,
+        assembled_sets: 0,
+        assembling: 0,
     };
 
     let collected = builder
@@ -247,8 +249,8 @@ fn plan_choosing(
         });
     }
     // A field no entity above could take.
-    if let Some(waiting) = builder.nested.pop() {
-        return Err(waiting.error);
+    if !builder.nested.is_empty() {
+        return Err(builder.nested.swap_remove(0).error);
     }
 
     if let Some(mut orders) = response_orders(collected.values()) {
@@ -445,6 +447,11 @@ pub(super) struct Builder<'a> {
     pub(super) nested: Vec<Nested<'a>>,
     /// A [`FieldKind::Nested`] was planned.
     pub(super) has_nested: bool,
+    /// Hops that assembled their representations so far (each one's
+    /// requirements go under aliases of its own).
+    pub(super) assembled_sets: usize,
+    /// Assembled requirements being planned, one inside the other.
+    pub(super) assembling: usize,
 }
 
 /// Where the fields being printed sit: in which fetch, and at which path

@@ -76,6 +76,7 @@ pub(super) fn merge_hops<'c, 'a>(mut hops: Vec<Hop<'c, 'a>>) -> Vec<Hop<'c, 'a>>
     while i < hops.len() {
         let target = hops[i].graph.clone();
         let rides = hops[i].requires.is_empty()
+            && hops[i].assembled.is_empty()
             && hops
                 .iter()
                 .any(|h| h.graph != target && h.onward.contains(&target));
@@ -171,7 +172,11 @@ impl<'a> Builder<'a> {
                 hop.assembled
                     .iter()
                     .any(|h| !std::ptr::eq(*h, *r) && shares_a_field(h, r))
-            })
+                    || hop.requires.iter().any(|h| selects(r, &h.name))
+            }) || route
+                .requires
+                .iter()
+                .any(|r| hop.assembled.iter().any(|h| selects(h, &r.name)))
         };
         let same_key = |hop: &Hop<'_, '_>| match (hop.key, route.key) {
             (None, None) => true,
@@ -252,6 +257,7 @@ impl<'a> Builder<'a> {
                     global_id: None,
                 },
                 up: 0,
+                path: Vec::new(),
                 inner: Box::new(FieldKind::Typename(type_name.clone())),
             },
         })
@@ -451,6 +457,7 @@ impl<'a> Builder<'a> {
                     fetch: id,
                     key: parent_key.clone(),
                     up: w.chain.len(),
+                    path: path.clone(),
                     inner: Box::new(node.kind),
                 };
             }
@@ -660,40 +667,39 @@ impl<'a> Builder<'a> {
             return Ok((Vec::new(), scope.fetch));
         }
         let mark = self.fetches.len();
-        let mut assembled: Vec<FieldNode> = Vec::new();
-        for set in sets {
-            let collected = self.collector.collect(type_name, &[(*set, Include::Always)])?;
-            // Under aliases of their own: the client may ask the same
-            // fields with other arguments, and so may another requirement.
-            let aliases: Vec<Name> = collected
-                .iter()
-                .map(|(name, cf)| {
-                    let arguments = &cf.field.node.arguments;
-                    let base = match arguments.is_empty() {
-                        true => format!("_q_{name}"),
-                        false => {
-                            let printed: Vec<String> = arguments
-                                .iter()
-                                .map(|(n, v)| format!("{}:{}", n.node, v.node))
-                                .collect();
-                            let hash = xxhash_rust::xxh3::xxh3_64(printed.join(",").as_bytes());
-                            format!("_q_{name}_{:08x}", hash as u32)
-                        }
-                    };
-                    self.aliases.named(&base)
-                })
-                .collect();
-            let nodes = self.fields_from(buf, scope, type_name, aliases.iter().zip(collected.values()))?;
-            for (node, name) in nodes.into_iter().zip(collected.keys()) {
-                if !assembled.iter().any(|n| n.response_key == *name) {
-                    assembled.push(FieldNode {
-                        response_key: name.clone(),
-                        order: None,
-                        ..node
-                    });
-                }
-            }
+        // One selection of them all: a field two of them select (a key's
+        // `meta { a }`, a requirement's `meta { b }`) is asked once, with
+        // both sub-selections, as the client's fields merge.
+        let sets: Vec<(&'a AstSelectionSet, Include)> =
+            sets.iter().map(|set| (*set, Include::Always)).collect();
+        let collected = self.collector.collect(type_name, &sets)?;
+        // Under aliases of this hop's own: the client may select the same
+        // fields with other arguments, and so may another hop's requirements.
+        self.assembled_sets += 1;
+        let aliases: Vec<Name> = collected
+            .keys()
+            .map(|name| self.aliases.named(&format!("_q{}_{name}", self.assembled_sets)))
+            .collect();
+        // Requirements that need one another (`f` needs the comments'
+        // `authorId`, which needs the post's `f`) cannot go round for ever.
+        if self.assembling >= MAX_CHAINED_HOPS {
+            return Err(unresolvable(format!(
+                "{type_name}: more than {MAX_CHAINED_HOPS} requirements in a row, each needing the next, would be needed"
+            )));
         }
+        self.assembling += 1;
+        let nodes = self.fields_from(buf, scope, type_name, aliases.iter().zip(collected.values()));
+        self.assembling -= 1;
+        let nodes = nodes?;
+        let assembled = nodes
+            .into_iter()
+            .zip(collected.keys())
+            .map(|(node, name)| FieldNode {
+                response_key: name.clone(),
+                order: None,
+                ..node
+            })
+            .collect();
         let planned: Vec<FetchId> = (mark..self.fetches.len()).collect();
         for &id in std::iter::once(&scope.fetch).chain(&planned) {
             self.fetches[id].children.retain(|&child| child < mark);
@@ -1182,19 +1188,19 @@ impl<'a> Builder<'a> {
 }
 
 /// Whether two field sets select a field of the same name at their top
-/// (an assembled representation carries one value under each name).
+/// (a representation carries one value under each name).
 fn shares_a_field(a: &AstSelectionSet, b: &AstSelectionSet) -> bool {
-    let names = |set: &AstSelectionSet| -> Vec<Name> {
-        set.items
-            .iter()
-            .filter_map(|s| match &s.node {
-                async_graphql::parser::types::Selection::Field(f) => Some(f.node.name.node.clone()),
-                _ => None,
-            })
-            .collect()
-    };
-    let theirs = names(b);
-    names(a).iter().any(|n| theirs.contains(n))
+    b.items.iter().any(|s| match &s.node {
+        async_graphql::parser::types::Selection::Field(f) => selects(a, &f.node.name.node),
+        _ => false,
+    })
+}
+
+/// Whether a field set selects the field `name` at its top.
+fn selects(set: &AstSelectionSet, name: &Name) -> bool {
+    set.items.iter().any(
+        |s| matches!(&s.node, async_graphql::parser::types::Selection::Field(f) if f.node.name.node == *name),
+    )
 }
 
 /// The node of the field `key` waiting below the slots' objects, down `chain`.

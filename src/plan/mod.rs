@@ -449,11 +449,13 @@ pub enum FieldKind {
     /// has no key there, `products { category { details } }` with
     /// `details` in a subgraph that has `Category` without a key): read
     /// from the entity `fetch` found for that ancestor's key, down the
-    /// response keys and list positions the client's path takes from it.
+    /// fields the client's path takes from it (asked under the keys in
+    /// `path`) and the same list positions.
     Nested {
         fetch: FetchId,
         key: ParentKey,
         up: usize,
+        path: Vec<Name>,
         inner: Box<FieldKind>,
     },
     /// A field of a root field's object that another subgraph answers (a

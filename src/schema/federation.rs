@@ -684,12 +684,50 @@ fn entity_keys(
     parsed
 }
 
-/// A field set (`a b { c }`) as the selection set of a query.
+/// A field set (`a b { c }`) as the selection set of a query; a selection
+/// with fragments also selects `__typename` (what a representation says
+/// of an object of an abstract type, as Apollo Router sends it).
 fn selection_of(text: &str) -> Option<SelectionSet> {
     let doc = async_graphql::parser::parse_query(format!("{{{text}}}")).ok()?;
-    match doc.operations {
-        DocumentOperations::Single(op) => Some(op.node.selection_set.node),
-        DocumentOperations::Multiple(_) => None,
+    let mut set = match doc.operations {
+        DocumentOperations::Single(op) => op.node.selection_set.node,
+        DocumentOperations::Multiple(_) => return None,
+    };
+    with_typenames(&mut set);
+    Some(set)
+}
+
+fn with_typenames(set: &mut SelectionSet) {
+    let mut fragments = false;
+    let mut typename = false;
+    for item in &mut set.items {
+        match &mut item.node {
+            Selection::Field(f) => {
+                typename |= f.node.name.node == "__typename" && f.node.alias.is_none();
+                with_typenames(&mut f.node.selection_set.node);
+            }
+            Selection::InlineFragment(fragment) => {
+                fragments = true;
+                with_typenames(&mut fragment.node.selection_set.node);
+            }
+            Selection::FragmentSpread(_) => {}
+        }
+    }
+    if fragments && !typename {
+        let at = Pos::default();
+        set.items.push(Positioned::new(
+            Selection::Field(Positioned::new(
+                async_graphql::parser::types::Field {
+                    alias: None,
+                    name: Positioned::new(Name::new("__typename"), at),
+                    arguments: Vec::new(),
+                    directives: Vec::new(),
+                    selection_set: Positioned::new(SelectionSet::default(), at),
+                },
+                at,
+            )),
+            at,
+        ));
     }
 }
 
