@@ -1159,18 +1159,27 @@ async fn a_requirement_that_cannot_be_fetched_fails_the_field_that_needs_it() {
     // No representation could be assembled: "blog" is not asked for `byNovice`.
     assert_eq!(log.len(), 3, "{log:?}");
 }
-/// "stats" knows posts by `slug meta { a }` and its `views` requires `meta { b }`: the slug from "blog", the meta from "feed".
-const KEY_AND_REQUIREMENT: &str = concat!(
-    include_str!("supergraphs/preamble.graphql"),
-    r#"
-enum join__Graph {
+/// A supergraph of "feed" (whose `feed` lists the posts), "blog" and
+/// `third`, with the types `types`.
+fn feed_supergraph(third: &str, types: &str) -> String {
+    let graph = third.to_uppercase();
+    format!(
+        r#"{preamble}
+enum join__Graph {{
   FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
   BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
-  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
-}
-type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
+  {graph} @join__graph(name: "{third}", url: "http://127.0.0.1:1/{third}")
+}}
+type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: {graph}) {{
   feed: [Post] @join__field(graph: FEED)
+}}
+{types}"#,
+        preamble = include_str!("supergraphs/preamble.graphql"),
+    )
 }
+
+/// "stats" knows posts by `slug meta { a }` and its `views` requires `meta { b }`: the slug from "blog", the meta from "feed".
+const KEY_AND_REQUIREMENT: &str = r#"
 type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "slug meta { a }") {
   id: ID! @join__field(graph: FEED) @join__field(graph: BLOG)
   slug: String! @join__field(graph: BLOG) @join__field(graph: STATS)
@@ -1181,21 +1190,10 @@ type Meta @join__type(graph: FEED) @join__type(graph: STATS) {
   a: String
   b: String @join__field(graph: FEED) @join__field(graph: STATS, external: true)
 }
-"#
-);
+"#;
 
 /// "blog"'s `x` requires `meta { score }`: `meta` is "feed"'s, `score` only "stats"' (where `Meta` has no key).
-const VALUE_OBJECT_REQUIREMENT: &str = concat!(
-    include_str!("supergraphs/preamble.graphql"),
-    r#"
-enum join__Graph {
-  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
-  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
-  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
-}
-type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
-  feed: [Post] @join__field(graph: FEED)
-}
+const VALUE_OBJECT_REQUIREMENT: &str = r#"
 type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
   id: ID!
   meta: Meta @join__field(graph: FEED) @join__field(graph: STATS) @join__field(graph: BLOG, external: true)
@@ -1205,21 +1203,10 @@ type Meta @join__type(graph: FEED) @join__type(graph: STATS) @join__type(graph: 
   label: String @join__field(graph: FEED)
   score: Int @join__field(graph: STATS) @join__field(graph: BLOG, external: true)
 }
-"#
-);
+"#;
 
 /// "stats"' `x` requires `media { ... on Book { isbn } ... on Movie { title } }`: the media from "blog", a book's `isbn` from "feed".
-const ABSTRACT_REQUIREMENT: &str = concat!(
-    include_str!("supergraphs/preamble.graphql"),
-    r#"
-enum join__Graph {
-  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
-  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
-  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
-}
-type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
-  feed: [Post] @join__field(graph: FEED)
-}
+const ABSTRACT_REQUIREMENT: &str = r#"
 union Media @join__type(graph: BLOG) @join__type(graph: STATS) @join__unionMember(graph: BLOG, member: "Book") @join__unionMember(graph: BLOG, member: "Movie") @join__unionMember(graph: STATS, member: "Book") @join__unionMember(graph: STATS, member: "Movie") = Book | Movie
 type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
   id: ID!
@@ -1234,21 +1221,10 @@ type Movie @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "i
   id: ID!
   title: String @join__field(graph: BLOG) @join__field(graph: STATS, external: true)
 }
-"#
-);
+"#;
 
 /// `Post.f` requires the comments' `authorId`, which requires the comment's post's `f`.
-const CYCLIC_REQUIREMENTS: &str = concat!(
-    include_str!("supergraphs/preamble.graphql"),
-    r#"
-enum join__Graph {
-  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
-  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
-  AUTH @join__graph(name: "auth", url: "http://127.0.0.1:1/auth")
-}
-type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: AUTH) {
-  feed: [Post] @join__field(graph: FEED)
-}
+const CYCLIC_REQUIREMENTS: &str = r#"
 type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: AUTH, key: "id") {
   id: ID!
   comments: [Comment!]! @join__field(graph: FEED) @join__field(graph: BLOG, external: true)
@@ -1259,21 +1235,10 @@ type Comment @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "
   post: Post @join__field(graph: FEED) @join__field(graph: AUTH, external: true)
   authorId: ID @join__field(graph: AUTH, requires: "post { f }") @join__field(graph: BLOG, external: true)
 }
-"#
-);
+"#;
 
 /// `x` and `y` require the author's posts, `first: 1` and `first: 2`, and the `tag` another subgraph has.
-const NESTED_ARGUMENT_REQUIREMENTS: &str = concat!(
-    include_str!("supergraphs/preamble.graphql"),
-    r#"
-enum join__Graph {
-  FEED @join__graph(name: "feed", url: "http://127.0.0.1:1/feed")
-  BLOG @join__graph(name: "blog", url: "http://127.0.0.1:1/blog")
-  STATS @join__graph(name: "stats", url: "http://127.0.0.1:1/stats")
-}
-type Query @join__type(graph: FEED) @join__type(graph: BLOG) @join__type(graph: STATS) {
-  feed: [Post] @join__field(graph: FEED)
-}
+const NESTED_ARGUMENT_REQUIREMENTS: &str = r#"
 type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
   id: ID!
   author: Author @join__field(graph: FEED) @join__field(graph: STATS, external: true)
@@ -1284,8 +1249,7 @@ type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id"
 type Author @join__type(graph: FEED) @join__type(graph: STATS) {
   posts(first: Int!): [Post!]! @join__field(graph: FEED) @join__field(graph: STATS, external: true)
 }
-"#
-);
+"#;
 
 /// The alias under which `query` asks for `field` (`_q1_meta` in `_q1_meta:meta{a b}`).
 fn alias_of(query: &str, field: &str) -> String {
@@ -1325,7 +1289,13 @@ async fn a_key_and_a_requirement_selecting_one_field_send_both_its_selections() 
         }
         other => panic!("unexpected subgraph {other}"),
     });
-    let (body, _) = run_on(KEY_AND_REQUIREMENT, "{ feed { id views } }", 500, handler).await;
+    let (body, _) = run_on(
+        &feed_supergraph("stats", KEY_AND_REQUIREMENT),
+        "{ feed { id views } }",
+        500,
+        handler,
+    )
+    .await;
     assert_eq!(
         body,
         json!({ "data": { "feed": [ { "id": "p1", "views": "seen" } ] } })
@@ -1352,7 +1322,13 @@ async fn a_value_objects_field_in_a_requirement_is_sent_with_its_value() {
         }
         other => panic!("unexpected subgraph {other}"),
     });
-    let (body, _) = run_on(VALUE_OBJECT_REQUIREMENT, "{ feed { id x } }", 500, handler).await;
+    let (body, _) = run_on(
+        &feed_supergraph("stats", VALUE_OBJECT_REQUIREMENT),
+        "{ feed { id x } }",
+        500,
+        handler,
+    )
+    .await;
     assert_eq!(
         body,
         json!({ "data": { "feed": [ { "id": "p1", "x": "scored" } ] } })
@@ -1390,7 +1366,13 @@ async fn a_requirement_on_an_abstract_type_says_each_objects_type() {
         }
         other => panic!("unexpected subgraph {other}"),
     });
-    let (body, _) = run_on(ABSTRACT_REQUIREMENT, "{ feed { id x } }", 500, handler).await;
+    let (body, _) = run_on(
+        &feed_supergraph("stats", ABSTRACT_REQUIREMENT),
+        "{ feed { id x } }",
+        500,
+        handler,
+    )
+    .await;
     assert_eq!(
         body,
         json!({ "data": { "feed": [ { "id": "p1", "x": "typed" }, { "id": "p2", "x": "typed" } ] } })
@@ -1399,7 +1381,7 @@ async fn a_requirement_on_an_abstract_type_says_each_objects_type() {
 
 #[test]
 fn requirements_that_need_one_another_are_refused_when_planned() {
-    let schema = Supergraph::parse(CYCLIC_REQUIREMENTS).expect("schema");
+    let schema = Supergraph::parse(&feed_supergraph("auth", CYCLIC_REQUIREMENTS)).expect("schema");
     let doc = async_graphql::parser::parse_query("{ feed { f } }").expect("parses");
     let error = tessera::plan::plan(&schema, &doc, None).expect_err("the requirements go round");
     assert!(error.to_string().contains("requirements in a row"), "{error}");
@@ -1407,7 +1389,7 @@ fn requirements_that_need_one_another_are_refused_when_planned() {
 
 #[test]
 fn requirements_of_one_field_with_other_arguments_below_are_asked_apart() {
-    let schema = Supergraph::parse(NESTED_ARGUMENT_REQUIREMENTS).expect("schema");
+    let schema = Supergraph::parse(&feed_supergraph("stats", NESTED_ARGUMENT_REQUIREMENTS)).expect("schema");
     let doc = async_graphql::parser::parse_query("{ feed { id x y } }").expect("parses");
     let plan = tessera::plan::plan(&schema, &doc, None).expect("plans");
     let root = plan.fetches[plan.roots[0]].query().expect("a subgraph request");
