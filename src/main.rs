@@ -144,6 +144,28 @@ fn describe(e: &anyhow::Error) -> String {
     out
 }
 
+/// `println!` for the CLI's reports: a reader that stops reading
+/// (`tessera plan … | head`) ends the process quietly, as Unix tools do,
+/// instead of a panic.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
+/// `println!` for a server's announcements: lost, not fatal, when no one reads them.
+macro_rules! announce {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let traces = match init_logs_and_traces() {
@@ -247,7 +269,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if !report.unreachable.is_empty() {
                 bail!("{} subgraph(s) could not be checked", report.unreachable.len());
             }
-            println!("{file} matches all {} subgraphs", schema.subgraphs().len());
+            say!("{file} matches all {} subgraphs", schema.subgraphs().len());
             Ok(())
         }
         Command::Sync { common, action } => sync_command(common, action).await,
@@ -281,7 +303,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                             .collect();
                         anyhow::anyhow!("{}", lines.join("\n"))
                     })?;
-            println!("{plan}");
+            say!("{plan}");
             Ok(())
         }
     }
@@ -413,28 +435,32 @@ async fn sync_action(
                 .backfill(&index, restart, &progress_printer(&index))
                 .await?;
             eprintln!();
-            println!(
+            say!(
                 "{index}: {done} documents in {:.1}s",
                 started.elapsed().as_secs_f64()
             );
         }
         SyncAction::Poll { index } => {
             let r = syncer.poll(&index).await?;
-            println!(
+            say!(
                 "{index}: {} written, {} deleted, {} failed",
-                r.written, r.deleted, r.failed
+                r.written,
+                r.deleted,
+                r.failed
             );
         }
         SyncAction::Scan { index } => {
             let r = syncer.scan(&index).await?;
-            println!(
+            say!(
                 "{index}: {} deleted, {} rebuilt, {} failed",
-                r.deleted, r.written, r.failed
+                r.deleted,
+                r.written,
+                r.failed
             );
         }
         SyncAction::Reconcile { index } => {
             let r = syncer.reconcile(&index).await?;
-            println!(
+            say!(
                 "{index}: {} written, {} deleted, {} unchanged, {} skipped (newer already indexed), {} failed",
                 r.written, r.deleted, r.unchanged, r.skipped, r.failed
             );
@@ -443,7 +469,7 @@ async fn sync_action(
             let started = Instant::now();
             let r = syncer.reindex(&index, &progress_printer(&index)).await?;
             eprintln!();
-            println!(
+            say!(
                 "{index}: now {} ({} documents, caught up: {} written, {} deleted) in {:.1}s; previous {} kept for rollback{}",
                 r.current,
                 r.documents,
@@ -460,22 +486,23 @@ async fn sync_action(
         }
         SyncAction::Run => {
             let worker = run_worker(config, tessera).await?;
-            println!(
+            say!(
                 "following {} as a member of group {}",
                 worker.topics().join(", "),
                 config.sync.kafka.group
             );
             let report = worker.run(shutdown_signal()).await;
-            println!(
+            say!(
                 "stopped: {} events applied, {} dead-lettered",
-                report.events, report.dead_letters
+                report.events,
+                report.dead_letters
             );
         }
         SyncAction::Dlq { action } => match action {
             DlqAction::List => {
                 let letters = tessera::sync::kafka::list_dead_letters(&kafka_options(config)).await?;
                 for l in &letters {
-                    println!(
+                    say!(
                         "{}/{}@{} key {}: {} (tried {}): {}",
                         l.topic,
                         l.partition,
@@ -486,15 +513,19 @@ async fn sync_action(
                         l.payload
                     );
                 }
-                println!("{} dead letter(s) waiting", letters.len());
+                say!("{} dead letter(s) waiting", letters.len());
             }
             DlqAction::Replay => {
                 let r = tessera::sync::kafka::replay_dead_letters(syncer, &kafka_options(config)).await?;
-                println!("{} dead letter(s) applied", r.applied);
+                say!("{} dead letter(s) applied", r.applied);
                 for letter in &r.failed_again {
-                    println!(
+                    say!(
                         "{}/{}@{} failed again (kept as a dead letter, attempt {}): {}",
-                        letter.topic, letter.partition, letter.offset, letter.attempts, letter.error
+                        letter.topic,
+                        letter.partition,
+                        letter.offset,
+                        letter.attempts,
+                        letter.error
                     );
                 }
                 if let Some((letter, why)) = r.stopped {
@@ -512,12 +543,15 @@ async fn sync_action(
         },
         SyncAction::Rollback { index } => {
             let (now, was) = syncer.rollback(&index).await?;
-            println!("{index}: now {now} (was {was}, kept)");
+            say!("{index}: now {now} (was {was}, kept)");
         }
         SyncAction::Status => {
-            println!(
+            say!(
                 "{:<16} {:<12} {:>10} {:>10}  state",
-                "index", "alias", "documents", "lag"
+                "index",
+                "alias",
+                "documents",
+                "lag"
             );
             for s in syncer.status().await? {
                 // Only an index behind an alias is kept in sync; another is
@@ -549,9 +583,12 @@ async fn sync_action(
                 } else {
                     s.aliases.join(",")
                 };
-                println!(
+                say!(
                     "{:<16} {:<12} {:>10} {:>10}  {state}",
-                    s.physical, aliases, s.documents, lag
+                    s.physical,
+                    aliases,
+                    s.documents,
+                    lag
                 );
             }
         }
@@ -659,7 +696,7 @@ async fn start_sync(config: &Config, tessera: &tessera::Tessera) -> anyhow::Resu
             {
                 Ok(done) => {
                     eprintln!();
-                    println!("  index {index:<10} {done} documents");
+                    say!("  index {index:<10} {done} documents");
                 }
                 // A service that is down must not keep the gateway from
                 // serving: the poller resumes the backfill from its checkpoint.
@@ -717,7 +754,7 @@ async fn serve(config: Config, file: &str, sdl: &str) -> anyhow::Result<()> {
     // Held while serving, as before: the change queue's first sender.
     let (_tessera, app) = built?;
     let addr = listener.local_addr()?;
-    println!("Tessera is serving http://{addr}/graphql (GraphiQL in a browser)");
+    announce!("Tessera is serving http://{addr}/graphql (GraphiQL in a browser)");
     tessera::serve_app(listener, app, shutdown_signal()).await?;
     Ok(())
 }
@@ -748,7 +785,7 @@ async fn demo(
         sink: Arc::new(events),
     };
     let host: IpAddr = listen.ip();
-    println!("Seeding the nine services at scale {scale} …");
+    announce!("Seeding the nine services at scale {scale} …");
     let services = tessera_subgraphs::spawn_all(host, base_port, &options)
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the demo services: {e}"))?;
@@ -758,13 +795,13 @@ async fn demo(
         if let Some(sub) = config.subgraphs.get_mut(service.service.name()) {
             sub.url = service.url();
         }
-        println!("  {:<12} {}", service.service.name(), service.url());
+        announce!("  {:<12} {}", service.service.name(), service.url());
     }
     check_before_start(&config, &file, &sdl).await?;
     // The demo is the embedded setup: its services are reseeded on every
     // start, so its indexes are rebuilt too, in a folder of their own.
     if config.search.backend != tessera::config::BackendName::Tantivy {
-        println!("  (the demo keeps its indexes in the embedded backend; `serve` uses OpenSearch)");
+        say!("  (the demo keeps its indexes in the embedded backend; `serve` uses OpenSearch)");
         config.search.backend = tessera::config::BackendName::Tantivy;
     }
     if !config.search.in_memory {
@@ -777,14 +814,14 @@ async fn demo(
         Arc::clone(tessera.syncer.schema()),
         tessera.changes.clone(),
     ));
-    println!("Building the search indexes …");
+    say!("Building the search indexes …");
     start_sync(&config, &tessera).await?;
     let app = tessera::app(&config, &tessera)?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} (is another demo running? pass --listen)"))?;
     let addr = listener.local_addr()?;
-    println!(
+    say!(
         "Ready in {:.1}s. Open the playground: http://{addr}/graphql",
         started.elapsed().as_secs_f64()
     );

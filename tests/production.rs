@@ -816,3 +816,21 @@ async fn plan_refuses_what_a_request_would_be_refused() {
         assert!(stderr.contains(why), "{operation}: {stderr}");
     }
 }
+
+#[test]
+fn a_cli_report_to_a_reader_that_stopped_reading_ends_quietly() {
+    // `tessera plan … | head -1`: the pipe is closed before the plan is printed.
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["plan", "--schema"])
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/schema.graphql"))
+        .arg("{ contracts { id title } }")
+        .env_remove("TESSERA_CONFIG")
+        .stdout(writer)
+        .output()
+        .expect("tessera plan runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
