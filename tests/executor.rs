@@ -1433,3 +1433,25 @@ async fn a_subgraphs_error_in_a_value_objects_field_is_at_that_field_once() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn an_object_whose_assembled_key_is_null_has_no_representation() {
+    // "blog" has no slug for p2: "stats" is asked for p1 only.
+    let inner = assembled_subgraphs(true);
+    let handler: Box<Handler> = Box::new(move |subgraph, query, vars| {
+        let mut answer = inner(subgraph, query, vars);
+        if subgraph == "blog" && query.contains("slug") {
+            answer["data"]["_entities"][1][alias_of(query, "slug")] = Value::Null;
+        }
+        answer
+    });
+    let (body, log) = run_on(ASSEMBLED, "{ feed { id views } }", 500, handler).await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "id": "p1", "views": 700 }, { "id": "p2", "views": null } ] } })
+    );
+    assert_eq!(
+        log[2].2["_keys"],
+        json!([{ "__typename": "Post", "slug": "post-p1", "score": 7 }])
+    );
+}

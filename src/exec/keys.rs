@@ -174,6 +174,16 @@ pub fn with_parent_key<R>(key: &ParentKey, holder: Node<'_>, f: impl FnOnce(&str
     }
 }
 
+/// Whether the JSON object `fields` lacks one of `names`, or has it null.
+pub fn lacks_any(fields: &str, names: &[async_graphql::Name]) -> bool {
+    let Ok(object) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(fields) else {
+        return true;
+    };
+    names
+        .iter()
+        .any(|name| object.get(name.as_str()).is_none_or(serde_json::Value::is_null))
+}
+
 /// A representation's text with the fields of a JSON object (`{"a":1}`) added.
 pub fn with_fields(representation: &str, fields: &str) -> String {
     let inner = fields
@@ -348,6 +358,7 @@ mod tests {
                 field("dimensions", "_r_dimensions", vec![field("size", "size", vec![])]),
             ],
             assembled: Vec::new(),
+            assembled_key: Vec::new(),
         }));
         let tape = |v: serde_json::Value| Tape::from_value(&v);
         let product = tape(serde_json::json!({
@@ -383,6 +394,7 @@ mod tests {
                 ],
             )],
             assembled: Vec::new(),
+            assembled_key: Vec::new(),
         }));
         let shelf = tape(serde_json::json!({
             "_r_media": [{ "upc": "1", "__typename": "Book" }, { "title": "T", "__typename": "Movie" }]

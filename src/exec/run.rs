@@ -430,9 +430,11 @@ impl<'r> Run<'r> {
             };
         };
         let built = matches!(keyed.key, crate::plan::ParentKey::Representation(_));
-        let assembled = match &keyed.key {
-            crate::plan::ParentKey::Representation(r) if !r.assembled.is_empty() => &r.assembled[..],
-            _ => &[],
+        let (assembled, assembled_key) = match &keyed.key {
+            crate::plan::ParentKey::Representation(r) if !r.assembled.is_empty() => {
+                (&r.assembled[..], &r.assembled_key[..])
+            }
+            _ => (&[][..], &[][..]),
         };
         let mut visit = |object: Node<'_>| {
             walk(object, &keyed.key_path, &mut |holder| {
@@ -453,6 +455,10 @@ impl<'r> Run<'r> {
                 // Requirements fetched from other subgraphs, as the client's
                 // response would have them.
                 match super::project::assembled_fields(self, holder, assembled) {
+                    // An object whose assembled key has a null field cannot
+                    // be identified: no representation, as for a key read
+                    // from the object itself.
+                    Ok(fields) if keys::lacks_any(&fields, assembled_key) => {}
                     Ok(fields) => {
                         keys::with_parent_key(&keyed.key, holder, |key| {
                             add(&keys::with_fields(key, &fields))

@@ -385,7 +385,7 @@ impl<'a> Builder<'a> {
             type_name,
             &key.fields,
             key.sent_as.clone(),
-            Vec::new(),
+            (Vec::new(), Vec::new()),
             parent,
         );
         let entity_type = key.sent_as.as_ref().unwrap_or(type_name);
@@ -749,13 +749,17 @@ impl<'a> Builder<'a> {
             merge_item(&mut items, item);
         }
         let (assembled, after) = self.assemble(buf, scope, type_name, &hop.assembled)?;
+        let assembled_key = match hop.key {
+            Some(key) => key.fields.iter().map(|f| f.name.clone()).collect(),
+            None => Vec::new(),
+        };
         let parent_key = self.representation(
             buf,
             scope,
             type_name,
             &items,
             key.sent_as.clone(),
-            assembled,
+            (assembled, assembled_key),
             parent,
         );
         // The type the subgraph knows these objects as.
@@ -828,7 +832,7 @@ impl<'a> Builder<'a> {
         type_name: &Name,
         items: &[FieldSetItem],
         sent_as: Option<Name>,
-        assembled: Vec<FieldNode>,
+        (assembled, assembled_key): (Vec<FieldNode>, Vec<Name>),
         parent: &mut ParentSelection,
     ) -> ParentKey {
         let mut fields = Vec::with_capacity(items.len());
@@ -865,6 +869,7 @@ impl<'a> Builder<'a> {
             sent_as,
             fields,
             assembled,
+            assembled_key,
         }))
     }
 
@@ -933,6 +938,7 @@ impl<'a> Builder<'a> {
             sent_as: None,
             fields,
             assembled: Vec::new(),
+            assembled_key: Vec::new(),
         }));
         let id = self.reserve();
         self.fetches[scope.fetch].children.push(id);

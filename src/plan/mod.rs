@@ -189,6 +189,9 @@ pub struct Representation {
     /// fetch, and written into the representation as the client's
     /// response would be.
     pub assembled: Vec<FieldNode>,
+    /// Those of the assembled fields that are the key: an object without
+    /// one of them (null) cannot be identified, and has no representation.
+    pub assembled_key: Vec<Name>,
 }
 
 /// One field of a representation: read from the parent object under
