@@ -1455,3 +1455,85 @@ async fn an_object_whose_assembled_key_is_null_has_no_representation() {
         json!([{ "__typename": "Post", "slug": "post-p1", "score": 7 }])
     );
 }
+
+/// "blog"'s `rank` requires the `score` "feed" gives, which may be null.
+const NULLABLE_REQUIREMENT: &str = r#"
+type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") {
+  id: ID!
+  score: Int @join__field(graph: FEED) @join__field(graph: BLOG, external: true)
+  rank: String @join__field(graph: BLOG, requires: "score")
+}
+"#;
+
+#[tokio::test]
+async fn a_required_field_that_is_null_is_sent_as_null() {
+    let handler: Box<Handler> = Box::new(|subgraph, query, vars| match subgraph {
+        "feed" => json!({ "data": { "feed": [
+            { "id": "p1", "_r_score": 3, "_r_id": "p1" },
+            { "id": "p2", "_r_score": null, "_r_id": "p2" }
+        ] } }),
+        "blog" => {
+            assert_eq!(
+                vars["_keys"],
+                json!([
+                    { "__typename": "Post", "id": "p1", "score": 3 },
+                    { "__typename": "Post", "id": "p2", "score": null }
+                ]),
+                "{query}"
+            );
+            entities_of(vars, |post| match post["score"].as_i64() {
+                Some(score) => json!({ "rank": format!("r{score}") }),
+                None => json!({ "rank": "unranked" }),
+            })
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run_on(
+        &feed_supergraph("stats", NULLABLE_REQUIREMENT),
+        "{ feed { id rank } }",
+        500,
+        handler,
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({ "data": { "feed": [ { "id": "p1", "rank": "r3" }, { "id": "p2", "rank": "unranked" } ] } })
+    );
+}
+
+#[tokio::test]
+async fn a_required_field_that_failed_is_sent_null_and_reported_at_the_field_that_needed_it() {
+    // "feed" cannot give the author of comment c2.
+    let inner = assembled_subgraphs(true);
+    let handler: Box<Handler> = Box::new(move |subgraph, query, vars| match subgraph {
+        "feed" if query.contains("authorId") => {
+            let mut answer = inner(subgraph, query, vars);
+            answer["data"]["_entities"][1]["authorId"] = Value::Null;
+            answer["errors"] = json!([{ "message": "no author", "path": ["_entities", 1, "authorId"] }]);
+            answer
+        }
+        "blog" if query.contains("commenters") => entities_of(vars, |post| {
+            let authors: Vec<&str> = post["comments"]
+                .as_array()
+                .expect("the comments in the representation")
+                .iter()
+                .map(|c| c["authorId"].as_str().unwrap_or("?"))
+                .collect();
+            json!({ "commenters": authors.join(",") })
+        }),
+        _ => inner(subgraph, query, vars),
+    });
+    let (body, _) = run_on(ASSEMBLED, "{ feed { commenters } }", 500, handler).await;
+    assert_eq!(
+        body["data"],
+        json!({ "feed": [ { "commenters": "u1,?,u3" }, { "commenters": "u1,?,u3" } ] }),
+        "{body}"
+    );
+    let errors = body["errors"].as_array().expect("errors");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["message"] == "no author" && e["path"] == json!(["feed", 0, "commenters"])),
+        "{body}"
+    );
+}

@@ -214,7 +214,7 @@ fn write_representation_fields(
             None if field.conditional => continue,
             None => Node::null(),
         };
-        if top && value.is_null() {
+        if top && value.is_null() && !field.required {
             return false;
         }
         if !first {
@@ -345,6 +345,7 @@ mod tests {
         use crate::plan::{ParentKey, Representation, RepresentationField};
         let field = |name: &str, alias: &str, selection: Vec<RepresentationField>| RepresentationField {
             conditional: false,
+            required: false,
             name: name.into(),
             alias: alias.into(),
             selection,
@@ -374,6 +375,26 @@ mod tests {
         assert_eq!(with_parent_key(&key, book.root(), str::to_owned), None);
         let keyless = tape(serde_json::json!({ "_typename": "Product", "_r_upc": null }));
         assert_eq!(with_parent_key(&key, keyless.root(), str::to_owned), None);
+        // A required field that is null is a value the subgraph is sent.
+        let weighed = ParentKey::Representation(std::sync::Arc::new(Representation {
+            type_name: "Product".into(),
+            typename_alias: None,
+            sent_as: None,
+            fields: vec![
+                field("upc", "_r_upc", vec![]),
+                RepresentationField {
+                    required: true,
+                    ..field("weight", "_r_weight", vec![])
+                },
+            ],
+            assembled: Vec::new(),
+            assembled_key: Vec::new(),
+        }));
+        let unweighed = tape(serde_json::json!({ "_r_upc": "1", "_r_weight": null }));
+        assert_eq!(
+            with_parent_key(&weighed, unweighed.root(), str::to_owned).as_deref(),
+            Some(r#"{"__typename":"Product","upc":"1","weight":null}"#)
+        );
         // A requirement with fragments: a fragment's field only where the
         // object has it (objects of other types do not), a plain one always.
         let conditional = |name: &str| RepresentationField {

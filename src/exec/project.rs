@@ -741,6 +741,18 @@ impl<'a, 'r> Projector<'a, 'r> {
             Some(FetchResult::Keyed(keyed)) => Some(keyed),
             _ => None,
         };
+        // What the object's representation required failed, though not so
+        // that it could not be sent: the field that needed it says so.
+        if let Some(errors) = keyed
+            .filter(|k| !k.requirement_errors.is_empty())
+            .and_then(|k| k.requirement_errors.get(&object.identity()))
+        {
+            for error in errors {
+                let mut error = error.clone();
+                error.path = Some(self.path.clone());
+                self.entity_error(error);
+            }
+        }
         let found = match keyed.and_then(|k| k.by_parent.get(&object.identity())) {
             // The representation this object gave, found when keys were collected.
             Some(loaded) => Some(Some(loaded)),
@@ -948,19 +960,20 @@ impl<'a, 'r> Projector<'a, 'r> {
 
 /// The JSON object of a representation's `fields` fetched from other
 /// subgraphs ([`Representation::assembled`](crate::plan::Representation))
-/// for `object`, as the client's response would have them; when a
-/// non-null one is missing, the first error met on the way.
+/// for `object`, as the client's response would have them, with the
+/// errors met on the way (a nullable one that failed); when a non-null one
+/// is missing, the first error met on the way.
 pub(super) fn assembled_fields<'a>(
     run: &'a Run<'_>,
     object: Node<'a>,
     fields: &[FieldNode],
-) -> Result<String, Box<GraphQLError>> {
+) -> Result<(String, Vec<GraphQLError>), Box<GraphQLError>> {
     let mut projector = Projector::new(run, run.variables, 64);
     // The entity may give a nested field its key.
     projector.objects.push((object, 0));
     let written = projector.write_fields(object, fields);
     match (written, String::from_utf8(projector.out)) {
-        (Ok(()), Ok(text)) => Ok(text),
+        (Ok(()), Ok(text)) => Ok((text, projector.errors)),
         _ => Err(Box::new(projector.errors.into_iter().next().unwrap_or_else(
             || {
                 GraphQLError::new(

@@ -49,6 +49,10 @@ pub struct Keyed {
     /// (`_entities` representations): the projection finds them without
     /// building the representation a second time.
     pub by_parent: FastMap<Identity, Loaded>,
+    /// Errors met fetching what an object's representation requires (a
+    /// nullable required field that failed): the fields that needed it
+    /// carry them. Empty but for assembled representations.
+    pub requirement_errors: FastMap<Identity, Vec<super::error::GraphQLError>>,
 }
 
 /// One key's result: the entity (lookup) or the array of rows (join), with the
@@ -110,6 +114,9 @@ struct CollectedKeys {
     holders: Vec<(Identity, usize)>,
     /// Objects whose representation could not be assembled, with why.
     unbuilt: Vec<(Identity, Loaded)>,
+    /// Objects whose representation was assembled despite errors (a
+    /// nullable required field that failed), with them.
+    requirement_errors: Vec<(Identity, Vec<super::error::GraphQLError>)>,
 }
 type KeyLoader = Loader<LoaderKey, Loaded, BatchLoader, FastMap<LoaderKey, Loaded>>;
 
@@ -387,10 +394,13 @@ impl<'r> Run<'r> {
             keys,
             holders,
             unbuilt,
+            requirement_errors,
         } = self.collect_keys(input, &query.subgraph);
+        let requirement_errors = requirement_errors.into_iter().collect();
         if keys.is_empty() {
             return FetchResult::Keyed(Keyed {
                 by_parent: unbuilt.into_iter().collect(),
+                requirement_errors,
                 ..Keyed::default()
             });
         }
@@ -411,6 +421,7 @@ impl<'r> Run<'r> {
         FetchResult::Keyed(Keyed {
             entries: loaded.into_iter().map(|(key, v)| (key.text, v)).collect(),
             by_parent,
+            requirement_errors,
         })
     }
 
@@ -422,11 +433,13 @@ impl<'r> Run<'r> {
         let mut keys = IndexSet::default();
         let mut holders = Vec::new();
         let mut unbuilt = Vec::new();
+        let mut requirement_errors = Vec::new();
         let Some(parent) = self.results.get(keyed.parent).and_then(|r| r.get()) else {
             return CollectedKeys {
                 keys,
                 holders,
                 unbuilt,
+                requirement_errors,
             };
         };
         let built = matches!(keyed.key, crate::plan::ParentKey::Representation(_));
@@ -458,8 +471,11 @@ impl<'r> Run<'r> {
                     // An object whose assembled key has a null field cannot
                     // be identified: no representation, as for a key read
                     // from the object itself.
-                    Ok(fields) if keys::lacks_any(&fields, assembled_key) => {}
-                    Ok(fields) => {
+                    Ok((fields, _)) if keys::lacks_any(&fields, assembled_key) => {}
+                    Ok((fields, errors)) => {
+                        if !errors.is_empty() {
+                            requirement_errors.push((holder.identity(), errors));
+                        }
                         keys::with_parent_key(&keyed.key, holder, |key| {
                             add(&keys::with_fields(key, &fields))
                         });
@@ -491,6 +507,7 @@ impl<'r> Run<'r> {
             keys,
             holders,
             unbuilt,
+            requirement_errors,
         }
     }
 

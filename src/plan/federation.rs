@@ -385,6 +385,7 @@ impl<'a> Builder<'a> {
             type_name,
             &key.fields,
             key.sent_as.clone(),
+            &key.fields.iter().map(|f| f.name.clone()).collect::<Vec<Name>>(),
             (Vec::new(), Vec::new()),
             parent,
         );
@@ -749,9 +750,11 @@ impl<'a> Builder<'a> {
             merge_item(&mut items, item);
         }
         let (assembled, after) = self.assemble(buf, scope, type_name, &hop.assembled)?;
-        let assembled_key = match hop.key {
-            Some(key) => key.fields.iter().map(|f| f.name.clone()).collect(),
-            None => Vec::new(),
+        let key_names = || key.fields.iter().map(|f| f.name.clone()).collect::<Vec<Name>>();
+        // The key travels with the assembled fields, or is read from the objects.
+        let (assembled_key, identifying) = match hop.key {
+            Some(_) => (key_names(), Vec::new()),
+            None => (Vec::new(), key_names()),
         };
         let parent_key = self.representation(
             buf,
@@ -759,6 +762,7 @@ impl<'a> Builder<'a> {
             type_name,
             &items,
             key.sent_as.clone(),
+            &identifying,
             (assembled, assembled_key),
             parent,
         );
@@ -832,6 +836,7 @@ impl<'a> Builder<'a> {
         type_name: &Name,
         items: &[FieldSetItem],
         sent_as: Option<Name>,
+        identifying: &[Name],
         (assembled, assembled_key): (Vec<FieldNode>, Vec<Name>),
         parent: &mut ParentSelection,
     ) -> ParentKey {
@@ -851,6 +856,7 @@ impl<'a> Builder<'a> {
                     alias: item.name.to_string(),
                     selection: Vec::new(),
                     conditional: false,
+                    required: !identifying.contains(&item.name),
                 });
                 continue;
             }
@@ -861,7 +867,10 @@ impl<'a> Builder<'a> {
                 None => self.aliases.named(&format!("_r_{}", item.name)),
             };
             // Two hops from the same objects share what they both send.
-            fields.push(representation_field(buf, &alias, item, &mut parent.printed));
+            fields.push(RepresentationField {
+                required: !identifying.contains(&item.name),
+                ..representation_field(buf, &alias, item, &mut parent.printed)
+            });
         }
         ParentKey::Representation(Arc::new(Representation {
             type_name: type_name.to_string(),
@@ -1309,6 +1318,7 @@ fn representation_field(
         alias: alias.to_string(),
         selection: representation_fields(&item.selection, &item.fragments),
         conditional: false,
+        required: false,
     }
 }
 
@@ -1321,6 +1331,7 @@ fn representation_fields(
         alias: name.to_string(),
         selection,
         conditional,
+        required: false,
     };
     let nested = |item: &FieldSetItem| representation_fields(&item.selection, &item.fragments);
     let mut fields: Vec<RepresentationField> = set.iter().map(|i| field(&i.name, nested(i), false)).collect();

@@ -204,6 +204,9 @@ pub struct RepresentationField {
     /// A field of a fragment (`... on Bar { bar }`): objects of other types
     /// do not have it, and their representation leaves it out.
     pub conditional: bool,
+    /// A field the subgraph `@requires`, not of the key: null is a value
+    /// it is sent (an object with a null key field has no representation).
+    pub required: bool,
 }
 
 /// A legacy keyed fetch: a root field of the owning service that takes keys.
