@@ -1537,3 +1537,49 @@ async fn a_required_field_that_failed_is_sent_null_and_reported_at_the_field_tha
         "{body}"
     );
 }
+
+/// "stats"' `rank` requires the `score` only "blog" has: "blog" is asked
+/// for it on the way.
+const REQUIREMENT_ON_THE_WAY: &str = r#"
+type Post @join__type(graph: FEED, key: "id") @join__type(graph: BLOG, key: "id") @join__type(graph: STATS, key: "id") {
+  id: ID!
+  score: Int @join__field(graph: BLOG) @join__field(graph: STATS, external: true)
+  rank: String @join__field(graph: STATS, requires: "score")
+}
+"#;
+
+#[tokio::test]
+async fn an_error_in_a_field_asked_only_for_a_representation_is_the_objects() {
+    let handler: Box<Handler> = Box::new(|subgraph, query, vars| match subgraph {
+        "feed" => json!({ "data": { "feed": [ { "id": "p1", "_r_id": "p1" } ] } }),
+        "blog" => {
+            let score = alias_of(query, "score");
+            json!({
+                "data": { "_entities": [ { "_r_id": "p1", score.clone(): null } ] },
+                "errors": [ { "message": "no score", "path": ["_entities", 0, score] } ]
+            })
+        }
+        "stats" => {
+            assert_eq!(
+                vars["_keys"],
+                json!([{ "__typename": "Post", "id": "p1", "score": null }])
+            );
+            entities_of(vars, |_| json!({ "rank": "unranked" }))
+        }
+        other => panic!("unexpected subgraph {other}"),
+    });
+    let (body, _) = run_on(
+        &feed_supergraph("stats", REQUIREMENT_ON_THE_WAY),
+        "{ feed { id rank } }",
+        500,
+        handler,
+    )
+    .await;
+    assert_eq!(
+        body["data"],
+        json!({ "feed": [ { "id": "p1", "rank": "unranked" } ] }),
+        "{body}"
+    );
+    assert_eq!(error_paths(&body), [&json!(["feed", 0])], "{body}");
+    assert_eq!(body["errors"][0]["message"], "no score", "{body}");
+}

@@ -819,6 +819,13 @@ impl<'a, 'r> Projector<'a, 'r> {
                         error.path = Some(path);
                         error
                     }
+                    // Under a field the gateway asked for itself (what a
+                    // representation further on needs, `_r_category`): the
+                    // object's, as the client selected no such field.
+                    Some((PathSegment::Key(first), _)) if self.run.plan.internal_keys.contains(first) => {
+                        let object = &self.path[..self.path.len().saturating_sub(1)];
+                        e.to_client(subgraph, object)
+                    }
                     Some(_) => continue,
                 },
             };
