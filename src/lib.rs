@@ -419,9 +419,15 @@ pub fn app(config: &Config, tessera: &Tessera) -> Result<http::App, StartError> 
         deduplicate: false,
         ..exec::Traffic::default()
     };
+    // The subgraphs the schema uses, where it says they are (a supergraph's
+    // `@join__graph(url:)`, unless the configuration names them): not the
+    // nine demo services a configuration without `[subgraphs]` defaults to.
+    let schema = tessera.gateway.schema();
+    let mut declared = config.clone();
+    declared.declare_subgraphs(schema.declared_urls())?;
     let readiness = Readiness {
-        fetcher: HttpFetcher::with_traffic(endpoints(config), probe),
-        subgraphs: config.subgraphs.keys().cloned().collect(),
+        fetcher: HttpFetcher::with_traffic(endpoints(&declared), probe),
+        subgraphs: schema.subgraphs().iter().cloned().collect(),
         backend: Some(Arc::clone(&tessera.backend)),
         indexes: tessera.syncer.index_names(),
         budget: config.server.readiness_timeout,

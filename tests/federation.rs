@@ -353,3 +353,35 @@ async fn a_conditional_repeat_loses_no_field_across_subgraphs() {
         }
     }
 }
+
+/// `/ready` asks the supergraph's subgraphs, not the nine demo services a
+/// configuration without `[subgraphs]` tables defaults to.
+#[tokio::test]
+async fn ready_asks_the_supergraphs_own_subgraphs() {
+    let federation = Federation::start().await;
+    let mut config = Config::default();
+    config.search.in_memory = true;
+    for (name, service) in &federation.services {
+        config.subgraphs.insert(
+            name.to_string(),
+            SubgraphConfig {
+                url: service.url(),
+                timeout: std::time::Duration::from_secs(5),
+            },
+        );
+    }
+    let built = tessera::build(&config, SUPERGRAPH).expect("the supergraph serves");
+    let app = tessera::app(&config, &built).expect("app");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(tessera::serve_app(listener, app, std::future::pending()));
+    let response = federation
+        .client
+        .get(format!("http://{addr}/ready"))
+        .send()
+        .await
+        .expect("ready answers");
+    let status = response.status();
+    let body = response.text().await.expect("body");
+    assert_eq!(status, 200, "{body}");
+}
