@@ -320,7 +320,7 @@ impl<'a> Builder<'a> {
         &self,
         scope: Scope<'_>,
         type_name: &Name,
-        entity: &FederatedType,
+        entity: &'a FederatedType,
         waiting: &Nested<'a>,
     ) -> Option<String> {
         let field = &waiting.field.field.node.name.node;
@@ -330,10 +330,7 @@ impl<'a> Builder<'a> {
                 .is_some_and(|g| g.requires.is_none())
         };
         let leads = |graph: &str| {
-            entity
-                .keys
-                .iter()
-                .any(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
+            self.given_key(scope, type_name, entity, graph).is_some()
                 && waiting
                     .chain
                     .iter()
@@ -374,10 +371,8 @@ impl<'a> Builder<'a> {
         slots: &mut [Option<FieldNode>],
         parent: &mut ParentSelection,
     ) -> Result<(), PlanError> {
-        let key = entity
-            .keys
-            .iter()
-            .find(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
+        let key = self
+            .given_key(scope, type_name, entity, &graph)
             .ok_or_else(|| unresolvable(format!("{type_name}: no key of it for \"{graph}\"")))?;
         let parent_key = self.representation(
             buf,
@@ -499,12 +494,7 @@ impl<'a> Builder<'a> {
         let entity = self.entity(type_name).ok()?;
         let here = scope.subgraph?;
         let gives_here = |item: &FieldSetItem| self.gives(scope, type_name, item);
-        let keyed = |graph: &str| {
-            entity
-                .keys
-                .iter()
-                .any(|k| k.graph == graph && k.fields.iter().all(gives_here))
-        };
+        let keyed = |graph: &str| self.given_key(scope, type_name, entity, graph).is_some();
         let resolvers: Vec<&FieldGraph> = federated.graphs.iter().filter(|g| !g.external).collect();
         let direct = resolvers
             .iter()
@@ -593,12 +583,7 @@ impl<'a> Builder<'a> {
     ) -> Option<Route<'a>> {
         let federated = self.federated(type_name, field)?;
         let entity = self.entity(type_name).ok()?;
-        let keyed = |graph: &str| {
-            entity
-                .keys
-                .iter()
-                .any(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
-        };
+        let keyed = |graph: &str| self.given_key(scope, type_name, entity, graph).is_some();
         let reachable = |item: &FieldSetItem| {
             let top = FieldSetItem {
                 selection: Vec::new(),
@@ -726,13 +711,7 @@ impl<'a> Builder<'a> {
     ) -> Result<(), PlanError> {
         let here = scope.printed_subgraph()?.to_string();
         let entity = self.entity(type_name)?;
-        let given = || {
-            entity
-                .keys
-                .iter()
-                .filter(|k| k.graph == hop.graph)
-                .find(|k| k.fields.iter().all(|i| self.gives(scope, type_name, i)))
-        };
+        let given = || self.given_key(scope, type_name, entity, &hop.graph);
         // An assembled key travels with the assembled fields.
         let (key, mut items) = match hop.key {
             Some(key) => (key, Vec::new()),
@@ -1116,6 +1095,20 @@ impl<'a> Builder<'a> {
             }
         }
         Ok(())
+    }
+
+    /// A key by which `graph` resolves `entity` that the scope's objects give.
+    fn given_key(
+        &self,
+        scope: Scope<'_>,
+        type_name: &Name,
+        entity: &'a FederatedType,
+        graph: &str,
+    ) -> Option<&'a EntityKey> {
+        entity
+            .keys
+            .iter()
+            .find(|k| k.graph == graph && k.fields.iter().all(|i| self.gives(scope, type_name, i)))
     }
 
     fn entity(&self, type_name: &Name) -> Result<&'a FederatedType, PlanError> {
